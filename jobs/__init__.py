@@ -1,0 +1,1 @@
+"""The Click commands of lf-bulk: one module per command group."""

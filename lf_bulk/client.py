@@ -1,0 +1,228 @@
+"""The Linksfield Topup API client: one method per endpoint, on httpx.
+
+The transport is the seam: tests pass `httpx.MockTransport`, cassettes or a real sandbox URL. Every
+request is paced by a shared `RequestPacer`, retried per `RetryPolicy`, and turned into model objects
+or a typed error from `lf_bulk.errors` by the wire profile.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from lf_bulk import errors, wire
+from lf_bulk.models import AsyncResult, Group, MemberPage, Operation, Order, Submission
+from lf_bulk.pacing import RequestPacer
+from lf_bulk.retrying import RetryPolicy, call_with_retries
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+RAW_BODY_QUOTE_LIMIT = 300
+
+
+class LinksfieldClient:
+    def __init__(
+        self,
+        base_url: str,
+        partner_code: str,
+        *,
+        profile: wire.WireProfile = wire.CONTRACT_V1,
+        transport: httpx.BaseTransport | None = None,
+        pacer: RequestPacer | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        verify_tls: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.partner_code = partner_code
+        self.profile = profile
+        self.pacer = pacer or RequestPacer()
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=timeout,
+            verify=verify_tls,
+            headers=dict(profile.headers),
+        )
+
+    def __enter__(self) -> LinksfieldClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------ endpoints
+
+    def list_groups(self) -> list[Group]:
+        return wire.parse_groups(self._call(self.profile.groups))
+
+    def member_page(self, group_id: str, page_no: int, page_size: int) -> MemberPage:
+        data = self._call(
+            self.profile.members,
+            path_params={"group_id": group_id},
+            params=wire.member_page_params(page_no, page_size),
+        )
+        return wire.parse_member_page(data)
+
+    def iter_member_pages(self, group_id: str, page_size: int | None = None) -> Iterator[MemberPage]:
+        """Every page until the server's own total says we are past the end.
+
+        Membership can change between pages, so a short page is not taken as the end by itself.
+        """
+        size = min(page_size or self.profile.max_page_size, self.profile.max_page_size)
+        page_no = 1
+        while True:
+            page = self.member_page(group_id, page_no, size)
+            yield page
+            if page_no * size >= page.total or (not page.iccids and page_no > 1):
+                return
+            page_no += 1
+
+    def list_members(
+        self,
+        group_id: str,
+        *,
+        page_size: int | None = None,
+        on_page: Callable[[MemberPage], None] | None = None,
+    ) -> list[str]:
+        seen: dict[str, None] = {}
+        for page in self.iter_member_pages(group_id, page_size):
+            seen.update(dict.fromkeys(page.iccids))
+            if on_page:
+                on_page(page)
+        return sorted(seen)
+
+    def submit(self, operation: Operation, group_id: str, iccids: Sequence[str]) -> Submission:
+        endpoint = self.profile.add if operation is Operation.ADD else self.profile.remove
+        data = self._call(
+            endpoint, path_params={"group_id": group_id}, params=wire.iccid_params(iccids)
+        )
+        return wire.parse_submission(data)
+
+    def add_sims(self, group_id: str, iccids: Sequence[str]) -> Submission:
+        return self.submit(Operation.ADD, group_id, iccids)
+
+    def remove_sims(self, group_id: str, iccids: Sequence[str]) -> Submission:
+        return self.submit(Operation.REMOVE, group_id, iccids)
+
+    def async_result(self, request_id: str) -> AsyncResult:
+        data = self._call(self.profile.async_result, path_params={"request_id": request_id})
+        return wire.parse_async_result(data)
+
+    def find_orders(self, key_kind: str, key: str) -> list[Order]:
+        """Orders for one key; `key_kind` is one of `wire.ORDER_KEYS`. Not found gives []."""
+        if key_kind not in wire.ORDER_KEYS:
+            raise ValueError(f"unknown order key kind {key_kind!r}")
+        try:
+            return wire.parse_orders(self._call(self.profile.order, params={key_kind: key}))
+        except errors.OrderNotFound:
+            return []
+
+    # ------------------------------------------------------------ plumbing
+
+    def _call(
+        self,
+        endpoint: wire.Endpoint,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        request = wire.build_request(
+            self.profile, endpoint, self.partner_code, path_params=path_params, params=params
+        )
+
+        def attempt() -> Any:
+            with self.pacer.slot():
+                return self._send_once(request)
+
+        def on_retry(error: BaseException, wait: float) -> None:
+            log.info("%s %s: %s; retrying in %.1fs", request.method, request.path, error, wait)
+
+        return call_with_retries(
+            attempt, self.retry, sleep=self._sleep, on_retry=on_retry, rng=self._rng
+        )
+
+    def _send_once(self, request: wire.WireRequest) -> Any:
+        log.debug("%s %s", request.method, request.path)
+        try:
+            response = self._http.request(
+                request.method, request.path, params=request.query, json=request.body
+            )
+        except httpx.TimeoutException as exc:
+            raise errors.TransportError(f"{self.base_url}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _transport_error(self.base_url, exc) from None
+        return self._interpret(response, request)
+
+    def _interpret(self, response: httpx.Response, request: wire.WireRequest) -> Any:
+        body = wire.decode_json(response.text)
+        envelope = wire.parse_envelope(body)
+        if envelope is None:
+            snippet = self._redacted(response.text, request)
+            if response.status_code >= 400:
+                raise errors.HttpStatusError(
+                    response.status_code,
+                    f"HTTP {response.status_code} from {self.base_url}: {snippet}",
+                )
+            raise errors.EnvelopeError(f"unrecognised answer from {self.base_url}: {snippet}")
+        if envelope.ok:
+            return envelope.data
+        retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+        if response.status_code == 429 and retry_after is not None:
+            self.pacer.hold_off(retry_after)
+        raise wire.business_error(envelope, http_status=response.status_code, retry_after=retry_after)
+
+    def _redacted(self, text: str, request: wire.WireRequest) -> str:
+        sent = request.query or request.body or {}
+        text = " ".join(text.split())[:RAW_BODY_QUOTE_LIMIT]
+        return redact(text, [self.partner_code, str(sent.get("sign", ""))])
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _transport_error(base_url: str, exc: httpx.TransportError) -> errors.TransportError:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return errors.TlsError(
+                f"{base_url}: the server's TLS certificate could not be verified "
+                f"({cause.verify_message}). Check the URL, or the machine's CA certificates."
+            )
+        cause = cause.__cause__ or cause.__context__
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return errors.TlsError(f"{base_url}: the server's TLS certificate could not be verified")
+    return errors.TransportError(f"{base_url}: {type(exc).__name__}: {exc or 'connection failed'}")
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

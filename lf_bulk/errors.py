@@ -1,0 +1,192 @@
+"""Every error lf-bulk raises on purpose, as one tree.
+
+    LfBulkError                  anything the tool expects and can explain
+    ├── ConfigError              a setting is missing or wrong (exit 1)
+    ├── InputError               a bad input file or argument; nothing was sent (exit 2)
+    │   └── InvalidRowsError     some rows failed validation; carries the rows and their reasons
+    ├── PlanRefused              a plan is larger than the user allowed (exit 2)
+    ├── JournalError             the run journal cannot be used
+    │   ├── RunNotFound          no run with that id
+    │   └── RunLocked            another process drives that run or those groups (exit 1)
+    └── ApiError                 talking to the Linksfield API failed
+        ├── TransportError       no usable HTTP answer: timeout, refused, reset (retryable)
+        │   └── TlsError         certificate verification failed (never retried)
+        ├── HttpStatusError      an HTTP error status with no recognisable envelope (5xx retryable)
+        ├── EnvelopeError        a 2xx body that none of the known envelopes fit
+        └── BusinessError        the envelope carried an error code (see `wire.py` for codes)
+            ├── InvalidParameter     1001
+            ├── UnknownPartner       1002
+            ├── SignatureRejected    1003
+            ├── GroupNotFound        1004
+            ├── TooManyIccids        1005, with `max_iccids`
+            ├── RequestIdUnknown     1006
+            ├── OrderNotFound        1007
+            ├── RateLimited          1429, with `retry_after` (retryable)
+            └── ServerError          1500 (retryable)
+
+`is_retryable` is the one place that decides what a retry may follow.
+The CLI turns each of these into a message and an exit code in `jobs/errors.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class LfBulkError(Exception):
+    """Base of every error lf-bulk raises on purpose."""
+
+
+class ConfigError(LfBulkError):
+    pass
+
+
+class InputError(LfBulkError):
+    """A bad input file: `path`, `sheet` and `row` say where, when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        sheet: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        self.path = path
+        self.sheet = sheet
+        self.row = row
+        where = [part for part in (path, f"sheet {sheet!r}" if sheet else None) if part]
+        if row is not None:
+            where.append(f"row {row}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    row: int
+    value: str
+    reason: str
+
+
+class InvalidRowsError(InputError):
+    """Validation rejected rows and the user did not ask to skip them."""
+
+    def __init__(self, path: str, rows: list[RejectedRow], report_path: str | None = None) -> None:
+        self.rows = rows
+        self.report_path = report_path
+        shown = "; ".join(f"row {r.row}: {r.reason} ({r.value!r})" for r in rows[:10])
+        more = f"; and {len(rows) - 10} more" if len(rows) > 10 else ""
+        super().__init__(f"{len(rows)} invalid row(s): {shown}{more}", path=path)
+
+
+class PlanRefused(LfBulkError):
+    pass
+
+
+class JournalError(LfBulkError):
+    pass
+
+
+class RunNotFound(JournalError):
+    pass
+
+
+class RunLocked(JournalError):
+    pass
+
+
+class ApiError(LfBulkError):
+    pass
+
+
+class TransportError(ApiError):
+    pass
+
+
+class TlsError(TransportError):
+    pass
+
+
+class HttpStatusError(ApiError):
+    def __init__(self, status_code: int, message: str) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class EnvelopeError(ApiError):
+    pass
+
+
+class BusinessError(ApiError):
+    """The API answered with an error code in its envelope."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        data: Any = None,
+        http_status: int = 200,
+    ) -> None:
+        self.code = code
+        self.api_message = message
+        self.data = data
+        self.http_status = http_status
+        super().__init__(f"API error {code}: {message}")
+
+
+class InvalidParameter(BusinessError):
+    pass
+
+
+class UnknownPartner(BusinessError):
+    pass
+
+
+class SignatureRejected(BusinessError):
+    pass
+
+
+class GroupNotFound(BusinessError):
+    pass
+
+
+class TooManyIccids(BusinessError):
+    @property
+    def max_iccids(self) -> int | None:
+        if isinstance(self.data, dict):
+            value = self.data.get("max_iccids")
+            if isinstance(value, int | str) and str(value).isdigit():
+                return int(value)
+        return None
+
+
+class RequestIdUnknown(BusinessError):
+    pass
+
+
+class OrderNotFound(BusinessError):
+    pass
+
+
+class RateLimited(BusinessError):
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(BusinessError):
+    pass
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a request that raised `error` may be sent again unchanged."""
+    if isinstance(error, TlsError):
+        return False
+    if isinstance(error, TransportError | RateLimited | ServerError):
+        return True
+    if isinstance(error, HttpStatusError):
+        return error.status_code == 429 or error.status_code >= 500
+    return False

@@ -1,0 +1,103 @@
+"""What the API talks about, as plain typed values (independent of how the wire spells it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    bundle_id: str
+    bundle_name: str
+    data_mb: int | None = None
+    validity_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    group_id: str
+    group_name: str
+    sim_count: int
+    bundles: tuple[Bundle, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    group_id: str
+    total: int
+    page_no: int
+    page_size: int
+    iccids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The synchronous answer to add/remove: the work itself happens later."""
+
+    request_id: str
+    accepted: int
+
+
+class Operation(StrEnum):
+    ADD = "ADD"
+    REMOVE = "REMOVE"
+
+
+class OpStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (OpStatus.PENDING, OpStatus.PROCESSING)
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    iccid: str
+    succeeded: bool
+    reason_code: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncResult:
+    request_id: str
+    operation: Operation
+    group_id: str
+    status: OpStatus
+    total: int
+    succeeded: int
+    failed: int
+    results: tuple[SimResult, ...] = ()
+    created_at: str = ""
+    finished_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order. Times stay as the API text; `orders.py` reads them in the time zone setting."""
+
+    order_id: str
+    purchase_order_id: str
+    sim_id: str
+    bundle_id: str
+    bundle_name: str
+    periods: int | None
+    amount: Decimal | None
+    currency: str
+    pay_status: str
+    pay_type: str
+    pay_id: str
+    created_at: str
+    paid_at: str
+    start_time: str
+    expire_time: str
+    auto_renewal: str
+    extra: Mapping[str, object] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The embedded Linksfield sandbox: a real HTTP server speaking API contract v1."""

@@ -1,0 +1,373 @@
+"""The wire profile: every detail of the Linksfield API that this project *assumes*.
+
+Linksfield documents the paths, the global parameters and the signature (see `signing.py`). The
+request and response tables were not available, so the rest (field names, envelope, error codes,
+whether path parameters are signed, page sizes) is "contract v1" from `shared/linksfield-api.md`.
+Everything assumed lives here, so that a real UAT account can correct it in one place. The sandbox
+speaks the same profile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from lf_bulk import errors
+from lf_bulk.models import (
+    AsyncResult,
+    Bundle,
+    Group,
+    MemberPage,
+    Operation,
+    OpStatus,
+    Order,
+    SimResult,
+    Submission,
+)
+from lf_bulk.signing import SIGN_FIELD, sign
+
+CODE_OK = "0000"
+CODE_INVALID_PARAMETER = "1001"
+CODE_UNKNOWN_PARTNER = "1002"
+CODE_BAD_SIGNATURE = "1003"
+CODE_GROUP_NOT_FOUND = "1004"
+CODE_TOO_MANY_ICCIDS = "1005"
+CODE_REQUEST_ID_UNKNOWN = "1006"
+CODE_ORDER_NOT_FOUND = "1007"
+CODE_RATE_LIMITED = "1429"
+CODE_INTERNAL = "1500"
+
+ERROR_CLASSES: Mapping[str, type[errors.BusinessError]] = {
+    CODE_INVALID_PARAMETER: errors.InvalidParameter,
+    CODE_UNKNOWN_PARTNER: errors.UnknownPartner,
+    CODE_BAD_SIGNATURE: errors.SignatureRejected,
+    CODE_GROUP_NOT_FOUND: errors.GroupNotFound,
+    CODE_TOO_MANY_ICCIDS: errors.TooManyIccids,
+    CODE_REQUEST_ID_UNKNOWN: errors.RequestIdUnknown,
+    CODE_ORDER_NOT_FOUND: errors.OrderNotFound,
+    CODE_RATE_LIMITED: errors.RateLimited,
+    CODE_INTERNAL: errors.ServerError,
+}
+
+# The HTTP status the sandbox pairs with each code (contract v1 table).
+HTTP_STATUS_OF_CODE: Mapping[str, int] = {
+    CODE_BAD_SIGNATURE: 403,
+    CODE_RATE_LIMITED: 429,
+    CODE_INTERNAL: 500,
+}
+
+# Per-SIM reason codes in async results.
+REASON_SIM_NOT_FOUND = "SIM_NOT_FOUND"
+REASON_SIM_NOT_OWNED = "SIM_NOT_OWNED"
+REASON_ALREADY_IN_GROUP = "ALREADY_IN_GROUP"
+REASON_NOT_IN_GROUP = "NOT_IN_GROUP"
+REASON_IN_OTHER_GROUP = "IN_OTHER_GROUP"
+REASON_SIM_LOCKED = "SIM_LOCKED"
+REASON_INTERNAL = "INTERNAL"
+RETRYABLE_REASONS = frozenset({REASON_SIM_LOCKED, REASON_INTERNAL})
+
+ORDER_KEYS = ("purchase_order_id", "order_id", "sim_id")  # documented lookup precedence
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
+
+
+@dataclass(frozen=True)
+class WireProfile:
+    name: str = "contract-v1"
+    version: str = "3.0"
+    groups: Endpoint = Endpoint("GET", "/mall/bundle-groups/bundles")
+    members: Endpoint = Endpoint("GET", "/mall/bundle-groups/{group_id}/sims")
+    add: Endpoint = Endpoint("POST", "/mall/bundle-groups/{group_id}/sims")
+    remove: Endpoint = Endpoint("DELETE", "/mall/bundle-groups/{group_id}/sims")
+    async_result: Endpoint = Endpoint("GET", "/async-result/{request_id}")
+    order: Endpoint = Endpoint("GET", "/mall/order")
+    # The global rule says path parameters are signed; the GET pages mention only the query string.
+    sign_path_params: bool = True
+    max_page_size: int = 1000
+    default_max_iccids: int = 500
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: {"Content-Type": "application/json", "Accept-Language": "en-US"}
+    )
+
+
+CONTRACT_V1 = WireProfile()
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    method: str
+    path: str
+    query: dict[str, str] | None
+    body: dict[str, Any] | None
+
+
+def build_request(
+    profile: WireProfile,
+    endpoint: Endpoint,
+    partner_code: str,
+    *,
+    path_params: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> WireRequest:
+    """Fill in the global parameters and the signature, GET in the query and others in the body."""
+    path_params = dict(path_params or {})
+    sent: dict[str, Any] = {
+        "partnerCode": partner_code,
+        "version": profile.version,
+        **{k: _as_sent(v) for k, v in (params or {}).items() if v is not None and v != ""},
+    }
+    signed = {**sent, **path_params} if profile.sign_path_params else sent
+    sent[SIGN_FIELD] = sign(signed)
+    path = endpoint.path.format(**path_params)
+    if endpoint.method == "GET":
+        return WireRequest(endpoint.method, path, {k: str(v) for k, v in sent.items()}, None)
+    return WireRequest(endpoint.method, path, None, sent)
+
+
+def _as_sent(value: Any) -> Any:
+    # The documented examples send every scalar as a JSON string.
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def signed_params(
+    profile: WireProfile, params: Mapping[str, Any], path_params: Mapping[str, str]
+) -> dict[str, Any]:
+    """What a server hashes to check a request's `sign` (the other side of build_request)."""
+    return {**params, **path_params} if profile.sign_path_params else dict(params)
+
+
+# ---------------------------------------------------------------- envelopes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    ok: bool
+    code: str
+    message: str
+    data: Any
+
+
+def parse_envelope(body: Any) -> Envelope | None:
+    """Recognise the canonical envelope and the two that other Linksfield APIs use."""
+    if not isinstance(body, dict):
+        return None
+    if "code" in body and isinstance(body["code"], str | int):
+        code = str(body["code"])
+        return Envelope(code == CODE_OK, code, str(body.get("message", "")), body.get("data"))
+    status = body.get("status")
+    if isinstance(status, dict) and "code" in status:
+        code = str(status["code"])
+        message = str(status.get("message", ""))
+        return Envelope(code == "CB-00-0000", code, message, body.get("data"))
+    if "operateCode" in body:
+        code = str(body["operateCode"])
+        return Envelope(code == "S", code, str(body.get("message", "")), body.get("data"))
+    return None
+
+
+def make_envelope(code: str, message: str, data: Any = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "data": data}
+
+
+def business_error(
+    envelope: Envelope, *, http_status: int, retry_after: float | None
+) -> errors.BusinessError:
+    cls = ERROR_CLASSES.get(envelope.code, errors.BusinessError)
+    if cls is errors.RateLimited:
+        return errors.RateLimited(
+            envelope.code,
+            envelope.message,
+            data=envelope.data,
+            http_status=http_status,
+            retry_after=retry_after,
+        )
+    return cls(envelope.code, envelope.message, data=envelope.data, http_status=http_status)
+
+
+def decode_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- response data
+
+
+def _require_dict(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise errors.EnvelopeError(f"{what}: expected an object in 'data', got {kind}")
+    return data
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _opt_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_groups(data: Any) -> list[Group]:
+    if not isinstance(data, list):
+        raise errors.EnvelopeError("groups: expected a list in 'data'")
+    groups = []
+    for item in data:
+        item = _require_dict(item, "groups")
+        bundles = tuple(
+            Bundle(
+                bundle_id=str(b.get("bundle_id", "")),
+                bundle_name=str(b.get("bundle_name", "")),
+                data_mb=_opt_int(b.get("data_mb")),
+                validity_days=_opt_int(b.get("validity_days")),
+            )
+            for b in item.get("bundles") or []
+            if isinstance(b, dict)
+        )
+        groups.append(
+            Group(
+                group_id=str(item.get("group_id", "")),
+                group_name=str(item.get("group_name", "")),
+                sim_count=_int(item.get("sim_count")),
+                bundles=bundles,
+            )
+        )
+    return groups
+
+
+def member_page_params(page_no: int, page_size: int) -> dict[str, int]:
+    return {"page_no": page_no, "page_size": page_size}
+
+
+def parse_member_page(data: Any) -> MemberPage:
+    data = _require_dict(data, "members")
+    return MemberPage(
+        group_id=str(data.get("group_id", "")),
+        total=_int(data.get("total")),
+        page_no=_int(data.get("page_no"), 1),
+        page_size=_int(data.get("page_size"), 0),
+        iccids=tuple(str(i) for i in data.get("iccids") or []),
+    )
+
+
+def iccid_params(iccids: Sequence[str]) -> dict[str, list[str]]:
+    return {"iccids": list(iccids)}
+
+
+def parse_submission(data: Any) -> Submission:
+    data = _require_dict(data, "submission")
+    request_id = str(data.get("request_id") or "")
+    if not request_id:
+        raise errors.EnvelopeError("submission: the answer has no request_id")
+    return Submission(request_id=request_id, accepted=_int(data.get("accepted")))
+
+
+def parse_async_result(data: Any) -> AsyncResult:
+    data = _require_dict(data, "async result")
+    try:
+        status = OpStatus(str(data.get("status", "")).upper())
+        operation = Operation(str(data.get("operation", "")).upper())
+    except ValueError as exc:
+        raise errors.EnvelopeError(f"async result: {exc}") from None
+    results = tuple(
+        SimResult(
+            iccid=str(r.get("iccid", "")),
+            succeeded=str(r.get("status", "")).upper() == "SUCCESS",
+            reason_code=str(r.get("reason_code") or ""),
+            reason=str(r.get("reason") or ""),
+        )
+        for r in data.get("results") or []
+        if isinstance(r, dict)
+    )
+    return AsyncResult(
+        request_id=str(data.get("request_id", "")),
+        operation=operation,
+        group_id=str(data.get("group_id", "")),
+        status=status,
+        total=_int(data.get("total")),
+        succeeded=_int(data.get("succeeded")),
+        failed=_int(data.get("failed")),
+        results=results,
+        created_at=str(data.get("created_at") or ""),
+        finished_at=str(data.get("finished_at") or ""),
+    )
+
+
+ORDER_FIELDS = (
+    "order_id",
+    "purchase_order_id",
+    "sim_id",
+    "bundle_id",
+    "bundle_name",
+    "periods",
+    "amount",
+    "currency",
+    "pay_status",
+    "pay_type",
+    "pay_id",
+    "created_at",
+    "paid_at",
+    "start_time",
+    "expire_time",
+    "auto_renewal",
+)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        # A float amount has already lost exactness on the wire; keep its shortest repr.
+        value = repr(value)
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise errors.EnvelopeError(f"order: amount {value!r} is not a decimal") from None
+
+
+def parse_order(item: Any) -> Order:
+    item = _require_dict(item, "order")
+    text = {k: "" if item.get(k) is None else str(item.get(k)) for k in ORDER_FIELDS}
+    return Order(
+        order_id=text["order_id"],
+        purchase_order_id=text["purchase_order_id"],
+        sim_id=text["sim_id"],
+        bundle_id=text["bundle_id"],
+        bundle_name=text["bundle_name"],
+        periods=_opt_int(item.get("periods")),
+        amount=_decimal(item.get("amount")),
+        currency=text["currency"].upper(),
+        pay_status=text["pay_status"].upper(),
+        pay_type=text["pay_type"],
+        pay_id=text["pay_id"],
+        created_at=text["created_at"],
+        paid_at=text["paid_at"],
+        start_time=text["start_time"],
+        expire_time=text["expire_time"],
+        auto_renewal=text["auto_renewal"],
+        extra={k: v for k, v in item.items() if k not in ORDER_FIELDS},
+    )
+
+
+def parse_orders(data: Any) -> list[Order]:
+    data = _require_dict(data, "orders")
+    return [parse_order(o) for o in data.get("orders") or []]
