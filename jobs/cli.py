@@ -1,10 +1,147 @@
+"""The `lf-bulk` command: global options and settings, then one module per command group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import click
 
+from jobs.context import AppContext, configure_logging
+from jobs.doctor import doctor
+from jobs.errors import ErrorMappingGroup, to_click_exception
+from jobs.groups import groups
+from jobs.ops import ops
+from jobs.reconcile import reconcile
+from jobs.runs import runs
+from jobs.sandbox import sandbox
+from jobs.sims import sims
+from lf_bulk import __version__
+from lf_bulk.errors import ConfigError
+from lf_bulk.settings import DEFAULT_HOME, ENVIRONMENTS, Settings, load_config
 
-@click.group()
-def cli() -> None:
-    """Bulk management of Linksfield SIM bundle groups."""
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def main() -> None:
-    cli()
+def _read_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    # Eager, so the file's values become defaults before the other options are read: flags and
+    # environment variables still win over it.
+    try:
+        config = load_config(value)
+    except ConfigError as error:
+        raise to_click_exception(error) from None
+    if config:
+        ctx.default_map = {**config, **(ctx.default_map or {})}
+    return value
+
+
+@click.group(cls=ErrorMappingGroup, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LF_BULK_CONFIG",
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config,
+    help="TOML config file [default: ./lf-bulk.toml, then ~/.config/lf-bulk/config.toml].",
+)
+@click.option(
+    "--env",
+    type=click.Choice(ENVIRONMENTS),
+    default="sandbox",
+    envvar="LF_BULK_ENV",
+    show_default=True,
+    help="Which API: the embedded simulator, Linksfield UAT, or production.",
+)
+@click.option("--base-url", envvar="LF_BULK_BASE_URL", help="Override the environment's URL.")
+@click.option(
+    "--partner-code",
+    envvar="LF_BULK_PARTNER_CODE",
+    help="Partner code issued by Linksfield (required for uat and prod).",
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="LF_BULK_HOME",
+    default=DEFAULT_HOME,
+    show_default=True,
+    help="Where the run journal and the sandbox state live.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Requests per second at most (polling included).",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 32),
+    default=3,
+    show_default=True,
+    help="Requests in flight at most.",
+)
+@click.option(
+    "--retry-deadline",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    help="Give up retrying one request after this many seconds.",
+)
+@click.option(
+    "--sandbox-faults",
+    envvar="LF_BULK_SANDBOX_FAULTS",
+    hidden=True,
+    help="Fault spec for the in-process sandbox (testing).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only data and report paths on stdout; errors.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.version_option(__version__, prog_name="lf-bulk")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    env: str,
+    base_url: str | None,
+    partner_code: str | None,
+    home: Path,
+    rate: float,
+    max_in_flight: int,
+    retry_deadline: float,
+    sandbox_faults: str | None,
+    verbose: int,
+    quiet: bool,
+    no_progress: bool,
+) -> None:
+    """Manage Linksfield SIM bundle groups in bulk: add, remove, reconcile, export orders.
+
+    Settings come from flags, then LF_BULK_* environment variables, then the config file.
+    Exit codes: 0 done, 1 fatal, 2 bad input (nothing sent), 3 some ICCIDs failed,
+    4 drift found and not applied, 5 not finished (resume with `runs wait`/`runs resume`).
+    """
+    verbosity = -1 if quiet else verbose
+    configure_logging(verbosity)
+    settings = Settings(
+        env=env,
+        base_url=base_url,
+        partner_code=partner_code,
+        home=home,
+        rate_per_second=rate,
+        max_in_flight=max_in_flight,
+        retry_deadline=retry_deadline,
+        sandbox_faults=sandbox_faults,
+    )
+    ctx.obj = AppContext(settings=settings, verbosity=verbosity, show_progress=not no_progress)
+    if ctx.invoked_subcommand not in ("sandbox", None):
+        try:
+            settings.validate()
+        except ConfigError as error:
+            raise to_click_exception(error) from None
+
+
+for command in (groups, sims, runs, reconcile, ops, doctor, sandbox):
+    cli.add_command(command)
+
+
+def main(args: list[str] | None = None) -> Any:
+    return cli.main(args=args, prog_name="lf-bulk")

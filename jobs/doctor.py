@@ -1,0 +1,42 @@
+"""`lf-bulk doctor`: is this machine set up to talk to the API?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+
+from jobs.context import AppContext, pass_app
+from jobs.errors import JobExit
+from lf_bulk import errors
+from lf_bulk.doctor import Check, run_checks
+from lf_bulk.exitcodes import ExitCode
+
+
+@dataclass
+class _Line:
+    check: Check
+
+    def __str__(self) -> str:
+        mark = "ok  " if self.check.passed else "FAIL"
+        return f"{mark} {self.check.name:<12} {self.check.detail}"
+
+
+@click.command()
+@pass_app
+def doctor(app: AppContext) -> None:
+    """Check config, clock, reachability, signature and envelope; exit 0 only if all pass."""
+    settings = app.settings
+    click.echo(f"env          {settings.env}")
+    click.echo(f"partner code {settings.masked_partner_code or '(sandbox default)'}")
+    try:
+        session = app.session()
+    except errors.LfBulkError as error:
+        click.echo(f"FAIL start        {error}")
+        raise JobExit(ExitCode.FATAL) from None
+    click.echo(f"base URL     {session.base_url}")
+    checks = run_checks(session.client)
+    for check in checks:
+        click.echo(str(_Line(check)))
+    if not all(c.passed for c in checks):
+        raise JobExit(ExitCode.FATAL)

@@ -1,0 +1,102 @@
+"""Driving a journaled run from a command: lock, progress bars, engine, reports, exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from jobs.context import AppContext
+from jobs.errors import JobError, JobExit
+from jobs.progress import progress_bar
+from lf_bulk.bulk import write_reports
+from lf_bulk.engine import DriveResult, EngineOptions, Progress, RunDriver, RunStopped
+from lf_bulk.exitcodes import ExitCode
+from lf_bulk.journal import Journal, RunRecord
+from lf_bulk.locking import exclusive
+
+JOURNAL_FILE = "journal.db"
+
+
+def open_journal(app: AppContext) -> Journal:
+    journal = Journal(app.settings.home / JOURNAL_FILE)
+    click.get_current_context().call_on_close(journal.close)
+    return journal
+
+
+def endpoint_of(app: AppContext) -> str:
+    settings = app.settings
+    return f"{settings.env} {settings.base_url or ''}".strip()
+
+
+def check_same_endpoint(app: AppContext, run: RunRecord) -> None:
+    if run.endpoint and run.endpoint != endpoint_of(app):
+        env, _, url = run.endpoint.partition(" ")
+        hint = f"--env {env}" + (f" --base-url {url}" if url else "")
+        raise JobError(
+            f"run {run.run_id} was started against {run.endpoint!r}; continue it with {hint}",
+            ExitCode.BAD_INPUT,
+        )
+
+
+@contextmanager
+def _bars(app: AppContext, total: int) -> Iterator[Progress]:
+    with (
+        progress_bar(app, desc="submitted", total=total, unit="sim", position=0) as sent,
+        progress_bar(app, desc="finished ", total=total, unit="sim", position=1) as done,
+    ):
+        yield Progress(submitted=sent.update, finished=done.update)
+
+
+def drive_and_report(
+    app: AppContext, journal: Journal, run_id: str, options: EngineOptions
+) -> tuple[DriveResult, Path]:
+    """Drive the run to its end (or a stop) and write its reports where the run started."""
+    run = journal.run(run_id)
+    check_same_endpoint(app, run)
+    app.info(f"run {run_id}")
+    with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}"):
+        client = app.session().client
+        try:
+            with _bars(app, run.valid) as progress:
+                result = RunDriver(
+                    journal, client, run_id, options=options, progress=progress
+                ).drive()
+        except RunStopped as error:
+            report_dir = write_reports(journal, journal.run(run_id), ExitCode.FATAL)
+            click.echo(str(report_dir))
+            raise JobError(str(error), ExitCode.FATAL) from None
+    return result, write_reports(journal, journal.run(run_id), result.exit_code)
+
+
+def drive_run(app: AppContext, journal: Journal, run_id: str, options: EngineOptions) -> None:
+    """Drive a run, print its report directory and what to do next, exit with its code."""
+    result, report_dir = drive_and_report(app, journal, run_id, options)
+    click.echo(str(report_dir))
+    app.info(summary_line(run_id, result.counts))
+    explain_result(run_id, result, report_dir)
+    raise JobExit(result.exit_code)
+
+
+def explain_result(run_id: str, result: DriveResult, report_dir: Path) -> None:
+    if result.exit_code == ExitCode.NOT_FINISHED:
+        why = {"no-wait": "submitted without waiting", "timeout": "timed out waiting"}.get(
+            result.stopped, result.stopped
+        )
+        click.echo(
+            f"run {run_id} is not finished ({why}); continue it with `lf-bulk runs wait {run_id}`",
+            err=True,
+        )
+    elif result.exit_code == ExitCode.SOME_FAILED:
+        click.echo(
+            f"run {run_id}: some ICCIDs failed, see {report_dir / 'items.csv'}; "
+            f"`lf-bulk runs retry {run_id}` re-sends the retryable ones",
+            err=True,
+        )
+
+
+def summary_line(run_id: str, counts: dict[str, int]) -> str:
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+    return f"run {run_id}: {parts or 'nothing to do'}"

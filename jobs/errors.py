@@ -1,0 +1,57 @@
+"""The one place where library errors become messages and exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from lf_bulk import errors
+from lf_bulk.exitcodes import ExitCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobError(click.ClickException):
+    def __init__(self, message: str, exit_code: int = ExitCode.FATAL) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class JobExit(click.exceptions.Exit):
+    """A finished job's exit code (0, 3, 4, 5) after its output is written."""
+
+
+def exit_code_for(error: errors.LfBulkError) -> ExitCode:
+    if isinstance(error, errors.InputError | errors.PlanRefused):
+        return ExitCode.BAD_INPUT
+    return ExitCode.FATAL
+
+
+def advice_for(error: errors.LfBulkError) -> str:
+    if isinstance(error, errors.SignatureRejected):
+        return " The server rejected the signature: check --partner-code and the wire profile."
+    if isinstance(error, errors.UnknownPartner):
+        return " The server does not know this partner code: check --partner-code and --env."
+    if isinstance(error, errors.TlsError):
+        return ""
+    if isinstance(error, errors.TransportError | errors.HttpStatusError):
+        return (
+            " The API could not be reached after retries: check --base-url/--env and the network."
+        )
+    return ""
+
+
+def to_click_exception(error: errors.LfBulkError) -> JobError:
+    return JobError(f"{error}{advice_for(error)}", exit_code_for(error))
+
+
+class ErrorMappingGroup(click.Group):
+    """A group whose commands' expected errors end as one clear line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.LfBulkError as error:
+            raise to_click_exception(error) from None

@@ -1,0 +1,74 @@
+"""`lf-bulk sandbox`: run the Linksfield API simulator as a standalone HTTP server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lf_bulk.sandbox.faults import FAULT_KEYS, FaultSpec
+from lf_bulk.sandbox.server import is_loopback, serve
+
+DEFAULT_STATE = Path(".lf-bulk") / "sandbox.db"
+NOTICE = "lf-bulk sandbox: a simulator of the Linksfield API; no real SIM card is touched."
+FAULTS_HELP = (
+    "Faults and limits as key=value pairs joined with commas, e.g. "
+    "'latency=50ms,5xx=0.3,429=0.1,drop=0.05,async=5-30s,seed=42'. "
+    f"Keys: {', '.join(FAULT_KEYS)}."
+)
+
+
+def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None) -> FaultSpec:
+    try:
+        return FaultSpec.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+@click.group()
+def sandbox() -> None:
+    """The embedded simulator of the Linksfield API (contract v1)."""
+
+
+@sandbox.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one).",
+)
+@click.option(
+    "--state",
+    "state_path",
+    default=DEFAULT_STATE,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite state file; created and seeded on first use, kept afterwards.",
+)
+@click.option("--faults", callback=_parse_faults, metavar="SPEC", help=FAULTS_HELP)
+@click.option("--sims", type=click.IntRange(min=100), hidden=True, help="World size for new state.")
+def serve_command(
+    host: str, port: int, state_path: Path, faults: FaultSpec, sims: int | None
+) -> None:
+    """Serve the simulated API until interrupted (Ctrl-C).
+
+    Point lf-bulk at it with --env uat --base-url URL --partner-code P000270.
+    """
+    click.echo(NOTICE, err=True)
+    if not is_loopback(host):
+        click.echo(
+            f"warning: listening on {host}, so other machines can reach this simulator",
+            err=True,
+        )
+
+    def announce(url: str) -> None:
+        click.echo(
+            f"listening on {url} (state: {state_path}, faults: {faults.describe()})", err=True
+        )
+
+    try:
+        serve(host, port, state_path, faults, sims=sims, on_ready=announce)
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the sandbox: {exc}") from None

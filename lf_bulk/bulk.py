@@ -1,0 +1,214 @@
+"""The bulk job as a library: from a validated input table to a journaled run, a dry-run plan,
+and the reports of a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.errors import InvalidRowsError, RejectedRow
+from lf_bulk.iccid import EXPLANATIONS, Reason
+from lf_bulk.journal import Journal, PlannedItem, RunRecord, new_run_id, utc_now
+from lf_bulk.models import Operation
+from lf_bulk.reports import ItemOutcome, RunSummary, write_run_report
+from lf_bulk.sources import InputTable
+
+DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
+
+
+@dataclass(frozen=True)
+class InputCounts:
+    input_rows: int
+    valid: int
+    invalid: int
+    duplicates: int
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.input_rows, self.valid, self.invalid, self.duplicates)
+
+
+def count_input(table: InputTable) -> InputCounts:
+    reasons = Counter(row.reason for row in table.rows)
+    duplicates = reasons.get(Reason.DUPLICATE, 0)
+    valid = reasons.get(None, 0)
+    return InputCounts(len(table.rows), valid, len(table.rows) - valid - duplicates, duplicates)
+
+
+def planned_items(table: InputTable, operation: Operation, group_id: str) -> list[PlannedItem]:
+    """One item per input row; rows that will never be sent carry their outcome already."""
+    items = []
+    for row in table.rows:
+        if row.reason is None:
+            items.append(PlannedItem(row.row, row.iccid, operation, group_id))
+        else:
+            outcome = "duplicate" if row.reason is Reason.DUPLICATE else "invalid"
+            items.append(
+                PlannedItem(
+                    row.row,
+                    row.iccid or row.raw,
+                    operation,
+                    group_id,
+                    outcome=outcome,
+                    reason_code=str(row.reason),
+                    reason=EXPLANATIONS[row.reason],
+                )
+            )
+    return items
+
+
+def rejected_rows(table: InputTable) -> list[RejectedRow]:
+    return [
+        RejectedRow(row.row, row.raw, str(row.reason))
+        for row in table.rows
+        if row.reason is not None
+    ]
+
+
+def report_dir_for(run_id: str, requested: Path | None) -> Path:
+    return (requested or DEFAULT_REPORT_ROOT / run_id).absolute()
+
+
+def refuse_invalid(
+    table: InputTable, operation: Operation, group_id: str, report_dir: Path, run_id: str
+) -> InvalidRowsError:
+    """Write the report of an input that cannot be sent, and the error that says why."""
+    counts = count_input(table)
+    items = [
+        ItemOutcome(p.row, p.iccid, p.outcome or "pending", p.reason_code, p.reason)
+        for p in planned_items(table, operation, group_id)
+        if p.outcome
+    ]
+    summary = RunSummary(
+        run_id=run_id,
+        operation=str(operation),
+        group_id=group_id,
+        input_rows=counts.input_rows,
+        valid=counts.valid,
+        invalid=counts.invalid,
+        duplicates=counts.duplicates,
+        batches=0,
+        outcomes={},
+        started_at=utc_now(),
+        finished_at=utc_now(),
+        exit_code=2,
+    )
+    write_run_report(report_dir, items, summary)
+    return InvalidRowsError(table.source, rejected_rows(table), str(report_dir))
+
+
+def start_run(
+    journal: Journal,
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    *,
+    batch_size: int,
+    report_dir: Path | None,
+    endpoint: str,
+    kind: str = "sims",
+) -> str:
+    run_id = new_run_id()
+    return journal.create_run(
+        run_id=run_id,
+        kind=kind,
+        operation=str(operation),
+        group_id=group_id,
+        items=planned_items(table, operation, group_id),
+        batch_size=batch_size,
+        source=table.source,
+        report_dir=str(report_dir_for(run_id, report_dir)),
+        endpoint=endpoint,
+        counts=count_input(table).as_tuple(),
+    )
+
+
+@dataclass(frozen=True)
+class DryRunPlan:
+    counts: InputCounts
+    batches: int
+    goal_already_met: int
+    to_change: int
+    members_before: int
+
+
+def dry_run_plan(
+    client: LinksfieldClient,
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    batch_size: int,
+) -> DryRunPlan:
+    """What a run would do, from read-only calls only."""
+    members = set(client.list_members(group_id))
+    valid = [row.iccid for row in table.rows if row.reason is None]
+    adding = operation is Operation.ADD
+    met = sum(1 for iccid in valid if (iccid in members) == adding)
+    return DryRunPlan(
+        counts=count_input(table),
+        batches=-(-len(valid) // batch_size),
+        goal_already_met=met,
+        to_change=len(valid) - met,
+        members_before=len(members),
+    )
+
+
+def write_dry_run_report(
+    report_dir: Path,
+    run_id: str,
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    plan: DryRunPlan,
+) -> Path:
+    items = [
+        ItemOutcome(p.row, p.iccid, p.outcome or "pending", p.reason_code, p.reason)
+        for p in planned_items(table, operation, group_id)
+    ]
+    summary = RunSummary(
+        run_id=run_id,
+        operation=str(operation),
+        group_id=group_id,
+        input_rows=plan.counts.input_rows,
+        valid=plan.counts.valid,
+        invalid=plan.counts.invalid,
+        duplicates=plan.counts.duplicates,
+        batches=plan.batches,
+        outcomes={},
+        started_at=utc_now(),
+        finished_at=utc_now(),
+        exit_code=0,
+    )
+    extra = [
+        ("dry run", "yes: nothing was sent"),
+        ("members before", plan.members_before),
+        ("goal already met", plan.goal_already_met),
+        ("to change", plan.to_change),
+    ]
+    return write_run_report(report_dir, items, summary, extra_facts=extra)
+
+
+def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
+    """The run's reports as the journal has them now, in the directory the run started with."""
+    items = [
+        ItemOutcome(i.row, i.iccid, i.outcome or "pending", i.reason_code, i.reason, i.request_id)
+        for i in journal.items(run.run_id)
+    ]
+    run = journal.run(run.run_id)
+    sent_batches = [b for b in journal.batches(run.run_id) if b.request_id]
+    summary = RunSummary(
+        run_id=run.run_id,
+        operation=run.operation,
+        group_id=run.group_id,
+        input_rows=run.input_rows,
+        valid=run.valid,
+        invalid=run.invalid,
+        duplicates=run.duplicates,
+        batches=len(sent_batches),
+        outcomes=journal.outcome_counts(run.run_id),
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        exit_code=exit_code,
+    )
+    return write_run_report(Path(run.report_dir), items, summary)

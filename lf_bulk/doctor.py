@@ -1,0 +1,58 @@
+"""Set-up checks: reachability, signature, envelope and clock, each a pass or a reason."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from lf_bulk import errors
+from lf_bulk.client import LinksfieldClient
+
+MAX_CLOCK_SKEW_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def run_checks(client: LinksfieldClient) -> list[Check]:
+    checks = [_clock(client)]
+    try:
+        groups = client.list_groups()
+    except errors.TransportError as error:
+        return [*checks, Check("reachable", False, str(error))]
+    except errors.SignatureRejected as error:
+        return [*checks, Check("reachable", True, "answered"), Check("signature", False, str(error))]
+    except errors.EnvelopeError as error:
+        return [
+            *checks,
+            Check("reachable", True, "answered"),
+            Check("envelope", False, str(error)),
+        ]
+    except errors.ApiError as error:
+        return [*checks, Check("reachable", False, str(error))]
+    return [
+        *checks,
+        Check("reachable", True, client.base_url),
+        Check("signature", True, "accepted"),
+        Check("envelope", True, f"recognised ({len(groups)} groups)"),
+    ]
+
+
+def _clock(client: LinksfieldClient) -> Check:
+    try:
+        response = httpx.head(client.base_url, timeout=10)
+    except httpx.HTTPError as error:
+        return Check("clock", False, f"could not read the server's time: {type(error).__name__}")
+    header = response.headers.get("Date")
+    if not header:
+        return Check("clock", True, "server sent no Date header; not checked")
+    skew = time.time() - email.utils.parsedate_to_datetime(header).timestamp()
+    passed = abs(skew) <= MAX_CLOCK_SKEW_SECONDS
+    return Check("clock", passed, f"local clock is {skew:+.0f}s from the server's")

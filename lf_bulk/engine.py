@@ -1,0 +1,424 @@
+"""Drive a journaled run to its end: send planned batches, poll request ids, retry what may.
+
+One thread (the caller's) owns the journal and makes every decision; a small pool does the network
+calls, all paced by the client's shared `RequestPacer`. Each state change is committed before the
+next call, so a crash at any point leaves a journal that `drive` can pick up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lf_bulk import errors, wire
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.exitcodes import ExitCode
+from lf_bulk.journal import (
+    FINAL,
+    FINISHED,
+    LOST,
+    NOT_FINISHED,
+    PLANNED,
+    RUNNING,
+    SENDING,
+    SUBMITTED,
+    BatchRecord,
+    Journal,
+    Outcome,
+)
+from lf_bulk.models import AsyncResult, Operation, Submission
+
+log = logging.getLogger(__name__)
+
+SUCCESS_OUTCOMES = frozenset({"added", "removed", "already_member", "not_member"})
+REASON_LOST = "LOST"
+REASON_REQUEST_EXPIRED = "REQUEST_EXPIRED"
+RETRYABLE_FAILURES = frozenset({*wire.RETRYABLE_REASONS, REASON_LOST, REASON_REQUEST_EXPIRED})
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    wait: bool = True
+    timeout: float | None = None
+    max_attempts: int = 6
+    retry_delay: float = 2.0
+    first_poll: float = 1.0
+    max_poll_interval: float = 30.0
+
+
+@dataclass
+class Progress:
+    """Callbacks for people watching; the engine works the same without them."""
+
+    submitted: Callable[[int], None] = lambda n: None
+    finished: Callable[[int], None] = lambda n: None
+
+
+@dataclass(frozen=True)
+class DriveResult:
+    exit_code: ExitCode
+    counts: dict[str, int]
+    stopped: str = ""  # why the run is not finished, when it is not
+
+
+class RunStopped(errors.LfBulkError):
+    """The run cannot go on now (API unreachable, group gone); the journal says how to resume."""
+
+
+def outcome_of(operation: str, succeeded: bool, reason_code: str, reason: str) -> Outcome:
+    if succeeded:
+        return Outcome("added" if operation == Operation.ADD else "removed")
+    if operation == Operation.ADD and reason_code == wire.REASON_ALREADY_IN_GROUP:
+        return Outcome("already_member", reason_code, reason)
+    if operation == Operation.REMOVE and reason_code == wire.REASON_NOT_IN_GROUP:
+        return Outcome("not_member", reason_code, reason)
+    return Outcome("failed", reason_code, reason)
+
+
+@dataclass
+class _Work:
+    kind: str  # "send" or "poll"
+    batch: BatchRecord
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def iccids(self) -> list[str]:
+        return list(self.attempts)
+
+
+class RunDriver:
+    def __init__(
+        self,
+        journal: Journal,
+        client: LinksfieldClient,
+        run_id: str,
+        *,
+        options: EngineOptions | None = None,
+        progress: Progress | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.run_id = run_id
+        self.options = options or EngineOptions()
+        self.progress = progress or Progress()
+        self.clock = clock
+        self.max_batch = journal.run(run_id).batch_size
+        self._durations: list[float] = []
+        self._members_cache: dict[str, set[str]] = {}
+        self._attempts: dict[int, int] = {}
+
+    # ------------------------------------------------------------ public
+
+    def drive(self) -> DriveResult:
+        self.journal.set_run_status(self.run_id, RUNNING, None)
+        deadline = None if self.options.timeout is None else self.clock() + self.options.timeout
+        stopped = ""
+        try:
+            self._recover_lost_sends()
+            stopped = self._loop(deadline)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        except RunStopped as error:
+            self.journal.set_run_status(self.run_id, NOT_FINISHED, ExitCode.FATAL)
+            raise RunStopped(
+                f"run {self.run_id} stopped: {error}. Nothing is lost: continue it with "
+                f"`lf-bulk runs resume {self.run_id}`"
+            ) from None
+        return self._conclude(stopped)
+
+    # ------------------------------------------------------------ main loop
+
+    def _loop(self, deadline: float | None) -> str:
+        in_flight: dict[Future[Any], _Work] = {}
+        pool = ThreadPoolExecutor(max_workers=self.client.pacer.max_in_flight)
+        stopping = ""
+        try:
+            while True:
+                now = self.clock()
+                if not stopping and deadline is not None and now >= deadline:
+                    stopping = "timeout"
+                if not stopping:
+                    phase = self._current_phase()
+                    if phase is None:
+                        break
+                    if not self.options.wait and self._all_sent(phase, in_flight):
+                        stopping = "no-wait"
+                    else:
+                        self._schedule(pool, in_flight, phase, now)
+                if stopping and not in_flight:
+                    break
+                timeout = None if in_flight else self._seconds_until_next_event(deadline)
+                if not in_flight:
+                    time.sleep(max(0.0, min(timeout or 0.5, 1.0)))
+                    continue
+                try:
+                    done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:
+                    # Let calls already on the wire finish so that their answers are recorded.
+                    stopping = "interrupted"
+                    done, _ = wait(in_flight)
+                for future in done:
+                    self._handle(in_flight.pop(future), future)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return stopping
+
+    def _current_phase(self) -> int | None:
+        phases = self.journal.pending_phases(self.run_id)
+        return phases[0] if phases else None
+
+    def _all_sent(self, phase: int, in_flight: dict[Future[Any], _Work]) -> bool:
+        unsent = self.journal.batches(self.run_id, [PLANNED, SENDING])
+        return not any(b.phase == phase for b in unsent) and not any(
+            w.kind == "send" for w in in_flight.values()
+        )
+
+    def _schedule(
+        self, pool: ThreadPoolExecutor, in_flight: dict[Future[Any], _Work], phase: int, now: float
+    ) -> None:
+        busy = {w.batch.batch_id for w in in_flight.values()}
+        free = self.client.pacer.max_in_flight - len(in_flight)
+        if free <= 0:
+            return
+        planned = [
+            b
+            for b in self.journal.batches(self.run_id, [PLANNED])
+            if b.phase == phase and b.not_before <= now and b.batch_id not in busy
+        ]
+        polls: list[BatchRecord] = []
+        if self.options.wait:
+            polls = sorted(
+                (
+                    b
+                    for b in self.journal.batches(self.run_id, [SUBMITTED])
+                    if (b.next_poll_at or 0) <= now and b.batch_id not in busy
+                ),
+                key=lambda b: b.next_poll_at or 0,
+            )
+        for batch in planned[:free]:
+            attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
+            iccids = list(attempts)
+            if len(iccids) > self.max_batch:
+                self.journal.split_batch(self.run_id, batch.batch_id, self.max_batch)
+                return
+            if not iccids:
+                self.journal.close_batch(
+                    self.run_id, batch.batch_id, state=FINAL, api_status="EMPTY", outcomes={}
+                )
+                continue
+            self.journal.mark_sending(self.run_id, batch.batch_id)
+            future = pool.submit(
+                self.client.submit, Operation(batch.operation), batch.group_id, iccids
+            )
+            in_flight[future] = _Work("send", batch, {i: n + 1 for i, n in attempts.items()})
+            free -= 1
+        for batch in polls[:free]:
+            poll: Future[Any] = pool.submit(self.client.async_result, batch.request_id or "")
+            in_flight[poll] = _Work("poll", batch)
+
+    def _seconds_until_next_event(self, deadline: float | None) -> float:
+        now = self.clock()
+        times = [b.not_before for b in self.journal.batches(self.run_id, [PLANNED])]
+        if self.options.wait:
+            times += [b.next_poll_at or now for b in self.journal.batches(self.run_id, [SUBMITTED])]
+        if deadline is not None:
+            times.append(deadline)
+        return max(0.0, min(times, default=now + 0.5) - now)
+
+    # ------------------------------------------------------------ answers
+
+    def _handle(self, work: _Work, future: Future[Any]) -> None:
+        error = future.exception()
+        if work.kind == "send":
+            if error is None:
+                self._on_submitted(work, future.result())
+            else:
+                self._on_send_error(work, error)
+        elif error is None:
+            self._on_polled(work.batch, future.result())
+        else:
+            self._on_poll_error(work.batch, error)
+
+    def _on_submitted(self, work: _Work, submission: Submission) -> None:
+        now = self.clock()
+        first_sends = sum(1 for n in work.attempts.values() if n <= 1)
+        self.journal.mark_submitted(
+            self.run_id,
+            work.batch.batch_id,
+            submission.request_id,
+            submitted_at=now,
+            first_poll=now + self._expected_duration(),
+        )
+        self.progress.submitted(first_sends)
+
+    def _on_send_error(self, work: _Work, error: BaseException) -> None:
+        batch = work.batch
+        if isinstance(error, errors.TooManyIccids):
+            limit = error.max_iccids or max(1, len(work.iccids) // 2)
+            self.max_batch = min(self.max_batch, limit)
+            log.info(
+                "batch %d: the server takes at most %d ICCIDs; splitting", batch.batch_id, limit
+            )
+            self.journal.split_batch(self.run_id, batch.batch_id, self.max_batch)
+            return
+        if isinstance(error, errors.InvalidParameter):
+            outcomes = {i: Outcome("failed", error.code, error.api_message) for i in work.iccids}
+            self.journal.close_batch(
+                self.run_id, batch.batch_id, state=FINAL, api_status="REJECTED", outcomes=outcomes
+            )
+            self.progress.finished(len(work.iccids))
+            return
+        if isinstance(error, errors.BusinessError) and not errors.is_retryable(error):
+            self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
+            raise RunStopped(f"batch {batch.batch_id} to {batch.group_id} was refused: {error}")
+        if isinstance(error, errors.LfBulkError):
+            # Retries are spent and we cannot know whether the server took the batch: the batch
+            # stays `sending`, to be checked against membership when the run is resumed.
+            raise RunStopped(
+                f"batch {batch.batch_id} ({len(work.iccids)} ICCIDs to {batch.group_id}): {error}"
+            )
+        raise error
+
+    def _on_polled(self, batch: BatchRecord, result: AsyncResult) -> None:
+        now = self.clock()
+        if not result.status.is_final:
+            polls = batch.polls + 1
+            interval = min(
+                self.options.max_poll_interval, self.options.first_poll * 2 ** (polls - 1)
+            )
+            self.journal.schedule_poll(self.run_id, batch.batch_id, now + interval, result.status)
+            return
+        self._learn_duration(result, batch, now)
+        by_iccid = {r.iccid: r for r in result.results}
+        attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
+        outcomes: dict[str, Outcome] = {}
+        retry: list[str] = []
+        for iccid, sent in attempts.items():
+            sim = by_iccid.get(iccid)
+            outcome = (
+                outcome_of(batch.operation, sim.succeeded, sim.reason_code, sim.reason)
+                if sim
+                else Outcome("failed", REASON_LOST, "the result did not mention this SIM")
+            )
+            retryable = outcome.outcome == "failed" and outcome.reason_code in RETRYABLE_FAILURES
+            if retryable and sent < self.options.max_attempts:
+                retry.append(iccid)
+            else:
+                outcomes[iccid] = outcome
+        self.journal.close_batch(
+            self.run_id,
+            batch.batch_id,
+            state=FINAL,
+            api_status=result.status,
+            outcomes=outcomes,
+            retry=retry,
+            retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
+            max_batch=self.max_batch,
+        )
+        self.progress.finished(len(outcomes))
+
+    def _on_poll_error(self, batch: BatchRecord, error: BaseException) -> None:
+        if isinstance(error, errors.RequestIdUnknown):
+            log.warning(
+                "batch %d: request id %s expired; checking membership",
+                batch.batch_id,
+                batch.request_id,
+            )
+            self._settle_by_membership(batch, REASON_REQUEST_EXPIRED)
+            return
+        if isinstance(error, errors.LfBulkError):
+            raise RunStopped(f"batch {batch.batch_id} (request {batch.request_id}): {error}")
+        raise error
+
+    # ------------------------------------------------------------ lost sends
+
+    def _recover_lost_sends(self) -> None:
+        for batch in self.journal.batches(self.run_id, [SENDING]):
+            log.warning("batch %d: its send was interrupted; checking membership", batch.batch_id)
+            self._settle_by_membership(batch, REASON_LOST)
+
+    def _settle_by_membership(self, batch: BatchRecord, reason_code: str) -> None:
+        """Settle a batch whose answer was lost: a goal already met counts, the rest is re-sent."""
+        members = self._members(batch.group_id)
+        adding = batch.operation == Operation.ADD
+        attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
+        outcomes: dict[str, Outcome] = {}
+        retry: list[str] = []
+        for iccid, sent in attempts.items():
+            if (iccid in members) == adding:
+                goal = "already_member" if adding else "not_member"
+                outcomes[iccid] = Outcome(
+                    goal, reason_code, "goal met when the lost batch was checked"
+                )
+            elif sent < self.options.max_attempts:
+                retry.append(iccid)
+            else:
+                outcomes[iccid] = Outcome("failed", reason_code, "the batch's answer was lost")
+        self.journal.close_batch(
+            self.run_id,
+            batch.batch_id,
+            state=LOST,
+            api_status=reason_code,
+            outcomes=outcomes,
+            retry=retry,
+            retry_after=self.clock() + self._retry_delay(max(attempts.values(), default=1)),
+            max_batch=self.max_batch,
+        )
+        self._members_cache.pop(batch.group_id, None)
+        self.progress.finished(len(outcomes))
+
+    def _members(self, group_id: str) -> set[str]:
+        if group_id not in self._members_cache:
+            try:
+                self._members_cache[group_id] = set(self.client.list_members(group_id))
+            except errors.LfBulkError as error:
+                raise RunStopped(f"could not read the members of {group_id}: {error}") from None
+        return self._members_cache[group_id]
+
+    # ------------------------------------------------------------ timing
+
+    def _retry_delay(self, attempts: int) -> float:
+        backoff: float = self.options.retry_delay * 2.0 ** max(0, attempts - 1)
+        return max(backoff, self._expected_duration())
+
+    def _expected_duration(self) -> float:
+        if not self._durations:
+            return self.options.first_poll
+        typical = float(statistics.median(self._durations[-20:]))
+        return max(self.options.first_poll, typical + 0.25)
+
+    def _learn_duration(self, result: AsyncResult, batch: BatchRecord, now: float) -> None:
+        seconds = _server_duration(result)
+        if seconds is None and batch.submitted_at is not None:
+            seconds = now - batch.submitted_at
+        if seconds is not None and seconds >= 0:
+            self._durations.append(seconds)
+
+    # ------------------------------------------------------------ end
+
+    def _conclude(self, stopped: str) -> DriveResult:
+        counts = self.journal.outcome_counts(self.run_id)
+        if counts.get("pending"):
+            self.journal.set_run_status(self.run_id, NOT_FINISHED, ExitCode.NOT_FINISHED)
+            return DriveResult(ExitCode.NOT_FINISHED, counts, stopped or "pending")
+        code = ExitCode.SOME_FAILED if counts.get("failed") else ExitCode.OK
+        self.journal.set_run_status(self.run_id, FINISHED, code)
+        return DriveResult(code, counts)
+
+
+def _server_duration(result: AsyncResult) -> float | None:
+    try:
+        start = datetime.fromisoformat(result.created_at.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(result.finished_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (end - start).total_seconds()

@@ -1,0 +1,553 @@
+"""The run journal: every run, batch and ICCID, and each state change, in SQLite (WAL).
+
+A batch moves planned → sending → submitted (request id known) → final, and each move is committed
+before the next network call, so that after a crash:
+- a `submitted` batch is only polled, never sent again;
+- a `sending` batch (sent, answer unknown) is checked against the group's membership first;
+- a `planned` batch was never sent.
+
+An item is one change to one SIM (an ICCID, an operation, a group). Items get their final outcome in
+the same transaction that closes their batch. A run may hold several operations and groups in
+ordered phases (reconcile removes before it adds); the bulk job has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lf_bulk.errors import JournalError, RunNotFound
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    report_dir TEXT NOT NULL DEFAULT '',
+    batch_size INTEGER NOT NULL,
+    input_rows INTEGER NOT NULL DEFAULT 0,
+    valid INTEGER NOT NULL DEFAULT 0,
+    invalid INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    endpoint TEXT NOT NULL DEFAULT '',
+    details TEXT NOT NULL DEFAULT '{}',
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    exit_code INTEGER
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL,
+    batch_id INTEGER NOT NULL,
+    phase INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    request_id TEXT,
+    sends INTEGER NOT NULL DEFAULT 0,
+    polls INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    next_poll_at REAL,
+    submitted_at REAL,
+    api_status TEXT,
+    error TEXT,
+    PRIMARY KEY (run_id, batch_id)
+);
+CREATE TABLE IF NOT EXISTS items (
+    run_id TEXT NOT NULL,
+    item_id INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    iccid TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    batch_id INTEGER,
+    outcome TEXT,
+    reason_code TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    request_id TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS items_by_batch ON items (run_id, batch_id);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    batch_id INTEGER,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+# Run statuses
+RUNNING = "running"
+NOT_FINISHED = "not_finished"
+FINISHED = "finished"
+
+# Batch states
+PLANNED = "planned"
+SENDING = "sending"
+SUBMITTED = "submitted"
+FINAL = "final"
+SPLIT = "split"
+LOST = "lost"
+
+PENDING = "pending"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    row: int
+    iccid: str
+    operation: str
+    group_id: str
+    phase: int = 0
+    outcome: str | None = None  # set for rows that will never be sent (invalid, duplicate)
+    reason_code: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    kind: str
+    operation: str
+    group_id: str
+    status: str
+    source: str
+    report_dir: str
+    batch_size: int
+    input_rows: int
+    valid: int
+    invalid: int
+    duplicates: int
+    endpoint: str
+    details: dict[str, Any]
+    started_at: str
+    finished_at: str | None
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    run_id: str
+    batch_id: int
+    phase: int
+    operation: str
+    group_id: str
+    state: str
+    request_id: str | None
+    sends: int
+    polls: int
+    not_before: float
+    next_poll_at: float | None
+    submitted_at: float | None
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    item_id: int
+    row: int
+    iccid: str
+    operation: str
+    group_id: str
+    phase: int
+    batch_id: int | None
+    outcome: str | None
+    reason_code: str
+    reason: str
+    request_id: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str
+    reason_code: str = ""
+    reason: str = ""
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # Created owner-only: the journal holds customer ICCIDs.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _event(self, run_id: str, batch_id: int | None, event: str, detail: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO events (run_id, batch_id, at, event, detail) VALUES (?, ?, ?, ?, ?)",
+            (run_id, batch_id, utc_now(), event, detail),
+        )
+
+    # ------------------------------------------------------------ runs
+
+    def create_run(
+        self,
+        *,
+        kind: str,
+        operation: str,
+        group_id: str,
+        items: Sequence[PlannedItem],
+        batch_size: int,
+        source: str = "",
+        report_dir: str = "",
+        endpoint: str = "",
+        counts: tuple[int, int, int, int] = (0, 0, 0, 0),
+        details: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Record a run, its items, and batches of `batch_size` per operation, group and phase."""
+        run_id = run_id or new_run_id()
+        input_rows, valid, invalid, duplicates = counts
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, kind, operation, group_id, status, source,"
+                " report_dir, batch_size, input_rows, valid, invalid, duplicates, endpoint,"
+                " details, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    kind,
+                    operation,
+                    group_id,
+                    RUNNING,
+                    source,
+                    report_dir,
+                    batch_size,
+                    input_rows,
+                    valid,
+                    invalid,
+                    duplicates,
+                    endpoint,
+                    json.dumps(details or {}),
+                    utc_now(),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO items (run_id, item_id, row, iccid, operation, group_id, phase,"
+                " outcome, reason_code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        run_id,
+                        item_id,
+                        it.row,
+                        it.iccid,
+                        it.operation,
+                        it.group_id,
+                        it.phase,
+                        it.outcome,
+                        it.reason_code,
+                        it.reason,
+                    )
+                    for item_id, it in enumerate(items)
+                ),
+            )
+            self._plan_batches(run_id, batch_size, not_before=0.0)
+            self._event(run_id, None, "created", f"{len(items)} items")
+        return run_id
+
+    def _plan_batches(self, run_id: str, batch_size: int, *, not_before: float) -> list[int]:
+        """Put every unbatched pending item into new batches; returns the new batch ids."""
+        rows = self._db.execute(
+            "SELECT item_id, phase, operation, group_id FROM items"
+            " WHERE run_id = ? AND batch_id IS NULL AND outcome IS NULL"
+            " ORDER BY phase, operation, group_id, item_id",
+            (run_id,),
+        ).fetchall()
+        next_id = self._next_batch_id(run_id)
+        new_ids: list[int] = []
+        groups: dict[tuple[int, str, str], list[int]] = {}
+        for row in rows:
+            groups.setdefault((row["phase"], row["operation"], row["group_id"]), []).append(
+                row["item_id"]
+            )
+        for (phase, operation, group_id), item_ids in groups.items():
+            for start in range(0, len(item_ids), batch_size):
+                chunk = item_ids[start : start + batch_size]
+                self._db.execute(
+                    "INSERT INTO batches (run_id, batch_id, phase, operation, group_id, state,"
+                    " not_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, next_id, phase, operation, group_id, PLANNED, not_before),
+                )
+                self._db.executemany(
+                    "UPDATE items SET batch_id = ? WHERE run_id = ? AND item_id = ?",
+                    ((next_id, run_id, item_id) for item_id in chunk),
+                )
+                new_ids.append(next_id)
+                next_id += 1
+        return new_ids
+
+    def _next_batch_id(self, run_id: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(batch_id), 0) + 1 FROM batches WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def run(self, run_id: str) -> RunRecord:
+        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r} in the journal {self.path} (see `runs list`)")
+        return _run_record(row)
+
+    def runs(self) -> list[RunRecord]:
+        rows = self._db.execute("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC")
+        return [_run_record(r) for r in rows]
+
+    def newest_unfinished(self) -> RunRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM runs WHERE status != ? ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            (FINISHED,),
+        ).fetchone()
+        return _run_record(row) if row else None
+
+    def set_run_status(self, run_id: str, status: str, exit_code: int | None) -> None:
+        finished_at = utc_now() if status == FINISHED else None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, exit_code = ?, finished_at = ? WHERE run_id = ?",
+                (status, exit_code, finished_at, run_id),
+            )
+            self._event(run_id, None, status, f"exit {exit_code}")
+
+    def update_details(self, run_id: str, **details: Any) -> None:
+        merged = {**self.run(run_id).details, **details}
+        with self._tx() as db:
+            db.execute("UPDATE runs SET details = ? WHERE run_id = ?", (json.dumps(merged), run_id))
+
+    # ------------------------------------------------------------ batches
+
+    def batches(self, run_id: str, states: Iterable[str] | None = None) -> list[BatchRecord]:
+        query = "SELECT * FROM batches WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if states is not None:
+            wanted = list(states)
+            query += f" AND state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        rows = self._db.execute(query + " ORDER BY batch_id", args).fetchall()
+        return [_batch_record(r) for r in rows]
+
+    def batch_iccids(self, run_id: str, batch_id: int) -> list[str]:
+        rows = self._db.execute(
+            "SELECT iccid FROM items WHERE run_id = ? AND batch_id = ? AND outcome IS NULL"
+            " ORDER BY item_id",
+            (run_id, batch_id),
+        )
+        return [r[0] for r in rows]
+
+    def batch_attempts(self, run_id: str, batch_id: int) -> dict[str, int]:
+        """Pending ICCIDs of a batch with how often each has been sent (in any batch)."""
+        rows = self._db.execute(
+            "SELECT iccid, attempts FROM items"
+            " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL ORDER BY item_id",
+            (run_id, batch_id),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def mark_sending(self, run_id: str, batch_id: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state = ?, sends = sends + 1 WHERE run_id = ? AND batch_id = ?",
+                (SENDING, run_id, batch_id),
+            )
+            db.execute(
+                "UPDATE items SET attempts = attempts + 1 WHERE run_id = ? AND batch_id = ?",
+                (run_id, batch_id),
+            )
+            self._event(run_id, batch_id, SENDING)
+
+    def mark_submitted(
+        self, run_id: str, batch_id: int, request_id: str, *, submitted_at: float, first_poll: float
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state = ?, request_id = ?, submitted_at = ?, next_poll_at = ?"
+                " WHERE run_id = ? AND batch_id = ?",
+                (SUBMITTED, request_id, submitted_at, first_poll, run_id, batch_id),
+            )
+            db.execute(
+                "UPDATE items SET request_id = ? WHERE run_id = ? AND batch_id = ?",
+                (request_id, run_id, batch_id),
+            )
+            self._event(run_id, batch_id, SUBMITTED, request_id)
+
+    def mark_unsent(self, run_id: str, batch_id: int, error: str) -> None:
+        """The send failed in a way that proves nothing was accepted (e.g. a business error)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state = ?, error = ? WHERE run_id = ? AND batch_id = ?",
+                (PLANNED, error, run_id, batch_id),
+            )
+            self._event(run_id, batch_id, "unsent", error)
+
+    def split_batch(self, run_id: str, batch_id: int, size: int) -> list[int]:
+        """Re-plan a batch the server found too large into batches of `size`."""
+        with self._tx() as db:
+            batch = db.execute(
+                "SELECT not_before FROM batches WHERE run_id = ? AND batch_id = ?",
+                (run_id, batch_id),
+            ).fetchone()
+            db.execute(
+                "UPDATE batches SET state = ? WHERE run_id = ? AND batch_id = ?",
+                (SPLIT, run_id, batch_id),
+            )
+            db.execute(
+                "UPDATE items SET batch_id = NULL WHERE run_id = ? AND batch_id = ?"
+                " AND outcome IS NULL",
+                (run_id, batch_id),
+            )
+            new_ids = self._plan_batches(run_id, size, not_before=batch["not_before"])
+            self._event(run_id, batch_id, SPLIT, f"into {len(new_ids)} of at most {size}")
+            return new_ids
+
+    def schedule_poll(self, run_id: str, batch_id: int, next_poll_at: float, status: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET polls = polls + 1, next_poll_at = ?, api_status = ?"
+                " WHERE run_id = ? AND batch_id = ?",
+                (next_poll_at, status, run_id, batch_id),
+            )
+
+    def close_batch(
+        self,
+        run_id: str,
+        batch_id: int,
+        *,
+        state: str,
+        api_status: str,
+        outcomes: dict[str, Outcome],
+        retry: Sequence[str] = (),
+        retry_after: float = 0.0,
+        max_batch: int = 500,
+        error: str = "",
+    ) -> None:
+        """Record final outcomes for a batch; `retry` ICCIDs go into new batches instead."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state = ?, api_status = ?, polls = polls + 1, error = ?"
+                " WHERE run_id = ? AND batch_id = ?",
+                (state, api_status, error, run_id, batch_id),
+            )
+            db.executemany(
+                "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
+                " WHERE run_id = ? AND batch_id = ? AND iccid = ? AND outcome IS NULL",
+                (
+                    (o.outcome, o.reason_code, o.reason, run_id, batch_id, iccid)
+                    for iccid, o in outcomes.items()
+                ),
+            )
+            if retry:
+                db.executemany(
+                    "UPDATE items SET batch_id = NULL WHERE run_id = ? AND batch_id = ?"
+                    " AND iccid = ? AND outcome IS NULL",
+                    ((run_id, batch_id, iccid) for iccid in retry),
+                )
+                self._plan_batches(run_id, max_batch, not_before=retry_after)
+            self._event(
+                run_id, batch_id, state, f"{api_status}: {len(outcomes)} final, {len(retry)} retry"
+            )
+
+    def requeue_failed(self, run_id: str, reason_codes: Iterable[str], batch_size: int) -> int:
+        """Make retryable failures pending again in new batches (`runs retry`)."""
+        codes = list(reason_codes)
+        with self._tx() as db:
+            cursor = db.execute(
+                f"UPDATE items SET outcome = NULL, batch_id = NULL, request_id = ''"
+                f" WHERE run_id = ? AND outcome = 'failed'"
+                f" AND reason_code IN ({','.join('?' * len(codes))})",
+                [run_id, *codes],
+            )
+            self._plan_batches(run_id, batch_size, not_before=0.0)
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = NULL WHERE run_id = ?",
+                (RUNNING, run_id),
+            )
+            self._event(run_id, None, "retry", f"{cursor.rowcount} items")
+            return cursor.rowcount
+
+    # ------------------------------------------------------------ items
+
+    def items(self, run_id: str) -> list[ItemRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM items WHERE run_id = ? ORDER BY row, item_id", (run_id,)
+        )
+        return [_item_record(r) for r in rows]
+
+    def outcome_counts(self, run_id: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT COALESCE(outcome, ?) AS o, COUNT(*) FROM items WHERE run_id = ? GROUP BY o",
+            (PENDING, run_id),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def pending_phases(self, run_id: str) -> list[int]:
+        rows = self._db.execute(
+            "SELECT DISTINCT phase FROM items WHERE run_id = ? AND outcome IS NULL ORDER BY phase",
+            (run_id,),
+        )
+        return [r[0] for r in rows]
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["details"] = json.loads(data["details"] or "{}")
+    return RunRecord(**data)
+
+
+def _batch_record(row: sqlite3.Row) -> BatchRecord:
+    data = dict(row)
+    data.pop("api_status")
+    data.pop("error")
+    return BatchRecord(**data)
+
+
+def _item_record(row: sqlite3.Row) -> ItemRecord:
+    data = dict(row)
+    data.pop("run_id")
+    return ItemRecord(**data)

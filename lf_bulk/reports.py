@@ -1,0 +1,208 @@
+"""The bulk job's run report (design notes §3).
+
+A run writes three files into its report directory, each atomically, `summary.json` last (so its
+presence says the other two are complete):
+
+    items.csv     row, iccid, outcome, reason_code, reason, request_id: one line per input row
+    report.xlsx   a Summary sheet (run facts, counts per outcome, a bar chart) and an Items sheet
+    summary.json  run_id, operation, group_id, input_rows, valid, invalid, duplicates, batches,
+                  outcomes {outcome: count}, started_at, finished_at, exit_code
+
+Text that a spreadsheet would read as a formula is neutralised in both items.csv and report.xlsx.
+Reports are for people: they get the default file mode (umask), not 0600.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import count, islice
+from pathlib import Path
+from typing import Final
+
+from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_path, neutralise, write_workbook
+
+__all__ = [
+    "ITEMS_CSV",
+    "ITEM_FIELDS",
+    "OUTCOMES",
+    "REPORT_XLSX",
+    "SUMMARY_JSON",
+    "ItemOutcome",
+    "RunSummary",
+    "count_outcomes",
+    "write_items_csv",
+    "write_run_report",
+    "write_summary_json",
+]
+
+OUTCOMES: Final = (
+    "added",
+    "removed",
+    "already_member",
+    "not_member",
+    "failed",
+    "invalid",
+    "duplicate",
+    "pending",
+)
+"""The per-ICCID outcome vocabulary, in report order."""
+
+ITEM_FIELDS: Final = ("row", "iccid", "outcome", "reason_code", "reason", "request_id")
+
+ITEMS_CSV: Final = "items.csv"
+REPORT_XLSX: Final = "report.xlsx"
+SUMMARY_JSON: Final = "summary.json"
+
+_ITEM_COLUMNS: Final = (
+    Column("row", "int", width=9),
+    Column("iccid", "text", width=24),
+    Column("outcome", "text", width=17),
+    Column("reason_code", "text", width=18),
+    Column("reason", "text", width=50),
+    Column("request_id", "text", width=36),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """What happened to one input row."""
+
+    row: int
+    """The row number in the input file, as the user sees it."""
+    iccid: str
+    outcome: str
+    """One of OUTCOMES."""
+    reason_code: str = ""
+    reason: str = ""
+    request_id: str = ""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    operation: str
+    group_id: str
+    input_rows: int
+    valid: int
+    invalid: int
+    duplicates: int
+    batches: int
+    outcomes: dict[str, int]
+    started_at: str
+    finished_at: str | None
+    exit_code: int
+
+    def to_json(self) -> dict[str, object]:
+        """The `summary.json` object: the design notes' keys, in their order.
+
+        `outcomes` lists every outcome of OUTCOMES, in that order (0 when absent); an outcome
+        outside the vocabulary raises ValueError.
+        """
+        return {
+            "run_id": self.run_id,
+            "operation": self.operation,
+            "group_id": self.group_id,
+            "input_rows": self.input_rows,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+            "batches": self.batches,
+            "outcomes": _complete(self.outcomes),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "exit_code": self.exit_code,
+        }
+
+
+def _complete(counts: Mapping[str, int]) -> dict[str, int]:
+    unknown = sorted(set(counts) - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"unknown outcome(s) {', '.join(unknown)}; expected one of {OUTCOMES}")
+    return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
+
+
+def count_outcomes(items: Iterable[ItemOutcome]) -> dict[str, int]:
+    """Items per outcome: every key of OUTCOMES, in that order, 0 when none.
+
+    Raises ValueError for an outcome outside the vocabulary.
+    """
+    return _complete(Counter(item.outcome for item in items))
+
+
+def write_items_csv(path: Path, items: Iterable[ItemOutcome]) -> int:
+    """Write `items.csv` atomically (UTF-8, no BOM); return the number of items written."""
+    n = neutralise
+    seen = count()
+    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(ITEM_FIELDS)
+        # zip stops on `items` before drawing from `seen`, so `seen` ends at the item count.
+        writer.writerows(
+            (i.row, n(i.iccid), n(i.outcome), n(i.reason_code), n(i.reason), n(i.request_id))
+            for i, _ in zip(items, seen, strict=False)
+        )
+    return next(seen)
+
+
+def write_summary_json(path: Path, summary: RunSummary) -> None:
+    """Write `summary.json` atomically."""
+    text = json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n"
+    with atomic_path(path) as temp:
+        temp.write_text(text, encoding="utf-8")
+
+
+def write_run_report(
+    report_dir: Path,
+    items: Sequence[ItemOutcome],
+    summary: RunSummary,
+    *,
+    extra_facts: Iterable[tuple[str, object]] = (),
+) -> Path:
+    """Write items.csv, report.xlsx and summary.json into `report_dir` (created); return it.
+
+    `extra_facts` are appended to the Summary sheet's facts (e.g. ("Environment", "sandbox")).
+    The chart shows `summary.outcomes`. When there are more items than an Excel sheet holds,
+    the Items sheet keeps the first ones and the Summary says so; items.csv has them all.
+    """
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_items_csv(report_dir / ITEMS_CSV, items)
+
+    fit = MAX_ROWS - 1
+    facts: list[tuple[str, object]] = [
+        ("Run", summary.run_id),
+        ("Operation", summary.operation),
+        ("Group", summary.group_id),
+        ("Input rows", summary.input_rows),
+        ("Valid", summary.valid),
+        ("Invalid", summary.invalid),
+        ("Duplicates", summary.duplicates),
+        ("Batches", summary.batches),
+        ("Started at", summary.started_at),
+        ("Finished at", summary.finished_at or "not finished"),
+        ("Exit code", summary.exit_code),
+        *extra_facts,
+    ]
+    if len(items) > fit:
+        facts.append(
+            ("Items sheet", f"first {fit:,} of {len(items):,} rows; all are in {ITEMS_CSV}")
+        )
+    rows = (
+        (i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id)
+        for i in islice(items, fit)
+    )
+    write_workbook(
+        report_dir / REPORT_XLSX,
+        [Sheet("Items", _ITEM_COLUMNS, rows)],
+        summary=Summary(
+            title=f"lf-bulk run {summary.run_id}",
+            facts=facts,
+            counts=list(_complete(summary.outcomes).items()),
+        ),
+    )
+    write_summary_json(report_dir / SUMMARY_JSON, summary)
+    return report_dir

@@ -1,0 +1,495 @@
+"""The sandbox as an ASGI application: contract-v1 endpoints behind a gate of limits and faults.
+
+    request -> ApiGate (rate limit, in-flight limit, fault dice, request log) -> endpoint -> state
+
+Endpoints check the global parameters and the signature exactly as a client builds them with
+`wire.build_request`, then call `SandboxState` in a worker thread. Every answer is the canonical
+envelope, with the HTTP status `wire.HTTP_STATUS_OF_CODE` pairs with its code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lf_bulk import wire
+from lf_bulk.models import Operation
+from lf_bulk.sandbox.faults import Fate, FaultDice, FaultSpec, coerce_faults
+from lf_bulk.sandbox.state import MutationRecord, Refusal, SandboxState
+from lf_bulk.signing import SIGN_FIELD, verify
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_PAGE_SIZE = 100
+
+
+def create_app(
+    state: SandboxState,
+    faults: FaultSpec | str | None = None,
+    *,
+    profile: wire.WireProfile = wire.CONTRACT_V1,
+) -> Starlette:
+    spec = coerce_faults(faults)
+    endpoints = _Endpoints(state, profile)
+    handlers = {
+        profile.groups: endpoints.groups,
+        profile.members: endpoints.members,
+        profile.add: endpoints.add,
+        profile.remove: endpoints.remove,
+        profile.async_result: endpoints.async_result,
+        profile.order: endpoints.order,
+    }
+    routes = [Route(ep.path, handler, methods=[ep.method]) for ep, handler in handlers.items()]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(ApiGate, state=state, spec=spec, profile=profile)],
+        exception_handlers={
+            Refusal: _refusal_response,
+            404: _no_such_endpoint,
+            405: _no_such_endpoint,
+            Exception: _internal_error,
+        },
+    )
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class _Call:
+    partner: str
+    params: Mapping[str, Any]
+    path_params: Mapping[str, str]
+
+
+class _Endpoints:
+    def __init__(self, state: SandboxState, profile: wire.WireProfile) -> None:
+        self.state = state
+        self.profile = profile
+
+    async def groups(self, request: Request) -> Response:
+        call = await self._accept(request)
+        return await _answer(self.state.groups, call.partner)
+
+    async def members(self, request: Request) -> Response:
+        call = await self._accept(request)
+        page_no = _int_param(call.params, "page_no", default=1, low=1)
+        page_size = _int_param(
+            call.params,
+            "page_size",
+            default=DEFAULT_PAGE_SIZE,
+            low=1,
+            high=self.profile.max_page_size,
+        )
+        group_id = call.path_params["group_id"]
+        return await _answer(self.state.member_page, call.partner, group_id, page_no, page_size)
+
+    async def add(self, request: Request) -> Response:
+        return await self._submit(request, Operation.ADD)
+
+    async def remove(self, request: Request) -> Response:
+        return await self._submit(request, Operation.REMOVE)
+
+    async def async_result(self, request: Request) -> Response:
+        call = await self._accept(request)
+        request_id = call.path_params["request_id"]
+        return await _answer(self.state.async_result, call.partner, request_id)
+
+    async def order(self, request: Request) -> Response:
+        call = await self._accept(request)
+        key, value = _order_key(call.params)
+        orders = await run_in_threadpool(self.state.find_orders, call.partner, key, value)
+        return _envelope({"orders": orders})
+
+    async def _submit(self, request: Request, operation: Operation) -> Response:
+        call = await self._accept(request)
+        iccids = _iccids_param(call.params)
+        group_id = call.path_params["group_id"]
+        return await _answer(self.state.submit, call.partner, operation, group_id, iccids)
+
+    async def _accept(self, request: Request) -> _Call:
+        """The global parameters, checked in the order a caller can fix them: 1001, 1002, 1003."""
+        params = await _request_params(request)
+        for name in ("partnerCode", "version", SIGN_FIELD):
+            if not isinstance(params.get(name), str) or not params[name]:
+                raise Refusal(wire.CODE_INVALID_PARAMETER, f"missing parameter {name}")
+        if params["version"] != self.profile.version:
+            raise Refusal(
+                wire.CODE_INVALID_PARAMETER,
+                f"unsupported version {params['version']!r}; use {self.profile.version!r}",
+            )
+        partner = params["partnerCode"]
+        if partner not in self.state.rules.partners:
+            raise Refusal(wire.CODE_UNKNOWN_PARTNER, f"unknown partnerCode {partner}")
+        path_params = {k: str(v) for k, v in request.path_params.items()}
+        signed = wire.signed_params(self.profile, params, path_params)
+        if not verify(signed, params[SIGN_FIELD]):
+            raise Refusal(wire.CODE_BAD_SIGNATURE, "signature mismatch")
+        return _Call(partner, params, path_params)
+
+
+async def _answer(function: Callable[..., Any], *args: Any) -> Response:
+    return _envelope(await run_in_threadpool(function, *args))
+
+
+def _envelope(data: Any) -> Response:
+    return JSONResponse(wire.make_envelope(wire.CODE_OK, "success", data))
+
+
+async def _request_params(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        items = request.query_params.multi_items()
+        params = dict(items)
+        if len(params) != len(items):
+            raise Refusal(wire.CODE_INVALID_PARAMETER, "a query parameter is repeated")
+        return params
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise Refusal(wire.CODE_INVALID_PARAMETER, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Refusal(wire.CODE_INVALID_PARAMETER, "the body must be a JSON object")
+    return body
+
+
+def _int_param(
+    params: Mapping[str, Any], name: str, *, default: int, low: int, high: int | None = None
+) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    text = str(raw)
+    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()):
+        raise Refusal(wire.CODE_INVALID_PARAMETER, f"{name} must be a whole number, not {text!r}")
+    value = int(text)
+    if value < low or (high is not None and value > high):
+        allowed = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise Refusal(wire.CODE_INVALID_PARAMETER, f"{name} must be {allowed}, not {value}")
+    return value
+
+
+def _iccids_param(params: Mapping[str, Any]) -> list[str]:
+    iccids = params.get("iccids")
+    if not isinstance(iccids, list) or not all(isinstance(i, str) and i for i in iccids):
+        raise Refusal(wire.CODE_INVALID_PARAMETER, "iccids must be a list of ICCID strings")
+    return iccids
+
+
+def _order_key(params: Mapping[str, Any]) -> tuple[str, str]:
+    """The documented precedence: the first non-empty of purchase_order_id, order_id, sim_id."""
+    for key in wire.ORDER_KEYS:
+        value = params.get(key)
+        if value is not None and value != "":
+            return key, str(value)
+    wanted = ", ".join(wire.ORDER_KEYS)
+    raise Refusal(wire.CODE_INVALID_PARAMETER, f"give one of {wanted}")
+
+
+def _error_response(
+    code: str, message: str, data: Any = None, status: int | None = None
+) -> Response:
+    status = status or wire.HTTP_STATUS_OF_CODE.get(code, 200)
+    return JSONResponse(wire.make_envelope(code, message, data), status_code=status)
+
+
+async def _refusal_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return _error_response(exc.code, exc.message, exc.data)
+
+
+async def _no_such_endpoint(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = f"no endpoint {request.method} {request.url.path}"
+    return _error_response(wire.CODE_INVALID_PARAMETER, message, status=exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return _error_response(wire.CODE_INTERNAL, "internal error")
+
+
+# ---------------------------------------------------------------- the gate
+
+
+class RateLimiter:
+    """Per client: a token bucket (`rate` a second, `capacity` at most) and an in-flight cap.
+
+    Used from the event loop only, so it needs no lock.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float,
+        concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.concurrency = concurrency
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
+        self._in_flight: dict[str, int] = {}
+
+    def acquire(self, client: str) -> int | None:
+        """None when admitted (call `release` afterwards), else the seconds to wait (>= 1)."""
+        if self._in_flight.get(client, 0) >= self.concurrency:
+            return 1
+        now = self._clock()
+        tokens, at = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.rate))
+        self._buckets[client] = (tokens - 1.0, now)
+        self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        return None
+
+    def release(self, client: str) -> None:
+        left = self._in_flight.get(client, 1) - 1
+        if left:
+            self._in_flight[client] = left
+        else:
+            self._in_flight.pop(client, None)
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+
+    @classmethod
+    def of(cls, response: Response) -> _Reply:
+        return cls(response.status_code, list(response.raw_headers), bytes(response.body))
+
+    def envelope(self) -> Mapping[str, Any]:
+        decoded = wire.decode_json(self.body.decode("utf-8", "replace"))
+        return decoded if isinstance(decoded, dict) else {}
+
+
+@dataclass
+class _Collector:
+    """Buffers what the application sends, so the gate can log it first and then maybe drop it."""
+
+    reply: _Reply = field(default_factory=lambda: _Reply(500, []))
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.reply = _Reply(message["status"], list(message.get("headers", [])))
+        elif message["type"] == "http.response.body":
+            self.reply.body += message.get("body", b"")
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    at: float
+    method: str
+    path: str
+    path_params: Mapping[str, str]
+    body: bytes
+    mutating: bool
+    client: str
+
+    def record(self, reply: _Reply, *, dropped: bool) -> MutationRecord:
+        iccids = _iccids_in(self.body)
+        data = reply.envelope().get("data")
+        request_id = data.get("request_id") if isinstance(data, dict) else None
+        return MutationRecord(
+            at=self.at,
+            method=self.method,
+            path=self.path,
+            group_id=self.path_params.get("group_id", ""),
+            iccid_count=len(iccids),
+            iccids=tuple(iccids),
+            request_id=str(request_id or ""),
+            http_status=reply.status,
+            code=str(reply.envelope().get("code", "")),
+            dropped=dropped,
+        )
+
+
+class ApiGate:
+    """Rate limits, faults and the request log, for the API endpoints only."""
+
+    def __init__(
+        self, app: ASGIApp, *, state: SandboxState, spec: FaultSpec, profile: wire.WireProfile
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.spec = spec
+        self.dice = FaultDice(spec)
+        self.limiter = RateLimiter(spec.rate, spec.bucket_capacity, spec.concurrency)
+        endpoints = (
+            profile.groups,
+            profile.members,
+            profile.add,
+            profile.remove,
+            profile.async_result,
+            profile.order,
+        )
+        self.patterns = [_path_pattern(ep.path) for ep in endpoints]
+        self.mutating_methods = {profile.add.method, profile.remove.method}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path_params = self._match(scope) if scope["type"] == "http" else None
+        if path_params is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        exchange = _Exchange(
+            at=time.time(),
+            method=scope["method"],
+            path=scope["path"],
+            path_params=path_params,
+            body=body,
+            mutating=scope["method"] in self.mutating_methods,
+            client=(scope.get("client") or ("unknown", 0))[0],
+        )
+        fate = (
+            self.dice.roll()
+        )  # rolled for every request, so the sequence depends on the seed only
+        wait = self.limiter.acquire(exchange.client)
+        if wait is not None:
+            await self._finish(exchange, _throttled(wait), send, dropped=False)
+            return
+        try:
+            await self._serve(scope, exchange, fate, send)
+        finally:
+            self.limiter.release(exchange.client)
+
+    def _match(self, scope: Scope) -> dict[str, str] | None:
+        for pattern in self.patterns:
+            match = pattern.fullmatch(scope["path"])
+            if match:
+                return match.groupdict()
+        return None
+
+    async def _serve(self, scope: Scope, exchange: _Exchange, fate: Fate, send: Send) -> None:
+        if self.spec.latency:
+            await asyncio.sleep(self.spec.latency)
+        if fate.error_status == 503:
+            await self._finish(exchange, _service_unavailable(), send, dropped=False)
+        elif fate.error_status == 502:
+            await self._finish(exchange, _bad_gateway(), send, dropped=False)
+        elif fate.throttled:
+            await self._finish(exchange, _throttled(1), send, dropped=False)
+        else:
+            reply = await self._run_app(scope, exchange)
+            await self._finish(exchange, reply, send, dropped=fate.dropped)
+
+    async def _run_app(self, scope: Scope, exchange: _Exchange) -> _Reply:
+        collector = _Collector()
+        try:
+            await self.app(scope, _replay(exchange.body), collector.send)
+        except Exception:
+            if exchange.mutating:
+                failed = _Reply.of(_error_response(wire.CODE_INTERNAL, "internal error"))
+                await run_in_threadpool(
+                    self.state.log_mutation, exchange.record(failed, dropped=False)
+                )
+            raise
+        return collector.reply
+
+    async def _finish(
+        self, exchange: _Exchange, reply: _Reply, send: Send, *, dropped: bool
+    ) -> None:
+        # Logged before anything is sent, so a client that has its answer also finds the log entry.
+        if exchange.mutating:
+            await run_in_threadpool(
+                self.state.log_mutation, exchange.record(reply, dropped=dropped)
+            )
+        if dropped:
+            await _send_truncated(reply, send)
+        else:
+            await _send(reply, send)
+
+
+def _path_pattern(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            # The gate answers as soon as the application returns; nothing more will arrive.
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _iccids_in(body: bytes) -> list[str]:
+    decoded = wire.decode_json(body.decode("utf-8", "replace")) if body else None
+    iccids = decoded.get("iccids") if isinstance(decoded, dict) else None
+    return [str(i) for i in iccids] if isinstance(iccids, list) else []
+
+
+async def _send(reply: _Reply, send: Send) -> None:
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+async def _send_truncated(reply: _Reply, send: Send) -> None:
+    """Announce the whole body, send half, and stop: the server then closes the connection.
+
+    The client sees a broken answer (httpx raises RemoteProtocolError) after the work was done,
+    which is the "lost answer" a client must survive without sending the work twice.
+    """
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    half = reply.body[: len(reply.body) // 2]
+    await send({"type": "http.response.body", "body": half, "more_body": True})
+
+
+def _throttled(retry_after: int) -> _Reply:
+    response = _error_response(wire.CODE_RATE_LIMITED, "rate limit exceeded")
+    response.headers["Retry-After"] = str(retry_after)
+    return _Reply.of(response)
+
+
+def _service_unavailable() -> _Reply:
+    return _Reply.of(_error_response(wire.CODE_INTERNAL, "service unavailable", status=503))
+
+
+_PROXY_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+def _bad_gateway() -> _Reply:
+    return _Reply.of(Response(_PROXY_PAGE, status_code=502, media_type="text/html"))

@@ -1,0 +1,159 @@
+"""Running the sandbox: blocking (`serve`, for `lf-bulk sandbox serve`) or in a background thread
+(`running_sandbox`, for the in-process sandbox environment and for tests).
+
+The state file is seeded on first use only, so every server and CLI run on the same file sees the
+same world. uvicorn logs warnings and errors only, through the standard `logging` tree (stderr).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from lf_bulk.sandbox.app import create_app
+from lf_bulk.sandbox.faults import FaultSpec, coerce_faults
+from lf_bulk.sandbox.state import SandboxState
+
+STARTUP_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 5.0
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+# uvicorn reports a response that stops short of its Content-Length as an application error. The
+# sandbox does that on purpose (the `drop` fault), so that one message is not worth a log line.
+_DROP_MESSAGE = "ASGI callable returned without completing response."
+
+
+@dataclass(frozen=True)
+class SandboxServer:
+    base_url: str
+    state: SandboxState
+    faults: FaultSpec
+    host: str
+    port: int
+
+
+def open_state(path: Path, faults: FaultSpec, sims: int | None = None) -> SandboxState:
+    return SandboxState(path, rules=faults.rules(), sims=sims)
+
+
+@contextmanager
+def running_sandbox(
+    state_path: Path,
+    faults: FaultSpec | str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sims: int | None = None,
+) -> Iterator[SandboxServer]:
+    """A sandbox server in a daemon thread, ready to accept connections; stopped on exit."""
+    spec = coerce_faults(faults)
+    state = open_state(Path(state_path), spec, sims)
+    try:
+        sock = bind_socket(host, port)
+        server = uvicorn.Server(_config(create_app(state, spec)))
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="lf-bulk-sandbox", daemon=True
+        )
+        thread.start()
+        try:
+            _wait_until_started(server, thread)
+            bound_port = sock.getsockname()[1]
+            yield SandboxServer(base_url(host, bound_port), state, spec, host, bound_port)
+        finally:
+            server.should_exit = True
+            thread.join(SHUTDOWN_TIMEOUT)
+            sock.close()
+    finally:
+        state.close()
+
+
+def serve(
+    host: str,
+    port: int,
+    state_path: Path,
+    faults: FaultSpec | str | None = None,
+    *,
+    sims: int | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until interrupted (Ctrl-C). `on_ready` gets the URL once the port is bound."""
+    spec = coerce_faults(faults)
+    with open_state(Path(state_path), spec, sims) as state:
+        sock = bind_socket(host, port)
+        if on_ready:
+            on_ready(base_url(host, sock.getsockname()[1]))
+        uvicorn.Server(_config(create_app(state, spec))).run(sockets=[sock])
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free port (read it back with getsockname)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def _config(app: Starlette) -> uvicorn.Config:
+    _quiet_deliberate_drops()
+    return uvicorn.Config(
+        app,
+        # h11 is the protocol whose handling of a short body (the `drop` fault) is verified.
+        http="h11",
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+
+
+def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the sandbox server stopped while starting (see the log above)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the sandbox server did not start within {STARTUP_TIMEOUT:g}s")
+        time.sleep(0.005)
+
+
+class _DeliberateDropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _DROP_MESSAGE
+
+
+_drop_filter = _DeliberateDropFilter()
+
+
+def _quiet_deliberate_drops() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if _drop_filter not in logger.filters:
+        logger.addFilter(_drop_filter)

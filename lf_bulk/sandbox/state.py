@@ -1,0 +1,705 @@
+"""The sandbox's world in SQLite: groups, SIMs, orders, asynchronous operations and a request log.
+
+Several processes may share one state file (a `sandbox serve` and CLI runs, or two servers): every
+write runs in an IMMEDIATE transaction, and asynchronous work is driven by the clock rather than by
+a background thread. Each operation stores when it was created and when it is due; every call first
+applies every due operation, in due order. So the outcome does not depend on which process, or
+whether any process at all, was running when an operation came due.
+
+Methods refuse a request as a whole by raising `Refusal` with a wire error code; per-SIM outcomes
+use the wire reason codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lf_bulk import wire
+from lf_bulk.models import Operation, OpStatus
+from lf_bulk.sandbox import seed
+
+SCHEMA_VERSION = "1"
+_PURGE_INTERVAL = 60.0
+# An operation counts as PENDING for this share of its delay, then PROCESSING until it is due.
+_PENDING_SHARE = 0.3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY, partner_code TEXT NOT NULL, group_name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (
+    group_id TEXT NOT NULL, position INTEGER NOT NULL, bundle_id TEXT NOT NULL,
+    bundle_name TEXT NOT NULL, data_mb INTEGER, validity_days INTEGER,
+    PRIMARY KEY (group_id, position));
+CREATE TABLE IF NOT EXISTS sims (
+    iccid TEXT PRIMARY KEY, partner_code TEXT NOT NULL, group_id TEXT) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sims_by_group ON sims (group_id, iccid) WHERE group_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY, purchase_order_id TEXT NOT NULL, sim_id TEXT NOT NULL,
+    partner_code TEXT NOT NULL, bundle_id TEXT, bundle_name TEXT, periods INTEGER,
+    amount TEXT, currency TEXT, pay_status TEXT, pay_type TEXT, pay_id TEXT, created_at TEXT,
+    paid_at TEXT, start_time TEXT, expire_time TEXT, auto_renewal TEXT, extra TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_purchase ON orders (purchase_order_id);
+CREATE INDEX IF NOT EXISTS orders_by_sim ON orders (sim_id);
+CREATE TABLE IF NOT EXISTS operations (
+    request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, partner_code TEXT NOT NULL,
+    operation TEXT NOT NULL, group_id TEXT NOT NULL, total INTEGER NOT NULL,
+    created_at REAL NOT NULL, started_at REAL NOT NULL, due_at REAL NOT NULL,
+    finished_at REAL, status TEXT, succeeded INTEGER, failed INTEGER);
+CREATE INDEX IF NOT EXISTS operations_unfinished ON operations (due_at, seq)
+    WHERE finished_at IS NULL;
+CREATE INDEX IF NOT EXISTS operations_finished ON operations (finished_at)
+    WHERE finished_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS operation_sims (
+    request_id TEXT NOT NULL, position INTEGER NOT NULL, iccid TEXT NOT NULL,
+    locked INTEGER NOT NULL, injected TEXT NOT NULL, status TEXT, reason_code TEXT, reason TEXT,
+    PRIMARY KEY (request_id, position)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS locks (iccid TEXT PRIMARY KEY, request_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS locks_by_request ON locks (request_id);
+CREATE TABLE IF NOT EXISTS mutation_log (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    group_id TEXT NOT NULL, iccid_count INTEGER NOT NULL, iccids TEXT NOT NULL,
+    request_id TEXT NOT NULL, http_status INTEGER NOT NULL, code TEXT NOT NULL,
+    dropped INTEGER NOT NULL);
+"""
+
+REASON_TEXT = {
+    wire.REASON_SIM_NOT_FOUND: "No SIM card with this ICCID exists.",
+    wire.REASON_SIM_NOT_OWNED: "This SIM card belongs to another partner.",
+    wire.REASON_ALREADY_IN_GROUP: "The SIM card is already in this group.",
+    wire.REASON_NOT_IN_GROUP: "The SIM card is not in this group.",
+    wire.REASON_IN_OTHER_GROUP: "The SIM card is in another group ({group_id}); remove it first.",
+    wire.REASON_SIM_LOCKED: "Another operation on this SIM card is in progress; try again later.",
+    wire.REASON_INTERNAL: "Internal error while processing this SIM card; try again later.",
+}
+
+
+class Refusal(Exception):
+    """The API refuses the whole request: `code` is a wire error code, `data` its details."""
+
+    def __init__(self, code: str, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How operations behave; `faults.FaultSpec.rules()` builds one from a spec string."""
+
+    partners: frozenset[str] = frozenset({seed.PARTNER})
+    max_iccids: int = 500
+    result_ttl: float = 7 * 86_400.0
+    async_delay: tuple[float, float] = (1.0, 2.0)
+    sim_locked_rate: float = 0.0
+    sim_internal_rate: float = 0.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class MutationRecord:
+    """One add/remove request as the server received and answered it."""
+
+    at: float
+    method: str
+    path: str
+    group_id: str
+    iccid_count: int
+    iccids: tuple[str, ...]
+    request_id: str  # "" when the request was refused
+    http_status: int
+    code: str  # "" when the answer had no envelope (a proxy-style 502)
+    dropped: bool  # the answer was lost on purpose (the `drop` fault)
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SandboxState:
+    """The world behind one state file. Thread-safe: one connection, guarded by a lock."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rules: Rules | None = None,
+        sims: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.rules = rules or Rules()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._last_purge = float("-inf")
+        _create_private_file(self.path)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            self._seed_once(seed.DEFAULT_SIMS if sims is None else sims)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SandboxState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ API operations
+
+    def groups(self, partner: str) -> list[dict[str, Any]]:
+        with self._lock:
+            self._apply_due()
+            groups = self._db.execute(
+                "SELECT group_id, group_name FROM groups WHERE partner_code = ? ORDER BY group_id",
+                (partner,),
+            ).fetchall()
+            return [
+                {
+                    "group_id": group_id,
+                    "group_name": name,
+                    "sim_count": self._member_count(group_id),
+                    "bundles": self._bundles(group_id),
+                }
+                for group_id, name in groups
+            ]
+
+    def member_page(
+        self, partner: str, group_id: str, page_no: int, page_size: int
+    ) -> dict[str, Any]:
+        with self._lock:
+            self._apply_due()
+            self._require_group(partner, group_id)
+            rows = self._db.execute(
+                "SELECT iccid FROM sims WHERE group_id = ? ORDER BY iccid LIMIT ? OFFSET ?",
+                (group_id, page_size, (page_no - 1) * page_size),
+            ).fetchall()
+            return {
+                "group_id": group_id,
+                "total": self._member_count(group_id),
+                "page_no": page_no,
+                "page_size": page_size,
+                "iccids": [iccid for (iccid,) in rows],
+            }
+
+    def submit(
+        self, partner: str, operation: Operation, group_id: str, iccids: Sequence[str]
+    ) -> dict[str, Any]:
+        """Validate and queue an add/remove; it is applied once due (see the module docstring)."""
+        if not iccids:
+            raise Refusal(wire.CODE_INVALID_PARAMETER, "iccids must list at least one ICCID")
+        with self._lock:
+            self._apply_due()
+            self._require_group(partner, group_id)
+            self._require_within_limit(iccids)
+            _require_distinct(iccids)
+            with self._transaction():
+                request_id = self._queue(partner, operation, group_id, iccids)
+            return {"request_id": request_id, "accepted": len(iccids)}
+
+    def async_result(self, partner: str, request_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._apply_due()
+            now = self._clock()
+            row = self._db.execute(
+                "SELECT partner_code, operation, group_id, total, created_at, started_at,"
+                " finished_at, status, succeeded, failed FROM operations WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+            if row is None or row[0] != partner or self._expired(row[6], now):
+                raise Refusal(
+                    wire.CODE_REQUEST_ID_UNKNOWN, f"request_id {request_id} is unknown or expired"
+                )
+            _, operation, group_id, total, created_at, started_at, finished_at = row[:7]
+            status, succeeded, failed = row[7:]
+            data: dict[str, Any] = {
+                "request_id": request_id,
+                "operation": operation,
+                "group_id": group_id,
+                "status": status or _unfinished_status(started_at, now),
+                "total": total,
+                "succeeded": succeeded or 0,
+                "failed": failed or 0,
+                "created_at": iso_time(created_at),
+                "finished_at": iso_time(finished_at) if finished_at is not None else "",
+            }
+            if finished_at is not None:
+                data["results"] = self._results(request_id)
+            return data
+
+    def find_orders(self, partner: str, key: str, value: str) -> list[dict[str, Any]]:
+        """Orders for one of `wire.ORDER_KEYS`; the caller picks the key by precedence."""
+        with self._lock:
+            self._apply_due()
+            rows = self._db.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {_ORDER_KEY_COLUMN[key]} = ?"
+                " AND partner_code = ? ORDER BY created_at DESC, order_id DESC",
+                (value, partner),
+            ).fetchall()
+        if not rows:
+            raise Refusal(wire.CODE_ORDER_NOT_FOUND, f"no order with {key} {value}")
+        orders = [_order_of_row(row) for row in rows]
+        if key == "purchase_order_id":
+            return [_latest_paid_or_latest(orders)]
+        return orders
+
+    # ------------------------------------------------------------ request log
+
+    def log_mutation(self, record: MutationRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO mutation_log (at, method, path, group_id, iccid_count, iccids,"
+                " request_id, http_status, code, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.at,
+                    record.method,
+                    record.path,
+                    record.group_id,
+                    record.iccid_count,
+                    json.dumps(list(record.iccids)),
+                    record.request_id,
+                    record.http_status,
+                    record.code,
+                    int(record.dropped),
+                ),
+            )
+
+    def mutation_log(self) -> list[MutationRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, method, path, group_id, iccid_count, iccids, request_id, http_status,"
+                " code, dropped FROM mutation_log ORDER BY id"
+            ).fetchall()
+        return [_mutation_of_row(row) for row in rows]
+
+    # ------------------------------------------------------------ helpers for tests and demos
+
+    def members(self, group_id: str) -> list[str]:
+        with self._lock:
+            self._apply_due()
+            rows = self._db.execute(
+                "SELECT iccid FROM sims WHERE group_id = ? ORDER BY iccid", (group_id,)
+            ).fetchall()
+        return [iccid for (iccid,) in rows]
+
+    def group_of(self, iccid: str) -> str | None:
+        with self._lock:
+            self._apply_due()
+            row = self._db.execute("SELECT group_id FROM sims WHERE iccid = ?", (iccid,)).fetchone()
+        return None if row is None else row[0]
+
+    def owner_of(self, iccid: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT partner_code FROM sims WHERE iccid = ?", (iccid,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def orders(self, partner: str | None = None) -> list[dict[str, Any]]:
+        """Every order (of `partner`, when given), oldest order id first, in the wire shape."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders"
+                " WHERE ? IS NULL OR partner_code = ? ORDER BY order_id",
+                (partner, partner),
+            ).fetchall()
+        return [_order_of_row(row) for row in rows]
+
+    def ungrouped_sims(self, limit: int, partner: str = seed.PARTNER) -> list[str]:
+        with self._lock:
+            self._apply_due()
+            rows = self._db.execute(
+                "SELECT iccid FROM sims WHERE group_id IS NULL AND partner_code = ?"
+                " ORDER BY iccid LIMIT ?",
+                (partner, limit),
+            ).fetchall()
+        return [iccid for (iccid,) in rows]
+
+    def set_members(self, group_id: str, iccids: Sequence[str]) -> None:
+        """Make `iccids` exactly the members of `group_id` (moving them from other groups)."""
+        with self._lock:
+            self._apply_due()
+            with self._transaction():
+                known = self._known_iccids(iccids)
+                unknown = sorted(set(iccids) - known)
+                if unknown:
+                    raise ValueError(f"unknown ICCIDs: {unknown[:5]}")
+                self._db.execute("UPDATE sims SET group_id = NULL WHERE group_id = ?", (group_id,))
+                self._db.executemany(
+                    "UPDATE sims SET group_id = ? WHERE iccid = ?",
+                    [(group_id, iccid) for iccid in iccids],
+                )
+
+    def apply_due(self) -> int:
+        """Apply every operation that is due now; return how many were applied."""
+        with self._lock:
+            return self._apply_due()
+
+    # ------------------------------------------------------------ internals: queueing
+
+    def _require_group(self, partner: str, group_id: str) -> None:
+        row = self._db.execute(
+            "SELECT partner_code FROM groups WHERE group_id = ?", (group_id,)
+        ).fetchone()
+        if row is None or row[0] != partner:
+            raise Refusal(wire.CODE_GROUP_NOT_FOUND, f"group {group_id} not found")
+
+    def _require_within_limit(self, iccids: Sequence[str]) -> None:
+        limit = self.rules.max_iccids
+        if len(iccids) > limit:
+            raise Refusal(
+                wire.CODE_TOO_MANY_ICCIDS,
+                f"too many ICCIDs: {len(iccids)} sent, at most {limit} per request",
+                {"max_iccids": limit},
+            )
+
+    def _queue(
+        self, partner: str, operation: Operation, group_id: str, iccids: Sequence[str]
+    ) -> str:
+        seq = self._next_seq()
+        rng = random.Random(f"{self.rules.seed}:{seq}") if self.rules.seed is not None else None
+        rng = rng or random.Random()
+        now = self._clock()
+        delay = rng.uniform(*self.rules.async_delay)
+        request_id = uuid.UUID(int=rng.getrandbits(128), version=4).hex
+        self._db.execute(
+            "INSERT INTO operations (request_id, seq, partner_code, operation, group_id, total,"
+            " created_at, started_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request_id,
+                seq,
+                partner,
+                operation.value,
+                group_id,
+                len(iccids),
+                now,
+                now + delay * _PENDING_SHARE,
+                now + delay,
+            ),
+        )
+        locked = self._locked_iccids(iccids)
+        self._db.executemany(
+            "INSERT INTO operation_sims (request_id, position, iccid, locked, injected)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (request_id, position, iccid, int(iccid in locked), self._injected_failure(rng))
+                for position, iccid in enumerate(iccids)
+            ],
+        )
+        self._db.executemany(
+            "INSERT INTO locks (iccid, request_id) VALUES (?, ?)",
+            [(iccid, request_id) for iccid in iccids if iccid not in locked],
+        )
+        return request_id
+
+    def _next_seq(self) -> int:
+        (seq,) = self._db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'op_seq'"
+            " RETURNING CAST(value AS INTEGER)"
+        ).fetchone()
+        return int(seq)
+
+    def _locked_iccids(self, iccids: Sequence[str]) -> set[str]:
+        rows = self._db.execute(
+            "SELECT l.iccid FROM json_each(?) AS j JOIN locks AS l ON l.iccid = j.value",
+            (json.dumps(list(iccids)),),
+        ).fetchall()
+        return {iccid for (iccid,) in rows}
+
+    def _known_iccids(self, iccids: Sequence[str]) -> set[str]:
+        rows = self._db.execute(
+            "SELECT s.iccid FROM json_each(?) AS j JOIN sims AS s ON s.iccid = j.value",
+            (json.dumps(list(iccids)),),
+        ).fetchall()
+        return {iccid for (iccid,) in rows}
+
+    def _injected_failure(self, rng: random.Random) -> str:
+        draw = rng.random()
+        if draw < self.rules.sim_locked_rate:
+            return wire.REASON_SIM_LOCKED
+        if draw < self.rules.sim_locked_rate + self.rules.sim_internal_rate:
+            return wire.REASON_INTERNAL
+        return ""
+
+    # ------------------------------------------------------------ internals: applying
+
+    def _apply_due(self) -> int:
+        now = self._clock()
+        if not self._any_due(now):
+            self._purge_now_and_then(now)
+            return 0
+        with self._transaction():
+            due = self._db.execute(
+                "SELECT request_id, partner_code, operation, group_id, due_at FROM operations"
+                " WHERE finished_at IS NULL AND due_at <= ? ORDER BY due_at, seq",
+                (now,),
+            ).fetchall()
+            for request_id, partner, operation, group_id, due_at in due:
+                self._apply(request_id, partner, Operation(operation), group_id, due_at)
+        self._purge_now_and_then(now)
+        return len(due)
+
+    def _any_due(self, now: float) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM operations WHERE finished_at IS NULL AND due_at <= ? LIMIT 1", (now,)
+        ).fetchone()
+        return row is not None
+
+    def _apply(
+        self, request_id: str, partner: str, operation: Operation, group_id: str, due_at: float
+    ) -> None:
+        items = self._db.execute(
+            "SELECT o.position, o.iccid, o.locked, o.injected, s.partner_code, s.group_id"
+            " FROM operation_sims AS o LEFT JOIN sims AS s ON s.iccid = o.iccid"
+            " WHERE o.request_id = ? ORDER BY o.position",
+            (request_id,),
+        ).fetchall()
+        outcomes = []
+        moves = []
+        for position, iccid, locked, injected, owner, current_group in items:
+            reason = _sim_reason(
+                operation, partner, group_id, bool(locked), injected, owner, current_group
+            )
+            if reason is None:
+                moves.append((group_id if operation is Operation.ADD else None, iccid))
+                outcomes.append(("SUCCESS", "", "", request_id, position))
+            else:
+                text = REASON_TEXT[reason].format(group_id=current_group)
+                outcomes.append(("FAILED", reason, text, request_id, position))
+        self._db.executemany("UPDATE sims SET group_id = ? WHERE iccid = ?", moves)
+        self._db.executemany(
+            "UPDATE operation_sims SET status = ?, reason_code = ?, reason = ?"
+            " WHERE request_id = ? AND position = ?",
+            outcomes,
+        )
+        self._db.execute("DELETE FROM locks WHERE request_id = ?", (request_id,))
+        succeeded = len(moves)
+        self._db.execute(
+            "UPDATE operations SET finished_at = due_at, status = ?, succeeded = ?, failed = ?"
+            " WHERE request_id = ?",
+            (_final_status(succeeded, len(items)), succeeded, len(items) - succeeded, request_id),
+        )
+
+    def _results(self, request_id: str) -> list[dict[str, str]]:
+        rows = self._db.execute(
+            "SELECT iccid, status, reason_code, reason FROM operation_sims"
+            " WHERE request_id = ? ORDER BY position",
+            (request_id,),
+        ).fetchall()
+        return [
+            {"iccid": iccid, "status": status, "reason_code": code, "reason": reason}
+            for iccid, status, code, reason in rows
+        ]
+
+    def _expired(self, finished_at: float | None, now: float) -> bool:
+        return finished_at is not None and now > finished_at + self.rules.result_ttl
+
+    def _purge_now_and_then(self, now: float) -> None:
+        if now - self._last_purge < _PURGE_INTERVAL:
+            return
+        self._last_purge = now
+        with self._transaction():
+            cutoff = now - self.rules.result_ttl
+            self._db.execute(
+                "DELETE FROM operation_sims WHERE request_id IN (SELECT request_id FROM operations"
+                " WHERE finished_at IS NOT NULL AND finished_at < ?)",
+                (cutoff,),
+            )
+            self._db.execute(
+                "DELETE FROM operations WHERE finished_at IS NOT NULL AND finished_at < ?",
+                (cutoff,),
+            )
+
+    # ------------------------------------------------------------ internals: reading
+
+    def _member_count(self, group_id: str) -> int:
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM sims WHERE group_id = ?", (group_id,)
+        ).fetchone()
+        return int(count)
+
+    def _bundles(self, group_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT bundle_id, bundle_name, data_mb, validity_days FROM bundles"
+            " WHERE group_id = ? ORDER BY position",
+            (group_id,),
+        ).fetchall()
+        return [
+            {"bundle_id": bid, "bundle_name": name, "data_mb": mb, "validity_days": days}
+            for bid, name, mb, days in rows
+        ]
+
+    # ------------------------------------------------------------ internals: storage
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._db.in_transaction:  # already inside one (the lock is re-entrant)
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _seed_once(self, sims: int) -> None:
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is not None:
+                return
+            _insert_world(self._db, seed.build_world(sims))
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema", SCHEMA_VERSION), ("op_seq", "0"), ("sims", str(sims))],
+            )
+
+
+# ---------------------------------------------------------------- pure rules
+
+
+def _sim_reason(
+    operation: Operation,
+    partner: str,
+    group_id: str,
+    locked: bool,
+    injected: str,
+    owner: str | None,
+    current_group: str | None,
+) -> str | None:
+    """Why one SIM of an operation fails, or None when it succeeds."""
+    if owner is None:
+        return wire.REASON_SIM_NOT_FOUND
+    if owner != partner:
+        return wire.REASON_SIM_NOT_OWNED
+    if locked:
+        return wire.REASON_SIM_LOCKED
+    if injected:
+        return injected
+    if operation is Operation.ADD:
+        if current_group == group_id:
+            return wire.REASON_ALREADY_IN_GROUP
+        if current_group is not None:
+            return wire.REASON_IN_OTHER_GROUP
+        return None
+    if current_group != group_id:
+        return wire.REASON_NOT_IN_GROUP
+    return None
+
+
+def _final_status(succeeded: int, total: int) -> str:
+    if succeeded == total:
+        return OpStatus.SUCCESS.value
+    if succeeded == 0:
+        return OpStatus.FAILED.value
+    return OpStatus.PARTIAL_SUCCESS.value
+
+
+def _unfinished_status(started_at: float, now: float) -> str:
+    return (OpStatus.PROCESSING if now >= started_at else OpStatus.PENDING).value
+
+
+def _require_distinct(iccids: Sequence[str]) -> None:
+    if len(set(iccids)) == len(iccids):
+        return
+    repeated = sorted(iccid for iccid, count in Counter(iccids).items() if count > 1)
+    raise Refusal(
+        wire.CODE_INVALID_PARAMETER,
+        f"duplicate ICCIDs in one request: {', '.join(repeated[:5])}",
+        {"duplicates": repeated},
+    )
+
+
+def _latest_paid_or_latest(orders: list[dict[str, Any]]) -> dict[str, Any]:
+    paid = [order for order in orders if order["pay_status"] == "PAID"]
+    if paid:
+        return max(paid, key=lambda order: (order["paid_at"], order["created_at"]))
+    return orders[0]  # already newest first
+
+
+_ORDER_KEY_COLUMN = {key: key for key in wire.ORDER_KEYS}
+_ORDER_COLUMNS = ", ".join((*wire.ORDER_FIELDS, "extra"))
+
+
+def _mutation_of_row(row: Sequence[Any]) -> MutationRecord:
+    at, method, path, group_id, count, iccids, request_id, http_status, code, dropped = row
+    return MutationRecord(
+        at=at,
+        method=method,
+        path=path,
+        group_id=group_id,
+        iccid_count=count,
+        iccids=tuple(json.loads(iccids)),
+        request_id=request_id,
+        http_status=http_status,
+        code=code,
+        dropped=bool(dropped),
+    )
+
+
+def _order_of_row(row: Sequence[Any]) -> dict[str, Any]:
+    order = dict(zip(wire.ORDER_FIELDS, row[:-1], strict=True))
+    order.update(json.loads(row[-1]))
+    return order
+
+
+def _insert_world(db: sqlite3.Connection, world: seed.World) -> None:
+    db.executemany(
+        "INSERT INTO groups (group_id, partner_code, group_name) VALUES (?, ?, ?)",
+        [(g.group_id, g.partner_code, g.group_name) for g in world.groups],
+    )
+    db.executemany(
+        "INSERT INTO bundles (group_id, position, bundle_id, bundle_name, data_mb, validity_days)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (g.group_id, n, b.bundle_id, b.bundle_name, b.data_mb, b.validity_days)
+            for g in world.groups
+            for n, b in enumerate(g.bundles)
+        ],
+    )
+    db.executemany(
+        "INSERT INTO sims (iccid, partner_code, group_id) VALUES (?, ?, ?)", sorted(world.sims)
+    )
+    placeholders = ", ".join("?" * (len(wire.ORDER_FIELDS) + 2))
+    db.executemany(
+        f"INSERT INTO orders ({', '.join(wire.ORDER_FIELDS)}, partner_code, extra)"
+        f" VALUES ({placeholders})",
+        [_order_row(order) for order in world.orders],
+    )
+
+
+def _order_row(seeded: seed.SeedOrder) -> tuple[Any, ...]:
+    order = seeded.order
+    extra = {k: v for k, v in order.items() if k not in wire.ORDER_FIELDS}
+    known = tuple(order.get(k) for k in wire.ORDER_FIELDS)
+    return (*known, seeded.partner_code, json.dumps(extra))
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the state file readable by its owner only (it is nobody else's business)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(descriptor)

@@ -1,0 +1,722 @@
+"""Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx and `-` (stdin).
+
+`read_iccids` turns a file into an `InputTable`: one `InputRow` per data row, already validated
+(`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor.
+
+How a file is read:
+
+- Text (.csv, .txt, stdin): UTF-8 with or without BOM, UTF-16/UTF-32 with a BOM, otherwise
+  Windows-1252. The separator (``,`` ``;`` tab ``|``) is sniffed from the first non-blank line; a
+  line without any is a one-column file. .tsv is always tab-separated. Every cell is read as text.
+  Stdin holding an .xlsx workbook is recognised by its signature.
+- Workbooks (.xlsx, .xlsm): the first visible worksheet unless `sheet` names one. Formula cells give
+  their cached value. A cell Excel stored as a number gets `Reason.NUMERIC_CELL` (its last digits
+  are already lost); `raw` shows it as Excel would, e.g. ``8.98524201809103E+19``.
+- The header row is the first of the first ten non-blank rows holding an ICCID header (see
+  `ICCID_HEADERS`; case, spaces, underscores, dashes and dots are ignored) or the `column` asked
+  for; rows above it (titles) are ignored. A one-column file needs no known header, and has no
+  header at all when its first cell is a number or holds ten or more digits.
+- Blank rows inside the data are kept and reported as `Reason.EMPTY`; blank rows at the end are
+  ignored.
+- `extra_columns` maps a logical name to header aliases (the name itself also matches); each row
+  gets the stripped text of those cells in `InputRow.extra`, '' when the column is absent.
+- `require_column=False` is for callers keyed by other columns (orders export): a file without an
+  ICCID column is then accepted and its rows have ``iccid == ""`` and ``reason is None``; blank
+  rows are kept as they are, so such callers look at `extra` themselves.
+
+Every problem with the file itself (missing, empty, damaged, password-protected, unsupported, no
+ICCID column, header without rows) raises `InputError` with a message meant for whoever made the
+file; no library exception escapes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Protocol, cast
+
+import pandas as pd
+from python_calamine import (
+    CalamineWorkbook,
+    PasswordError,
+    SheetMetadata,
+    SheetTypeEnum,
+    SheetVisibleEnum,
+)
+
+from lf_bulk.errors import InputError
+from lf_bulk.iccid import Reason, check, normalize, validate
+
+__all__ = ["ICCID_HEADERS", "InputRow", "InputTable", "read_iccids"]
+
+ICCID_HEADERS: tuple[str, ...] = (
+    "iccid",
+    "iccid number",
+    "iccid no",
+    "iccid code",
+    "sim iccid",
+    "sim_id",
+    "sim serial number",
+    "sim serial",
+    "sim card",
+    "sim number",
+    "sim no",
+    "sim",
+)
+"""Headers recognised as the ICCID column, most specific first."""
+
+STDIN = "-"
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+
+Cell = str | int | float | bool | date | datetime | time | timedelta
+"""A cell as python-calamine returns it; text sources only ever hold `str`."""
+
+_NO_EXTRAS: Mapping[str, str] = MappingProxyType({})
+_NO_EXTRA_COLUMNS: Mapping[str, Sequence[str]] = MappingProxyType({})
+_HEADER_SCAN_ROWS = 10
+_HEADERLESS_MIN_DIGITS = 10
+_SNIFF_CHARS = 65536
+_DELIMITERS = (",", ";", "\t", "|")
+_ZIP_MAGIC = b"PK\x03\x04"
+_CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "utf-32", "UTF-32"),
+    (b"\xff\xfe", "utf-16", "UTF-16"),
+    (b"\xfe\xff", "utf-16", "UTF-16"),
+    (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"),
+)
+_HEADER_NOISE = re.compile(r"[\s_\-.#:]+")
+_SUPPORTED = "use .csv, .tsv, .txt or .xlsx"
+_SAVE_AS_XLSX = "open it in Excel and save it as an Excel Workbook (.xlsx)"
+
+
+@dataclass(frozen=True, slots=True)
+class InputRow:
+    row: int
+    """Row number as the user sees it: header = 1, first data row = 2 (headerless .txt: line 1)."""
+    raw: str
+    """The cell as text; a number cell as Excel shows it, e.g. '8.98524201809103E+19'."""
+    iccid: str
+    """`raw` normalized (spaces and dashes removed)."""
+    reason: Reason | None
+    """None when the ICCID is valid."""
+    extra: Mapping[str, str] = field(default_factory=lambda: _NO_EXTRAS)
+    """Stripped values of the requested extra columns, '' when the column is absent."""
+
+
+@dataclass(frozen=True)
+class InputTable:
+    source: str
+    """The path as given, or '<stdin>'."""
+    sheet: str | None
+    """The worksheet read; None for text files."""
+    column: str
+    """Header of the ICCID column; '' when the file has no header or no ICCID column."""
+    rows: list[InputRow]
+
+    @cached_property
+    def valid_rows(self) -> list[InputRow]:
+        return [row for row in self.rows if row.reason is None]
+
+    @cached_property
+    def invalid_rows(self) -> list[InputRow]:
+        """Rejected rows other than duplicates."""
+        return [row for row in self.rows if row.reason not in (None, Reason.DUPLICATE)]
+
+    @cached_property
+    def duplicate_rows(self) -> list[InputRow]:
+        return [row for row in self.rows if row.reason is Reason.DUPLICATE]
+
+    @cached_property
+    def reason_counts(self) -> Counter[Reason]:
+        return Counter(row.reason for row in self.rows if row.reason is not None)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Row counts named as in summary.json."""
+        return {
+            "input_rows": len(self.rows),
+            "valid": len(self.valid_rows),
+            "invalid": len(self.invalid_rows),
+            "duplicates": len(self.duplicate_rows),
+        }
+
+
+def read_iccids(
+    path: str | Path,
+    *,
+    sheet: str | None = None,
+    column: str | None = None,
+    extra_columns: Mapping[str, Sequence[str]] = _NO_EXTRA_COLUMNS,
+    require_column: bool = True,
+    stdin: IO[bytes] | None = None,
+) -> InputTable:
+    """Read and validate the ICCIDs of `path` (see the module docstring for the rules).
+
+    Raises `InputError` for any problem with the file as a whole; problems with single values are
+    reported per row through `InputRow.reason`.
+    """
+    source = "<stdin>" if str(path) == STDIN else str(path)
+    loaded = _load(path, source, sheet, stdin)
+    aliases = {name: _as_aliases(names) for name, names in extra_columns.items()}
+    wanted = _Wanted(column or None, aliases, require_column)
+    return _tabulate(loaded, source, wanted)
+
+
+def _as_aliases(names: Sequence[str]) -> tuple[str, ...]:
+    # A bare string is a Sequence[str] too; take it as one alias, not as its letters.
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+# --- loading: bytes to a grid of cells -------------------------------------------------------
+
+
+class _Grid(Protocol):
+    @property
+    def height(self) -> int: ...
+
+    def row(self, index: int) -> Sequence[Cell]: ...
+
+    def column(self, index: int) -> Sequence[Cell]: ...
+
+
+@dataclass(frozen=True)
+class _RowGrid:
+    rows: list[list[Cell]]
+
+    @property
+    def height(self) -> int:
+        return len(self.rows)
+
+    def row(self, index: int) -> Sequence[Cell]:
+        return self.rows[index]
+
+    def column(self, index: int) -> Sequence[Cell]:
+        return [row[index] if index < len(row) else "" for row in self.rows]
+
+
+@dataclass(frozen=True)
+class _ColumnGrid:
+    columns: list[list[str]]
+
+    @property
+    def height(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def row(self, index: int) -> Sequence[Cell]:
+        return [column[index] for column in self.columns]
+
+    def column(self, index: int) -> Sequence[Cell]:
+        return self.columns[index] if index < len(self.columns) else [""] * self.height
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    grid: _Grid
+    first_row_number: int
+    """Spreadsheet row number of the grid's first row."""
+    typed: bool
+    """Cells may be numbers, dates... (workbooks); text sources hold only str."""
+    sheet: str | None = None
+    sheets: tuple[str, ...] = ()
+    """The workbook's sheets for messages, hidden ones marked."""
+
+
+def _load(path: str | Path, source: str, sheet: str | None, stdin: IO[bytes] | None) -> _Loaded:
+    if str(path) == STDIN:
+        data = (stdin or sys.stdin.buffer).read()
+        if data.startswith(_ZIP_MAGIC):
+            return _load_workbook(data, source, sheet)
+        return _load_text(data, source, sheet, delimiter=None)
+    suffix = Path(path).suffix.lower()
+    _require_supported_suffix(suffix, source)
+    data = _read_bytes(Path(path), source)
+    if suffix in WORKBOOK_SUFFIXES:
+        return _load_workbook(data, source, sheet)
+    return _load_text(data, source, sheet, delimiter="\t" if suffix == ".tsv" else None)
+
+
+def _require_supported_suffix(suffix: str, source: str) -> None:
+    if suffix in TEXT_SUFFIXES or suffix in WORKBOOK_SUFFIXES:
+        return
+    if suffix == ".xls":
+        message = f"the old Excel 97-2003 format (.xls) is not supported: {_SAVE_AS_XLSX}."
+    elif suffix:
+        message = f"files of type {suffix!r} are not supported: {_SUPPORTED}."
+    else:
+        message = f"the file name has no extension, so its format is unknown: {_SUPPORTED}."
+    raise InputError(message, path=source)
+
+
+def _read_bytes(path: Path, source: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        message = "file not found."
+    except IsADirectoryError:
+        message = "this is a folder, not a file."
+    except PermissionError:
+        message = "permission denied: the file cannot be read."
+    except OSError as error:
+        message = f"the file cannot be read ({error.strerror or error})."
+    raise InputError(message, path=source)
+
+
+# --- text files ----------------------------------------------------------------------------
+
+
+def _load_text(data: bytes, source: str, sheet: str | None, *, delimiter: str | None) -> _Loaded:
+    if sheet is not None:
+        raise InputError("--sheet applies only to Excel workbooks (.xlsx).", path=source)
+    _reject_workbook_as_text(data, source)
+    text, codec = _decode(data, source)
+    if not text.strip():
+        raise InputError("the file is empty.", path=source)
+    delimiter = delimiter or _sniff_delimiter(text)
+    if delimiter is None:
+        return _Loaded(_split_lines(text), first_row_number=1, typed=False)
+    return _Loaded(_parse_delimited(data, text, codec, delimiter, source), 1, typed=False)
+
+
+def _reject_workbook_as_text(data: bytes, source: str) -> None:
+    if data.startswith(_ZIP_MAGIC):
+        raise InputError(
+            "this is an Excel workbook, not a text file: rename it to .xlsx.", path=source
+        )
+    if data.startswith(_CFB_MAGIC):
+        raise InputError(
+            f"this is an old Excel workbook (.xls), not a text file: {_SAVE_AS_XLSX}.", path=source
+        )
+
+
+def _decode(data: bytes, source: str) -> tuple[str, str]:
+    """The text of `data` and the codec that decoded it."""
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec), codec
+            except UnicodeDecodeError:
+                raise InputError(
+                    f"the file starts like {name} text but is not valid {name}; "
+                    "save it again as 'CSV UTF-8'.",
+                    path=source,
+                ) from None
+    if b"\x00" in data[:4096]:
+        raise InputError(
+            "this is not a plain text file: it is binary, or UTF-16 text without a byte order "
+            "mark. Save it again as 'CSV UTF-8'.",
+            path=source,
+        )
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        # Excel's plain "CSV" export is Windows-1252; ICCIDs are ASCII either way.
+        return data.decode("cp1252", errors="replace"), "cp1252"
+
+
+def _sniff_delimiter(text: str) -> str | None:
+    header = next((line for line in text[:_SNIFF_CHARS].splitlines() if line.strip()), "")
+    best = max(_DELIMITERS, key=header.count)
+    return best if header.count(best) else None
+
+
+def _split_lines(text: str) -> _ColumnGrid:
+    # str.splitlines would also split on form feeds and other rare separators and shift the line
+    # numbers away from what an editor shows.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if '"' in text:
+        lines = [_unquote(line) for line in lines]
+    return _ColumnGrid([lines])
+
+
+def _unquote(line: str) -> str:
+    stripped = line.strip()
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
+        return stripped[1:-1].replace('""', '"')
+    return line
+
+
+def _parse_delimited(data: bytes, text: str, codec: str, delimiter: str, source: str) -> _Grid:
+    # pandas' C parser is about twice as fast as the csv module on a million rows and lets us
+    # keep only the columns we need; it refuses rows longer than the first one, which the csv
+    # module accepts.
+    buffer: io.BytesIO | io.StringIO = (
+        io.BytesIO(data) if codec.startswith("utf-8") else io.StringIO(text)
+    )
+    try:
+        frame = pd.read_csv(
+            buffer,
+            sep=delimiter,
+            header=None,
+            dtype=object,
+            na_filter=False,
+            skip_blank_lines=False,
+            encoding=codec if codec.startswith("utf-8") else None,
+            engine="c",
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return _RowGrid(_csv_module_rows(text, delimiter, source))
+    return _ColumnGrid([frame[label].tolist() for label in frame.columns])
+
+
+def _csv_module_rows(text: str, delimiter: str, source: str) -> list[list[Cell]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return [list(row) for row in reader]
+    except csv.Error as error:
+        raise InputError(
+            f"the file is not valid CSV ({error}); check the quotes on this line.",
+            path=source,
+            row=reader.line_num,
+        ) from None
+
+
+# --- workbooks -----------------------------------------------------------------------------
+
+
+def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
+    _require_xlsx_signature(data, source)
+    with _workbook_errors(source, sheet):
+        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
+    with workbook:
+        metadata = list(workbook.sheets_metadata)
+        chosen = _choose_sheet(metadata, sheet, source)
+        with _workbook_errors(source, chosen):
+            worksheet = workbook.get_sheet_by_name(chosen)
+            rows = worksheet.to_python()
+            start = worksheet.start
+    sheets = tuple(_describe_sheet(entry) for entry in metadata)
+    first_row_number = start[0] + 1 if start else 1
+    return _Loaded(_RowGrid(rows), first_row_number, typed=True, sheet=chosen, sheets=sheets)
+
+
+def _require_xlsx_signature(data: bytes, source: str) -> None:
+    if not data:
+        raise InputError("the file is empty (0 bytes).", path=source)
+    if data.startswith(_CFB_MAGIC):
+        raise InputError(_compound_file_message(data), path=source)
+    if data.startswith(_ZIP_MAGIC):
+        return
+    if _looks_like_text(data):
+        message = "this is a text file with an .xlsx name, not an Excel workbook: rename it .csv."
+    else:
+        message = "this is not an Excel workbook (.xlsx): the file is damaged or of another type."
+    raise InputError(message, path=source)
+
+
+def _compound_file_message(data: bytes) -> str:
+    # Encrypted .xlsx files and legacy .xls files are both OLE compound files; their stream
+    # names (UTF-16 in the directory) tell them apart when the directory is intact.
+    if "EncryptedPackage".encode("utf-16-le") in data:
+        return (
+            "the workbook is password-protected. Open it in Excel, remove the password "
+            "(File > Info > Protect Workbook > Encrypt with Password) and save it again as .xlsx."
+        )
+    if "Workbook".encode("utf-16-le") in data or "Book".encode("utf-16-le") in data:
+        return f"this is an old Excel 97-2003 workbook (.xls) with an .xlsx name: {_SAVE_AS_XLSX}."
+    return (
+        "this is an old .xls or a password-protected workbook; save it as .xlsx without a password."
+    )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:1024]
+    return not any(byte < 9 or 13 < byte < 32 for byte in head)
+
+
+@contextmanager
+def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
+    """Turn whatever python-calamine raises for a damaged workbook into an InputError."""
+    try:
+        yield
+    except PasswordError:
+        raise InputError(
+            "the workbook is password-protected; remove the password and save it again.",
+            path=source,
+            sheet=sheet,
+        ) from None
+    except Exception as error:
+        raise InputError(
+            f"the workbook is damaged and cannot be read ({error}). {_SAVE_AS_XLSX.capitalize()} "
+            "again, or export the sheet as CSV.",
+            path=source,
+            sheet=sheet,
+        ) from error
+
+
+def _choose_sheet(metadata: list[SheetMetadata], wanted: str | None, source: str) -> str:
+    listing = ", ".join(_describe_sheet(entry) for entry in metadata) or "none"
+    if wanted is not None:
+        return _sheet_named(metadata, wanted, listing, source)
+    for entry in metadata:
+        if entry.visible == SheetVisibleEnum.Visible and entry.typ == SheetTypeEnum.WorkSheet:
+            return entry.name
+    raise InputError(
+        f"the workbook has no visible worksheet (sheets: {listing}); choose one with --sheet NAME.",
+        path=source,
+    )
+
+
+def _sheet_named(metadata: list[SheetMetadata], wanted: str, listing: str, source: str) -> str:
+    names = [entry.name for entry in metadata]
+    if wanted in names:
+        return wanted
+    folded = [name for name in names if name.strip().casefold() == wanted.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise InputError(
+        f"there is no sheet named {wanted!r}; the workbook's sheets are: {listing}.", path=source
+    )
+
+
+def _describe_sheet(entry: SheetMetadata) -> str:
+    hidden = "" if entry.visible == SheetVisibleEnum.Visible else " (hidden)"
+    return f"{entry.name!r}{hidden}"
+
+
+# --- cells -----------------------------------------------------------------------------------
+
+
+def _cell_text(cell: Cell) -> str:
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, bool):
+        return "TRUE" if cell else "FALSE"
+    if isinstance(cell, float):
+        return _number_text(cell)
+    if isinstance(cell, int):
+        return str(cell)
+    if isinstance(cell, date | time):
+        return cell.isoformat()
+    return str(cell)
+
+
+def _number_text(value: float) -> str:
+    """`value` as Excel shows it in the formula bar: integers up to 15 digits, else 15 digits E."""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.15G}"
+
+
+def _is_number(cell: Cell) -> bool:
+    return isinstance(cell, int | float) and not isinstance(cell, bool)
+
+
+def _is_blank(cell: Cell) -> bool:
+    return isinstance(cell, str) and not cell.strip()
+
+
+def _is_blank_row(cells: Sequence[Cell]) -> bool:
+    return all(_is_blank(cell) for cell in cells)
+
+
+def _header_key(text: str) -> str:
+    return _HEADER_NOISE.sub("", text.casefold())
+
+
+# --- from a grid to rows -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    column: str | None
+    extra_columns: dict[str, tuple[str, ...]]
+    require_column: bool
+
+
+@dataclass(frozen=True)
+class _Layout:
+    data_start: int
+    """Grid index of the first data row."""
+    iccid_index: int | None
+    column_name: str
+    extra_indexes: dict[str, int | None]
+
+
+def _tabulate(loaded: _Loaded, source: str, wanted: _Wanted) -> InputTable:
+    height = _content_height(loaded.grid)
+    if height == 0:
+        raise InputError(_empty_message(loaded), path=source, sheet=loaded.sheet)
+    layout = _find_layout(loaded, height, wanted, source)
+    rows = _input_rows(loaded, layout, height)
+    if not rows:
+        raise InputError(
+            f"there is a header row ({layout.column_name!r}) but no data rows below it.",
+            path=source,
+            sheet=loaded.sheet,
+        )
+    return InputTable(source=source, sheet=loaded.sheet, column=layout.column_name, rows=rows)
+
+
+def _content_height(grid: _Grid) -> int:
+    height = grid.height
+    while height and _is_blank_row(grid.row(height - 1)):
+        height -= 1
+    return height
+
+
+def _empty_message(loaded: _Loaded) -> str:
+    if loaded.sheet is None:
+        return "the file is empty."
+    return f"the sheet is empty; choose another with --sheet NAME (sheets: {_sheets(loaded)})."
+
+
+def _sheets(loaded: _Loaded) -> str:
+    return ", ".join(loaded.sheets)
+
+
+def _find_layout(loaded: _Loaded, height: int, wanted: _Wanted, source: str) -> _Layout:
+    grid = loaded.grid
+    first = next(index for index in range(height) if not _is_blank_row(grid.row(index)))
+    candidates = [
+        index
+        for index in range(first, min(height, first + _HEADER_SCAN_ROWS))
+        if not _is_blank_row(grid.row(index))
+    ]
+    keys = [_header_key(wanted.column)] if wanted.column else _ICCID_KEYS
+    for index in candidates:
+        headers = _row_texts(grid, index)
+        found = _find_column(headers, keys)
+        if found is not None:
+            return _header_layout(index, found, headers, wanted)
+    return _fallback_layout(loaded, first, wanted, source)
+
+
+_ICCID_KEYS = [_header_key(header) for header in ICCID_HEADERS]
+
+
+def _fallback_layout(loaded: _Loaded, first: int, wanted: _Wanted, source: str) -> _Layout:
+    """Layout of a file without a recognised ICCID header in its first rows."""
+    first_cells = loaded.grid.row(first)
+    headers = [_cell_text(cell) for cell in first_cells]
+    filled = [index for index, cell in enumerate(first_cells) if not _is_blank(cell)]
+    if wanted.column is None and len(filled) == 1:
+        only = filled[0]
+        if _looks_like_value(first_cells[only]):
+            return _Layout(first, only, "", dict.fromkeys(wanted.extra_columns))
+        if wanted.require_column or not _is_extra_header(headers[only], wanted):
+            return _header_layout(first, only, headers, wanted)
+    if wanted.require_column or wanted.column is not None:
+        raise InputError(
+            _missing_column_message(loaded, headers, wanted.column),
+            path=source,
+            sheet=loaded.sheet,
+        )
+    return _header_layout(first, None, headers, wanted)
+
+
+def _header_layout(
+    header_index: int, iccid_index: int | None, headers: list[str], wanted: _Wanted
+) -> _Layout:
+    extra_indexes = {
+        name: _find_column(headers, [_header_key(alias) for alias in (*aliases, name)])
+        for name, aliases in wanted.extra_columns.items()
+    }
+    column_name = headers[iccid_index].strip() if iccid_index is not None else ""
+    return _Layout(header_index + 1, iccid_index, column_name, extra_indexes)
+
+
+def _row_texts(grid: _Grid, index: int) -> list[str]:
+    return [_cell_text(cell) for cell in grid.row(index)]
+
+
+def _find_column(headers: list[str], keys: list[str]) -> int | None:
+    """Index of the header matching the earliest of `keys`, None when none does."""
+    positions: dict[str, int] = {}
+    for index, header in enumerate(headers):
+        positions.setdefault(_header_key(header), index)
+    return next((positions[key] for key in keys if key and key in positions), None)
+
+
+def _is_extra_header(header: str, wanted: _Wanted) -> bool:
+    key = _header_key(header)
+    return any(
+        key == _header_key(alias)
+        for name, aliases in wanted.extra_columns.items()
+        for alias in (*aliases, name)
+    )
+
+
+def _looks_like_value(cell: Cell) -> bool:
+    """Whether the first cell of a one-column file is data rather than a header."""
+    if _is_number(cell):
+        return True
+    text = normalize(_cell_text(cell))
+    digits = sum(character.isdigit() for character in text)
+    return digits >= _HEADERLESS_MIN_DIGITS or text.isdigit() or _looks_rounded(text)
+
+
+def _looks_rounded(text: str) -> bool:
+    return check(text)[1] is Reason.NUMERIC_CELL
+
+
+def _missing_column_message(loaded: _Loaded, headers: list[str], column: str | None) -> str:
+    seen = ", ".join(repr(header.strip()) for header in headers if header.strip()) or "none"
+    if column:
+        wanted = f"no column named {column!r}"
+    else:
+        wanted = "no ICCID column (a header such as 'ICCID', 'SIM_ID' or 'ICCID number')"
+    hint = "Name the column with --column NAME"
+    if loaded.sheets:
+        hint += f", or choose another sheet with --sheet NAME (sheets: {_sheets(loaded)})"
+    return f"found {wanted}. Headers seen: {seen}. {hint}."
+
+
+def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]:
+    start = layout.data_start
+    first_number = loaded.first_row_number + start
+    extras = _extra_values(loaded, layout, height)
+    if layout.iccid_index is None:
+        return [
+            InputRow(first_number + offset, "", "", None, extra)
+            for offset, extra in zip(range(height - start), extras, strict=False)
+        ]
+    cells = loaded.grid.column(layout.iccid_index)[start:height]
+    raws, numeric = _texts_and_number_flags(cells, typed=loaded.typed)
+    checked = validate(zip(raws, numeric, strict=False))
+    return [
+        InputRow(first_number + offset, raw, iccid, reason, extra)
+        for offset, (raw, (iccid, reason), extra) in enumerate(
+            zip(raws, checked, extras, strict=False)
+        )
+    ]
+
+
+def _texts_and_number_flags(
+    cells: Sequence[Cell], *, typed: bool
+) -> tuple[Sequence[str], Iterable[bool]]:
+    if not typed:
+        # Text sources hold only str; skipping the per-cell conversion matters at a million rows.
+        return cast(Sequence[str], cells), itertools.repeat(False)
+    return [_cell_text(cell) for cell in cells], [_is_number(cell) for cell in cells]
+
+
+def _extra_values(loaded: _Loaded, layout: _Layout, height: int) -> Iterable[Mapping[str, str]]:
+    if not layout.extra_indexes:
+        return itertools.repeat(_NO_EXTRAS)
+    start = layout.data_start
+    names = list(layout.extra_indexes)
+    columns = [
+        _stripped_texts(loaded.grid, index, start, height)
+        for index in layout.extra_indexes.values()
+    ]
+    return (dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True))
+
+
+def _stripped_texts(grid: _Grid, index: int | None, start: int, height: int) -> list[str]:
+    if index is None:
+        return [""] * (height - start)
+    return [_cell_text(cell).strip() for cell in grid.column(index)[start:height]]

@@ -1,0 +1,47 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from lf_bulk.sandbox.server import SandboxServer, running_sandbox
+
+# A small world (group sizes scale down with it) whose operations finish in about 0.1 s.
+SANDBOX_TEST_SIMS = 2_000
+SANDBOX_TEST_FAULTS = "async=50-150ms"
+
+MakeSandbox = Callable[..., SandboxServer]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+    """A running sandbox on 127.0.0.1 with a fresh state and the contract's rate limits."""
+    with running_sandbox(
+        tmp_path / "sandbox.db", SANDBOX_TEST_FAULTS, sims=SANDBOX_TEST_SIMS
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def make_sandbox(tmp_path: Path) -> Iterator[MakeSandbox]:
+    """Start sandboxes with extra faults: `make_sandbox("drop=1")`, stopped after the test.
+
+    The faults are added to `SANDBOX_TEST_FAULTS` (a key given here wins). Each call gets a fresh
+    state file unless `state_path` is given, which is how two servers share one world.
+    """
+    numbers = itertools.count(1)
+    with ExitStack() as stack:
+
+        def start(
+            faults: str = "", *, state_path: Path | None = None, sims: int = SANDBOX_TEST_SIMS
+        ) -> SandboxServer:
+            path = state_path or tmp_path / f"sandbox-{next(numbers)}.db"
+            spec = ",".join(part for part in (SANDBOX_TEST_FAULTS, faults) if part)
+            return stack.enter_context(running_sandbox(path, spec, sims=sims))
+
+        yield start
