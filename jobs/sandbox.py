@@ -70,5 +70,8 @@ def serve_command(
 
     try:
         serve(host, port, state_path, faults, sims=sims, on_ready=announce)
+    except KeyboardInterrupt:
+        # uvicorn has already shut down cleanly; it re-raises the Ctrl-C for the caller.
+        click.echo("sandbox stopped", err=True)
     except OSError as exc:
         raise click.ClickException(f"cannot start the sandbox: {exc}") from None

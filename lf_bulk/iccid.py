@@ -4,6 +4,10 @@ An ICCID is valid when, after `normalize`, it is 19 or 20 ASCII digits, starts w
 telecom industry identifier of ITU-T E.118) and its last digit is the Luhn check digit of the rest.
 Each rejected value gets one `Reason`; `EXPLANATIONS` says in plain words what is wrong and how to
 fix it.
+
+A value from a cell the spreadsheet stored as a number is `NUMERIC_CELL` whatever it looks like;
+so is text in scientific notation such as ``8.98524E+19``, which is what Excel writes to a CSV for
+such a cell. Either way the last digits are already lost.
 """
 
 from __future__ import annotations
@@ -77,7 +81,10 @@ _SCIENTIFIC_NOTATION = re.compile(r"[0-9](?:[.,][0-9]*)?[eE]\+?[0-9]+")
 
 
 def normalize(raw: str) -> str:
-    """`raw` without surrounding whitespace and without inner spaces and dashes."""
+    """`raw` without surrounding whitespace, inner spaces and dashes; full-width digits as ASCII.
+
+    Idempotent: ``normalize(normalize(x)) == normalize(x)``.
+    """
     if raw.isascii() and raw.isdigit():
         return raw
     return raw.translate(_NORMALIZE_TABLE).strip()

@@ -88,6 +88,7 @@ _NO_EXTRA_COLUMNS: Mapping[str, Sequence[str]] = MappingProxyType({})
 _HEADER_SCAN_ROWS = 10
 _HEADERLESS_MIN_DIGITS = 10
 _SNIFF_CHARS = 65536
+_SNIFF_LINES = 20
 _DELIMITERS = (",", ";", "\t", "|")
 _ZIP_MAGIC = b"PK\x03\x04"
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -328,9 +329,16 @@ def _decode(data: bytes, source: str) -> tuple[str, str]:
 
 
 def _sniff_delimiter(text: str) -> str | None:
-    header = next((line for line in text[:_SNIFF_CHARS].splitlines() if line.strip()), "")
-    best = max(_DELIMITERS, key=header.count)
-    return best if header.count(best) else None
+    """The separator found on the most of the first lines (then the most often), if any."""
+    lines = [line for line in text[:_SNIFF_CHARS].splitlines() if line.strip()][:_SNIFF_LINES]
+
+    def score(delimiter: str) -> tuple[int, int]:
+        return sum(delimiter in line for line in lines), sum(
+            line.count(delimiter) for line in lines
+        )
+
+    best = max(_DELIMITERS, key=score)
+    return best if score(best)[0] else None
 
 
 def _split_lines(text: str) -> _ColumnGrid:
@@ -351,8 +359,11 @@ def _unquote(line: str) -> str:
 
 def _parse_delimited(data: bytes, text: str, codec: str, delimiter: str, source: str) -> _Grid:
     # pandas' C parser is about twice as fast as the csv module on a million rows and lets us
-    # keep only the columns we need; it refuses rows longer than the first one, which the csv
-    # module accepts.
+    # keep only the columns we need. But it refuses rows longer than the first one, and it reads
+    # an unclosed quote silently to the end of the file; the csv module copes with the first and,
+    # strict, points at the line of the second.
+    if text.count('"') % 2:
+        return _RowGrid(_csv_module_rows(text, delimiter, source))
     buffer: io.BytesIO | io.StringIO = (
         io.BytesIO(data) if codec.startswith("utf-8") else io.StringIO(text)
     )
@@ -367,21 +378,26 @@ def _parse_delimited(data: bytes, text: str, codec: str, delimiter: str, source:
             encoding=codec if codec.startswith("utf-8") else None,
             engine="c",
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
         return _RowGrid(_csv_module_rows(text, delimiter, source))
     return _ColumnGrid([frame[label].tolist() for label in frame.columns])
 
 
 def _csv_module_rows(text: str, delimiter: str, source: str) -> list[list[Cell]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows: list[list[Cell]] = []
+    record_start = 1
     try:
-        return [list(row) for row in reader]
+        for row in reader:
+            rows.append(list(row))
+            record_start = reader.line_num + 1
     except csv.Error as error:
         raise InputError(
-            f"the file is not valid CSV ({error}); check the quotes on this line.",
+            f"the file is not valid CSV ({error}): check the quotes of the row starting here.",
             path=source,
-            row=reader.line_num,
+            row=record_start,
         ) from None
+    return rows
 
 
 # --- workbooks -----------------------------------------------------------------------------
@@ -391,8 +407,8 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
     _require_xlsx_signature(data, source)
     with _workbook_errors(source, sheet):
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
-    with workbook:
         metadata = list(workbook.sheets_metadata)
+    with workbook:
         chosen = _choose_sheet(metadata, sheet, source)
         with _workbook_errors(source, chosen):
             worksheet = workbook.get_sheet_by_name(chosen)
@@ -450,8 +466,8 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
         ) from None
     except Exception as error:
         raise InputError(
-            f"the workbook is damaged and cannot be read ({error}). {_SAVE_AS_XLSX.capitalize()} "
-            "again, or export the sheet as CSV.",
+            f"the workbook is damaged and cannot be read ({error}). Open it in Excel and save "
+            "it again as an Excel Workbook (.xlsx), or export the sheet as CSV.",
             path=source,
             sheet=sheet,
         ) from error

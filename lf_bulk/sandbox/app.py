@@ -431,6 +431,7 @@ async def _read_body(receive: Receive) -> bytes:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
+        # A body past the limit is cut short, so it no longer parses: the endpoint answers 1001.
         if size <= MAX_BODY_BYTES:
             chunks.append(chunk)
         if not message.get("more_body", False):

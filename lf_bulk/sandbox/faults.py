@@ -21,7 +21,7 @@ Keys (every one optional; `FAULT_KEYS` lists them with their help text):
     partners      known partner codes, joined with "+"                   (P000270+P000999)
     seed          makes every random choice reproducible                 (integer)
 
-Faults apply to the API endpoints only.
+When a key is given twice, the last value wins. Faults apply to the API endpoints only.
 """
 
 from __future__ import annotations

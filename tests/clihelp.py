@@ -1,0 +1,81 @@
+"""Running the CLI in tests: in-process with CliRunner, or as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from jobs.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+# Fast but contract-shaped: the test sandboxes allow this rate, so no test waits on pacing.
+FAST_SERVER = "rate=400,concurrency=8"
+FAST_CLIENT = ["--rate", "200", "--max-in-flight", "4"]
+
+
+def invoke(args: Sequence[str], *, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=True)
+
+
+def explain(result: Result) -> str:
+    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def expect(result: Result, code: int) -> Result:
+    assert result.exit_code == code, explain(result)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"unexpected exception: {result.exception!r}\n{explain(result)}")
+    assert "Traceback" not in result.stderr, explain(result)
+    return result
+
+
+def base_args(home: Path, base_url: str) -> list[str]:
+    return ["--home", str(home), "--base-url", base_url, "--no-progress", *FAST_CLIENT]
+
+
+def subprocess_cli(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def read_items(report_dir: Path) -> list[dict[str, str]]:
+    with (report_dir / "items.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_summary(report_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((report_dir / "summary.json").read_text())
+    return data
+
+
+def write_list(path: Path, iccids: Sequence[str], header: str = "iccid") -> Path:
+    path.write_text(header + "\n" + "".join(f"{i}\n" for i in iccids))
+    return path
+
+
+def write_xlsx(path: Path, iccids: Sequence[str]) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("SIMs")
+    sheet.append(["ICCID"])
+    for iccid in iccids:
+        sheet.append([iccid])
+    book.save(path)
+    return path
