@@ -37,7 +37,9 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
     metavar="GROUP",
     help="Export the orders of every SIM in GROUP (instead of a FILE).",
 )
-@click.option("--sheet", help="Workbook sheet to read [default: the first visible sheet].")
+@click.option(
+    "--sheet", metavar="NAME", help="Workbook sheet to read [default: the first visible sheet]."
+)
 @click.option(
     "-o",
     "--output",
@@ -47,6 +49,7 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
 @click.option(
     "--timezone",
     "zone",
+    metavar="ZONE",
     default="UTC",
     show_default=True,
     callback=_zone,

@@ -171,7 +171,7 @@ def read_keys(
         listed = ", ".join(repr(name) for name in seen) or "none"
         raise errors.InputError(
             "found none of the key columns purchase_order_id, order_id, iccid (or sim_id). "
-            f"Columns seen: {listed}.",
+            f"Columns seen: {listed}. The first row must name the key column(s).",
             path=table.source,
             sheet=table.sheet,
         )
@@ -278,12 +278,17 @@ def run_lookups(
 
 
 def _look_up(client: LinksfieldClient, lookup: Lookup) -> LookupResult:
+    where = f"{lookup.kind} {lookup.key}"
     try:
-        return LookupResult(lookup, tuple(client.find_orders(lookup.kind, lookup.key)))
+        found = tuple(client.find_orders(lookup.kind, lookup.key))
     except errors.InvalidParameter as error:
         return LookupResult(lookup, rejected=error.api_message or str(error))
     except errors.EnvelopeError as error:
-        raise errors.EnvelopeError(f"{lookup.kind} {lookup.key}: {error}") from error
+        raise errors.EnvelopeError(f"{where}: {error}") from error
+    for order in found:
+        if order.amount is not None and not order.amount.is_finite():
+            raise errors.EnvelopeError(f"{where}: order {order.order_id} has amount {order.amount}")
+    return LookupResult(lookup, found)
 
 
 # ---------------------------------------------------------------- the export

@@ -337,8 +337,9 @@ def test_an_error_for_the_whole_account_stops_the_export() -> None:
     assert api.requests < len(lookups)  # the rest were cancelled
 
 
-def test_an_unreadable_amount_names_the_key() -> None:
-    api = FakeOrderApi({("order_id", "LF1"): [wire_order("LF1", amount="12,36")]})
+@pytest.mark.parametrize("amount", ["12,36", "NaN", "Infinity"])
+def test_an_unusable_amount_stops_the_export_naming_the_key(amount: str) -> None:
+    api = FakeOrderApi({("order_id", "LF1"): [wire_order("LF1", amount=amount)]})
     with api.client() as client, pytest.raises(errors.EnvelopeError, match="order_id LF1"):
         orders.run_lookups(client, [Lookup("order_id", "LF1")])
 
@@ -394,7 +395,8 @@ def test_workbook_cells_are_typed_for_finance(tmp_path: Path) -> None:
         assert cell.data_type == "s" and cell.number_format == "@"
     assert first[col["sim_id"]].value == "8944500000000000004"
     created = first[col["created_at"]]
-    assert created.is_date and created.value == datetime(2026, 1, 2, 3, 4, 5)
+    assert created.value == datetime(2026, 1, 2, 3, 4, 5)
+    assert created.number_format == "yyyy-mm-dd hh:mm:ss"
     assert third[col["paid_at"]].value is None  # unreadable: left empty, and warned about
     assert export.warnings and "paid_at 'yesterday'" in export.warnings[0]
     assert first[col["channel"]].value == "'=cmd"  # neutralised, not a formula

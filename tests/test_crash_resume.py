@@ -1,0 +1,116 @@
+"""Kill -9 at random moments, Ctrl-C, and two processes on one run: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clihelp import FAST_SERVER, base_args, expect, invoke, read_items, subprocess_cli, write_list
+from conftest import MakeSandbox
+from lf_bulk.journal import Journal
+from lf_bulk.sandbox.seed import PILOT_GROUP
+
+FINAL = {"added", "already_member"}
+
+
+def newest_run(home: Path) -> str:
+    with Journal(home / "journal.db") as journal:
+        runs = journal.runs()
+    assert runs, "the job recorded no run"
+    return runs[0].run_id
+
+
+def wait_for_run(home: Path, timeout: float = 30) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (home / "journal.db").exists():
+            with Journal(home / "journal.db") as journal:
+                runs = journal.runs()
+            if runs:
+                return runs[0].run_id
+        time.sleep(0.05)
+    raise AssertionError("the job never recorded its run")
+
+
+def crash_trial(make_sandbox: MakeSandbox, tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    server = make_sandbox(f"{FAST_SERVER},async=0.3-1s,rate=30", sims=3_000)
+    wanted = server.state.ungrouped_sims(rng.randint(600, 1_400))
+    before = set(server.state.members(PILOT_GROUP))
+    file = write_list(tmp_path / "s.csv", wanted)
+    home = tmp_path / "home"
+    report = tmp_path / "report"
+    args = [*base_args(home, server.base_url), "--rate", "6", "sims", "add", PILOT_GROUP]
+    job = subprocess_cli([*args, str(file), "--batch-size", "100", "--report-dir", str(report)])
+    run_id = wait_for_run(home)
+    time.sleep(rng.uniform(0.0, 4.0))
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+
+    resumed = expect(invoke([*base_args(home, server.base_url), "runs", "resume", run_id]), 0)
+
+    assert resumed.stdout.strip() == str(report)
+    items = read_items(report)
+    assert [i["iccid"] for i in items] == wanted
+    assert set(Counter(i["outcome"] for i in items)) <= FINAL
+    assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
+    with Journal(home / "journal.db") as journal:
+        batches = [b for b in journal.batches(run_id) if b.request_id]
+    assert all(b.sends == 1 for b in batches)
+    assert len({b.request_id for b in batches}) == len(batches)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_kill_nine_then_resume_loses_nothing(
+    make_sandbox: MakeSandbox, tmp_path: Path, seed: int
+) -> None:
+    crash_trial(make_sandbox, tmp_path, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 150))
+def test_kill_nine_chaos_scale(make_sandbox: MakeSandbox, tmp_path: Path, seed: int) -> None:
+    crash_trial(make_sandbox, tmp_path, seed)
+
+
+def test_ctrl_c_stops_cleanly_with_exit_5_and_says_how_to_resume(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox(f"{FAST_SERVER},async=2-3s")
+    file = write_list(tmp_path / "s.csv", server.state.ungrouped_sims(800))
+    home = tmp_path / "home"
+    args = [*base_args(home, server.base_url), "sims", "add", PILOT_GROUP, str(file)]
+    job = subprocess_cli([*args, "--report-dir", str(tmp_path / "r")])
+    time.sleep(2.0)
+    job.send_signal(signal.SIGINT)
+    out, err = job.communicate(timeout=60)
+
+    assert job.returncode == 5, err
+    assert "Traceback" not in err
+    assert "runs wait" in err or "runs resume" in err
+    assert out.strip() == str(tmp_path / "r")
+    expect(invoke([*base_args(home, server.base_url), "runs", "resume"]), 0)
+    assert Counter(i["outcome"] for i in read_items(tmp_path / "r")) == {"added": 800}
+
+
+def test_two_processes_cannot_drive_one_run(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    server = make_sandbox(f"{FAST_SERVER},async=3-4s")
+    file = write_list(tmp_path / "s.csv", server.state.ungrouped_sims(300))
+    home = tmp_path / "home"
+    args = [*base_args(home, server.base_url), "sims", "add", PILOT_GROUP, str(file)]
+    job = subprocess_cli([*args, "--report-dir", str(tmp_path / "r")])
+    try:
+        run_id = wait_for_run(home)
+        time.sleep(0.5)
+        second = expect(invoke([*base_args(home, server.base_url), "runs", "wait", run_id]), 1)
+        assert f"run {run_id} is being driven by another lf-bulk process" in second.stderr
+        assert f"pid {job.pid}" in second.stderr
+    finally:
+        job.wait(timeout=60)
+    assert job.returncode == 0
+
