@@ -6,8 +6,8 @@
 How a file is read:
 
 - Text (.csv, .txt, stdin): UTF-8 with or without BOM, UTF-16/UTF-32 with a BOM, otherwise
-  Windows-1252. The separator (``,`` ``;`` tab ``|``) is sniffed from the first non-blank line; a
-  line without any is a one-column file. .tsv is always tab-separated. Every cell is read as text.
+  Windows-1252. The separator (``,`` ``;`` tab ``|``) is the one on most of the first 20 non-blank
+  lines; with none, each line is one cell. .tsv is always tab-separated. Every cell is read as text.
   Stdin holding an .xlsx workbook is recognised by its signature.
 - Workbooks (.xlsx, .xlsm): the first visible worksheet unless `sheet` names one. Formula cells give
   their cached value. A cell Excel stored as a number gets `Reason.NUMERIC_CELL` (its last digits
@@ -558,6 +558,9 @@ def _header_key(text: str) -> str:
     return _HEADER_NOISE.sub("", text.casefold())
 
 
+_ICCID_KEYS = [_header_key(header) for header in ICCID_HEADERS]
+
+
 # --- from a grid to rows -------------------------------------------------------------------
 
 
@@ -624,9 +627,6 @@ def _find_layout(loaded: _Loaded, height: int, wanted: _Wanted, source: str) -> 
         if found is not None:
             return _header_layout(index, found, headers, wanted)
     return _fallback_layout(loaded, first, wanted, source)
-
-
-_ICCID_KEYS = [_header_key(header) for header in ICCID_HEADERS]
 
 
 def _fallback_layout(loaded: _Loaded, first: int, wanted: _Wanted, source: str) -> _Layout:
@@ -716,7 +716,8 @@ def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]
             for offset, extra in zip(range(height - start), extras, strict=False)
         ]
     cells = loaded.grid.column(layout.iccid_index)[start:height]
-    raws, numeric = _texts_and_number_flags(cells, typed=loaded.typed)
+    raws = _texts(cells, typed=loaded.typed)
+    numeric = [_is_number(cell) for cell in cells] if loaded.typed else itertools.repeat(False)
     checked = validate(zip(raws, numeric, strict=False))
     return [
         InputRow(first_number + offset, raw, iccid, reason, extra)
@@ -726,13 +727,11 @@ def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]
     ]
 
 
-def _texts_and_number_flags(
-    cells: Sequence[Cell], *, typed: bool
-) -> tuple[Sequence[str], Iterable[bool]]:
+def _texts(cells: Sequence[Cell], *, typed: bool) -> Sequence[str]:
     if not typed:
         # Text sources hold only str; skipping the per-cell conversion matters at a million rows.
-        return cast(Sequence[str], cells), itertools.repeat(False)
-    return [_cell_text(cell) for cell in cells], [_is_number(cell) for cell in cells]
+        return cast(Sequence[str], cells)
+    return [_cell_text(cell) for cell in cells]
 
 
 def _extra_values(loaded: _Loaded, layout: _Layout, height: int) -> Iterable[Mapping[str, str]]:
@@ -750,5 +749,4 @@ def _stripped_texts(loaded: _Loaded, index: int | None, start: int, height: int)
     if index is None:
         return [""] * (height - start)
     cells = loaded.grid.column(index)[start:height]
-    texts, _ = _texts_and_number_flags(cells, typed=loaded.typed)
-    return [text.strip() for text in texts]
+    return [text.strip() for text in _texts(cells, typed=loaded.typed)]

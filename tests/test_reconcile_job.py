@@ -1,0 +1,191 @@
+"""Reconciliation end to end against the sandbox over 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli
+from conftest import MakeSandbox
+from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
+from lf_bulk.sandbox.server import SandboxServer
+from test_crash_resume import wait_for_run
+
+G1, G2 = PILOT_GROUP, FLEET_GROUP
+
+
+def build_drift(server: SandboxServer, tmp_path: Path) -> Path:
+    """10,000 desired for G1: 300 in no group, 100 in G2, and G1 holds 200 SIMs not desired."""
+    free = server.state.ungrouped_sims(10_300)
+    in_sync, missing, extra = free[:9_600], free[9_600:9_900], free[9_900:10_100]
+    g2 = free[10_100:10_300]
+    moving = g2[:100]
+    server.state.set_members(G1, in_sync + extra)
+    server.state.set_members(G2, g2)
+    path = tmp_path / "desired.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["iccid", "group_id"])
+        writer.writerows([i, G1] for i in in_sync + missing + moving)
+        writer.writerows([i, G2] for i in g2[100:])
+    return path
+
+
+def reconcile(server: SandboxServer, home: Path, *args: str):
+    return invoke([*base_args(home, server.base_url), "reconcile", *args])
+
+
+def counts(report: Path) -> dict[str, int]:
+    data: dict[str, int] = json.loads((report / "summary.json").read_text())["counts"]
+    return data
+
+
+@pytest.fixture
+def drifted(make_sandbox: MakeSandbox, tmp_path: Path) -> tuple[SandboxServer, Path]:
+    server = make_sandbox(FAST_SERVER, sims=20_000)
+    return server, build_drift(server, tmp_path)
+
+
+def test_drift_is_reported_exactly_with_exit_4(
+    drifted: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    server, desired = drifted
+    result = expect(
+        reconcile(server, tmp_path / "h", str(desired), "--report-dir", str(tmp_path / "r")), 4
+    )
+    summary_line, report_line = result.stdout.strip().splitlines()
+    assert "missing 300" in summary_line and report_line == str(tmp_path / "r")
+    assert counts(tmp_path / "r") == {
+        "in_sync": 9_600 + 100,
+        "missing": 300,
+        "unexpected": 200,
+        "misplaced": 100,
+        "duplicate": 0,
+        "conflict": 0,
+        "invalid": 0,
+    }
+    with (tmp_path / "r" / "drift.csv").open() as handle:
+        drift = list(csv.DictReader(handle))
+    assert Counter(d["category"] for d in drift) == {
+        "missing": 300,
+        "unexpected": 200,
+        "misplaced": 100,
+    }
+    assert {d["actual_group"] for d in drift if d["category"] == "misplaced"} == {G2}
+    assert server.state.mutation_log() == []
+
+
+def test_all_groups_finds_moves_for_a_file_naming_one_group(
+    drifted: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    server, desired = drifted
+    rows = [r for r in desired.read_text().splitlines()[1:] if r.endswith(G1)]
+    g1_only = tmp_path / "g1.csv"
+    g1_only.write_text("iccid\n" + "\n".join(r.split(",")[0] for r in rows) + "\n")
+    args = [str(g1_only), "--group", G1, "--report-dir"]
+    expect(reconcile(server, tmp_path / "h", *args, str(tmp_path / "a"), "--all-groups"), 4)
+    assert counts(tmp_path / "a")["misplaced"] == 100
+    assert counts(tmp_path / "a")["missing"] == 300
+    expect(reconcile(server, tmp_path / "h", *args, str(tmp_path / "b")), 4)
+    assert counts(tmp_path / "b")["misplaced"] == 0
+    assert counts(tmp_path / "b")["missing"] == 400
+
+
+def test_max_changes_refuses_a_larger_plan_and_sends_nothing(
+    drifted: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    server, desired = drifted
+    result = expect(
+        reconcile(server, tmp_path / "h", str(desired), "--apply", "--max-changes", "50"), 2
+    )
+    assert "700 changes" in result.stderr and "--max-changes 700" in result.stderr
+    assert server.state.mutation_log() == []
+
+
+def test_apply_converges_and_a_second_run_is_in_sync(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox(f"{FAST_SERVER},5xx=0.1,429=0.05,async=0.5-2s,seed=3", sims=20_000)
+    desired = build_drift(server, tmp_path)
+    home = tmp_path / "h"
+    applied = expect(
+        reconcile(
+            server,
+            home,
+            str(desired),
+            "--apply",
+            "--max-changes",
+            "1000",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ),
+        0,
+    )
+    assert "after apply" in applied.stdout
+    assert counts(tmp_path / "r")["in_sync"] == 10_100
+    again = expect(reconcile(server, home, str(desired), "--report-dir", str(tmp_path / "r2")), 0)
+    assert "in sync" in again.stdout
+    assert counts(tmp_path / "r2")["in_sync"] == 10_100
+
+
+def test_killed_mid_apply_then_resumed_converges(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    server = make_sandbox(f"{FAST_SERVER},async=0.5-1.5s", sims=20_000)
+    desired = build_drift(server, tmp_path)
+    home = tmp_path / "h"
+    args = [*base_args(home, server.base_url), "--rate", "5", "reconcile", str(desired)]
+    job = subprocess_cli([*args, "--apply", "--max-changes", "1000"])
+    run_id = wait_for_run(home)
+    time.sleep(1.5)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    expect(invoke([*base_args(home, server.base_url), "runs", "resume", run_id]), 0)
+    again = expect(reconcile(server, home, str(desired), "--report-dir", str(tmp_path / "r")), 0)
+    assert counts(tmp_path / "r")["in_sync"] == 10_100, again.stdout
+
+
+def test_a_conflict_is_reported_and_never_applied(sandbox: SandboxServer, tmp_path: Path) -> None:
+    sim = sandbox.state.ungrouped_sims(1)[0]
+    desired = tmp_path / "d.csv"
+    desired.write_text(f"iccid,group\n{sim},{G1}\n{sim},{G2}\n")
+    result = expect(
+        reconcile(
+            sandbox, tmp_path / "h", str(desired), "--apply", "--report-dir", str(tmp_path / "r")
+        ),
+        4,
+    )
+    assert counts(tmp_path / "r")["conflict"] == 2, result.stdout
+    assert sandbox.state.group_of(sim) is None
+    assert sandbox.state.mutation_log() == [] or all(
+        sim not in m.iccids for m in sandbox.state.mutation_log()
+    )
+
+
+def test_second_reconcile_of_the_same_groups_is_refused_while_one_runs(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox(f"{FAST_SERVER},async=3-4s", sims=20_000)
+    desired = build_drift(server, tmp_path)
+    home = tmp_path / "h"
+    job = subprocess_cli(
+        [
+            *base_args(home, server.base_url),
+            "reconcile",
+            str(desired),
+            "--apply",
+            "--max-changes",
+            "1000",
+        ]
+    )
+    try:
+        wait_for_run(home)
+        second = expect(reconcile(server, home, str(desired)), 1)
+        assert "is being driven by another lf-bulk process" in second.stderr
+        assert f"pid {job.pid}" in second.stderr
+    finally:
+        job.wait(timeout=120)
