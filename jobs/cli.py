@@ -12,6 +12,7 @@ from jobs.doctor import doctor
 from jobs.errors import ErrorMappingGroup, to_click_exception
 from jobs.groups import groups
 from jobs.ops import ops
+from jobs.orders import orders
 from jobs.reconcile import reconcile
 from jobs.runs import runs
 from jobs.sandbox import sandbox
@@ -139,7 +140,7 @@ def cli(
             raise to_click_exception(error) from None
 
 
-for command in (groups, sims, runs, reconcile, ops, doctor, sandbox):
+for command in (groups, sims, runs, reconcile, orders, ops, doctor, sandbox):
     cli.add_command(command)
 
 
