@@ -32,11 +32,25 @@ def main() -> int:
     home = ["--home", str(DEMO_HOME)]
     run([*home, "groups", "list"])
     sims = str(ROOT / "samples" / "sims.xlsx")
-    run([*home, "sims", "add", DEMO_GROUP, sims, "--dry-run", "--report-dir", str(DEMO_REPORTS / "plan")])
+    run(
+        [
+            *home,
+            "sims",
+            "add",
+            DEMO_GROUP,
+            sims,
+            "--dry-run",
+            "--report-dir",
+            str(DEMO_REPORTS / "plan"),
+        ]
+    )
     code = run([*home, "sims", "add", DEMO_GROUP, sims, "--report-dir", str(DEMO_REPORTS / "add")])
     summary = (DEMO_REPORTS / "add" / "summary.json").read_text()
     print(f"\nsummary.json:\n{summary}", file=sys.stderr)
-    print(f"demo finished with exit code {code}; the report is in {DEMO_REPORTS / 'add'}", file=sys.stderr)
+    print(
+        f"demo finished with exit code {code}; the report is in {DEMO_REPORTS / 'add'}",
+        file=sys.stderr,
+    )
     return code
 
 

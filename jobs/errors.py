@@ -16,7 +16,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class JobError(click.ClickException):
     def __init__(self, message: str, exit_code: int = ExitCode.FATAL) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # Click declares exit_code on the class; each instance here carries its own.
+        setattr(self, "exit_code", exit_code)  # noqa: B010
 
 
 class JobExit(click.exceptions.Exit):

@@ -8,7 +8,7 @@ import click
 
 from jobs.context import AppContext, pass_app
 from jobs.driving import drive_run, open_journal
-from jobs.errors import JobError, JobExit
+from jobs.errors import JobError
 from jobs.options import wait_options
 from jobs.render import table
 from lf_bulk.engine import RETRYABLE_FAILURES, EngineOptions

@@ -9,7 +9,7 @@ import click
 
 from jobs.context import AppContext, pass_app
 from jobs.driving import drive_run, endpoint_of, open_journal
-from jobs.errors import JobExit
+from jobs.errors import JobError, JobExit
 from jobs.options import (
     compose,
     input_file_options,
@@ -52,7 +52,7 @@ def sims() -> None:
 @sims.command()
 @job_options
 @pass_app
-def add(app: AppContext, **options: object) -> None:
+def add(app: AppContext, /, **options: object) -> None:
     """Add the ICCIDs listed in FILE to GROUP."""
     run_job(app, Operation.ADD, **options)  # type: ignore[arg-type]
 
@@ -60,7 +60,7 @@ def add(app: AppContext, **options: object) -> None:
 @sims.command()
 @job_options
 @pass_app
-def remove(app: AppContext, **options: object) -> None:
+def remove(app: AppContext, /, **options: object) -> None:
     """Remove the ICCIDs listed in FILE from GROUP."""
     run_job(app, Operation.REMOVE, **options)  # type: ignore[arg-type]
 
@@ -114,13 +114,12 @@ def run_job(
     drive_run(app, journal, run_id, EngineOptions(wait=not no_wait, timeout=timeout))
 
 
-def _bad_input(error: Exception, report_dir: Path) -> click.ClickException:
-    exc = click.ClickException(
+def _bad_input(error: Exception, report_dir: Path) -> JobError:
+    return JobError(
         f"{error}\nNothing was sent. Fix the file, or pass --skip-invalid to send only the valid "
-        f"rows. The rejected rows are listed in {report_dir / 'items.csv'}"
+        f"rows. The rejected rows are listed in {report_dir / 'items.csv'}",
+        ExitCode.BAD_INPUT,
     )
-    exc.exit_code = ExitCode.BAD_INPUT
-    return exc
 
 
 def dry_run_job(

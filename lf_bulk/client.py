@@ -80,7 +80,9 @@ class LinksfieldClient:
         )
         return wire.parse_member_page(data)
 
-    def iter_member_pages(self, group_id: str, page_size: int | None = None) -> Iterator[MemberPage]:
+    def iter_member_pages(
+        self, group_id: str, page_size: int | None = None
+    ) -> Iterator[MemberPage]:
         """Every page until the server's own total says we are past the end.
 
         Membership can change between pages, so a short page is not taken as the end by itself.
@@ -165,7 +167,9 @@ class LinksfieldClient:
                 request.method, request.path, params=request.query, json=request.body
             )
         except httpx.TimeoutException as exc:
-            raise errors.TransportError(f"{self.base_url}: timed out ({type(exc).__name__})") from None
+            raise errors.TransportError(
+                f"{self.base_url}: timed out ({type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from None
         return self._interpret(response, request)
@@ -186,7 +190,9 @@ class LinksfieldClient:
         retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
         if response.status_code == 429 and retry_after is not None:
             self.pacer.hold_off(retry_after)
-        raise wire.business_error(envelope, http_status=response.status_code, retry_after=retry_after)
+        raise wire.business_error(
+            envelope, http_status=response.status_code, retry_after=retry_after
+        )
 
     def _redacted(self, text: str, request: wire.WireRequest) -> str:
         sent = request.query or request.body or {}

@@ -28,7 +28,11 @@ def run_checks(client: LinksfieldClient) -> list[Check]:
     except errors.TransportError as error:
         return [*checks, Check("reachable", False, str(error))]
     except errors.SignatureRejected as error:
-        return [*checks, Check("reachable", True, "answered"), Check("signature", False, str(error))]
+        return [
+            *checks,
+            Check("reachable", True, "answered"),
+            Check("signature", False, str(error)),
+        ]
     except errors.EnvelopeError as error:
         return [
             *checks,

@@ -123,5 +123,7 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
             base_url = server.base_url
         else:
             base_url = settings.remote_base_url()
-        client = stack.enter_context(LinksfieldClient(base_url, partner_code, pacer=pacer, retry=retry))
+        client = stack.enter_context(
+            LinksfieldClient(base_url, partner_code, pacer=pacer, retry=retry)
+        )
         yield ApiSession(client=client, settings=settings, base_url=base_url)

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lf_bulk.journal import Journal
+from lf_bulk.sandbox.seed import DEMO_GROUP, PILOT_GROUP
+from lf_bulk.sandbox.server import SandboxServer
+
 from clihelp import (
     FAST_SERVER,
     base_args,
@@ -18,9 +22,6 @@ from clihelp import (
     write_xlsx,
 )
 from conftest import MakeSandbox
-from lf_bulk.journal import Journal
-from lf_bulk.sandbox.seed import DEMO_GROUP, PILOT_GROUP
-from lf_bulk.sandbox.server import SandboxServer
 
 
 def add(home: Path, server: SandboxServer, group: str, file: Path, report: Path, *extra: str):
@@ -75,9 +76,7 @@ def test_faults_still_give_an_exact_report_and_no_request_is_resubmitted(
     assert all(b.sends == 1 for b in batches)
     request_ids = [b.request_id for b in batches]
     assert len(request_ids) == len(set(request_ids))
-    answered = {
-        m.request_id for m in server.state.mutation_log() if m.request_id and not m.dropped
-    }
+    answered = {m.request_id for m in server.state.mutation_log() if m.request_id and not m.dropped}
     assert set(request_ids) <= answered
 
 
@@ -91,7 +90,14 @@ def test_invalid_rows_stop_the_job_before_anything_is_sent(
 
     result = expect(add(home, sandbox, PILOT_GROUP, sheet, tmp_path / "r"), 2)
 
-    for reason in ("numeric_cell", "bad_length", "bad_checksum", "not_digits", "duplicate", "empty"):
+    for reason in (
+        "numeric_cell",
+        "bad_length",
+        "bad_checksum",
+        "not_digits",
+        "duplicate",
+        "empty",
+    ):
         assert reason in result.stderr, reason
     assert "row " in result.stderr and "--skip-invalid" in result.stderr
     assert sandbox.state.mutation_log() == []
@@ -151,7 +157,9 @@ def test_batch_size_above_the_server_limit_is_split_without_loss(
 ) -> None:
     wanted = sandbox.state.ungrouped_sims(1_300)
     file = write_list(tmp_path / "s.csv", wanted)
-    expect(add(tmp_path / "h", sandbox, PILOT_GROUP, file, tmp_path / "r", "--batch-size", "1000"), 0)
+    expect(
+        add(tmp_path / "h", sandbox, PILOT_GROUP, file, tmp_path / "r", "--batch-size", "1000"), 0
+    )
     assert Counter(i["outcome"] for i in read_items(tmp_path / "r")) == {"added": 1_300}
     accepted = [m for m in sandbox.state.mutation_log() if m.request_id]
     assert all(m.iccid_count <= 500 for m in accepted)

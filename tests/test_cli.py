@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 import pytest
 
-from clihelp import base_args, expect, invoke
-from conftest import MakeSandbox
 from jobs.cli import cli
 from lf_bulk.sandbox.seed import DEMO_GROUP
 from lf_bulk.sandbox.server import SandboxServer
+
+from clihelp import base_args, expect, invoke
+from conftest import MakeSandbox
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -127,7 +127,9 @@ def test_too_many_iccids_exposes_the_limit() -> None:
 def test_429_honours_retry_after_then_succeeds() -> None:
     answers = iter(
         [
-            httpx.Response(429, json={"code": "1429", "message": "slow"}, headers={"Retry-After": "7"}),
+            httpx.Response(
+                429, json={"code": "1429", "message": "slow"}, headers={"Retry-After": "7"}
+            ),
             ok([]),
         ]
     )
@@ -158,7 +160,7 @@ def test_5xx_html_and_connection_errors_back_off_with_growing_jitter() -> None:
     assert rec.client(retry=policy).list_groups() == []
     assert len(rec.requests) == 5
     assert len(rec.sleeps) == 4
-    assert all(0 <= s <= 2 ** i for i, s in enumerate(rec.sleeps))
+    assert all(0 <= s <= 2**i for i, s in enumerate(rec.sleeps))
 
 
 def test_retries_stop_after_max_attempts_with_the_last_error() -> None:

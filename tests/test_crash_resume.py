@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import FAST_SERVER, base_args, expect, invoke, read_items, subprocess_cli, write_list
-from conftest import MakeSandbox
 from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import PILOT_GROUP
+
+from clihelp import FAST_SERVER, base_args, expect, invoke, read_items, subprocess_cli, write_list
+from conftest import MakeSandbox
 
 FINAL = {"added", "already_member"}
 
@@ -113,4 +114,3 @@ def test_two_processes_cannot_drive_one_run(make_sandbox: MakeSandbox, tmp_path:
     finally:
         job.wait(timeout=60)
     assert job.returncode == 0
-

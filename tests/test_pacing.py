@@ -1,3 +1,4 @@
+import itertools
 import threading
 
 from lf_bulk.pacing import RequestPacer
@@ -21,7 +22,7 @@ def test_requests_are_spaced_evenly_at_the_rate() -> None:
     for _ in range(25):
         with pacer.slot():
             starts.append(clock.now)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.1 - 1e-9
     # no one-second window ever holds more than 10 starts
     assert max(sum(1 for s in starts if t <= s < t + 1 - 1e-6) for t in starts) == 10

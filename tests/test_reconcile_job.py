@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli
-from conftest import MakeSandbox
 from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
+
+from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli
+from conftest import MakeSandbox
 from test_crash_resume import wait_for_run
 
 G1, G2 = PILOT_GROUP, FLEET_GROUP

@@ -11,13 +11,14 @@ from types import ModuleType
 
 import openpyxl
 import pytest
-from badinput_corpus import BUILDERS, VALID, VALID_B, Builder, write_text, write_xlsx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, with_check_digit
 from lf_bulk.sources import InputRow, InputTable, read_iccids
+
+from badinput_corpus import BUILDERS, VALID, VALID_B, Builder, write_text, write_xlsx
 
 ROOT = Path(__file__).resolve().parent.parent
 
