@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 
 import click
+from tqdm import tqdm
 
 from lf_bulk.settings import ApiSession, Settings, open_session
 
@@ -42,14 +43,27 @@ class AppContext:
         return self._session
 
 
+class _TqdmStderrHandler(logging.Handler):
+    """Log lines on the current stderr, written around any progress bar rather than through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never break the job
+            self.handleError(record)
+
+
 def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     if verbosity < 0:
         level = logging.ERROR
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger().setLevel(level)
+    for name in ("lf_bulk", "jobs"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(h, _TqdmStderrHandler) for h in logger.handlers):
+            handler = _TqdmStderrHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
     for noisy in ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
