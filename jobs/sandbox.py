@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from jobs.context import AppContext
 from lf_bulk.sandbox.faults import FAULT_KEYS, FaultSpec
 from lf_bulk.sandbox.server import is_loopback, serve
+from lf_bulk.settings import DEFAULT_HOME
 
-DEFAULT_STATE = Path(".lf-bulk") / "sandbox.db"
 NOTICE = "lf-bulk sandbox: a simulator of the Linksfield API; no real SIM card is touched."
 FAULTS_HELP = (
     "Faults and limits as key=value pairs joined with commas, e.g. "
@@ -42,20 +43,23 @@ def sandbox() -> None:
 @click.option(
     "--state",
     "state_path",
-    default=DEFAULT_STATE,
-    show_default=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite state file; created and seeded on first use, kept afterwards.",
+    help="SQLite state file; created and seeded on first use, kept afterwards "
+    "[default: <home>/sandbox.db, the in-process sandbox's world].",
 )
 @click.option("--faults", callback=_parse_faults, metavar="SPEC", help=FAULTS_HELP)
 @click.option("--sims", type=click.IntRange(min=100), hidden=True, help="World size for new state.")
 def serve_command(
-    host: str, port: int, state_path: Path, faults: FaultSpec, sims: int | None
+    host: str, port: int, state_path: Path | None, faults: FaultSpec, sims: int | None
 ) -> None:
     """Serve the simulated API until interrupted (Ctrl-C).
 
     Point lf-bulk at it with --env uat --base-url URL --partner-code P000270.
     """
+    if state_path is None:
+        app = click.get_current_context().find_object(AppContext)
+        home = app.settings.home if app else DEFAULT_HOME
+        state_path = home / "sandbox.db"
     click.echo(NOTICE, err=True)
     if not is_loopback(host):
         click.echo(

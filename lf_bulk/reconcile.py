@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.iccid import EXPLANATIONS, Reason
@@ -45,8 +46,8 @@ class DesiredRow:
     problem: str = ""  # an invalid row's reason code, else ''
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
+    # A tuple rather than a dataclass: a million of them are made in about a tenth of the time.
     row: int  # 0 for a finding that comes from membership only (unexpected)
     iccid: str
     category: str
@@ -106,35 +107,46 @@ def diff(
     `actual` maps each ICCID found in the groups in scope to its group; `named` are the groups the
     desired state speaks for (only their members can be unexpected).
     """
-    groups_of: dict[str, set[str]] = {}
-    for r in desired:
-        if not r.problem:
-            groups_of.setdefault(r.iccid, set()).add(r.group_id)
-    findings: list[Finding] = []
-    seen: set[tuple[str, str]] = set()
+    first_group: dict[str, str] = {}
+    conflicted: dict[str, set[str]] = {}
     for r in desired:
         if r.problem:
-            findings.append(Finding(r.row, r.iccid, INVALID, r.group_id, "", _explain(r.problem)))
             continue
-        key = (r.iccid, r.group_id)
+        known = first_group.setdefault(r.iccid, r.group_id)
+        if known != r.group_id:
+            conflicted.setdefault(r.iccid, {known}).add(r.group_id)
+    findings: list[Finding] = []
+    append = findings.append
+    seen: set[str] = set()  # ICCIDs desired in one group only: a second row is a duplicate
+    seen_in: set[tuple[str, str]] = set()  # conflicting ICCIDs: a duplicate repeats the group
+    for r in desired:
+        if r.problem:
+            append(Finding(r.row, r.iccid, INVALID, r.group_id, "", _explain(r.problem)))
+            continue
         current = actual.get(r.iccid, "")
-        if key in seen:
-            findings.append(Finding(r.row, r.iccid, DUPLICATE, r.group_id, current))
-            continue
-        seen.add(key)
-        if len(groups_of[r.iccid]) > 1:
-            others = ", ".join(sorted(groups_of[r.iccid] - {r.group_id}))
+        if r.iccid in conflicted:
+            key = (r.iccid, r.group_id)
+            if key in seen_in:
+                append(Finding(r.row, r.iccid, DUPLICATE, r.group_id, current))
+                continue
+            seen_in.add(key)
+            others = ", ".join(sorted(conflicted[r.iccid] - {r.group_id}))
             detail = f"also desired in {others}; never applied"
-            findings.append(Finding(r.row, r.iccid, CONFLICT, r.group_id, current, detail))
-        elif current == r.group_id:
-            findings.append(Finding(r.row, r.iccid, IN_SYNC, r.group_id, current))
+            append(Finding(r.row, r.iccid, CONFLICT, r.group_id, current, detail))
+            continue
+        if r.iccid in seen:
+            append(Finding(r.row, r.iccid, DUPLICATE, r.group_id, current))
+            continue
+        seen.add(r.iccid)
+        if current == r.group_id:
+            append(Finding(r.row, r.iccid, IN_SYNC, r.group_id, current))
         elif current:
-            findings.append(Finding(r.row, r.iccid, MISPLACED, r.group_id, current))
+            append(Finding(r.row, r.iccid, MISPLACED, r.group_id, current))
         else:
-            findings.append(Finding(r.row, r.iccid, MISSING, r.group_id, ""))
+            append(Finding(r.row, r.iccid, MISSING, r.group_id, ""))
     named_set = set(named)
     for iccid, group in actual.items():
-        if group in named_set and iccid not in groups_of:
+        if group in named_set and iccid not in first_group:
             findings.append(Finding(0, iccid, UNEXPECTED, "", group))
     return Diff(findings, sorted(named_set))
 

@@ -339,9 +339,12 @@ def _decimal(value: Any) -> Decimal | None:
         # A float amount has already lost exactness on the wire; keep its shortest repr.
         value = repr(value)
     try:
-        return Decimal(str(value))
+        amount = Decimal(str(value))
     except InvalidOperation:
-        raise errors.EnvelopeError(f"order: amount {value!r} is not a decimal") from None
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise errors.EnvelopeError(f"order: amount {value!r} is not a decimal")
+    return amount
 
 
 def parse_order(item: Any) -> Order:

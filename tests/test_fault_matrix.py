@@ -1,0 +1,80 @@
+"""Each sandbox fault on its own: the job ends with an exact report, or a clear, resumable stop."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clihelp import FAST_SERVER, base_args, explain, invoke, read_items, read_summary, write_list
+from conftest import MakeSandbox
+from lf_bulk.sandbox.seed import PILOT_GROUP
+
+GOAL = {"added", "already_member"}
+CELLS = {
+    "5xx": "5xx=0.3",
+    "429-bursts": "429=0.3",
+    "dropped-connections": "drop=0.1",
+    "slow-async": "async=2-5s",
+    "sim-locked": "sim_locked=0.1",
+    "sim-internal": "sim_internal=0.1",
+    "everything": "5xx=0.15,429=0.1,drop=0.05,async=0.5-3s,sim_locked=0.05",
+}
+
+
+def run_cell(make_sandbox: MakeSandbox, tmp_path: Path, faults: str, count: int, seed: int) -> None:
+    server = make_sandbox(f"{FAST_SERVER},{faults},seed={seed}", sims=max(2_000, count * 2))
+    wanted = server.state.ungrouped_sims(count)
+    before = set(server.state.members(PILOT_GROUP))
+    file = write_list(tmp_path / "s.csv", wanted)
+    home, report = tmp_path / "h", tmp_path / "r"
+    args = base_args(home, server.base_url)
+    result = invoke([*args, "sims", "add", PILOT_GROUP, str(file), "--report-dir", str(report)])
+    assert "Traceback" not in result.stderr, explain(result)
+    if result.exit_code in (1, 5):
+        # A clear, resumable stop: it says how to go on, and going on finishes the job.
+        assert "runs resume" in result.stderr or "runs wait" in result.stderr, explain(result)
+        result = invoke([*args, "runs", "resume"])
+    assert result.exit_code == 0, explain(result)
+    items = read_items(report)
+    assert [i["iccid"] for i in items] == wanted
+    assert set(Counter(i["outcome"] for i in items)) <= GOAL
+    assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
+    assert read_summary(report)["outcomes"]["pending"] == 0
+
+
+@pytest.mark.parametrize("faults", CELLS.values(), ids=CELLS.keys())
+def test_fault_cell(make_sandbox: MakeSandbox, tmp_path: Path, faults: str) -> None:
+    run_cell(make_sandbox, tmp_path, faults, 600, seed=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("faults", CELLS.values(), ids=CELLS.keys())
+def test_fault_cell_chaos_scale(
+    make_sandbox: MakeSandbox, tmp_path: Path, faults: str, seed: int
+) -> None:
+    run_cell(make_sandbox, tmp_path, faults, 5_000, seed=seed)
+
+
+def test_expired_request_ids_are_settled_by_membership(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox(f"{FAST_SERVER},expiry=1s")
+    wanted = server.state.ungrouped_sims(700)
+    file = write_list(tmp_path / "s.csv", wanted)
+    args = base_args(tmp_path / "h", server.base_url)
+    report = tmp_path / "r"
+    first = invoke(
+        [*args, "sims", "add", PILOT_GROUP, str(file), "--no-wait", "--report-dir", str(report)]
+    )
+    assert first.exit_code == 5, explain(first)
+    time.sleep(2.5)
+    waited = invoke([*args, "runs", "wait", read_summary(report)["run_id"]])
+    assert waited.exit_code == 0, explain(waited)
+    items = read_items(report)
+    assert Counter(i["outcome"] for i in items) == {"already_member": 700}
+    assert {i["reason_code"] for i in items} == {"REQUEST_EXPIRED"}
+    assert set(wanted) <= set(server.state.members(PILOT_GROUP))
