@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from lf_bulk.sandbox.seed import PILOT_GROUP
+
 from clihelp import FAST_SERVER, base_args, explain, invoke, read_items, read_summary, write_list
 from conftest import MakeSandbox
-from lf_bulk.sandbox.seed import PILOT_GROUP
 
 GOAL = {"added", "already_member"}
 CELLS = {
