@@ -85,7 +85,7 @@ def _read_config(ctx: click.Context, param: click.Parameter, value: Path | None)
 @click.option(
     "--retry-deadline",
     type=click.FloatRange(min=0),
-    default=120.0,
+    default=60.0,
     show_default=True,
     help="Give up retrying one request after this many seconds.",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from lf_bulk.journal import Journal, RunRecord
 from lf_bulk.locking import exclusive
 
 JOURNAL_FILE = "journal.db"
+log = logging.getLogger(__name__)
 
 
 def open_journal(app: AppContext) -> Journal:
@@ -68,6 +70,7 @@ def drive_and_report(
             report_dir = write_reports(journal, journal.run(run_id), ExitCode.FATAL)
             click.echo(str(report_dir))
             raise JobError(str(error), ExitCode.FATAL) from None
+    log.info("run %s: writing reports", run_id)
     return result, write_reports(journal, journal.run(run_id), result.exit_code)
 
 

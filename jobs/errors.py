@@ -45,7 +45,9 @@ def advice_for(error: errors.LfBulkError) -> str:
 
 
 def to_click_exception(error: errors.LfBulkError) -> JobError:
-    return JobError(f"{error}{advice_for(error)}", exit_code_for(error))
+    advice = advice_for(error)
+    message = f"{str(error).rstrip('.')}.{advice}" if advice else str(error)
+    return JobError(message, exit_code_for(error))
 
 
 class ErrorMappingGroup(click.Group):

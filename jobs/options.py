@@ -42,9 +42,15 @@ report_dir_option = click.option(
     help="Where to write the reports [default: ./lf-bulk-reports/<run id>/].",
 )
 
+sheet_option = click.option(
+    "--sheet", metavar="NAME", help="Workbook sheet to read [default: the first visible sheet]."
+)
+
 input_file_options = compose(
-    click.option("--sheet", help="Workbook sheet to read [default: the first visible sheet]."),
-    click.option("--column", help="Header of the ICCID column [default: found by its name]."),
+    sheet_option,
+    click.option(
+        "--column", metavar="NAME", help="Header of the ICCID column [default: found by its name]."
+    ),
 )
 
 skip_invalid_option = click.option(

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from jobs.context import AppContext, pass_app
+from jobs.options import sheet_option
 from jobs.progress import progress_bar
 from jobs.render import table
 from lf_bulk import orders as lib
@@ -37,9 +38,7 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
     metavar="GROUP",
     help="Export the orders of every SIM in GROUP (instead of a FILE).",
 )
-@click.option(
-    "--sheet", metavar="NAME", help="Workbook sheet to read [default: the first visible sheet]."
-)
+@sheet_option
 @click.option(
     "-o",
     "--output",

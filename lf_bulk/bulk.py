@@ -4,6 +4,7 @@ and the reports of a run."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from lf_bulk.errors import InvalidRowsError, RejectedRow
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem, RunRecord, new_run_id, utc_now
 from lf_bulk.models import Operation
-from lf_bulk.reports import ItemOutcome, RunSummary, write_run_report
+from lf_bulk.reports import ItemOutcome, RunSummary, count_outcomes, write_run_report
 from lf_bulk.sources import InputTable
 
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
@@ -70,17 +71,29 @@ def report_dir_for(run_id: str, requested: Path | None) -> Path:
     return (requested or DEFAULT_REPORT_ROOT / run_id).absolute()
 
 
-def refuse_invalid(
-    table: InputTable, operation: Operation, group_id: str, report_dir: Path, run_id: str
-) -> InvalidRowsError:
-    """Write the report of an input that cannot be sent, and the error that says why."""
-    counts = count_input(table)
-    items = [
+def _plan_outcomes(
+    table: InputTable, operation: Operation, group_id: str, *, refused_only: bool
+) -> list[ItemOutcome]:
+    return [
         ItemOutcome(p.row, p.iccid, p.outcome or "pending", p.reason_code, p.reason)
         for p in planned_items(table, operation, group_id)
-        if p.outcome
+        if p.outcome or not refused_only
     ]
-    summary = RunSummary(
+
+
+def _unsent_summary(
+    run_id: str,
+    operation: Operation,
+    group_id: str,
+    counts: InputCounts,
+    items: Sequence[ItemOutcome],
+    *,
+    batches: int,
+    exit_code: int,
+) -> RunSummary:
+    """The summary of a run that sent nothing (a dry run, or an input refused)."""
+    now = utc_now()
+    return RunSummary(
         run_id=run_id,
         operation=str(operation),
         group_id=group_id,
@@ -88,11 +101,21 @@ def refuse_invalid(
         valid=counts.valid,
         invalid=counts.invalid,
         duplicates=counts.duplicates,
-        batches=0,
-        outcomes={},
-        started_at=utc_now(),
-        finished_at=utc_now(),
-        exit_code=2,
+        batches=batches,
+        outcomes=count_outcomes(items),
+        started_at=now,
+        finished_at=now,
+        exit_code=exit_code,
+    )
+
+
+def refuse_invalid(
+    table: InputTable, operation: Operation, group_id: str, report_dir: Path, run_id: str
+) -> InvalidRowsError:
+    """Write the report of an input that cannot be sent, and the error that says why."""
+    items = _plan_outcomes(table, operation, group_id, refused_only=True)
+    summary = _unsent_summary(
+        run_id, operation, group_id, count_input(table), items, batches=0, exit_code=2
     )
     write_run_report(report_dir, items, summary)
     return InvalidRowsError(table.source, rejected_rows(table), str(report_dir))
@@ -162,23 +185,9 @@ def write_dry_run_report(
     group_id: str,
     plan: DryRunPlan,
 ) -> Path:
-    items = [
-        ItemOutcome(p.row, p.iccid, p.outcome or "pending", p.reason_code, p.reason)
-        for p in planned_items(table, operation, group_id)
-    ]
-    summary = RunSummary(
-        run_id=run_id,
-        operation=str(operation),
-        group_id=group_id,
-        input_rows=plan.counts.input_rows,
-        valid=plan.counts.valid,
-        invalid=plan.counts.invalid,
-        duplicates=plan.counts.duplicates,
-        batches=plan.batches,
-        outcomes={},
-        started_at=utc_now(),
-        finished_at=utc_now(),
-        exit_code=0,
+    items = _plan_outcomes(table, operation, group_id, refused_only=False)
+    summary = _unsent_summary(
+        run_id, operation, group_id, plan.counts, items, batches=plan.batches, exit_code=0
     )
     extra = [
         ("dry run", "yes: nothing was sent"),
@@ -206,7 +215,7 @@ def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
         invalid=run.invalid,
         duplicates=run.duplicates,
         batches=len(sent_batches),
-        outcomes=journal.outcome_counts(run.run_id),
+        outcomes=count_outcomes(items),
         started_at=run.started_at,
         finished_at=run.finished_at,
         exit_code=exit_code,

@@ -154,7 +154,11 @@ class LinksfieldClient:
                 return self._send_once(request)
 
         def on_retry(error: BaseException, wait: float) -> None:
-            log.info("%s %s: %s; retrying in %.1fs", request.method, request.path, error, wait)
+            # A network failure is worth a word at default verbosity; throttling is routine.
+            level = logging.WARNING if isinstance(error, errors.TransportError) else logging.INFO
+            log.log(
+                level, "%s %s: %s; retrying in %.1fs", request.method, request.path, error, wait
+            )
 
         return call_with_retries(
             attempt, self.retry, sleep=self._sleep, on_retry=on_retry, rng=self._rng

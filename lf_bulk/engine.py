@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SUCCESS_OUTCOMES = frozenset({"added", "removed", "already_member", "not_member"})
 REASON_LOST = "LOST"
 REASON_REQUEST_EXPIRED = "REQUEST_EXPIRED"
+MAX_RETRY_DELAY = 60.0
 RETRYABLE_FAILURES = frozenset({*wire.RETRYABLE_REASONS, REASON_LOST, REASON_REQUEST_EXPIRED})
 
 
@@ -263,7 +264,13 @@ class RunDriver:
     def _on_send_error(self, work: _Work, error: BaseException) -> None:
         batch = work.batch
         if isinstance(error, errors.TooManyIccids):
-            limit = error.max_iccids or max(1, len(work.iccids) // 2)
+            limit = error.max_iccids or len(work.iccids) // 2
+            if not 1 <= limit < len(work.iccids):
+                self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
+                raise RunStopped(
+                    f"batch {batch.batch_id}: the server refused {len(work.iccids)} ICCIDs as too "
+                    f"many, with a limit of {error.max_iccids}; lower --batch-size"
+                )
             self.max_batch = min(self.max_batch, limit)
             log.info(
                 "batch %d: the server takes at most %d ICCIDs; splitting", batch.batch_id, limit
@@ -388,7 +395,7 @@ class RunDriver:
 
     def _retry_delay(self, attempts: int) -> float:
         backoff: float = self.options.retry_delay * 2.0 ** max(0, attempts - 1)
-        return max(backoff, self._expected_duration())
+        return max(min(backoff, MAX_RETRY_DELAY), self._expected_duration())
 
     def _expected_duration(self) -> float:
         if not self._durations:

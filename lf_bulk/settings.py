@@ -35,7 +35,7 @@ class Settings:
     home: Path = DEFAULT_HOME
     rate_per_second: float = 10.0
     max_in_flight: int = 3
-    retry_deadline: float = 120.0
+    retry_deadline: float = 60.0
     sandbox_faults: str | None = None
 
     @property
@@ -111,7 +111,7 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
     settings.validate()
     partner_code = settings.effective_partner_code()
     pacer = RequestPacer(settings.rate_per_second, settings.max_in_flight)
-    retry = RetryPolicy(max_attempts=12, deadline_seconds=settings.retry_deadline)
+    retry = RetryPolicy(max_attempts=10, deadline_seconds=settings.retry_deadline)
     with ExitStack() as stack:
         if settings.in_process_sandbox:
             from lf_bulk.sandbox.server import running_sandbox

@@ -44,3 +44,17 @@ def test_corpus_file_through_sims_add(build, server: SandboxServer, tmp_path: Pa
         assert (tmp_path / "r" / "items.csv").exists()
     else:
         expect(result, 0)
+
+
+@pytest.mark.slow
+def test_fifty_megabyte_file_is_read_and_planned(server: SandboxServer, tmp_path: Path) -> None:
+    from badinput_corpus import large_csv
+
+    case = large_csv(tmp_path)
+    assert case.path.stat().st_size >= 45_000_000
+    args = [*base_args(tmp_path / "home", server.base_url), "sims", "add", PILOT_GROUP]
+    result = expect(
+        invoke([*args, str(case.path), "--dry-run", "--report-dir", str(tmp_path / "r")]), 0
+    )
+    assert f"{case.row_count} valid ICCIDs" in result.stderr
+    assert server.state.mutation_log() == []
