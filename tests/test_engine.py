@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MakeSandbox
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import EngineOptions, RunDriver
 from lf_bulk.exitcodes import ExitCode
@@ -17,6 +16,8 @@ from lf_bulk.models import Operation
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
+
+from conftest import MakeSandbox
 
 FAST = "rate=400,concurrency=8"
 
@@ -48,7 +49,7 @@ def test_a_lost_send_is_checked_against_membership_before_anything_is_resent(
     server = make_sandbox(FAST)
     iccids = server.state.ungrouped_sims(10)
     run_id = new_run(journal, iccids)
-    first, second = journal.batches(run_id)
+    first, _second = journal.batches(run_id)
     lost = journal.batch_iccids(run_id, first.batch_id)
     journal.mark_sending(run_id, first.batch_id)
     with client_for(server) as client:
