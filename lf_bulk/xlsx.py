@@ -1,4 +1,4 @@
-"""A small, fast, generic .xlsx writer on openpyxl's write-only mode.
+"""A small, fast, generic .xlsx writer on XlsxWriter's constant_memory mode.
 
 Used by the bulk-job run report, the reconciliation report and the finance order export:
 
@@ -14,7 +14,13 @@ one number format per column kind:
 
 Excel has no time zones: convert aware datetimes to naive ones in the zone the sheet states (say so
 in `Sheet.note`, e.g. "Times are in UTC"); an aware datetime raises ValueError. A float in a money
-column raises TypeError, so no amount ever passes through binary floating point on our side.
+column raises TypeError, so no amount ever passes through binary floating point on our side: the
+Decimal itself goes to the file, formatted with 16 significant digits. An amount (or int) with more
+significant digits than that is rounded to 16 of them; Excel holds only 15 in any case.
+
+Every cell is written with the writer for its column kind (never a type-guessing one), so text
+such as "#N/A", "1e5" or "=1+1" stays text. Rows stream to disk as they are written, one row in
+memory at a time.
 
 Files are written atomically: a crash leaves the previous file or none, never half a workbook.
 """
@@ -22,9 +28,11 @@ Files are written atomically: a crash leaves the previous file or none, never ha
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -32,15 +40,12 @@ from decimal import Decimal
 from itertools import chain, islice
 from numbers import Integral
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, Protocol
 
-from openpyxl import Workbook
-from openpyxl.cell.cell import Cell
-from openpyxl.chart import BarChart, Reference
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from openpyxl.worksheet.worksheet import Worksheet
+# XlsxWriter has inline type hints but (in some releases) no py.typed marker; the protocols
+# below declare the part of its API we use.
+from xlsxwriter import Workbook  # type: ignore[import-untyped, unused-ignore]
+from xlsxwriter.exceptions import FileCreateError  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -69,6 +74,9 @@ MAX_ROWS = 1_048_576
 
 MAX_CELL_CHARS = 32_767
 MAX_SHEET_NAME = 31
+_MAX_COLUMNS = 16_384
+# Excel's largest number is 9.99999999999999E+307.
+_MAX_EXPONENT = 307
 
 _FORMULA_TRIGGERS = frozenset("=+-@\t\r")
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -78,6 +86,16 @@ _MIN_WIDTH = 6.0
 _MAX_WIDTH = 60.0
 # Room for the autofilter drop-down button next to a header.
 _FILTER_BUTTON = 3
+# The Summary chart: 18 cm x 9 cm at 96 dpi.
+_CHART_SIZE = {"width": 680, "height": 340}
+
+_OPTIONS = {
+    "constant_memory": True,
+    # Only the generic write() guesses types, and we never call it; say so anyway.
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+}
 
 
 @dataclass(frozen=True)
@@ -126,15 +144,25 @@ def neutralise(value: str) -> str:
     return value
 
 
+def _cut(text: str, limit: int) -> str:
+    # Excel counts sheet-name length in UTF-16 code units; never split a surrogate pair.
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
+
+
 def safe_sheet_name(name: str) -> str:
     """`name` made acceptable to Excel as a sheet name.
 
     Characters Excel forbids ([]:*?/\\ and control characters) become '_', leading and trailing
-    apostrophes are dropped, the result is cut to 31 characters; an empty name becomes "Sheet"
-    and the reserved name "History" becomes "History_".
+    apostrophes are dropped, the result is cut to 31 characters (UTF-16 code units, as Excel
+    counts them); an empty name becomes "Sheet" and the reserved name "History" becomes "History_".
     """
     cleaned = _SHEET_NAME_FORBIDDEN.sub("_", name).strip("'")
-    cleaned = cleaned[:MAX_SHEET_NAME].rstrip("'")
+    cleaned = _cut(cleaned, MAX_SHEET_NAME).rstrip("'")
     if not cleaned.strip():
         return "Sheet"
     if cleaned.casefold() == "history":
@@ -149,7 +177,7 @@ def _unique_sheet_name(name: str, taken: set[str]) -> str:
     while candidate.casefold() in taken:
         number += 1
         suffix = f" ({number})"
-        candidate = safe_sheet_name(name)[: MAX_SHEET_NAME - len(suffix)].rstrip("'") + suffix
+        candidate = _cut(safe_sheet_name(name), MAX_SHEET_NAME - len(suffix)).rstrip("'") + suffix
     taken.add(candidate.casefold())
     return candidate
 
@@ -175,49 +203,139 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+# --- the part of XlsxWriter we use -------------------------------------------------------------
+
+
+class _Format(Protocol):
+    pass
+
+
+class _Chart(Protocol):
+    def add_series(self, options: dict[str, str]) -> None: ...
+    def set_title(self, options: dict[str, str]) -> None: ...
+    def set_x_axis(self, options: dict[str, str]) -> None: ...
+    def set_y_axis(self, options: dict[str, str]) -> None: ...
+    def set_legend(self, options: dict[str, bool]) -> None: ...
+    def set_size(self, options: dict[str, int]) -> None: ...
+
+
+class _Worksheet(Protocol):
+    def write_string(
+        self, row: int, col: int, string: str, cell_format: _Format | None = None, /
+    ) -> int: ...
+    def write_number(
+        self,
+        row: int,
+        col: int,
+        number: int | float | Decimal,
+        cell_format: _Format | None = None,
+        /,
+    ) -> int: ...
+    def write_datetime(
+        self, row: int, col: int, date: dt.date, cell_format: _Format | None = None, /
+    ) -> int: ...
+    def write_blank(
+        self, row: int, col: int, blank: None, cell_format: _Format | None = None, /
+    ) -> int: ...
+    def set_column(self, first_col: int, last_col: int, width: float, /) -> int: ...
+    def freeze_panes(self, row: int, col: int, /) -> None: ...
+    def autofilter(
+        self, first_row: int, first_col: int, last_row: int, last_col: int, /
+    ) -> None: ...
+    def insert_chart(self, row: int, col: int, chart: _Chart, /) -> int: ...
+
+
+class _Workbook(Protocol):
+    def add_worksheet(self, name: str, /) -> _Worksheet: ...
+    def add_format(self, properties: dict[str, object], /) -> _Format: ...
+    def add_chart(self, options: dict[str, str], /) -> _Chart: ...
+    def worksheets(self) -> list[_Worksheet]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Formats:
+    text: _Format
+    money: _Format
+    datetime: _Format
+    date: _Format
+    bold: _Format
+    title: _Format
+
+    @classmethod
+    def of(cls, workbook: _Workbook) -> _Formats:
+        add = workbook.add_format
+        return cls(
+            text=add({"num_format": TEXT_FORMAT}),
+            money=add({"num_format": MONEY_FORMAT}),
+            datetime=add({"num_format": DATETIME_FORMAT}),
+            date=add({"num_format": DATE_FORMAT}),
+            bold=add({"bold": True}),
+            title=add({"bold": True, "font_size": 14}),
+        )
+
+
+# --- the workbook ------------------------------------------------------------------------------
+
+
 def write_workbook(path: Path, sheets: Sequence[Sheet], summary: Summary | None = None) -> None:
     """Write `sheets` (after a `summary` sheet, when given) to the .xlsx file `path`, atomically.
 
-    Raises ValueError for a tz-aware datetime, a non-finite Decimal, a row whose length differs
-    from its sheet's columns, a sheet with no columns or more rows than Excel holds; TypeError for
-    a value that does not fit its column kind (e.g. a float in a money column). Messages name the
-    sheet, row and column.
+    Raises ValueError for a tz-aware datetime, a non-finite Decimal (or one beyond Excel's 1E+308),
+    a non-finite float fact, a row whose length differs from its sheet's columns, a sheet with no
+    columns or more rows or columns than Excel holds; TypeError for a value that does not fit its
+    column kind (e.g. a float in a money column). Messages name the sheet, row and column.
+    Scratch files go to a private temporary directory that is removed in every case.
     """
     if not sheets and summary is None:
         raise ValueError("a workbook needs at least one sheet")
-    workbook = Workbook(write_only=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="lf-bulk-xlsx-", ignore_cleanup_errors=True) as scratch,
+        atomic_path(path) as temp,
+    ):
+        workbook: _Workbook = Workbook(os.fspath(temp), {**_OPTIONS, "tmpdir": scratch})
+        try:
+            formats = _Formats.of(workbook)
+            taken: set[str] = set()
+            # constant_memory streams each sheet's rows in order, one sheet after another; the
+            # Summary is small and complete up front, so it simply goes first.
+            if summary is not None:
+                name = _unique_sheet_name(summary.sheet_name, taken)
+                _write_summary(workbook, name, summary, formats)
+            for sheet in sheets:
+                _write_sheet(workbook, _unique_sheet_name(sheet.name, taken), sheet, formats)
+            _close(workbook)
+        except BaseException:
+            _abandon(workbook)
+            raise
+
+
+def _close(workbook: _Workbook) -> None:
     try:
-        taken: set[str] = set()
-        if summary is not None:
-            _write_summary(workbook, _unique_sheet_name(summary.sheet_name, taken), summary)
-        for sheet in sheets:
-            _write_sheet(workbook, _unique_sheet_name(sheet.name, taken), sheet)
-        with atomic_path(path) as temp:
-            workbook.save(temp)
-    except BaseException:
-        _abandon(workbook)
+        workbook.close()
+    except FileCreateError as error:
+        # XlsxWriter wraps the OSError; callers handle OSError (disk full, permissions).
+        cause = error.args[0] if error.args else None
+        if isinstance(cause, OSError):
+            raise cause from None
         raise
 
 
-def _abandon(workbook: Workbook) -> None:
-    # A sheet left half-written keeps a suspended row writer whose clean-up, at garbage
-    # collection, would write to its already closed scratch file and warn.
-    for ws in workbook.worksheets:
-        if isinstance(ws, WriteOnlyWorksheet) and not ws.closed:
+def _abandon(workbook: _Workbook) -> None:
+    # In constant_memory mode each worksheet holds an open scratch file of rows written so far
+    # (in our scratch directory, about to be removed): close them rather than leave it to the GC.
+    for ws in workbook.worksheets():
+        handle = getattr(ws, "row_data_fh", None)
+        if handle is not None:
             with suppress(Exception):
-                ws.close()
+                handle.close()
 
 
 # --- cell values -------------------------------------------------------------------------------
 #
-# A column's encoder turns one value into what `append` takes: None (no cell is written), a plain
-# int, or the column's reused, pre-styled cell holding the value. The encoders fix each cell's
-# data type themselves: openpyxl's own inference would turn text such as "#N/A" into an error
-# cell, and writes a Decimal through "%.16g" (i.e. via float), whereas a numeric cell holding
-# decimal digits is written verbatim. Reusing one cell per column is safe because `append`
-# serialises the row before it returns.
-
-_Encoder = Callable[[object], object]
+# Each column kind has a pure check-and-convert function (used again to name the culprit column of
+# a bad row) and a writer that pairs it with the matching XlsxWriter method and number format.
+# None, and for every kind but int an empty string, means "no cell".
 
 
 def _text(value: object) -> str:
@@ -238,13 +356,17 @@ def _int(value: object) -> int | None:
     raise TypeError(f"expected an int, got {type(value).__name__} {value!r}")
 
 
-def _decimal_digits(value: object) -> str:
+def _money(value: object) -> Decimal | int:
+    # The Decimal itself is written: XlsxWriter formats it with f"{number:.16G}", which
+    # Decimal.__format__ does in decimal arithmetic, so no float is involved.
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"{value!r} is not a finite amount")
-        return format(value, "f")
+        if value.adjusted() > _MAX_EXPONENT:
+            raise ValueError(f"{value!r} is beyond the range of Excel numbers")
+        return value
     if isinstance(value, Integral) and not isinstance(value, bool):
-        return str(int(value))
+        return int(value)
     raise TypeError(f"expected a Decimal amount, got {type(value).__name__} {value!r}")
 
 
@@ -259,44 +381,72 @@ def _naive(value: object) -> dt.datetime:
     return value
 
 
-def _put_text(cell: Cell, value: object) -> Cell:
-    cell.value = _text(value)
-    cell.data_type = "s"
-    return cell
+def _is_empty(value: object) -> bool:
+    return value is None or (value.__class__ is str and not value)
 
 
-def _put_money(cell: Cell, value: object) -> Cell:
-    cell.value = _decimal_digits(value)
-    cell.data_type = "n"
-    return cell
-
-
-def _put_datetime(cell: Cell, value: object) -> Cell:
-    cell.value = _naive(value)
-    return cell
-
-
-def _encoder(ws: WriteOnlyWorksheet, kind: Kind) -> _Encoder:
+def _encode(kind: Kind, value: object) -> object:
+    """What a `kind` cell holds for `value` (None: no cell); raises as the writer would."""
     if kind == "int":
-        return _int
-    cell = Cell(ws, row=1, column=1)
-    put: Callable[[Cell, object], Cell]
+        return _int(value)
+    if _is_empty(value):
+        return None
     if kind == "text":
-        cell.number_format = TEXT_FORMAT
-        put = _put_text
-    elif kind == "money":
-        cell.number_format = MONEY_FORMAT
-        put = _put_money
-    else:
-        cell.number_format = DATETIME_FORMAT
-        put = _put_datetime
+        return _text(value)
+    if kind == "money":
+        return _money(value)
+    return _naive(value)
 
-    def encode(value: object) -> object:
-        if value is None or (value.__class__ is str and not value):
-            return None
-        return put(cell, value)
 
-    return encode
+_Put = Callable[[int, object], None]
+
+
+def _putter(ws: _Worksheet, col: int, kind: Kind, formats: _Formats) -> _Put:
+    """A function writing one `kind` value into column `col` of a given row."""
+    if kind == "int":
+        write_number = ws.write_number
+
+        def put_int(row: int, value: object) -> None:
+            number = _int(value)
+            if number is not None:
+                write_number(row, col, number)
+
+        return put_int
+
+    if kind == "text":
+        write_string, text_format = ws.write_string, formats.text
+
+        def put_text(row: int, value: object) -> None:
+            if value is not None and (value.__class__ is not str or value):
+                write_string(row, col, _text(value), text_format)
+
+        return put_text
+
+    if kind == "money":
+        write_amount, money_format = ws.write_number, formats.money
+
+        def put_money(row: int, value: object) -> None:
+            if value is not None and (value.__class__ is not str or value):
+                write_amount(row, col, _money(value), money_format)
+
+        return put_money
+
+    write_datetime, datetime_format = ws.write_datetime, formats.datetime
+
+    def put_datetime(row: int, value: object) -> None:
+        if value is not None and (value.__class__ is not str or value):
+            write_datetime(row, col, _naive(value), datetime_format)
+
+    return put_datetime
+
+
+def _put_string(ws: _Worksheet, row: int, col: int, value: object, fmt: _Format | None) -> None:
+    # A label cell: text, neutralised; an empty one keeps only its format.
+    text = _text(value)
+    if text:
+        ws.write_string(row, col, text, fmt)
+    elif fmt is not None:
+        ws.write_blank(row, col, None, fmt)
 
 
 def _display_width(kind: Kind, value: object) -> int:
@@ -324,123 +474,114 @@ def _widths(columns: Sequence[Column], sample: Sequence[Sequence[object]]) -> li
 
 
 # --- sheets ------------------------------------------------------------------------------------
+#
+# XlsxWriter counts rows and columns from 0; messages give Excel's row numbers, from 1.
 
 
-def _layout(ws: WriteOnlyWorksheet) -> Worksheet:
-    # WriteOnlyWorksheet has Worksheet's column_dimensions and auto_filter at run time, but
-    # types-openpyxl does not declare them.
-    return cast(Worksheet, ws)
-
-
-def _styled_cell(ws: WriteOnlyWorksheet, value: object, *, font: Font | None = None) -> Cell:
-    cell = _put_text(Cell(ws, row=1, column=1), value)
-    if font is not None:
-        cell.font = font
-    return cell
-
-
-_BOLD = Font(bold=True)
-
-
-def _write_sheet(workbook: Workbook, title: str, sheet: Sheet) -> None:
+def _write_sheet(workbook: _Workbook, title: str, sheet: Sheet, formats: _Formats) -> None:
     columns = list(sheet.columns)
     if not columns:
         raise ValueError(f"sheet {title!r} has no columns")
-    ws: WriteOnlyWorksheet = workbook.create_sheet(title)
+    width = len(columns)
+    if width > _MAX_COLUMNS:
+        raise ValueError(f"sheet {title!r}: {width} columns, more than the {_MAX_COLUMNS} of Excel")
+    ws = workbook.add_worksheet(title)
     rows = iter(sheet.rows)
     sample = list(islice(rows, _SAMPLE_ROWS))
-    layout = _layout(ws)
-    for index, width in enumerate(_widths(columns, sample), start=1):
-        layout.column_dimensions[get_column_letter(index)].width = width
+    for index, column_width in enumerate(_widths(columns, sample)):
+        ws.set_column(index, index, column_width)
 
-    header_row = 1 if sheet.note is None else 2
-    # Panes and column widths are written with the sheet's first row, so set them before it.
-    ws.freeze_panes = f"A{header_row + 1}"
+    header = 0 if sheet.note is None else 1
+    ws.freeze_panes(header + 1, 0)
     if sheet.note is not None:
-        ws.append([_styled_cell(ws, sheet.note)])
-    ws.append([_styled_cell(ws, column.header, font=_BOLD) for column in columns])
+        _put_string(ws, 0, 0, sheet.note, None)
+    for index, column in enumerate(columns):
+        _put_string(ws, header, index, column.header, formats.bold)
 
-    encoders = [_encoder(ws, column.kind) for column in columns]
-    width = len(columns)
-    last_row = header_row
-    for last_row, row in enumerate(chain(sample, rows), start=header_row + 1):
+    puts = [_putter(ws, index, column.kind, formats) for index, column in enumerate(columns)]
+    last = header
+    for last, row in enumerate(chain(sample, rows), start=header + 1):
         if len(row) != width:
-            raise ValueError(f"sheet {title!r}, row {last_row}: {len(row)} values, {width} columns")
-        if last_row > MAX_ROWS:
+            raise ValueError(f"sheet {title!r}, row {last + 1}: {len(row)} values, {width} columns")
+        if last >= MAX_ROWS:
             raise ValueError(f"sheet {title!r}: more than {MAX_ROWS} rows do not fit Excel")
         try:
-            ws.append([encode(value) for encode, value in zip(encoders, row, strict=True)])
+            for put, value in zip(puts, row, strict=True):
+                put(last, value)
         except (TypeError, ValueError) as error:
-            where = f"sheet {title!r}, row {last_row}, column {_culprit(encoders, row, columns)!r}"
+            where = f"sheet {title!r}, row {last + 1}, column {_culprit(columns, row)!r}"
             raise type(error)(f"{where}: {error}") from error
 
-    layout.auto_filter.ref = f"A{header_row}:{get_column_letter(width)}{last_row}"
+    ws.autofilter(header, 0, last, width - 1)
 
 
-def _culprit(encoders: Sequence[_Encoder], row: Sequence[object], columns: Sequence[Column]) -> str:
-    for encode, value, column in zip(encoders, row, columns, strict=True):
+def _culprit(columns: Sequence[Column], row: Sequence[object]) -> str:
+    for column, value in zip(columns, row, strict=True):
         try:
-            encode(value)
+            _encode(column.kind, value)
         except (TypeError, ValueError):
             return column.header
     return "?"
 
 
-def _put_fact(cell: Cell, value: object) -> Cell:
+def _put_fact(ws: _Worksheet, row: int, value: object, formats: _Formats) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | dt.date):
-        cell.number_format = TEXT_FORMAT
-        return _put_text(cell, "" if value is None else value)
-    if isinstance(value, Decimal):
-        cell.number_format = MONEY_FORMAT
-        return _put_money(cell, value)
-    if isinstance(value, dt.datetime):
-        cell.number_format = DATETIME_FORMAT
-        return _put_datetime(cell, value)
-    if isinstance(value, dt.date):
-        cell.number_format = DATE_FORMAT
-    cell.value = value
-    return cell
+        _put_string(ws, row, 1, "" if value is None else value, formats.text)
+    elif isinstance(value, Decimal):
+        ws.write_number(row, 1, _money(value), formats.money)
+    elif isinstance(value, dt.datetime):
+        ws.write_datetime(row, 1, _naive(value), formats.datetime)
+    elif isinstance(value, dt.date):
+        ws.write_datetime(row, 1, value, formats.date)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    else:
+        ws.write_number(row, 1, value)
 
 
-def _write_summary(workbook: Workbook, title: str, summary: Summary) -> None:
-    ws: WriteOnlyWorksheet = workbook.create_sheet(title)
+def _write_summary(workbook: _Workbook, title: str, summary: Summary, formats: _Formats) -> None:
+    ws = workbook.add_worksheet(title)
     label_width = max([len(key) for key, _ in summary.facts] + [len(summary.counts_header[0])])
     value_width = max([_display_width("text", value) for _, value in summary.facts] + [10])
-    layout = _layout(ws)
-    layout.column_dimensions["A"].width = min(max(label_width + 2, 12), _MAX_WIDTH)
-    layout.column_dimensions["B"].width = min(max(value_width + 2, 12), _MAX_WIDTH)
+    ws.set_column(0, 0, min(max(label_width + 2, 12), _MAX_WIDTH))
+    ws.set_column(1, 1, min(max(value_width + 2, 12), _MAX_WIDTH))
 
-    ws.append([_styled_cell(ws, summary.title, font=Font(bold=True, size=14))])
-    ws.append([])
-    for key, value in summary.facts:
+    _put_string(ws, 0, 0, summary.title, formats.title)
+    for row, (key, value) in enumerate(summary.facts, start=2):
+        # The key first: constant_memory writes a row's cells in column order when it moves on.
+        _put_string(ws, row, 0, key, formats.bold)
         try:
-            cell = _put_fact(Cell(ws, row=1, column=1), value)
+            _put_fact(ws, row, value, formats)
         except (TypeError, ValueError) as error:
             raise type(error)(f"sheet {title!r}, fact {key!r}: {error}") from error
-        ws.append([_styled_cell(ws, key, font=_BOLD), cell])
     if not summary.counts:
         return
 
-    ws.append([])
-    header_row = len(summary.facts) + 4
-    ws.append([_styled_cell(ws, text, font=_BOLD) for text in summary.counts_header])
-    for label, count in summary.counts:
-        ws.append([_styled_cell(ws, label), _int(count)])
-    last_row = header_row + len(summary.counts)
+    header = len(summary.facts) + 3
+    for col, text in enumerate(summary.counts_header):
+        _put_string(ws, header, col, text, formats.bold)
+    for row, (label, count) in enumerate(summary.counts, start=header + 1):
+        _put_string(ws, row, 0, label, None)
+        number = _int(count)
+        if number is not None:
+            ws.write_number(row, 1, number)
+    last = header + len(summary.counts)
 
-    chart = BarChart()
-    chart.type = "col"
-    chart.title = f"{summary.counts_header[1]} by {summary.counts_header[0].lower()}"
-    chart.legend = None
-    chart.x_axis.title = summary.counts_header[0]
-    chart.y_axis.title = summary.counts_header[1]
-    # openpyxl >= 3.1 marks axes as deleted by default, which hides their labels in Excel.
-    chart.x_axis.delete = False
-    chart.y_axis.delete = False
-    chart.width = 18
-    chart.height = 9
-    data = Reference(ws, min_col=2, min_row=header_row, max_row=last_row)
-    categories = Reference(ws, min_col=1, min_row=header_row + 1, max_row=last_row)
-    chart.add_data(data, titles_from_data=True)
-    chart.set_categories(categories)
-    layout.add_chart(chart, "D3")
+    # Always quoted, apostrophes doubled: valid for any sheet name.
+    sheet = "'" + title.replace("'", "''") + "'"
+    category, amount = (_text(text) for text in summary.counts_header)
+    chart = workbook.add_chart({"type": "column"})
+    chart.add_series(
+        {
+            "name": f"={sheet}!$B${header + 1}",
+            "categories": f"={sheet}!$A${header + 2}:$A${last + 1}",
+            "values": f"={sheet}!$B${header + 2}:$B${last + 1}",
+        }
+    )
+    # A chart text starting with '=' would be read as a cell reference; _text neutralises it.
+    chart.set_title({"name": _text(f"{summary.counts_header[1]} by {category.lower()}")})
+    chart.set_x_axis({"name": category})
+    chart.set_y_axis({"name": amount})
+    chart.set_legend({"none": True})
+    chart.set_size(_CHART_SIZE)
+    ws.insert_chart(2, 3, chart)

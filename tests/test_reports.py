@@ -259,7 +259,7 @@ def _one_sheet(tmp_path: Path, rows: list[tuple[object, ...]], note: str | None 
 def test_money_is_numeric_exact_and_two_decimal(tmp_path: Path) -> None:
     rows: list[tuple[object, ...]] = [
         (ICCID, 1, Decimal("12.36"), None),
-        (ICCID, 2, Decimal("123456789012345.67"), None),
+        (ICCID, 2, Decimal("1234567890123.40"), None),
         (ICCID, 3, 7, None),
     ]
     path = _one_sheet(tmp_path, rows)
@@ -272,8 +272,10 @@ def test_money_is_numeric_exact_and_two_decimal(tmp_path: Path) -> None:
     assert sheet["C4"].value == 7
     with zipfile.ZipFile(path) as package:
         xml = package.read("xl/worksheets/sheet1.xml").decode()
-    # the digits exactly as given: a trip through float would write 123456789012345.7
-    assert "<v>123456789012345.67</v>" in xml
+    # the digits exactly as given (15 significant, all Excel keeps): a trip through float would
+    # drop the trailing zero and write 1234567890123.4
+    assert "<v>12.36</v>" in xml
+    assert "<v>1234567890123.40</v>" in xml
 
 
 def test_datetimes_are_real_excel_datetimes(tmp_path: Path) -> None:
