@@ -53,12 +53,18 @@ def _bars(app: AppContext, total: int) -> Iterator[Progress]:
 
 
 def drive_and_report(
-    app: AppContext, journal: Journal, run_id: str, options: EngineOptions
+    app: AppContext,
+    journal: Journal,
+    run_id: str,
+    options: EngineOptions,
+    *,
+    announce: bool = True,
 ) -> tuple[DriveResult, Path]:
     """Drive the run to its end (or a stop) and write its reports where the run started."""
     run = journal.run(run_id)
     check_same_endpoint(app, run)
-    app.info(f"run {run_id}")
+    if announce:
+        app.info(f"run {run_id}")
     with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}"):
         client = app.session().client
         try:

@@ -76,6 +76,7 @@ def reconcile(
             ExitCode.BAD_INPUT,
         )
     run_id = new_run_id()
+    app.info(f"run {run_id}")
     target = report_dir_for(run_id, report_dir)
     with exclusive_all(
         app.settings.home, [f"group-{g}" for g in named], f"reconcile of {', '.join(named)}"
@@ -115,7 +116,7 @@ def reconcile(
             endpoint=endpoint_of(app),
             counts=(len(desired), len(desired) - len(invalid), len(invalid), 0),
         )
-        result, _ = drive_and_report(app, journal, run_id, EngineOptions())
+        result, _ = drive_and_report(app, journal, run_id, EngineOptions(), announce=False)
         after = rc.diff(desired, rc.read_actual(client, scope), named)
     converged = (
         after.counts[rc.MISSING] + after.counts[rc.UNEXPECTED] + after.counts[rc.MISPLACED] == 0
