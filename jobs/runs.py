@@ -13,16 +13,12 @@ from jobs.options import wait_options
 from jobs.render import table
 from lf_bulk.engine import RETRYABLE_FAILURES, EngineOptions
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import FINISHED, RunRecord
+from lf_bulk.journal import FINISHED
 
 
 @click.group()
 def runs() -> None:
     """Runs recorded in the journal: list, inspect, resume, wait for, retry."""
-
-
-def _outcomes(app: AppContext, run: RunRecord) -> dict[str, int]:
-    return open_journal(app).outcome_counts(run.run_id)
 
 
 @runs.command(name="list")

@@ -370,11 +370,6 @@ class Journal:
             )
             self._event(run_id, None, status, f"exit {exit_code}")
 
-    def update_details(self, run_id: str, **details: Any) -> None:
-        merged = {**self.run(run_id).details, **details}
-        with self._tx() as db:
-            db.execute("UPDATE runs SET details = ? WHERE run_id = ?", (json.dumps(merged), run_id))
-
     # ------------------------------------------------------------ batches
 
     def batches(self, run_id: str, states: Iterable[str] | None = None) -> list[BatchRecord]:
