@@ -3,7 +3,6 @@ and the reports of a run."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,7 @@ class InputCounts:
 
 
 def count_input(table: InputTable) -> InputCounts:
-    reasons = Counter(row.reason for row in table.rows)
-    duplicates = reasons.get(Reason.DUPLICATE, 0)
-    valid = reasons.get(None, 0)
-    return InputCounts(len(table.rows), valid, len(table.rows) - valid - duplicates, duplicates)
+    return InputCounts(**table.counts)
 
 
 def planned_items(table: InputTable, operation: Operation, group_id: str) -> list[PlannedItem]:

@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import IO, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pandas as pd
-
 from lf_bulk import errors, wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.iccid import Reason
@@ -167,8 +165,7 @@ def read_keys(
     )
     has_id_values = any(row.extra.get(kind) for row in table.rows for kind in KEY_ALIASES)
     if not has_iccid_column and not has_id_values:
-        seen = [table.column] if table.column else _columns_seen(path, sheet)
-        listed = ", ".join(repr(name) for name in seen) or "none"
+        listed = ", ".join(repr(name) for name in table.headers) or "none"
         raise errors.InputError(
             "found none of the key columns purchase_order_id, order_id, iccid (or sim_id). "
             f"Columns seen: {listed}. The first row must name the key column(s).",
@@ -218,21 +215,6 @@ _ICCID_HEADER_KEYS = frozenset(_header_key(header) for header in ICCID_HEADERS)
 
 def _is_iccid_header(header: str) -> bool:
     return _header_key(header) in _ICCID_HEADER_KEYS
-
-
-def _columns_seen(path: str | Path, sheet: str | None) -> list[str]:
-    """The header cells of a file, for the message about missing key columns (best effort)."""
-    if str(path) == "-":
-        return []
-    try:
-        if Path(path).suffix.lower() in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, sheet_name=sheet or 0, nrows=0, engine="calamine")
-        else:
-            separator = "\t" if Path(path).suffix.lower() == ".tsv" else None
-            frame = pd.read_csv(path, sep=separator, engine="python", nrows=0)
-    except Exception:  # only a message depends on it
-        return []
-    return [str(name) for name in frame.columns if not str(name).startswith("Unnamed:")]
 
 
 # ---------------------------------------------------------------- lookups

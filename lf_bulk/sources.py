@@ -128,6 +128,8 @@ class InputTable:
     column: str
     """Header of the ICCID column; '' when the file has no header or no ICCID column."""
     rows: list[InputRow]
+    headers: tuple[str, ...] = ()
+    """The non-empty cells of the header row; () for a file without a header."""
 
     @cached_property
     def valid_rows(self) -> list[InputRow]:
@@ -578,6 +580,7 @@ class _Layout:
     iccid_index: int | None
     column_name: str
     extra_indexes: dict[str, int | None]
+    headers: tuple[str, ...] = ()
 
 
 def _tabulate(loaded: _Loaded, source: str, wanted: _Wanted) -> InputTable:
@@ -592,7 +595,13 @@ def _tabulate(loaded: _Loaded, source: str, wanted: _Wanted) -> InputTable:
             path=source,
             sheet=loaded.sheet,
         )
-    return InputTable(source=source, sheet=loaded.sheet, column=layout.column_name, rows=rows)
+    return InputTable(
+        source=source,
+        sheet=loaded.sheet,
+        column=layout.column_name,
+        rows=rows,
+        headers=layout.headers,
+    )
 
 
 def _content_height(grid: _Grid) -> int:
@@ -657,7 +666,8 @@ def _header_layout(
         for name, aliases in wanted.extra_columns.items()
     }
     column_name = headers[iccid_index].strip() if iccid_index is not None else ""
-    return _Layout(header_index + 1, iccid_index, column_name, extra_indexes)
+    seen = tuple(header.strip() for header in headers if header.strip())
+    return _Layout(header_index + 1, iccid_index, column_name, extra_indexes, seen)
 
 
 def _row_texts(grid: _Grid, index: int) -> list[str]:
