@@ -3,15 +3,25 @@ PY := $(VENV)/bin/python
 LF := $(VENV)/bin/lf-bulk
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint sandbox bench chaos clean
+.PHONY: install constraints demo test lint sandbox bench chaos clean
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade -c constraints.txt pip setuptools wheel
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Re-resolve every dependency to its newest allowed version and pin the result.
+constraints:
+	rm -rf .venv-refresh
+	python3 -m venv .venv-refresh
+	.venv-refresh/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	.venv-refresh/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; .venv-refresh/bin/python -m pip freeze --all --exclude-editable | grep -v '^-e'; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .venv-refresh
 
 demo: install
 	$(PY) -m jobs.demo
