@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from itertools import count, islice
 from pathlib import Path
 from typing import Final
 
+from lf_bulk.errors import InputError
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_path, neutralise, write_workbook
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "ItemOutcome",
     "RunSummary",
     "count_outcomes",
+    "prepare_report_dir",
     "write_items_csv",
     "write_run_report",
     "write_summary_json",
@@ -65,6 +69,27 @@ _ITEM_COLUMNS: Final = (
     Column("reason", "text", width=50),
     Column("request_id", "text", width=36),
 )
+
+
+def prepare_report_dir(path: Path) -> Path:
+    """Create the report folder and prove it writable, before anything is sent.
+
+    Raises `InputError` naming the folder: a job whose reports could not be written must stop
+    before its first API call, not after it.
+    """
+    path = Path(path).absolute()
+    probe = path / f".lf-bulk-probe-{secrets.token_hex(4)}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(
+            f"the report folder {path} cannot be written ({reason}); choose another with "
+            "--report-dir. Nothing was sent"
+        ) from None
+    return path
 
 
 @dataclass(frozen=True, slots=True)
