@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from jobs.context import AppContext, pass_app
 from jobs.driving import drive_and_report, endpoint_of, explain_result, open_journal
@@ -12,11 +14,15 @@ from jobs.errors import JobError, JobExit
 from jobs.options import input_file_options, report_dir_option, skip_invalid_option
 from lf_bulk import reconcile as rc
 from lf_bulk.bulk import report_dir_for
-from lf_bulk.engine import EngineOptions
+from lf_bulk.engine import DriveResult, EngineOptions
+from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import new_run_id
+from lf_bulk.journal import Journal, new_run_id
 from lf_bulk.locking import exclusive_all
+from lf_bulk.reports import prepare_report_dir
 from lf_bulk.sources import read_iccids
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -27,13 +33,25 @@ from lf_bulk.sources import read_iccids
     is_flag=True,
     help="Look for desired SIMs in every group of the account (finds moves, not just adds).",
 )
-@click.option("--apply", is_flag=True, help="Fix the drift: removals first, then additions.")
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Fix the drift: removals first, then additions. Only on the command line.",
+)
+@click.option("--no-apply", is_flag=True, help="Never apply, whatever else says so.")
 @click.option(
     "--max-changes",
     type=click.IntRange(min=0),
-    default=500,
+    default=rc.DEFAULT_MAX_CHANGES,
     show_default=True,
     help="Refuse to apply a plan with more API changes than this (a move counts 2).",
+)
+@click.option(
+    "--max-removal-ratio",
+    type=click.FloatRange(0, 1),
+    default=rc.DEFAULT_MAX_REMOVAL_RATIO,
+    show_default=True,
+    help="Refuse to apply a plan that removes more than this fraction of a group's members.",
 )
 @input_file_options
 @skip_invalid_option
@@ -45,7 +63,9 @@ def reconcile(
     group: str | None,
     all_groups: bool,
     apply: bool,
+    no_apply: bool,
     max_changes: int,
+    max_removal_ratio: float,
     sheet: str | None,
     column: str | None,
     skip_invalid: bool,
@@ -54,9 +74,17 @@ def reconcile(
     """Compare the membership desired in FILE with the groups; report drift; --apply fixes it.
 
     FILE has an ICCID column and an optional group column (group_id, group); --group names the
-    group for rows without one. Exit 0 in sync (or converged), 4 drift found and not applied,
-    3 some changes failed, 2 bad input or a plan over --max-changes.
+    group for rows without one. With --skip-invalid, invalid rows are reported and removals are
+    withheld (never made) until the file is fixed. Exit 0 in sync (or converged), 4 drift found
+    and not applied, 3 some changes failed, 2 bad input or a plan refused (--max-changes,
+    --max-removal-ratio).
     """
+    options = rc.ReconcileOptions(
+        apply=_apply_requested(apply, no_apply),
+        all_groups=all_groups,
+        max_changes=max_changes,
+        max_removal_ratio=_removal_ratio(max_removal_ratio),
+    )
     table = read_iccids(
         file,
         sheet=sheet,
@@ -65,74 +93,85 @@ def reconcile(
     )
     desired = rc.desired_rows(table, group)
     named = rc.named_groups(desired, group)
-    if not named:
-        raise JobError("no group in scope: add a group column to the file, or pass --group", 2)
-    invalid = [r for r in desired if r.problem]
-    if invalid and not skip_invalid:
-        shown = "; ".join(f"row {r.row}: {r.problem} ({r.iccid!r})" for r in invalid[:10])
-        raise JobError(
-            f"{table.source}: {len(invalid)} invalid row(s): {shown}. Nothing was compared; "
-            "fix the file or pass --skip-invalid",
-            ExitCode.BAD_INPUT,
-        )
     run_id = new_run_id()
     app.info(f"run {run_id}")
-    target = report_dir_for(run_id, report_dir)
+    target = prepare_report_dir(report_dir_for(run_id, report_dir))
+    try:
+        rc.check_desired(
+            table, desired, named, skip_invalid=skip_invalid, report_dir=target, run_id=run_id
+        )
+    except InvalidRowsError as error:
+        click.echo(str(target))
+        raise JobError(
+            f"{error}\nNothing was compared or sent. Fix the file, or pass --skip-invalid to "
+            "apply only additions and moves (no removal while any row is invalid). The rejected "
+            f"rows are listed in {target / rc.ITEMS_CSV}",
+            ExitCode.BAD_INPUT,
+        ) from None
+    except InputError:
+        click.echo(str(target))
+        raise
+
+    def drive(journal: Journal, run: str) -> DriveResult:
+        result, _ = drive_and_report(app, journal, run, EngineOptions(), announce=False)
+        return result
+
     with exclusive_all(
         app.settings.home, [f"group-{g}" for g in named], f"reconcile of {', '.join(named)}"
     ):
-        client = app.session().client
-        scope = (
-            sorted({g.group_id for g in client.list_groups()} | set(named)) if all_groups else named
-        )
-        app.info(f"reading members of {len(scope)} group(s)")
-        before = rc.diff(desired, rc.read_actual(client, scope), named)
-        if not apply or not before.changes:
-            code = ExitCode.DRIFT if before.drift else ExitCode.OK
-            rc.write_reconcile_report(target, before, exit_code=code, run_id=run_id)
-            finish(before, target, code, label="")
-        changes = before.change_count()
-        if changes > max_changes:
-            rc.write_reconcile_report(target, before, exit_code=ExitCode.BAD_INPUT, run_id=run_id)
-            click.echo(str(target))
-            raise JobError(
-                f"the plan has {changes} changes ({before.counts[rc.MISSING]} additions, "
-                f"{before.counts[rc.UNEXPECTED]} removals, {before.counts[rc.MISPLACED]} moves "
-                f"counting 2) and --max-changes is {max_changes}; nothing was sent. Check "
-                f"{target / 'drift.csv'}, then pass --max-changes {changes} to allow it",
-                ExitCode.BAD_INPUT,
+        try:
+            result = rc.reconcile(
+                app.session().client,
+                desired,
+                named,
+                options,
+                run_id=run_id,
+                report_dir=target,
+                journal=lambda: open_journal(app),
+                drive=drive,
+                source=table.source,
+                endpoint=endpoint_of(app),
+                say=app.info,
             )
-        app.info(rc.summary_line(before, label="plan: "))
-        journal = open_journal(app)
-        journal.create_run(
-            run_id=run_id,
-            kind="reconcile",
-            operation="RECONCILE",
-            group_id=",".join(named),
-            items=rc.plan_items(before.changes),
-            batch_size=500,
-            source=table.source,
-            report_dir=str(target / "run"),
-            endpoint=endpoint_of(app),
-            counts=(len(desired), len(desired) - len(invalid), len(invalid), 0),
+        except PlanRefused:
+            click.echo(str(target))
+            raise
+    render(app, result)
+
+
+def _apply_requested(apply: bool, no_apply: bool) -> bool:
+    # A config file may make reconcile safer, never turn a write on: --apply counts only when
+    # typed, and --no-apply wins over everything.
+    source = click.get_current_context().get_parameter_source("apply")
+    if apply and source is not ParameterSource.COMMANDLINE:
+        log.warning("--apply is only taken from the command line; not applying")
+        return False
+    return apply and not no_apply
+
+
+def _removal_ratio(value: float) -> float:
+    source = click.get_current_context().get_parameter_source("max_removal_ratio")
+    if source is not ParameterSource.COMMANDLINE and value > rc.DEFAULT_MAX_REMOVAL_RATIO:
+        log.warning(
+            "a higher --max-removal-ratio is only taken from the command line; using %s",
+            rc.DEFAULT_MAX_REMOVAL_RATIO,
         )
-        result, _ = drive_and_report(app, journal, run_id, EngineOptions(), announce=False)
-        after = rc.diff(desired, rc.read_actual(client, scope), named)
-    converged = (
-        after.counts[rc.MISSING] + after.counts[rc.UNEXPECTED] + after.counts[rc.MISPLACED] == 0
-    )
-    if result.exit_code == ExitCode.NOT_FINISHED:
-        code = ExitCode.NOT_FINISHED
-    elif result.exit_code == ExitCode.SOME_FAILED or not converged:
-        code = ExitCode.SOME_FAILED
-    else:
-        code = ExitCode.DRIFT if after.drift else ExitCode.OK
-    rc.write_reconcile_report(target, before, after=after, exit_code=code, run_id=run_id)
-    explain_result(run_id, result, target / "run")
-    finish(after, target, code, label="after apply: ")
+        return rc.DEFAULT_MAX_REMOVAL_RATIO
+    return value
 
 
-def finish(diff: rc.Diff, report_dir: Path, code: ExitCode, *, label: str) -> None:
-    click.echo(rc.summary_line(diff, label=label))
-    click.echo(str(report_dir))
-    raise JobExit(code)
+def render(app: AppContext, result: rc.ReconcileResult) -> None:
+    if result.drive is not None:
+        explain_result(result.run_id, result.drive, result.report_dir / "run")
+    if result.withheld:
+        click.echo(
+            f"{result.withheld} removal(s) withheld: the desired file has "
+            f"{result.final.counts[rc.INVALID]} invalid row(s), see "
+            f"{result.report_dir / rc.ITEMS_CSV}; fix them so that reconcile may remove",
+            err=True,
+        )
+    label = "after apply: " if result.after is not None else ""
+    if not app.quiet:
+        click.echo(rc.summary_line(result.final, label=label))
+    click.echo(str(result.report_dir))
+    raise JobExit(result.exit_code)

@@ -1,41 +1,88 @@
-"""Reconciliation: desired membership (a spreadsheet) against the real groups, and a plan.
+"""Reconciliation: desired membership (a spreadsheet) against the real groups, a plan, and its apply.
 
 The diff is pure and linear (dicts and sets), so an orchestrator can call it on its own and a
 million rows against a million members takes about a second.
+
+The apply policy (`reconcile`) is safe by construction:
+
+- a desired file with invalid rows can never cause a removal: additions and moves still happen,
+  removals of unexpected members are withheld (reported, exit 4) until the file is fixed;
+- a desired file with no valid row, or a group in scope that the account does not have, stops
+  everything before the first API change (exit 2);
+- a plan over `max_changes`, or one that would remove more than `max_removal_ratio` of a group's
+  current members, is refused (`PlanRefused`, exit 2) with the numbers and the option to pass.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
+from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
 from lf_bulk.client import LinksfieldClient
+from lf_bulk.engine import DriveResult
+from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, RejectedRow
+from lf_bulk.exitcodes import ExitCode
 from lf_bulk.iccid import EXPLANATIONS, Reason
-from lf_bulk.journal import PlannedItem
+from lf_bulk.journal import Journal, PlannedItem
 from lf_bulk.models import Operation
 from lf_bulk.sources import InputTable
-from lf_bulk.xlsx import Column, Sheet, Summary, neutralise, write_workbook
+from lf_bulk.xlsx import Column, Sheet, Summary, atomic_path, neutralise, write_workbook
 
-IN_SYNC = "in_sync"
-MISSING = "missing"
-UNEXPECTED = "unexpected"
-MISPLACED = "misplaced"
-DUPLICATE = "duplicate"
-CONFLICT = "conflict"
-INVALID = "invalid"
-CATEGORIES = (IN_SYNC, MISSING, UNEXPECTED, MISPLACED, DUPLICATE, CONFLICT, INVALID)
+
+class Category(StrEnum):
+    """What the comparison found for one desired row (or one member nobody desires)."""
+
+    IN_SYNC = "in_sync"
+    MISSING = "missing"
+    UNEXPECTED = "unexpected"
+    MISPLACED = "misplaced"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+
+
+class Plan(StrEnum):
+    """What `--apply` does (or would do) about one finding."""
+
+    NONE = "none"  # in sync, or a duplicate row
+    ADD = "add"
+    MOVE = "move"  # a removal from the old group, then an addition
+    REMOVE = "remove"
+    WITHHELD = "withheld"  # a removal not made: the desired file has invalid rows
+    NEVER = "never"  # a conflict: never applied until the file is fixed
+    SKIPPED = "skipped"  # an invalid row
+
+
+IN_SYNC = Category.IN_SYNC
+MISSING = Category.MISSING
+UNEXPECTED = Category.UNEXPECTED
+MISPLACED = Category.MISPLACED
+DUPLICATE = Category.DUPLICATE
+CONFLICT = Category.CONFLICT
+INVALID = Category.INVALID
+CATEGORIES = tuple(Category)
 CHANGES = (MISSING, UNEXPECTED, MISPLACED)
-DRIFT = (*CHANGES, CONFLICT)
+# Not in sync: what keeps the exit code at 4. An invalid row counts, because the state it wanted
+# is unknown (and while it stays invalid, removals are withheld).
+DRIFT = (*CHANGES, CONFLICT, INVALID)
 
 GROUP_COLUMN_ALIASES = ("group_id", "group", "groupid", "bundle_group", "group id")
 REMOVE_PHASE = 0
 ADD_PHASE = 1
+DEFAULT_MAX_CHANGES = 500
+DEFAULT_MAX_REMOVAL_RATIO = 0.1
+BATCH_SIZE = 500
+NO_GROUP = "no_group"
+WITHHELD_DETAIL = "removal withheld: the desired file has invalid rows; fix them to remove"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +97,7 @@ class Finding(NamedTuple):
     # A tuple rather than a dataclass: a million of them are made in about a tenth of the time.
     row: int  # 0 for a finding that comes from membership only (unexpected)
     iccid: str
-    category: str
+    category: Category
     desired_group: str
     actual_group: str
     detail: str = ""
@@ -64,11 +111,16 @@ class Diff:
 
     def __post_init__(self) -> None:
         counted = Counter(f.category for f in self.findings)
-        self.counts = {c: counted.get(c, 0) for c in CATEGORIES}
+        self.counts = {str(c): counted.get(c, 0) for c in CATEGORIES}
 
     @property
     def drift(self) -> int:
         return sum(self.counts[c] for c in DRIFT)
+
+    @property
+    def withholds_removals(self) -> bool:
+        """Whether removals are withheld: an invalid row may have meant a current member."""
+        return self.counts[INVALID] > 0
 
     @property
     def changes(self) -> list[Finding]:
@@ -85,7 +137,7 @@ def desired_rows(table: InputTable, default_group: str | None) -> list[DesiredRo
         group = (row.extra.get("group") or "").strip() or (default_group or "")
         problem = "" if row.reason is None or row.reason is Reason.DUPLICATE else str(row.reason)
         if not problem and not group:
-            problem = "no_group"
+            problem = NO_GROUP
         rows.append(DesiredRow(row.row, row.iccid or row.raw, group, problem))
     return rows
 
@@ -172,18 +224,43 @@ def read_actual(
     return actual
 
 
-def plan_items(findings: Iterable[Finding]) -> list[PlannedItem]:
-    """Removals first (unexpected, and misplaced from their old group), then additions."""
+def plan_of(finding: Finding, *, withhold_removals: bool) -> Plan:
+    category = finding.category
+    if category == MISSING:
+        return Plan.ADD
+    if category == MISPLACED:
+        return Plan.MOVE
+    if category == UNEXPECTED:
+        return Plan.WITHHELD if withhold_removals else Plan.REMOVE
+    if category == CONFLICT:
+        return Plan.NEVER
+    if category == INVALID:
+        return Plan.SKIPPED
+    return Plan.NONE
+
+
+def plan_items(
+    findings: Iterable[Finding], *, withhold_removals: bool = False
+) -> list[PlannedItem]:
+    """Removals first (unexpected, and misplaced from their old group), then additions.
+
+    With `withhold_removals`, unexpected members are kept: only additions and moves are planned.
+    """
     removals: list[PlannedItem] = []
     additions: list[PlannedItem] = []
     for f in findings:
-        if f.category in (UNEXPECTED, MISPLACED):
+        plan = plan_of(f, withhold_removals=withhold_removals)
+        if plan in (Plan.REMOVE, Plan.MOVE):
             removals.append(
                 PlannedItem(f.row, f.iccid, Operation.REMOVE, f.actual_group, REMOVE_PHASE)
             )
-        if f.category in (MISSING, MISPLACED):
+        if plan in (Plan.ADD, Plan.MOVE):
             additions.append(PlannedItem(f.row, f.iccid, Operation.ADD, f.desired_group, ADD_PHASE))
     return removals + additions
+
+
+def withheld_count(diff_: Diff) -> int:
+    return diff_.counts[UNEXPECTED] if diff_.withholds_removals else 0
 
 
 def summary_line(diff_: Diff, *, label: str = "") -> str:
@@ -192,8 +269,248 @@ def summary_line(diff_: Diff, *, label: str = "") -> str:
     return f"{label}reconcile {', '.join(diff_.scope)}: {state} ({parts or 'nothing'})"
 
 
+# ---------------------------------------------------------------- the mass-removal guard
+
+
+@dataclass(frozen=True)
+class GroupRemovals:
+    """The removals a plan makes in one group, against the group's members now."""
+
+    group_id: str
+    members: int
+    removals: int
+
+    @property
+    def ratio(self) -> Fraction:
+        return Fraction(self.removals, self.members) if self.members else Fraction(0)
+
+    @property
+    def ratio_to_allow(self) -> str:
+        """The smallest --max-removal-ratio (two decimals) that allows these removals."""
+        hundredths = math.ceil(self.ratio * 100)
+        return "1" if hundredths >= 100 else f"{hundredths / 100:.2f}".rstrip("0")
+
+
+def removals_by_group(
+    items: Iterable[PlannedItem], members: Mapping[str, int]
+) -> list[GroupRemovals]:
+    counted = Counter(i.group_id for i in items if i.operation == Operation.REMOVE)
+    return [GroupRemovals(g, members.get(g, 0), n) for g, n in sorted(counted.items())]
+
+
+def over_ratio(removals: Iterable[GroupRemovals], max_ratio: float) -> list[GroupRemovals]:
+    # str() first: 0.1 as a float is not one tenth, and 10 of 100 must be allowed at 0.1.
+    limit = Fraction(str(max_ratio))
+    return [r for r in removals if r.ratio > limit]
+
+
+def _percent(value: Fraction | float) -> str:
+    return f"{float(value) * 100:.4g}%"
+
+
+def mass_removal_message(over: Sequence[GroupRemovals], max_ratio: float, drift_csv: Path) -> str:
+    groups = "; ".join(
+        f"{r.group_id}: {r.members} members now, {r.removals} removals planned "
+        f"({_percent(r.ratio)})"
+        for r in over
+    )
+    needed = max(over, key=lambda r: r.ratio).ratio_to_allow
+    return (
+        f"refused: the plan removes more than {_percent(max_ratio)} of a group's members "
+        f"(--max-removal-ratio {max_ratio:g}): {groups}. Nothing was sent. Check {drift_csv}; "
+        f"if these removals are wanted, pass --max-removal-ratio {needed}"
+    )
+
+
+# ---------------------------------------------------------------- checks and the apply policy
+
+
+def check_desired(
+    table: InputTable,
+    desired: Sequence[DesiredRow],
+    named: Sequence[str],
+    *,
+    skip_invalid: bool,
+    report_dir: Path,
+    run_id: str,
+) -> None:
+    """Refuse a desired state that cannot be compared safely; write the rejected rows first.
+
+    Raises `InvalidRowsError` for invalid rows without `skip_invalid`, `InputError` for a file
+    with no valid row (an empty desired state would remove every member) or no group in scope.
+    """
+    invalid = [r for r in desired if r.problem]
+    if not named:
+        write_refusal_report(report_dir, desired, named, run_id=run_id)
+        raise InputError(
+            "no group in scope: add a group column to the file, or pass --group. Nothing was "
+            "compared or sent",
+            path=table.source,
+        )
+    if invalid and not skip_invalid:
+        write_refusal_report(report_dir, desired, named, run_id=run_id)
+        rejected = [RejectedRow(r.row, r.iccid, r.problem) for r in invalid]
+        raise InvalidRowsError(table.source, rejected, str(report_dir))
+    if len(invalid) == len(desired):
+        write_refusal_report(report_dir, desired, named, run_id=run_id)
+        raise InputError(
+            f"no valid row ({len(desired)} rows, {len(invalid)} invalid): nothing valid to do, and "
+            "an empty desired state is never applied. Nothing was compared or sent; the rejected "
+            f"rows are listed in {report_dir / ITEMS_CSV}",
+            path=table.source,
+        )
+
+
+def check_groups_exist(client: LinksfieldClient, named: Sequence[str]) -> list[str]:
+    """Every group of the account; raises `InputError` if a group in scope is not one of them."""
+    known = sorted({g.group_id for g in client.list_groups()})
+    unknown = sorted(set(named) - set(known))
+    if unknown:
+        raise InputError(
+            f"unknown group(s) {', '.join(unknown)}: the account has no such group. Check the "
+            "group column and --group (`lf-bulk groups list` shows them). Nothing was sent"
+        )
+    return known
+
+
+@dataclass(frozen=True)
+class ReconcileOptions:
+    apply: bool = False
+    all_groups: bool = False
+    max_changes: int = DEFAULT_MAX_CHANGES
+    max_removal_ratio: float = DEFAULT_MAX_REMOVAL_RATIO
+    batch_size: int = BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    run_id: str
+    report_dir: Path
+    exit_code: ExitCode
+    before: Diff
+    after: Diff | None = None  # None when nothing was applied
+    planned: int = 0  # ICCID changes sent to the API (a move counts 2)
+    drive: DriveResult | None = None
+
+    @property
+    def final(self) -> Diff:
+        return self.after or self.before
+
+    @property
+    def withheld(self) -> int:
+        return withheld_count(self.final)
+
+
+def exit_code_of(diff_: Diff) -> ExitCode:
+    return ExitCode.DRIFT if diff_.drift else ExitCode.OK
+
+
+def reconcile(
+    client: LinksfieldClient,
+    desired: Sequence[DesiredRow],
+    named: Sequence[str],
+    options: ReconcileOptions,
+    *,
+    run_id: str,
+    report_dir: Path,
+    journal: Callable[[], Journal] | None = None,
+    drive: Callable[[Journal, str], DriveResult] | None = None,
+    source: str = "",
+    endpoint: str = "",
+    say: Callable[[str], None] = lambda message: None,
+) -> ReconcileResult:
+    """Compare, and with `options.apply` fix the drift; write the report either way.
+
+    `desired` has passed `check_desired`. `journal` opens the run journal and `drive` drives a
+    journaled run to its end (both needed to apply). Raises `InputError` for an unknown group and
+    `PlanRefused` for a plan over the limits, before any change is sent.
+    """
+    known = check_groups_exist(client, named)
+    scope = sorted(set(known) | set(named)) if options.all_groups else list(named)
+    say(f"reading members of {len(scope)} group(s)")
+    actual = read_actual(client, scope)
+    before = diff(desired, actual, named)
+    items = plan_items(before.changes, withhold_removals=before.withholds_removals)
+    if not options.apply or not items:
+        code = exit_code_of(before)
+        write_reconcile_report(report_dir, before, exit_code=code, run_id=run_id)
+        return ReconcileResult(run_id, report_dir, code, before)
+    _refuse_over_limits(before, items, Counter(actual.values()), options, report_dir, run_id)
+    if journal is None or drive is None:
+        raise ValueError("applying needs a journal and a driver")
+    say(summary_line(before, label="plan: "))
+    run_journal = journal()
+    run_journal.create_run(
+        run_id=run_id,
+        kind="reconcile",
+        operation="RECONCILE",
+        group_id=",".join(named),
+        items=items,
+        batch_size=options.batch_size,
+        source=source,
+        report_dir=str(report_dir / "run"),
+        endpoint=endpoint,
+        # The run's items are the planned changes: its counts (and progress) are theirs.
+        counts=(len(items), len(items), 0, 0),
+    )
+    result = drive(run_journal, run_id)
+    after = diff(desired, read_actual(client, scope), named)
+    left = plan_items(after.changes, withhold_removals=after.withholds_removals)
+    if result.exit_code == ExitCode.NOT_FINISHED:
+        code = ExitCode.NOT_FINISHED
+    elif result.exit_code == ExitCode.SOME_FAILED or left:
+        code = ExitCode.SOME_FAILED
+    else:
+        code = exit_code_of(after)
+    write_reconcile_report(report_dir, before, after=after, exit_code=code, run_id=run_id)
+    return ReconcileResult(run_id, report_dir, code, before, after, len(items), result)
+
+
+def _refuse_over_limits(
+    before: Diff,
+    items: Sequence[PlannedItem],
+    members: Mapping[str, int],
+    options: ReconcileOptions,
+    report_dir: Path,
+    run_id: str,
+) -> None:
+    refusal = ""
+    drift_csv = report_dir / DRIFT_CSV
+    if len(items) > options.max_changes:
+        removals = sum(1 for i in items if i.operation == Operation.REMOVE)
+        refusal = (
+            f"refused: the plan has {len(items)} changes ({len(items) - removals} additions, "
+            f"{removals} removals; a move counts 2) and --max-changes is {options.max_changes}. "
+            f"Nothing was sent. Check {drift_csv}, then pass --max-changes {len(items)} to allow it"
+        )
+    else:
+        over = over_ratio(removals_by_group(items, members), options.max_removal_ratio)
+        if over:
+            refusal = mass_removal_message(over, options.max_removal_ratio, drift_csv)
+    if refusal:
+        write_reconcile_report(
+            report_dir, before, exit_code=ExitCode.BAD_INPUT, run_id=run_id, refused=refusal
+        )
+        raise PlanRefused(refusal)
+
+
 # ---------------------------------------------------------------- reports
 
+ITEMS_CSV = "items.csv"
+DRIFT_CSV = "drift.csv"
+DRIFT_BEFORE_CSV = "drift_before.csv"
+SUMMARY_JSON = "summary.json"
+ITEM_FIELDS = (
+    "row",
+    "iccid",
+    "desired_group",
+    "actual_group",
+    "category",
+    "plan",
+    "after",
+    "detail",
+)
+DRIFT_FIELDS = ("row", "iccid", "category", "desired_group", "actual_group", "detail")
 FINDING_COLUMNS = [
     Column("row", "int"),
     Column("iccid", "text", 24),
@@ -205,26 +522,94 @@ FINDING_COLUMNS = [
 EXCEL_MAX_ROWS = 1_048_575
 
 
-def write_drift_csv(path: Path, findings: Iterable[Finding]) -> int:
+def _detail(f: Finding, withhold_removals: bool) -> str:
+    if withhold_removals and f.category == UNEXPECTED:
+        return WITHHELD_DETAIL
+    return f.detail
+
+
+def write_drift_csv(path: Path, findings: Iterable[Finding], *, withhold: bool = False) -> int:
+    """Every finding that is not in sync (unexpected members have no row), atomically."""
     count = 0
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    n = neutralise
+    with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "iccid", "category", "desired_group", "actual_group", "detail"])
+        writer.writerow(DRIFT_FIELDS)
         for f in findings:
             if f.category == IN_SYNC:
                 continue
+            detail = _detail(f, withhold)
             writer.writerow(
                 [
                     f.row or "",
-                    neutralise(f.iccid),
+                    n(f.iccid),
                     f.category,
-                    neutralise(f.desired_group),
-                    neutralise(f.actual_group),
-                    neutralise(f.detail),
+                    n(f.desired_group),
+                    n(f.actual_group),
+                    n(detail),
                 ]
             )
             count += 1
     return count
+
+
+def write_items_csv(path: Path, before: Diff, after: Diff | None = None) -> int:
+    """One line per input row: what was found, what the plan is, and (applied) what is now."""
+    withhold = before.withholds_removals
+    rows = [f for f in before.findings if f.row]
+    later = [f.category for f in after.findings if f.row] if after is not None else []
+    n = neutralise
+    with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ITEM_FIELDS)
+        for index, f in enumerate(rows):
+            writer.writerow(
+                [
+                    f.row,
+                    n(f.iccid),
+                    n(f.desired_group),
+                    n(f.actual_group),
+                    f.category,
+                    plan_of(f, withhold_removals=withhold),
+                    later[index] if index < len(later) else "",
+                    n(_detail(f, withhold)),
+                ]
+            )
+    return len(rows)
+
+
+def _write_json(path: Path, document: Mapping[str, object]) -> None:
+    with atomic_path(path) as temp:
+        temp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_refusal_report(
+    report_dir: Path, desired: Sequence[DesiredRow], named: Sequence[str], *, run_id: str
+) -> Path:
+    """The report of a desired file refused before any comparison: its rejected rows."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rejected = Diff(
+        [
+            Finding(r.row, r.iccid, INVALID, r.group_id, "", _explain(r.problem))
+            for r in desired
+            if r.problem
+        ],
+        list(named),
+    )
+    write_items_csv(report_dir / ITEMS_CSV, rejected)
+    _write_json(
+        report_dir / SUMMARY_JSON,
+        {
+            "run_id": run_id,
+            "groups": rejected.scope,
+            "input_rows": len(desired),
+            "invalid": len(rejected.findings),
+            "counts": None,
+            "exit_code": int(ExitCode.BAD_INPUT),
+            "refused": "invalid rows in the desired file; nothing was compared or sent",
+        },
+    )
+    return report_dir
 
 
 def write_reconcile_report(
@@ -235,21 +620,33 @@ def write_reconcile_report(
     facts: Sequence[tuple[str, object]] = (),
     exit_code: int,
     run_id: str = "",
+    refused: str = "",
 ) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     final = after or before
-    write_drift_csv(report_dir / "drift.csv", final.findings)
+    write_items_csv(report_dir / ITEMS_CSV, before, after)
+    write_drift_csv(report_dir / DRIFT_CSV, final.findings, withhold=final.withholds_removals)
     if after is not None:
-        write_drift_csv(report_dir / "drift_before.csv", before.findings)
+        write_drift_csv(
+            report_dir / DRIFT_BEFORE_CSV, before.findings, withhold=before.withholds_removals
+        )
     by_category: dict[str, list[Finding]] = {c: [] for c in CATEGORIES}
     for f in final.findings:
         by_category[f.category].append(f)
+    withhold = final.withholds_removals
     sheets = [
         Sheet(
             name=category,
             columns=FINDING_COLUMNS,
             rows=(
-                (f.row or None, f.iccid, f.category, f.desired_group, f.actual_group, f.detail)
+                (
+                    f.row or None,
+                    f.iccid,
+                    f.category,
+                    f.desired_group,
+                    f.actual_group,
+                    _detail(f, withhold),
+                )
                 for f in found[:EXCEL_MAX_ROWS]
             ),
         )
@@ -259,8 +656,13 @@ def write_reconcile_report(
     counts: list[tuple[str, int]] = [(c, final.counts[c]) for c in CATEGORIES]
     summary_facts: list[tuple[str, object]] = [
         ("groups", ", ".join(final.scope)),
+        ("exit code", exit_code),
         *facts,
     ]
+    if refused:
+        summary_facts.append(("refused", refused))
+    if withhold:
+        summary_facts.append(("removals withheld", withheld_count(final)))
     if after is not None:
         summary_facts += [(f"before: {c}", before.counts[c]) for c in CATEGORIES]
         summary_facts += [(f"after: {c}", after.counts[c]) for c in CATEGORIES]
@@ -275,8 +677,10 @@ def write_reconcile_report(
         "counts": final.counts,
         "drift": final.drift,
         "changes": final.change_count(),
+        "withheld": withheld_count(final),
         "before": before.counts if after is not None else None,
-        "exit_code": exit_code,
+        "refused": refused or None,
+        "exit_code": int(exit_code),
     }
-    (report_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+    _write_json(report_dir / SUMMARY_JSON, document)
     return report_dir

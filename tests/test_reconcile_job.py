@@ -11,14 +11,31 @@ from pathlib import Path
 
 import pytest
 
+from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli
 from conftest import MakeSandbox
-from test_crash_resume import wait_for_run
 
 G1, G2 = PILOT_GROUP, FLEET_GROUP
+
+
+def wait_for_run(home: Path, timeout: float = 30) -> str:
+    """The id of the run a job in another process recorded first in its journal."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (home / "journal.db").exists():
+            with Journal(home / "journal.db") as journal:
+                runs = journal.runs()
+            if runs:
+                return runs[0].run_id
+        time.sleep(0.05)
+    raise AssertionError("the job never recorded its run")
+
+
+# The drift moves 100 of G2's 200 members out: the mass-removal guard needs this to apply it.
+ALLOW_MOVES = ["--max-removal-ratio", "0.5"]
 
 
 def build_drift(server: SandboxServer, tmp_path: Path) -> Path:
@@ -123,6 +140,7 @@ def test_apply_converges_and_a_second_run_is_in_sync(
             "--apply",
             "--max-changes",
             "1000",
+            *ALLOW_MOVES,
             "--report-dir",
             str(tmp_path / "r"),
         ),
@@ -140,7 +158,7 @@ def test_killed_mid_apply_then_resumed_converges(make_sandbox: MakeSandbox, tmp_
     desired = build_drift(server, tmp_path)
     home = tmp_path / "h"
     args = [*base_args(home, server.base_url), "--rate", "5", "reconcile", str(desired)]
-    job = subprocess_cli([*args, "--apply", "--max-changes", "1000"])
+    job = subprocess_cli([*args, "--apply", "--max-changes", "1000", *ALLOW_MOVES])
     run_id = wait_for_run(home)
     time.sleep(1.5)
     job.send_signal(signal.SIGKILL)
@@ -151,9 +169,13 @@ def test_killed_mid_apply_then_resumed_converges(make_sandbox: MakeSandbox, tmp_
 
 
 def test_a_conflict_is_reported_and_never_applied(sandbox: SandboxServer, tmp_path: Path) -> None:
-    sim = sandbox.state.ungrouped_sims(1)[0]
+    sim, new, kept1, kept2 = sandbox.state.ungrouped_sims(4)
+    sandbox.state.set_members(G1, [kept1])
+    sandbox.state.set_members(G2, [kept2])
     desired = tmp_path / "d.csv"
-    desired.write_text(f"iccid,group\n{sim},{G1}\n{sim},{G2}\n")
+    desired.write_text(
+        f"iccid,group\n{sim},{G1}\n{sim},{G2}\n{kept1},{G1}\n{kept2},{G2}\n{new},{G1}\n"
+    )
     result = expect(
         reconcile(
             sandbox, tmp_path / "h", str(desired), "--apply", "--report-dir", str(tmp_path / "r")
@@ -161,6 +183,7 @@ def test_a_conflict_is_reported_and_never_applied(sandbox: SandboxServer, tmp_pa
         4,
     )
     assert counts(tmp_path / "r")["conflict"] == 2, result.stdout
+    assert sandbox.state.group_of(new) == G1  # the rest of the plan was applied
     assert sandbox.state.group_of(sim) is None
     assert sandbox.state.mutation_log() == [] or all(
         sim not in m.iccids for m in sandbox.state.mutation_log()
@@ -181,6 +204,7 @@ def test_second_reconcile_of_the_same_groups_is_refused_while_one_runs(
             "--apply",
             "--max-changes",
             "1000",
+            *ALLOW_MOVES,
         ]
     )
     try:
