@@ -166,8 +166,8 @@ def render(app: AppContext, result: rc.ReconcileResult) -> None:
     if result.withheld:
         click.echo(
             f"{result.withheld} removal(s) withheld: the desired file has "
-            f"{result.final.counts[rc.INVALID]} invalid row(s), see "
-            f"{result.report_dir / rc.ITEMS_CSV}; fix them so that reconcile may remove",
+            f"{result.final.counts[rc.INVALID]} invalid row(s) (listed in "
+            f"{result.report_dir / rc.ITEMS_CSV}); no member is removed until they are fixed",
             err=True,
         )
     label = "after apply: " if result.after is not None else ""

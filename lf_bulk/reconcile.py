@@ -474,20 +474,21 @@ def _refuse_over_limits(
     report_dir: Path,
     run_id: str,
 ) -> None:
-    refusal = ""
+    """Raise `PlanRefused` naming every limit the plan is over (so one retry can fix them all)."""
+    refusals = []
     drift_csv = report_dir / DRIFT_CSV
     if len(items) > options.max_changes:
         removals = sum(1 for i in items if i.operation == Operation.REMOVE)
-        refusal = (
+        refusals.append(
             f"refused: the plan has {len(items)} changes ({len(items) - removals} additions, "
             f"{removals} removals; a move counts 2) and --max-changes is {options.max_changes}. "
             f"Nothing was sent. Check {drift_csv}, then pass --max-changes {len(items)} to allow it"
         )
-    else:
-        over = over_ratio(removals_by_group(items, members), options.max_removal_ratio)
-        if over:
-            refusal = mass_removal_message(over, options.max_removal_ratio, drift_csv)
-    if refusal:
+    over = over_ratio(removals_by_group(items, members), options.max_removal_ratio)
+    if over:
+        refusals.append(mass_removal_message(over, options.max_removal_ratio, drift_csv))
+    if refusals:
+        refusal = "\n".join(refusals)
         write_reconcile_report(
             report_dir, before, exit_code=ExitCode.BAD_INPUT, run_id=run_id, refused=refusal
         )
@@ -676,7 +677,7 @@ def write_reconcile_report(
         "groups": final.scope,
         "counts": final.counts,
         "drift": final.drift,
-        "changes": final.change_count(),
+        "changes": len(plan_items(final.changes, withhold_removals=withhold)),
         "withheld": withheld_count(final),
         "before": before.counts if after is not None else None,
         "refused": refused or None,

@@ -254,6 +254,9 @@ def test_a_mass_removal_raises_plan_refused_and_writes_the_report(
     assert sandbox.state.mutation_log() == []
     summary = json.loads((tmp_path / "r" / rc.SUMMARY_JSON).read_text())
     assert summary["exit_code"] == 2 and "10 members now" in summary["refused"]
+    with pytest.raises(PlanRefused) as both:
+        run(client, desired, tmp_path, apply=True, max_changes=1)
+    assert "--max-changes 2" in str(both.value) and "--max-removal-ratio 0.2" in str(both.value)
     result = run(client, desired, tmp_path, apply=True, max_removal_ratio=0.2)
     assert result.exit_code == ExitCode.OK
     assert sorted(sandbox.state.members(G1)) == sorted(members[:8])
