@@ -366,9 +366,12 @@ def check_groups_exist(client: LinksfieldClient, named: Sequence[str]) -> list[s
     known = sorted({g.group_id for g in client.list_groups()})
     unknown = sorted(set(named) - set(known))
     if unknown:
+        # repr: the names come from the file, and may hold anything a terminal would act on.
+        shown = ", ".join(repr(g) for g in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise InputError(
-            f"unknown group(s) {', '.join(unknown)}: the account has no such group. Check the "
-            "group column and --group (`lf-bulk groups list` shows them). Nothing was sent"
+            f"{len(unknown)} unknown group(s) {shown}{more}: the account has no such group. Check "
+            "the group column and --group (`lf-bulk groups list` shows them). Nothing was sent"
         )
     return known
 

@@ -83,6 +83,23 @@ def test_removals_are_counted_per_group_and_compared_exactly() -> None:
     assert found[1].ratio_to_allow == "0.34" and found[0].ratio_to_allow == "0.1"
 
 
+@pytest.mark.parametrize(
+    ("desired", "kept"),
+    [
+        (rows(("m0", "G1"), ("m0", "G1"), ("m0", "G1")), {"m0"}),  # one SIM, repeated
+        (rows(("m0", "G1"), ("m0", "G2"), ("m1", "G1"), ("m1", "G2")), {"m0", "m1"}),  # conflicts
+    ],
+)
+def test_duplicates_and_conflicts_cannot_empty_a_group_past_the_guard(
+    desired: list[rc.DesiredRow], kept: set[str]
+) -> None:
+    diff = rc.diff(desired, {f"m{n}": "G1" for n in range(20)}, ["G1", "G2"])
+    items = rc.plan_items(diff.changes)
+    assert not kept & {i.iccid for i in items}
+    found = rc.removals_by_group(items, {"G1": 20})
+    assert found and rc.over_ratio(found, rc.DEFAULT_MAX_REMOVAL_RATIO) == found
+
+
 def test_the_refusal_names_group_members_removals_ratio_threshold_and_flag() -> None:
     over = [rc.GroupRemovals("G7", members=20, removals=5)]
     message = rc.mass_removal_message(over, 0.1, Path("/r/drift.csv"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from itertools import product
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -127,8 +128,10 @@ def test_invalid_rows_without_skip_invalid_write_the_rejected_rows(
 
 def test_header_only_file_never_empties_the_group(sandbox: SandboxServer, tmp_path: Path) -> None:
     members = members_of(sandbox, G1, 5)
-    desired = write_desired(tmp_path / "d.csv", [])
-    for extra in ([], ["--skip-invalid"]):
+    header_only = write_desired(tmp_path / "d.csv", [])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for desired, extra in product((header_only, empty), ([], ["--skip-invalid"])):
         expect(
             reconcile(
                 sandbox,
