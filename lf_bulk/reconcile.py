@@ -341,18 +341,18 @@ def check_desired(
     """
     invalid = [r for r in desired if r.problem]
     if not named:
-        write_refusal_report(report_dir, desired, named, run_id=run_id)
+        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no group in scope")
         raise InputError(
             "no group in scope: add a group column to the file, or pass --group. Nothing was "
             "compared or sent",
             path=table.source,
         )
     if invalid and not skip_invalid:
-        write_refusal_report(report_dir, desired, named, run_id=run_id)
+        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="invalid rows")
         rejected = [RejectedRow(r.row, r.iccid, r.problem) for r in invalid]
         raise InvalidRowsError(table.source, rejected, str(report_dir))
     if len(invalid) == len(desired):
-        write_refusal_report(report_dir, desired, named, run_id=run_id)
+        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no valid row")
         raise InputError(
             f"no valid row ({len(desired)} rows, {len(invalid)} invalid): nothing valid to do, and "
             "an empty desired state is never applied. Nothing was compared or sent; the rejected "
@@ -588,10 +588,14 @@ def _write_json(path: Path, document: Mapping[str, object]) -> None:
 
 
 def write_refusal_report(
-    report_dir: Path, desired: Sequence[DesiredRow], named: Sequence[str], *, run_id: str
+    report_dir: Path,
+    desired: Sequence[DesiredRow],
+    named: Sequence[str],
+    *,
+    run_id: str,
+    reason: str,
 ) -> Path:
     """The report of a desired file refused before any comparison: its rejected rows."""
-    report_dir.mkdir(parents=True, exist_ok=True)
     rejected = Diff(
         [
             Finding(r.row, r.iccid, INVALID, r.group_id, "", _explain(r.problem))
@@ -600,20 +604,14 @@ def write_refusal_report(
         ],
         list(named),
     )
-    write_items_csv(report_dir / ITEMS_CSV, rejected)
-    _write_json(
-        report_dir / SUMMARY_JSON,
-        {
-            "run_id": run_id,
-            "groups": rejected.scope,
-            "input_rows": len(desired),
-            "invalid": len(rejected.findings),
-            "counts": None,
-            "exit_code": int(ExitCode.BAD_INPUT),
-            "refused": "invalid rows in the desired file; nothing was compared or sent",
-        },
+    return write_reconcile_report(
+        report_dir,
+        rejected,
+        facts=[("input rows", len(desired))],
+        exit_code=ExitCode.BAD_INPUT,
+        run_id=run_id,
+        refused=f"{reason}; nothing was compared or sent",
     )
-    return report_dir
 
 
 def write_reconcile_report(
