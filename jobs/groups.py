@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from jobs.context import AppContext, pass_app
-from jobs.options import format_option, output_option
+from jobs.options import GROUP_ID, format_option, output_option
 from jobs.progress import progress_bar
 from jobs.render import emit, render
 from lf_bulk.models import MemberPage
@@ -39,7 +39,7 @@ def list_groups(app: AppContext, output_format: str, output: Path | None) -> Non
 
 
 @groups.command()
-@click.argument("group")
+@click.argument("group", type=GROUP_ID)
 @output_option
 @click.option("--page-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @pass_app

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from jobs.context import AppContext, pass_app
-from jobs.options import sheet_option
+from jobs.options import GROUP_ID, sheet_option
 from jobs.progress import progress_bar
 from jobs.render import table
 from lf_bulk import orders as lib
@@ -35,6 +35,7 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
 @click.option(
     "--group",
     "group_id",
+    type=GROUP_ID,
     metavar="GROUP",
     help="Export the orders of every SIM in GROUP (instead of a FILE).",
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from lf_bulk import wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import PlannedItem
@@ -34,6 +35,7 @@ CHANGES = (MISSING, UNEXPECTED, MISPLACED)
 DRIFT = (*CHANGES, CONFLICT)
 
 GROUP_COLUMN_ALIASES = ("group_id", "group", "groupid", "bundle_group", "group id")
+BAD_GROUP = "bad_group"  # a group cell that is no group id (`wire.is_valid_id`): never sent
 REMOVE_PHASE = 0
 ADD_PHASE = 1
 
@@ -86,6 +88,8 @@ def desired_rows(table: InputTable, default_group: str | None) -> list[DesiredRo
         problem = "" if row.reason is None or row.reason is Reason.DUPLICATE else str(row.reason)
         if not problem and not group:
             problem = "no_group"
+        elif not problem and not wire.is_valid_id(group):
+            problem = BAD_GROUP
         rows.append(DesiredRow(row.row, row.iccid or row.raw, group, problem))
     return rows
 
@@ -152,6 +156,8 @@ def diff(
 
 
 def _explain(problem: str) -> str:
+    if problem == BAD_GROUP:
+        return f"the group is not a group id: an id has {wire.ID_ALPHABET}, at most 64"
     try:
         return EXPLANATIONS[Reason(problem)]
     except ValueError:
