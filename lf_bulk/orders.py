@@ -57,6 +57,8 @@ __all__ = [
     "run_lookups",
     "total_orders",
     "write_csv",
+    "write_not_found_csv",
+    "write_totals_csv",
     "write_xlsx",
     "zone_named",
 ]
@@ -583,9 +585,35 @@ def write_csv(export: OrderExport, path: Path) -> None:
     kinds = [column.kind for column in order_columns(export.extra_fields)]
     with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(order_headers(export.extra_fields))
+        # Extra field names come from the API: a header cell is neutralised like any other.
+        writer.writerow([neutralise(name) for name in order_headers(export.extra_fields)])
         for item in export.orders:
             writer.writerow(_csv_values(item, export.extra_fields, kinds))
+
+
+TOTALS_CSV_HEADER: Final = (
+    "totals_by",
+    "currency",
+    "pay_status",
+    "bundle_id",
+    "bundle_name",
+    "orders",
+    "amount",
+)
+
+
+def write_totals_csv(export: OrderExport, path: Path) -> None:
+    """The Totals sheet as CSV (exact amounts as plain digits), written atomically."""
+    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(TOTALS_CSV_HEADER)
+        rows = [(BY_STATUS, t.currency, t.pay_status, "", "", t) for t in export.by_status]
+        rows += [
+            (BY_BUNDLE, t.currency, "", t.bundle_id, t.bundle_name, t) for t in export.by_bundle
+        ]
+        for *text, total in rows:
+            cells = [neutralise(str(v)) for v in text]
+            writer.writerow([*cells, total.orders, money_text(total.amount)])
 
 
 def write_not_found_csv(export: OrderExport, path: Path) -> None:
