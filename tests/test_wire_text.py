@@ -212,3 +212,18 @@ def test_orders_workbook_with_hostile_text_is_written_clean(tmp_path: Path) -> N
     cells = dict(zip(header, rows[1], strict=True))
     assert str(cells["purchase_order_id"]).startswith("'=")
     assert str(cells["bundle_name"]).startswith("\\x1b[31mred")
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        Canned(b'{"code":"1004","message":"\\u001b[2Jgone \\ud800","data":null}'),
+        Canned(b"<html>\x1b[2J\x1b]0;pwned\x07 proxy</html>", status=200),
+    ],
+    ids=["business error", "unrecognised body"],
+)
+def test_api_messages_reach_the_terminal_escaped(tmp_path: Path, canned: Canned) -> None:
+    with hostile_api({"/G1/sims": canned}) as api:
+        result = expect(invoke([*api.cli_args(str(tmp_path)), "groups", "members", "G1"]), 1)
+    assert_clean(result.output)
+    assert "\\x1b[2J" in result.stderr
