@@ -191,24 +191,18 @@ class LinksfieldClient:
             ) from None
         try:
             response = self._http.send(outgoing, stream=True)
+            try:
+                response.read()
+            except httpx.DecodingError as exc:
+                raise _undecodable(self.base_url, response, exc) from None
+            finally:
+                response.close()
         except httpx.TimeoutException as exc:
             raise errors.TransportError(
                 f"{self.base_url}: timed out ({type(exc).__name__})"
             ) from None
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from None
-        try:
-            response.read()
-        except httpx.DecodingError as exc:
-            raise _undecodable(self.base_url, response, exc) from None
-        except httpx.TimeoutException as exc:
-            raise errors.TransportError(
-                f"{self.base_url}: timed out ({type(exc).__name__})"
-            ) from None
-        except httpx.TransportError as exc:
-            raise _transport_error(self.base_url, exc) from None
-        finally:
-            response.close()
         return self._interpret(response, request)
 
     def _interpret(self, response: httpx.Response, request: wire.WireRequest) -> Any:

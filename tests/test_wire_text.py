@@ -227,3 +227,28 @@ def test_api_messages_reach_the_terminal_escaped(tmp_path: Path, canned: Canned)
         result = expect(invoke([*api.cli_args(str(tmp_path)), "groups", "members", "G1"]), 1)
     assert_clean(result.output)
     assert "\\x1b[2J" in result.stderr
+
+
+def test_an_undecodable_answer_to_a_mutating_call_is_not_sent_again() -> None:
+    import httpx
+
+    from lf_bulk import errors
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        # A stream, not content=: httpx would decode content= while building the response.
+        return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b'{"code":"0000"}'))
+
+    client = LinksfieldClient(
+        "https://api.test/topup",
+        PARTNER,
+        transport=httpx.MockTransport(handler),
+        pacer=RequestPacer(1000, 3, sleep=lambda seconds: None),
+        sleep=lambda seconds: None,
+    )
+    with client, pytest.raises(errors.EnvelopeError, match="could not be decoded"):
+        client.add_sims("G1", [ICCID_A])
+    assert len(sent) == 1
