@@ -157,7 +157,8 @@ def diff(
 
 def _explain(problem: str) -> str:
     if problem == BAD_GROUP:
-        return f"the group is not a group id: an id has {wire.ID_ALPHABET}, at most 64"
+        limit = wire.ID_MAX_LENGTH
+        return f"the group is not a group id: an id has {wire.ID_ALPHABET}, at most {limit}"
     try:
         return EXPLANATIONS[Reason(problem)]
     except ValueError:
