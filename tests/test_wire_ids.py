@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobs import context
 from lf_bulk import errors, wire
@@ -215,3 +218,14 @@ def test_a_bad_group_in_a_reconcile_file_stops_before_anything_is_sent(
     args = ["--home", str(tmp_path), "--no-progress", "reconcile", str(desired)]
     result = expect(invoke([*args, "--report-dir", str(tmp_path / "r")]), 2)
     assert "bad_group" in result.stderr and "\x1b" not in result.output
+
+
+@given(st.text())
+def test_any_path_parameter_is_one_segment_that_decodes_back(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    segment = wire.encode_path_param(value)
+    assert not set(segment) & set("/?#\\ ") and segment not in (".", "..")
+    assert unquote(segment) == value

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from wirehelp import PARTNER, Canned, hostile_api
 
 from lf_bulk import wire
@@ -252,3 +254,11 @@ def test_an_undecodable_answer_to_a_mutating_call_is_not_sent_again() -> None:
     with client, pytest.raises(errors.EnvelopeError, match="could not be decoded"):
         client.add_sims("G1", [ICCID_A])
     assert len(sent) == 1
+
+
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=())))
+def test_clean_text_always_gives_printable_encodable_idempotent_text(raw: str) -> None:
+    clean = wire.clean_text(raw)
+    clean.encode("utf-8")
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in clean)
+    assert wire.clean_text(clean) == clean
