@@ -5,6 +5,11 @@ request and response tables were not available, so the rest (field names, envelo
 whether path parameters are signed, page sizes) is "contract v1" from `shared/linksfield-api.md`.
 Everything assumed lives here, so that a real UAT account can correct it in one place. The sandbox
 speaks the same profile.
+
+It is also where ids and text cross the border: `validate_id` (the id alphabet, used at the edge),
+`encode_path_param` (every path parameter percent-encoded, whatever the caller passes), and
+`clean_text`, applied by `parse_envelope` to every string an answer carries, so that no control
+character or invalid code point from the server reaches the journal, a terminal or a file.
 """
 
 from __future__ import annotations
