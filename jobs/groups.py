@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from jobs.context import AppContext, pass_app
-from jobs.options import format_option, output_option
+from jobs.options import GROUP_ID, format_option, output_option
 from jobs.progress import progress_bar
 from jobs.render import emit, render
 from lf_bulk.models import MemberPage
@@ -25,7 +26,11 @@ def groups() -> None:
 @output_option
 @pass_app
 def list_groups(app: AppContext, output_format: str, output: Path | None) -> None:
-    """List every group with its SIM count and plans."""
+    """List every group with its SIM count and plans.
+
+    With -o FILE.csv or FILE.json and no --format, the format follows the file name.
+    """
+    output_format = _format_for(output_format, output)
     rows = [
         {
             "group_id": g.group_id,
@@ -39,7 +44,7 @@ def list_groups(app: AppContext, output_format: str, output: Path | None) -> Non
 
 
 @groups.command()
-@click.argument("group")
+@click.argument("group", type=GROUP_ID)
 @output_option
 @click.option("--page-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @pass_app
@@ -55,3 +60,12 @@ def members(app: AppContext, group: str, output: Path | None, page_size: int) ->
         iccids = client.list_members(group, page_size=page_size, on_page=advance)
     emit("iccid\n" + "".join(f"{i}\n" for i in iccids), output)
     app.info(f"{len(iccids)} members in {group}")
+
+
+def _format_for(output_format: str, output: Path | None) -> str:
+    """The --format given, else the one an output file's suffix names (a table otherwise)."""
+    source = click.get_current_context().get_parameter_source("output_format")
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if source is ParameterSource.DEFAULT and suffix in ("csv", "json"):
+        return suffix
+    return output_format

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from jobs.context import AppContext, pass_app
+from jobs.options import REQUEST_ID
 
 
 @click.group()
@@ -16,7 +17,7 @@ def ops() -> None:
 
 
 @ops.command()
-@click.argument("request_id")
+@click.argument("request_id", type=REQUEST_ID)
 @pass_app
 def status(app: AppContext, request_id: str) -> None:
     """Look up REQUEST_ID once and print its status and per-SIM results as JSON."""

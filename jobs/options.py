@@ -8,7 +8,27 @@ from typing import Any, TypeVar
 
 import click
 
+from lf_bulk import errors, wire
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class IdParamType(click.ParamType[str]):
+    """A group or request id, checked by `wire.validate_id` before anything is sent."""
+
+    def __init__(self, kind: wire.IdKind) -> None:
+        self.kind = kind
+        self.name = kind.value
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return wire.validate_id(str(value), self.kind)
+        except errors.InputError as error:
+            self.fail(str(error), param, ctx)
+
+
+GROUP_ID = IdParamType(wire.IdKind.GROUP)
+REQUEST_ID = IdParamType(wire.IdKind.REQUEST)
 
 
 def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -11,9 +11,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from jobs.context import AppContext, pass_app
-from jobs.options import sheet_option
+from jobs.options import GROUP_ID, sheet_option
 from jobs.progress import progress_bar
-from jobs.render import table
 from lf_bulk import orders as lib
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.models import MemberPage
@@ -35,6 +34,7 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
 @click.option(
     "--group",
     "group_id",
+    type=GROUP_ID,
     metavar="GROUP",
     help="Export the orders of every SIM in GROUP (instead of a FILE).",
 )
@@ -72,8 +72,8 @@ def export(
 
     The workbook has an Orders sheet (one row per order, each order once), a Totals sheet (count
     and exact sum per currency and pay status, and per bundle and currency) and a Not found sheet;
-    its path is printed on stdout. With a .csv output the orders go to the file, the totals to
-    stdout, and keys not found to <name>.not-found.csv beside it.
+    its path is printed on stdout. With a .csv output the orders go to the file (its path on
+    stdout), the totals to <name>.totals.csv and keys not found to <name>.not-found.csv beside it.
     """
     if (file is None) == (group_id is None):
         raise click.UsageError("give either FILE or --group GROUP (not both)")
@@ -144,32 +144,17 @@ def _look_up(
 
 
 def _write_csv(app: AppContext, export: lib.OrderExport, target: Path) -> None:
+    """The orders to `target` (its path on stdout), the totals and the keys not found beside it."""
     lib.write_csv(export, target)
-    app.info(f"orders written to {target}")
+    totals = target.with_name(f"{target.stem}.totals.csv")
+    lib.write_totals_csv(export, totals)
+    app.info(f"totals written to {totals}")
     if export.not_found:
         missing = target.with_name(f"{target.stem}.not-found.csv")
         lib.write_not_found_csv(export, missing)
         app.info(f"{len(export.not_found)} key(s) not found or invalid: {missing}")
-    by_status = [
-        {
-            "currency": t.currency,
-            "pay_status": t.pay_status,
-            "orders": t.orders,
-            "amount": lib.money_text(t.amount),
-        }
-        for t in export.by_status
-    ]
-    by_bundle = [
-        {
-            "bundle_id": t.bundle_id,
-            "bundle_name": t.bundle_name,
-            "currency": t.currency,
-            "orders": t.orders,
-            "amount": lib.money_text(t.amount),
-        }
-        for t in export.by_bundle
-    ]
-    click.echo(table(by_status, ("currency", "pay_status", "orders", "amount")))
-    click.echo(
-        table(by_bundle, ("bundle_id", "bundle_name", "currency", "orders", "amount")), nl=False
-    )
+    for t in export.by_status:
+        app.info(
+            f"total {t.currency} {t.pay_status}: {t.orders} orders, {lib.money_text(t.amount)}"
+        )
+    click.echo(str(target))

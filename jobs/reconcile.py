@@ -11,7 +11,7 @@ from click.core import ParameterSource
 from jobs.context import AppContext, pass_app
 from jobs.driving import drive_and_report, endpoint_of, explain_result, open_journal
 from jobs.errors import JobError, JobExit
-from jobs.options import input_file_options, report_dir_option, skip_invalid_option
+from jobs.options import GROUP_ID, input_file_options, report_dir_option, skip_invalid_option
 from lf_bulk import reconcile as rc
 from lf_bulk.bulk import report_dir_for
 from lf_bulk.engine import DriveResult, EngineOptions
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @click.argument("file")
-@click.option("--group", help="The group for rows without a group column (and in scope).")
+@click.option(
+    "--group", type=GROUP_ID, help="The group for rows without a group column (and in scope)."
+)
 @click.option(
     "--all-groups",
     is_flag=True,

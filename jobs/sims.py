@@ -11,6 +11,7 @@ from jobs.context import AppContext, pass_app
 from jobs.driving import drive_run, endpoint_of, open_journal
 from jobs.errors import JobError, JobExit
 from jobs.options import (
+    GROUP_ID,
     compose,
     input_file_options,
     report_dir_option,
@@ -25,7 +26,7 @@ from lf_bulk.models import Operation
 from lf_bulk.sources import InputTable, read_iccids
 
 job_options = compose(
-    click.argument("group"),
+    click.argument("group", type=GROUP_ID),
     click.argument("file", metavar="FILE"),
     input_file_options,
     click.option(

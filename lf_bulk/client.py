@@ -92,7 +92,9 @@ class LinksfieldClient:
         while True:
             page = self.member_page(group_id, page_no, size)
             yield page
-            if page_no * size >= page.total or (not page.iccids and page_no > 1):
+            if page_no * size >= page.total or (
+                not page.iccids and not page.rejected and page_no > 1
+            ):
                 return
             page_no += 1
 
@@ -104,10 +106,21 @@ class LinksfieldClient:
         on_page: Callable[[MemberPage], None] | None = None,
     ) -> list[str]:
         seen: dict[str, None] = {}
+        rejected: dict[str, None] = {}
         for page in self.iter_member_pages(group_id, page_size):
             seen.update(dict.fromkeys(page.iccids))
+            rejected.update(dict.fromkeys(page.rejected))
             if on_page:
                 on_page(page)
+        if rejected:
+            shown = ", ".join(wire.shown_text(member, 40) for member in list(rejected)[:3])
+            log.warning(
+                "group %s: the server listed %d member id(s) that are not ICCIDs; they are "
+                "left out: %s",
+                wire.shown_text(group_id),
+                len(rejected),
+                shown + (", ..." if len(rejected) > 3 else ""),
+            )
         return sorted(seen)
 
     def submit(self, operation: Operation, group_id: str, iccids: Sequence[str]) -> Submission:
@@ -167,9 +180,23 @@ class LinksfieldClient:
     def _send_once(self, request: wire.WireRequest) -> Any:
         log.debug("%s %s", request.method, request.path)
         try:
-            response = self._http.request(
+            outgoing = self._http.build_request(
                 request.method, request.path, params=request.query, json=request.body
             )
+        except httpx.InvalidURL as exc:
+            # Ids are validated at the edge and encoded by the wire profile; this is what is
+            # left, e.g. a key too long for a URL. Nothing was sent.
+            raise errors.InputError(
+                f"cannot send {request.method} {wire.shown_text(request.path)}: {exc}"
+            ) from None
+        try:
+            response = self._http.send(outgoing, stream=True)
+            try:
+                response.read()
+            except httpx.DecodingError as exc:
+                raise _undecodable(self.base_url, response, exc) from None
+            finally:
+                response.close()
         except httpx.TimeoutException as exc:
             raise errors.TransportError(
                 f"{self.base_url}: timed out ({type(exc).__name__})"
@@ -200,7 +227,7 @@ class LinksfieldClient:
 
     def _redacted(self, text: str, request: wire.WireRequest) -> str:
         sent = request.query or request.body or {}
-        text = " ".join(text.split())[:RAW_BODY_QUOTE_LIMIT]
+        text = " ".join(wire.clean_text(text).split())[:RAW_BODY_QUOTE_LIMIT]
         return redact(text, [self.partner_code, str(sent.get("sign", ""))])
 
 
@@ -223,6 +250,25 @@ def _transport_error(base_url: str, exc: httpx.TransportError) -> errors.Transpo
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return errors.TlsError(f"{base_url}: the server's TLS certificate could not be verified")
     return errors.TransportError(f"{base_url}: {type(exc).__name__}: {exc or 'connection failed'}")
+
+
+def _undecodable(
+    base_url: str, response: httpx.Response, exc: httpx.DecodingError
+) -> errors.ApiError:
+    """An answer whose body cannot be decoded (e.g. `Content-Encoding: gzip` on plain text).
+
+    The server did answer, so for a mutating call the work may have been done: this is never a
+    transport error that a retry could hide.
+    """
+    encoding = response.headers.get("Content-Encoding", "")
+    what = f"Content-Encoding {wire.shown_text(encoding)}" if encoding else "its encoding"
+    message = (
+        f"HTTP {response.status_code} from {base_url}: the answer could not be decoded "
+        f"({what} does not fit the body: {wire.clean_text(str(exc))})"
+    )
+    if response.status_code >= 400:
+        return errors.HttpStatusError(response.status_code, message)
+    return errors.EnvelopeError(message)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

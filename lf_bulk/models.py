@@ -31,6 +31,8 @@ class MemberPage:
     page_no: int
     page_size: int
     iccids: tuple[str, ...]
+    rejected: tuple[str, ...] = ()
+    """Listed ids that are not ICCID-like (`wire.is_member_id`), cleaned text: never used."""
 
 
 @dataclass(frozen=True, slots=True)

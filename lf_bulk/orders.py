@@ -57,6 +57,8 @@ __all__ = [
     "run_lookups",
     "total_orders",
     "write_csv",
+    "write_not_found_csv",
+    "write_totals_csv",
     "write_xlsx",
     "zone_named",
 ]
@@ -79,6 +81,9 @@ LOOKUP_KEY: Final = "lookup_key"
 NOT_FOUND: Final = "not_found"
 REJECTED: Final = "rejected"
 BAD_CHARACTERS: Final = "bad_characters"
+TOO_LONG: Final = "too_long"
+MAX_KEY_LENGTH: Final = 128
+"""Longer than any order id; a key past it would not even fit in a URL at 70,000 characters."""
 
 _PAY_STATUS_ORDER = ("PAID", "UNPAID", "FAILED", "REFUNDED")
 _COLUMN_KINDS: Mapping[str, Kind] = {
@@ -97,6 +102,7 @@ _EXPLANATIONS: Mapping[str, str] = {
         "Format the column as Text and enter the value again."
     ),
     BAD_CHARACTERS: "The value contains spaces or control characters, which no id has.",
+    TOO_LONG: f"The value is longer than {MAX_KEY_LENGTH} characters, which no id is.",
     Reason.EMPTY: "The row has no purchase_order_id, order_id or iccid.",
 }
 
@@ -176,7 +182,9 @@ def read_keys(
         table.source, [_key_row(row, with_iccid=has_iccid_column) for row in table.rows]
     )
     if not keys.lookups:
-        rejected = [errors.RejectedRow(r.row or 0, r.key, r.reason or "") for r in keys.rows]
+        rejected = [
+            errors.RejectedRow(r.row or 0, _shortened(r.key), r.reason or "") for r in keys.rows
+        ]
         raise errors.InvalidRowsError(table.source, rejected)
     return keys
 
@@ -199,11 +207,17 @@ def _key_row(row: InputRow, *, with_iccid: bool) -> KeyRow:
 
 
 def _id_reason(value: str) -> str | None:
+    if len(value) > MAX_KEY_LENGTH:
+        return TOO_LONG
     if _ROUNDED_NUMBER.fullmatch(value):
         return str(Reason.NUMERIC_CELL)
     if _INNER_JUNK.search(value):
         return BAD_CHARACTERS
     return None
+
+
+def _shortened(value: str, limit: int = 40) -> str:
+    return value if len(value) <= limit else f"{value[:limit]}...({len(value)} characters)"
 
 
 def _header_key(text: str) -> str:
@@ -571,9 +585,35 @@ def write_csv(export: OrderExport, path: Path) -> None:
     kinds = [column.kind for column in order_columns(export.extra_fields)]
     with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(order_headers(export.extra_fields))
+        # Extra field names come from the API: a header cell is neutralised like any other.
+        writer.writerow([neutralise(name) for name in order_headers(export.extra_fields)])
         for item in export.orders:
             writer.writerow(_csv_values(item, export.extra_fields, kinds))
+
+
+TOTALS_CSV_HEADER: Final = (
+    "totals_by",
+    "currency",
+    "pay_status",
+    "bundle_id",
+    "bundle_name",
+    "orders",
+    "amount",
+)
+
+
+def write_totals_csv(export: OrderExport, path: Path) -> None:
+    """The Totals sheet as CSV (exact amounts as plain digits), written atomically."""
+    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(TOTALS_CSV_HEADER)
+        rows = [(BY_STATUS, t.currency, t.pay_status, "", "", t) for t in export.by_status]
+        rows += [
+            (BY_BUNDLE, t.currency, "", t.bundle_id, t.bundle_name, t) for t in export.by_bundle
+        ]
+        for *text, total in rows:
+            cells = [neutralise(str(v)) for v in text]
+            writer.writerow([*cells, total.orders, money_text(total.amount)])
 
 
 def write_not_found_csv(export: OrderExport, path: Path) -> None:

@@ -27,6 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
+from lf_bulk import wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import DriveResult
 from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, RejectedRow
@@ -76,6 +77,7 @@ CHANGES = (MISSING, UNEXPECTED, MISPLACED)
 DRIFT = (*CHANGES, CONFLICT, INVALID)
 
 GROUP_COLUMN_ALIASES = ("group_id", "group", "groupid", "bundle_group", "group id")
+BAD_GROUP = "bad_group"  # a group cell that is no group id (`wire.is_valid_id`): never sent
 REMOVE_PHASE = 0
 ADD_PHASE = 1
 DEFAULT_MAX_CHANGES = 500
@@ -138,6 +140,8 @@ def desired_rows(table: InputTable, default_group: str | None) -> list[DesiredRo
         problem = "" if row.reason is None or row.reason is Reason.DUPLICATE else str(row.reason)
         if not problem and not group:
             problem = NO_GROUP
+        elif not problem and not wire.is_valid_id(group):
+            problem = BAD_GROUP
         rows.append(DesiredRow(row.row, row.iccid or row.raw, group, problem))
     return rows
 
@@ -204,6 +208,9 @@ def diff(
 
 
 def _explain(problem: str) -> str:
+    if problem == BAD_GROUP:
+        limit = wire.ID_MAX_LENGTH
+        return f"the group is not a group id: an id has {wire.ID_ALPHABET}, at most {limit}"
     try:
         return EXPLANATIONS[Reason(problem)]
     except ValueError:

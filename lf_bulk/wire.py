@@ -5,15 +5,23 @@ request and response tables were not available, so the rest (field names, envelo
 whether path parameters are signed, page sizes) is "contract v1" from `shared/linksfield-api.md`.
 Everything assumed lives here, so that a real UAT account can correct it in one place. The sandbox
 speaks the same profile.
+
+It is also where ids and text cross the border: `validate_id` (the id alphabet, used at the edge),
+`encode_path_param` (every path parameter percent-encoded, whatever the caller passes), and
+`clean_text`, applied by `parse_envelope` to every string an answer carries, so that no control
+character or invalid code point from the server reaches the journal, a terminal or a file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from lf_bulk import errors
 from lf_bulk.models import (
@@ -103,6 +111,128 @@ class WireProfile:
 CONTRACT_V1 = WireProfile()
 
 
+# ---------------------------------------------------------------- ids and text
+
+ID_MAX_LENGTH = 64
+# Generous for ids like G1001, uuids and hex request ids, but never a character that means
+# something in a URL path (/ ? # % \), whitespace, controls, or a leading dot (a `..` segment).
+_ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+ID_ALPHABET = "letters, digits and . _ : - (starting with a letter or digit)"
+
+
+class IdKind(StrEnum):
+    GROUP = "group id"
+    REQUEST = "request id"
+
+
+def validate_id(value: str, kind: IdKind) -> str:
+    """`value` if it is a well-formed id of `kind`, else InputError saying what is wrong.
+
+    Used at the edge (command arguments, file columns) so that a bad id is a usage error and
+    nothing is sent; `build_request` still percent-encodes whatever it is given.
+    """
+    shown = shown_text(value)
+    if not value:
+        raise errors.InputError(f"{kind} is empty")
+    if len(value) > ID_MAX_LENGTH:
+        raise errors.InputError(
+            f"{kind} {shown} is {len(value)} characters long; at most {ID_MAX_LENGTH}"
+        )
+    if not _ID_SHAPE.fullmatch(value):
+        bad = next(
+            (i, c) for i, c in enumerate(value) if not _ID_SHAPE.fullmatch(("A" if i else "") + c)
+        )
+        raise errors.InputError(
+            f"{kind} {shown} has {shown_text(bad[1])} at position {bad[0] + 1}; "
+            f"an id has {ID_ALPHABET} only"
+        )
+    return value
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether `value` passes `validate_id` (for callers that report rather than raise)."""
+    return len(value) <= ID_MAX_LENGTH and bool(_ID_SHAPE.fullmatch(value))
+
+
+def validate_group_id(value: str) -> str:
+    """`value` if it is a well-formed group id (e.g. G1001), else InputError."""
+    return validate_id(value, IdKind.GROUP)
+
+
+def validate_request_id(value: str) -> str:
+    """`value` if it is a well-formed asynchronous request id (a uuid, hex...), else InputError."""
+    return validate_id(value, IdKind.REQUEST)
+
+
+def encode_path_param(value: str) -> str:
+    """One path segment, whatever `value` holds: every reserved byte percent-encoded."""
+    encoded = quote(str(value), safe="")
+    if encoded.strip(".") == "":
+        # "." and ".." are left as they are by quote() and would move up the path.
+        encoded = encoded.replace(".", "%2E")
+    return encoded
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# C0 and C1 controls (ESC included), DEL, bidirectional overrides, and lone surrogates (a valid
+# pair is one code point in a Python str, so any surrogate left is a lone one).
+_UNSAFE_TEXT = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def clean_text(value: object) -> str:
+    """API text made safe to store, print and write: controls visible, invalid Unicode U+FFFD.
+
+    ESC and the other C0/C1 controls (and bidirectional overrides) become visible escapes such
+    as `\\x1b`, so a terminal never acts on them; a lone surrogate becomes U+FFFD, so the text
+    encodes as UTF-8 in the journal, the terminal and every file.
+    """
+    text = value if isinstance(value, str) else str(value)
+    return _UNSAFE_TEXT.sub(_escape, text)
+
+
+def clean_tree(value: Any) -> Any:
+    """JSON data with every string (object keys included) passed through `clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): clean_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_tree(v) for v in value]
+    return value
+
+
+SHOWN_TEXT_LIMIT = 80
+
+
+def shown_text(value: str, limit: int = SHOWN_TEXT_LIMIT) -> str:
+    """`value` quoted for a message: controls escaped, cut to `limit` characters."""
+    text = clean_text(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}...({len(value)} characters)"
+    return f"'{text}'"
+
+
+# An ICCID-like member id: digits only. The server's list is not validated further (no Luhn
+# check), but nothing that could be a formula, markup or a path ever passes as a member.
+_MEMBER_ID = re.compile(r"[0-9]{10,22}")
+
+
+def is_member_id(value: str) -> bool:
+    return bool(_MEMBER_ID.fullmatch(value))
+
+
 @dataclass(frozen=True)
 class WireRequest:
     method: str
@@ -128,7 +258,7 @@ def build_request(
     }
     signed = {**sent, **path_params} if profile.sign_path_params else sent
     sent[SIGN_FIELD] = sign(signed)
-    path = endpoint.path.format(**path_params)
+    path = endpoint.path.format(**{k: encode_path_param(v) for k, v in path_params.items()})
     if endpoint.method == "GET":
         return WireRequest(endpoint.method, path, {k: str(v) for k, v in sent.items()}, None)
     return WireRequest(endpoint.method, path, None, sent)
@@ -160,9 +290,14 @@ class Envelope:
 
 
 def parse_envelope(body: Any) -> Envelope | None:
-    """Recognise the canonical envelope and the two that other Linksfield APIs use."""
+    """Recognise the canonical envelope and the two that other Linksfield APIs use.
+
+    Every string in the answer goes through `clean_text` here, where API text arrives, so no
+    caller ever holds a control character or an invalid code point from the server.
+    """
     if not isinstance(body, dict):
         return None
+    body = clean_tree(body)
     if "code" in body and isinstance(body["code"], str | int):
         code = str(body["code"])
         return Envelope(code == CODE_OK, code, str(body.get("message", "")), body.get("data"))
@@ -259,13 +394,19 @@ def member_page_params(page_no: int, page_size: int) -> dict[str, int]:
 
 
 def parse_member_page(data: Any) -> MemberPage:
+    """A page of members; ids that are not ICCID-like are kept apart in `rejected`, never used."""
     data = _require_dict(data, "members")
+    listed = data.get("iccids") or []
+    if not isinstance(listed, list):
+        raise errors.EnvelopeError("members: expected a list in 'iccids'")
+    members = [clean_text(i) for i in listed]
     return MemberPage(
-        group_id=str(data.get("group_id", "")),
+        group_id=clean_text(data.get("group_id", "")),
         total=_int(data.get("total")),
         page_no=_int(data.get("page_no"), 1),
         page_size=_int(data.get("page_size"), 0),
-        iccids=tuple(str(i) for i in data.get("iccids") or []),
+        iccids=tuple(i for i in members if is_member_id(i)),
+        rejected=tuple(i for i in members if not is_member_id(i)),
     )
 
 

@@ -180,9 +180,10 @@ def test_retries_stop_at_the_total_deadline() -> None:
 
 def test_members_follow_every_page_and_dedupe_shifted_members() -> None:
     # A member removed between pages shifts the rest left: page 2 repeats one ICCID and is short.
+    a, b, d = (f"894450000000000000{n}" for n in (1, 2, 4))
     pages = {
-        1: {"total": 5, "iccids": ["a", "b"]},
-        2: {"total": 4, "iccids": ["b", "d"]},
+        1: {"total": 5, "iccids": [a, b]},
+        2: {"total": 4, "iccids": [b, d]},
         3: {"total": 4, "iccids": []},
     }
 
@@ -191,19 +192,20 @@ def test_members_follow_every_page_and_dedupe_shifted_members() -> None:
         return ok({"group_id": "G1", "page_no": page_no, "page_size": 2, **pages[page_no]})
 
     rec = Recorder(handler)
-    assert rec.client().list_members("G1", page_size=2) == ["a", "b", "d"]
+    assert rec.client().list_members("G1", page_size=2) == [a, b, d]
     assert [int(r.url.params["page_no"]) for r in rec.requests] == [1, 2]
 
 
 def test_short_page_is_not_the_end_while_total_says_more() -> None:
-    pages = {1: ["a"], 2: ["c", "d"], 3: ["e"]}
+    a, c, d, e = (f"894450000000000000{n}" for n in (1, 3, 4, 5))
+    pages = {1: [a], 2: [c, d], 3: [e]}
 
     def handler(request: httpx.Request) -> httpx.Response:
         page_no = int(request.url.params["page_no"])
         return ok({"total": 5, "page_no": page_no, "iccids": pages[page_no]})
 
     rec = Recorder(handler)
-    assert rec.client().list_members("G1", page_size=2) == ["a", "c", "d", "e"]
+    assert rec.client().list_members("G1", page_size=2) == [a, c, d, e]
 
 
 def test_async_result_and_orders_are_parsed_exactly() -> None:

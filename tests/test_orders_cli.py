@@ -188,7 +188,7 @@ def test_unknown_group_is_a_clear_error(tmp_path: Path, fast_sandbox: SandboxSer
     assert "1004" in result.stderr
 
 
-def test_csv_output_puts_orders_in_the_file_and_totals_on_stdout(
+def test_csv_output_puts_orders_in_the_file_its_path_on_stdout_and_totals_beside_it(
     tmp_path: Path, fast_sandbox: SandboxServer
 ) -> None:
     world = fast_sandbox.state.orders(seed.PARTNER)[:30]
@@ -201,10 +201,15 @@ def test_csv_output_puts_orders_in_the_file_and_totals_on_stdout(
         rows = list(csv.DictReader(handle))
     assert [row["order_id"] for row in rows] == [o["order_id"] for o in world]
     assert [row["amount"] for row in rows] == [o["amount"] for o in world]
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["currency", "pay_status", "orders", "amount"]
-    for (currency, status), (count, amount) in totals_of(world).items():
-        assert [currency, status, str(count), f"{amount:.2f}"] in [line.split() for line in lines]
+    assert result.stdout.splitlines() == [str(out)]
+    with (tmp_path / "orders.totals.csv").open(newline="", encoding="utf-8") as handle:
+        totals = [r for r in csv.DictReader(handle) if r["totals_by"] == "currency and pay status"]
+    expected = {k: (n, f"{a:.2f}") for k, (n, a) in totals_of(world).items()}
+    assert {(r["currency"], r["pay_status"]): (int(r["orders"]), r["amount"]) for r in totals} == (
+        expected
+    )
+    for (currency, status), (count, amount) in expected.items():
+        assert f"total {currency} {status}: {count} orders, {amount}" in result.stderr
     missing = tmp_path / "orders.not-found.csv"
     assert "NO,not_found" in missing.read_text(encoding="utf-8")
 

@@ -349,16 +349,20 @@ class ApiGate:
         if path_params is None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        # Too large by its Content-Length: refused before a byte of the body is read.
+        body = None if _declared_length(scope) > MAX_BODY_BYTES else await _read_body(receive)
         exchange = _Exchange(
             at=time.time(),
             method=scope["method"],
             path=scope["path"],
             path_params=path_params,
-            body=body,
+            body=body or b"",
             mutating=scope["method"] in self.mutating_methods,
             client=(scope.get("client") or ("unknown", 0))[0],
         )
+        if body is None:
+            await self._finish(exchange, _too_large(), send, dropped=False)
+            return
         fate = (
             self.dice.roll()
         )  # rolled for every request, so the sequence depends on the seed only
@@ -422,7 +426,16 @@ def _path_pattern(path: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)))
 
 
-async def _read_body(receive: Receive) -> bytes:
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() else 0
+    return 0
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None as soon as it grows past MAX_BODY_BYTES (a chunked body)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -431,9 +444,9 @@ async def _read_body(receive: Receive) -> bytes:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        # A body past the limit is cut short, so it no longer parses: the endpoint answers 1001.
-        if size <= MAX_BODY_BYTES:
-            chunks.append(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
@@ -479,6 +492,11 @@ def _throttled(retry_after: int) -> _Reply:
     response = _error_response(wire.CODE_RATE_LIMITED, "rate limit exceeded")
     response.headers["Retry-After"] = str(retry_after)
     return _Reply.of(response)
+
+
+def _too_large() -> _Reply:
+    message = f"the body is larger than {MAX_BODY_BYTES} bytes"
+    return _Reply.of(_error_response(wire.CODE_INVALID_PARAMETER, message, status=413))
 
 
 def _service_unavailable() -> _Reply:

@@ -7,7 +7,9 @@ same world. uvicorn logs warnings and errors only, through the standard `logging
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import socket
 import threading
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lf_bulk.sandbox.app import create_app
 from lf_bulk.sandbox.faults import FaultSpec, coerce_faults
@@ -25,6 +28,10 @@ from lf_bulk.sandbox.state import SandboxState
 
 STARTUP_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 5.0
+IDLE_TIMEOUT = 5.0
+"""Seconds a connection may stay silent, before its first request or between requests."""
+MAX_CONNECTIONS = 128
+"""Open connections (and requests in progress) past which every new request gets a 503."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 # uvicorn reports a response that stops short of its Content-Length as an application error. The
@@ -53,13 +60,16 @@ def running_sandbox(
     host: str = "127.0.0.1",
     port: int = 0,
     sims: int | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> Iterator[SandboxServer]:
     """A sandbox server in a daemon thread, ready to accept connections; stopped on exit."""
     spec = coerce_faults(faults)
     state = open_state(Path(state_path), spec, sims)
     try:
         sock = bind_socket(host, port)
-        server = uvicorn.Server(_config(create_app(state, spec)))
+        config = _config(create_app(state, spec), idle_timeout, max_connections)
+        server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="lf-bulk-sandbox", daemon=True
         )
@@ -91,7 +101,8 @@ def serve(
         sock = bind_socket(host, port)
         if on_ready:
             on_ready(base_url(host, sock.getsockname()[1]))
-        uvicorn.Server(_config(create_app(state, spec))).run(sockets=[sock])
+        config = _config(create_app(state, spec), IDLE_TIMEOUT, MAX_CONNECTIONS)
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -120,18 +131,37 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-def _config(app: Starlette) -> uvicorn.Config:
+def _config(app: Starlette, idle_timeout: float, max_connections: int) -> uvicorn.Config:
     _quiet_deliberate_drops()
     return uvicorn.Config(
         app,
         # h11 is the protocol whose handling of a short body (the `drop` fault) is verified.
-        http="h11",
+        http=_h11_closing_silent_connections(idle_timeout),
         lifespan="off",
         log_config=None,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=2,
+        timeout_keep_alive=max(1, math.ceil(idle_timeout)),
+        limit_concurrency=max_connections,
     )
+
+
+def _h11_closing_silent_connections(idle_timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, with its keep-alive timer also running before the first request.
+
+    uvicorn starts that timer only after a response, so a connection that never sends a request
+    would be held forever; the timer is cancelled as soon as request data arrives.
+    """
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.timeout_keep_alive_task = self.loop.call_later(
+                idle_timeout, self.timeout_keep_alive_handler
+            )
+
+    return Protocol
 
 
 def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:

@@ -33,6 +33,10 @@ from lf_bulk.sandbox import seed
 
 SCHEMA_VERSION = "1"
 _PURGE_INTERVAL = 60.0
+# Refused requests are logged (evidence of what a client sent) but bounded: the newest
+# REFUSED_LOG_LIMIT rows, each with at most REFUSED_ICCIDS_KEPT of its ICCIDs.
+REFUSED_LOG_LIMIT = 1_000
+REFUSED_ICCIDS_KEPT = 1_000
 # An operation counts as PENDING for this share of its delay, then PROCESSING until it is due.
 _PENDING_SHARE = 0.3
 
@@ -74,6 +78,7 @@ CREATE TABLE IF NOT EXISTS mutation_log (
     group_id TEXT NOT NULL, iccid_count INTEGER NOT NULL, iccids TEXT NOT NULL,
     request_id TEXT NOT NULL, http_status INTEGER NOT NULL, code TEXT NOT NULL,
     dropped INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS mutation_log_refused ON mutation_log (id) WHERE request_id = '';
 """
 
 REASON_TEXT = {
@@ -268,6 +273,8 @@ class SandboxState:
     # ------------------------------------------------------------ request log
 
     def log_mutation(self, record: MutationRecord) -> None:
+        refused = not record.request_id
+        iccids = list(record.iccids[:REFUSED_ICCIDS_KEPT] if refused else record.iccids)
         with self._lock:
             self._db.execute(
                 "INSERT INTO mutation_log (at, method, path, group_id, iccid_count, iccids,"
@@ -278,13 +285,19 @@ class SandboxState:
                     record.path,
                     record.group_id,
                     record.iccid_count,
-                    json.dumps(list(record.iccids)),
+                    json.dumps(iccids),
                     record.request_id,
                     record.http_status,
                     record.code,
                     int(record.dropped),
                 ),
             )
+            if refused:
+                self._db.execute(
+                    "DELETE FROM mutation_log WHERE request_id = '' AND id NOT IN (SELECT id FROM"
+                    " mutation_log WHERE request_id = '' ORDER BY id DESC LIMIT ?)",
+                    (REFUSED_LOG_LIMIT,),
+                )
 
     def mutation_log(self) -> list[MutationRecord]:
         with self._lock:
