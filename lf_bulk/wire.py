@@ -2,9 +2,9 @@
 
 Linksfield documents the paths, the global parameters and the signature (see `signing.py`). The
 request and response tables were not available, so the rest (field names, envelope, error codes,
-whether path parameters are signed, page sizes) is "contract v1" from `shared/linksfield-api.md`.
-Everything assumed lives here, so that a real UAT account can correct it in one place. The sandbox
-speaks the same profile.
+whether path parameters are signed, page sizes) is "contract v1", written down in
+`docs/api-contract.md` with what a UAT account should check. Everything assumed lives here, so that
+a real UAT account can correct it in one place. The sandbox speaks the same profile.
 
 It is also where ids and text cross the border: `validate_id` (the id alphabet, used at the edge),
 `encode_path_param` (every path parameter percent-encoded, whatever the caller passes), and
@@ -36,6 +36,10 @@ from lf_bulk.models import (
     Submission,
 )
 from lf_bulk.signing import SIGN_FIELD, sign
+
+# The version of the contract document this profile implements (`doctor` names it).
+CONTRACT_VERSION = "v1"
+CONTRACT_DOC = "docs/api-contract.md"
 
 CODE_OK = "0000"
 CODE_INVALID_PARAMETER = "1001"
@@ -91,7 +95,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class WireProfile:
-    name: str = "contract-v1"
+    name: str = f"contract-{CONTRACT_VERSION}"
+    contract_version: str = CONTRACT_VERSION
     version: str = "3.0"
     groups: Endpoint = Endpoint("GET", "/mall/bundle-groups/bundles")
     members: Endpoint = Endpoint("GET", "/mall/bundle-groups/{group_id}/sims")
