@@ -79,7 +79,10 @@ def reconcile(
     app.info(f"run {run_id}")
     target = report_dir_for(run_id, report_dir)
     with exclusive_all(
-        app.settings.home, [f"group-{g}" for g in named], f"reconcile of {', '.join(named)}"
+        app.settings.home,
+        [f"group-{g}" for g in named],
+        f"reconcile of {', '.join(named)}",
+        holder=f"reconcile run {run_id}",
     ):
         client = app.session().client
         scope = (

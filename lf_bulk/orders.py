@@ -36,7 +36,7 @@ from lf_bulk.client import LinksfieldClient
 from lf_bulk.iccid import Reason
 from lf_bulk.models import Order
 from lf_bulk.sources import ICCID_HEADERS, InputRow, read_iccids
-from lf_bulk.xlsx import Column, Kind, Sheet, atomic_path, neutralise, write_workbook
+from lf_bulk.xlsx import Column, Kind, Sheet, atomic_file, neutralise, write_workbook
 
 __all__ = [
     "KEY_ALIASES",
@@ -569,7 +569,7 @@ def write_xlsx(export: OrderExport, path: Path) -> None:
 def write_csv(export: OrderExport, path: Path) -> None:
     """The orders as CSV (UTF-8, no BOM), written atomically; times as the API wrote them."""
     kinds = [column.kind for column in order_columns(export.extra_fields)]
-    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+    with atomic_file(path, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(order_headers(export.extra_fields))
         for item in export.orders:
@@ -577,7 +577,7 @@ def write_csv(export: OrderExport, path: Path) -> None:
 
 
 def write_not_found_csv(export: OrderExport, path: Path) -> None:
-    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+    with atomic_file(path, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["row", "key_kind", "key", "reason", "detail"])
         for m in export.not_found:

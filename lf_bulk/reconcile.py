@@ -20,7 +20,7 @@ from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import PlannedItem
 from lf_bulk.models import Operation
 from lf_bulk.sources import InputTable
-from lf_bulk.xlsx import Column, Sheet, Summary, neutralise, write_workbook
+from lf_bulk.xlsx import Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
 IN_SYNC = "in_sync"
 MISSING = "missing"
@@ -207,7 +207,7 @@ EXCEL_MAX_ROWS = 1_048_575
 
 def write_drift_csv(path: Path, findings: Iterable[Finding]) -> int:
     count = 0
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["row", "iccid", "category", "desired_group", "actual_group", "detail"])
         for f in findings:
@@ -278,5 +278,6 @@ def write_reconcile_report(
         "before": before.counts if after is not None else None,
         "exit_code": exit_code,
     }
-    (report_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+    with atomic_file(report_dir / "summary.json") as out:
+        out.write(json.dumps(document, indent=2) + "\n")
     return report_dir
