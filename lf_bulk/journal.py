@@ -686,7 +686,11 @@ def _chunk(
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
-    data["details"] = json.loads(data["details"] or "{}")
+    try:
+        details = json.loads(data["details"] or "{}")
+    except ValueError:
+        details = None  # not written by lf-bulk: verify_run refuses the run
+    data["details"] = details if isinstance(details, dict) else {}
     return RunRecord(**data)
 
 

@@ -41,9 +41,11 @@ def permissive_umask() -> Iterator[None]:
 
 def one_line_exit_1(args: list[str]) -> str:
     result = expect(invoke(args), 1)
-    # A job's own "run <id>" line may come first; the failure itself is one line.
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("run ")]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    # A job's own notices ("run <id>", the sandbox banner) may come first; the failure is one line.
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: "), result.stderr
+    assert sum(line.startswith("Error") for line in lines) == 1, result.stderr
+    assert len(lines) <= 2, result.stderr
     return result.stderr
 
 

@@ -288,3 +288,31 @@ def test_verify_run_is_a_typed_error_naming_the_run(sandbox: SandboxServer, tmp_
     with Journal(home / "journal.db") as journal, pytest.raises(JournalError) as caught:
         journal.verify_run(run_id)
     assert run_id in str(caught.value)
+
+
+def test_run_details_that_are_not_json_are_refused_not_a_traceback(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = private_home(tmp_path)
+    run_id, _ = unfinished_run(home, sandbox, tmp_path / "r")
+    tamper(home, f"UPDATE runs SET details = '{{not json' WHERE run_id = '{run_id}'")
+    expect(invoke(["--home", str(home), "runs", "list"]), 0)
+    resume_refused(home, sandbox, run_id)
+
+
+def test_runs_retry_verifies_the_run_before_requeueing_anything(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = private_home(tmp_path)
+    run_id, _ = unfinished_run(home, sandbox, tmp_path / "r")
+    tamper(
+        home,
+        f"UPDATE runs SET status = 'finished' WHERE run_id = '{run_id}'",
+        f"UPDATE items SET outcome = 'failed', reason_code = 'INTERNAL', group_id = '{DEMO_GROUP}'"
+        f" WHERE run_id = '{run_id}'",
+    )
+    result = expect(invoke([*base_args(home, sandbox.base_url), "runs", "retry", run_id]), 1)
+    assert "nothing was sent" in result.stderr
+    assert sandbox.state.mutation_log() == []
+    with Journal(home / "journal.db") as journal:
+        assert journal.run(run_id).status == "finished"
