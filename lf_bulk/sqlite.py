@@ -23,6 +23,7 @@ import errno
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -202,15 +203,36 @@ def connect(
 
 
 def _prepare(db: sqlite3.Connection, path: Path, kind: FileKind) -> None:
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA trusted_schema = OFF")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            _prepare_once(db, path, kind)
+            return
+        except sqlite3.OperationalError as exc:
+            # Switching a new file to WAL can meet another process doing the same; SQLite
+            # then answers "locked" at once, without waiting on busy_timeout.
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise ForeignDatabase(
+                    f"{kind.name} {path} is not a usable lf-bulk {kind.name} ({exc}); move it aside"
+                ) from None
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            time.sleep(0.02)
+
+
+def _prepare_once(db: sqlite3.Connection, path: Path, kind: FileKind) -> None:
     try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA trusted_schema = OFF")
         # Recognise the file before changing anything in it (even its journal mode).
         _recognise(db, path, kind)
-        db.execute("PRAGMA journal_mode = WAL")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         with transaction(db):
             _create_or_migrate(db, path, kind)
+    except sqlite3.OperationalError:
+        raise
     except sqlite3.DatabaseError as exc:
         raise ForeignDatabase(
             f"{kind.name} {path} is not a usable lf-bulk {kind.name} ({exc}); move it aside"
@@ -226,6 +248,18 @@ def _header(db: sqlite3.Connection) -> tuple[int, int, int]:
 
 def _recognise(db: sqlite3.Connection, path: Path, kind: FileKind) -> int:
     """The file's schema version (-1: empty, to be created); raises for anything not ours."""
+    if db.in_transaction:
+        return _recognise_snapshot(db, path, kind)
+    # One read transaction: another process may be creating the file right now, and the header
+    # and the tables must be seen as of one moment.
+    db.execute("BEGIN")
+    try:
+        return _recognise_snapshot(db, path, kind)
+    finally:
+        db.execute("COMMIT")
+
+
+def _recognise_snapshot(db: sqlite3.Connection, path: Path, kind: FileKind) -> int:
     application_id, version, tables = _header(db)
     if application_id == kind.application_id:
         if version > kind.version:

@@ -296,3 +296,20 @@ def test_reconcile_reports_replace_planted_symlinks_instead_of_writing_through(
         assert victim.read_text() == "precious", name
         assert not (report / name).is_symlink(), name
         assert (report / name).stat().st_size > 0
+
+
+def test_an_unversioned_sandbox_state_is_adopted_with_its_world(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SandboxState(path, sims=100) as state:
+        ungrouped = state.ungrouped_sims(3)
+    with sqlite3.connect(path) as db:  # as lf-bulk 0.1.0 left it: no application id, version 0
+        db.execute("PRAGMA application_id = 0")
+        db.execute("PRAGMA user_version = 0")
+    db.close()
+
+    with SandboxState(path, sims=100) as state:
+        assert state.ungrouped_sims(3) == ungrouped
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] != 0
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
