@@ -245,7 +245,7 @@ class Journal:
             (n, it.row, it.iccid, it.operation, it.group_id, it.phase, it.outcome is not None)
             for n, it in enumerate(items)
         )
-        integrity = _integrity(kind, operation, group_id, planned)
+        integrity = _integrity(kind, operation, group_id, report_dir, planned)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (run_id, kind, operation, group_id, status, source,"
@@ -326,7 +326,7 @@ class Journal:
             " WHERE run_id = ? ORDER BY item_id",
             (run_id,),
         )
-        actual = _integrity(run.kind, run.operation, run.group_id, rows)
+        actual = _integrity(run.kind, run.operation, run.group_id, run.report_dir, rows)
         if actual != recorded:
             raise RunTampered(refuse("its items differ from the ones it planned"))
         if run.kind != RECONCILE_KIND:
@@ -597,15 +597,16 @@ RECONCILE_KIND = "reconcile"
 
 
 def _integrity(
-    kind: str, operation: str, group_id: str, items: Iterable[Sequence[object]]
+    kind: str, operation: str, group_id: str, report_dir: str, items: Iterable[Sequence[object]]
 ) -> dict[str, Any]:
-    """The digest of what a run planned: its kind, operation and group, and per item (in id
-    order) the id, row, ICCID, operation, group, phase, and whether it was never to be sent.
+    """The digest of what a run planned: its kind, operation, group and report folder, and per
+    item (in id order) the id, row, ICCID, operation, group, phase, and whether it was never to
+    be sent.
 
     The last one is stable for the run's life: an item to be sent always belongs to some batch
     (re-planning moves it in the same transaction), and one never to be sent never does.
     """
-    digest = hashlib.sha256(json.dumps([kind, str(operation), group_id]).encode())
+    digest = hashlib.sha256(json.dumps([kind, str(operation), group_id, report_dir]).encode())
     count = 0
     for item_id, row, iccid, item_operation, item_group, phase, unsent in items:
         line = [item_id, row, iccid, str(item_operation), item_group, phase, bool(unsent)]
@@ -633,8 +634,8 @@ def _is_v0_1_0_journal(db: sqlite3.Connection) -> bool:
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     """0.1.0 files: the schema as it was (plus anything missing), and each run's digest."""
     _create_schema(db)
-    for run_id, kind, operation, group_id, details in db.execute(
-        "SELECT run_id, kind, operation, group_id, details FROM runs"
+    for run_id, kind, operation, group_id, report_dir, details in db.execute(
+        "SELECT run_id, kind, operation, group_id, report_dir, details FROM runs"
     ).fetchall():
         rows = db.execute(
             "SELECT item_id, row, iccid, operation, group_id, phase, batch_id IS NULL FROM items"
@@ -642,7 +643,7 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
             (run_id,),
         )
         recorded = json.loads(details or "{}")
-        recorded[INTEGRITY] = _integrity(kind, operation, group_id, rows)
+        recorded[INTEGRITY] = _integrity(kind, operation, group_id, report_dir, rows)
         db.execute("UPDATE runs SET details = ? WHERE run_id = ?", (json.dumps(recorded), run_id))
 
 

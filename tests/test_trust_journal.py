@@ -52,11 +52,10 @@ def test_v0_1_0_journal_is_migrated_and_its_run_resumes_to_a_correct_end(
     path = copy_fixture(home)
     assert header(path) == (0, 0)
     report = tmp_path / "report"
-    with Journal(path) as journal:
-        # The fixture's run recorded no report folder; point it at tmp_path, not the cwd.
-        journal._db.execute(
-            "UPDATE runs SET report_dir = ? WHERE run_id = ?", (str(report), FIXTURE_RUN)
-        )
+    # The fixture's run recorded no report folder; point it at tmp_path, not the cwd (before the
+    # migration, which seals the run as it finds it).
+    tamper(home, f"UPDATE runs SET report_dir = '{report}' WHERE run_id = '{FIXTURE_RUN}'")
+    assert header(path) == (0, 0)
     before = set(sandbox.state.members(PILOT_GROUP))
 
     result = expect(invoke([*base_args(home, sandbox.base_url), "runs", "resume", FIXTURE_RUN]), 0)
@@ -234,6 +233,17 @@ def test_a_batch_whose_group_was_edited_is_refused(sandbox: SandboxServer, tmp_p
     tamper(home, f"UPDATE batches SET group_id = '{DEMO_GROUP}' WHERE run_id = '{run_id}'")
     stderr = resume_refused(home, sandbox, run_id)
     assert "batch" in stderr
+
+
+def test_a_run_whose_report_folder_was_redirected_is_refused(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = private_home(tmp_path)
+    run_id, _ = unfinished_run(home, sandbox, tmp_path / "r")
+    elsewhere = tmp_path / "somebody-elses-folder"
+    tamper(home, f"UPDATE runs SET report_dir = '{elsewhere}' WHERE run_id = '{run_id}'")
+    resume_refused(home, sandbox, run_id)
+    assert not elsewhere.exists()
 
 
 def test_a_run_whose_group_was_edited_everywhere_is_refused(
