@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import sqlite3
 import stat
 import time
@@ -76,7 +77,7 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
             )
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(path, 0o700)
-        probe = path / f".lf-bulk-probe-{os.getpid()}"
+        probe = path / f".lf-bulk-probe-{secrets.token_hex(6)}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         os.unlink(probe)
     except OSError as exc:
