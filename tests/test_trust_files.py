@@ -313,3 +313,23 @@ def test_an_unversioned_sandbox_state_is_adopted_with_its_world(tmp_path: Path) 
         assert db.execute("PRAGMA application_id").fetchone()[0] != 0
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     db.close()
+
+
+def test_a_lock_holders_text_is_shown_as_one_short_printable_line(tmp_path: Path) -> None:
+    import fcntl
+
+    home = tmp_path / "home"
+    with exclusive(home, "run-R2", "run R2"):
+        pass
+    lock = home / "locks" / "run-R2.lock"
+    lock.write_bytes(b"\x1b[2J\x1b]0;owned\x07run X\nError: fake line" + b"A" * 5000)
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(RunLocked) as caught, exclusive(home, "run-R2", "run R2"):
+            pass
+    finally:
+        os.close(fd)
+    message = str(caught.value)
+    assert "\x1b" not in message and "\n" not in message and "\x07" not in message
+    assert len(message) < 400
