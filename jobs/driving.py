@@ -65,7 +65,8 @@ def drive_and_report(
     check_same_endpoint(app, run)
     if announce:
         app.info(f"run {run_id}")
-    with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}"):
+    with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}", holder=f"run {run_id}"):
+        journal.verify_run(run_id)
         client = app.session().client
         try:
             with _bars(app, run.valid) as progress:

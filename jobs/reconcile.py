@@ -119,7 +119,10 @@ def reconcile(
         return result
 
     with exclusive_all(
-        app.settings.home, [f"group-{g}" for g in named], f"reconcile of {', '.join(named)}"
+        app.settings.home,
+        [f"group-{g}" for g in named],
+        f"reconcile of {', '.join(named)}",
+        holder=f"reconcile run {run_id}",
     ):
         try:
             result = rc.reconcile(

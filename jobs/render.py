@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from lf_bulk.xlsx import neutralise
+from lf_bulk.xlsx import atomic_file, neutralise
 
 Row = Mapping[str, object]
 
@@ -42,5 +42,6 @@ def emit(text: str, output: Path | None) -> None:
         click.echo(text, nl=False)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    with atomic_file(output) as out:
+        out.write(text)
     click.echo(str(output))

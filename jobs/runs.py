@@ -129,6 +129,7 @@ def retry(app: AppContext, run: str, no_wait: bool, timeout: float | None) -> No
         raise JobError(
             f"run {run} is not finished; `lf-bulk runs resume {run}` first", ExitCode.BAD_INPUT
         )
+    journal.verify_run(run)
     count = journal.requeue_failed(run, sorted(RETRYABLE_FAILURES), record.batch_size)
     app.info(f"run {run}: {count} retryable failure(s) to send again")
     drive_run(app, journal, run, EngineOptions(wait=not no_wait, timeout=timeout))

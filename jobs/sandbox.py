@@ -10,6 +10,7 @@ from jobs.context import AppContext
 from lf_bulk.sandbox.faults import FAULT_KEYS, FaultSpec
 from lf_bulk.sandbox.server import is_loopback, serve
 from lf_bulk.settings import DEFAULT_HOME
+from lf_bulk.sqlite import ensure_private_dir
 
 NOTICE = "lf-bulk sandbox: a simulator of the Linksfield API; no real SIM card is touched."
 FAULTS_HELP = (
@@ -59,7 +60,7 @@ def serve_command(
     if state_path is None:
         app = click.get_current_context().find_object(AppContext)
         home = app.settings.home if app else DEFAULT_HOME
-        state_path = home / "sandbox.db"
+        state_path = ensure_private_dir(home) / "sandbox.db"
     click.echo(NOTICE, err=True)
     if not is_loopback(host):
         click.echo(

@@ -7,7 +7,12 @@
     ├── PlanRefused              a plan is larger than the user allowed (exit 2)
     ├── JournalError             the run journal cannot be used
     │   ├── RunNotFound          no run with that id
-    │   └── RunLocked            another process drives that run or those groups (exit 1)
+    │   ├── RunLocked            another process drives that run or those groups (exit 1)
+    │   └── RunTampered          a run's batches/items disagree with what it planned (exit 1)
+    ├── HomeError                a folder or file under --home cannot be used safely (exit 1)
+    │   ├── UnsafeFile           a symlink, another user's file, or one others may write to
+    │   └── ForeignDatabase      not a database of this tool (or not a database at all)
+    │       └── DatabaseTooNew   made by a newer lf-bulk (schema version above ours)
     └── ApiError                 talking to the Linksfield API failed
         ├── TransportError       no usable HTTP answer: timeout, refused, reset (retryable)
         │   └── TlsError         certificate verification failed (never retried)
@@ -94,6 +99,26 @@ class RunNotFound(JournalError):
 
 
 class RunLocked(JournalError):
+    pass
+
+
+class RunTampered(JournalError):
+    """`Journal.verify_run` found batches or items that the run did not plan."""
+
+
+class HomeError(LfBulkError):
+    """A folder or file the tool keeps under --home cannot be used safely."""
+
+
+class UnsafeFile(HomeError):
+    pass
+
+
+class ForeignDatabase(HomeError):
+    pass
+
+
+class DatabaseTooNew(ForeignDatabase):
     pass
 
 

@@ -13,8 +13,8 @@ ordered phases (reconcile removes before it adds); the bulk job has one.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lf_bulk.errors import JournalError, RunNotFound
+from lf_bulk import sqlite
+from lf_bulk.errors import RunNotFound, RunTampered
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -88,6 +89,10 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 """
+
+APPLICATION_ID = 0x4C464A4E  # "LFJN" in the SQLite header: this file is an lf-bulk journal
+SCHEMA_VERSION = 1
+"""1: application id, schema version, and every run's integrity record (0: lf-bulk 0.1.0)."""
 
 # Run statuses
 RUNNING = "running"
@@ -189,20 +194,12 @@ class Outcome:
 
 
 class Journal:
+    """The journal file: opened through `lf_bulk.sqlite` (owner-only, no links, ours, migrated)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Created owner-only: the journal holds customer ICCIDs.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        try:
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise JournalError(f"journal {path}: {exc}") from None
+        self._db = sqlite.connect(path, JOURNAL_FILE)
+        self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self._db.close()
@@ -215,13 +212,8 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with sqlite.transaction(self._db) as db:
+            yield db
 
     def _event(self, run_id: str, batch_id: int | None, event: str, detail: str = "") -> None:
         self._db.execute(
@@ -249,6 +241,11 @@ class Journal:
         """Record a run, its items, and batches of `batch_size` per operation, group and phase."""
         run_id = run_id or new_run_id()
         input_rows, valid, invalid, duplicates = counts
+        planned = (
+            (n, it.row, it.iccid, it.operation, it.group_id, it.phase, it.outcome is not None)
+            for n, it in enumerate(items)
+        )
+        integrity = _integrity(kind, operation, group_id, report_dir, planned)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (run_id, kind, operation, group_id, status, source,"
@@ -269,7 +266,7 @@ class Journal:
                     invalid,
                     duplicates,
                     endpoint,
-                    json.dumps(details or {}),
+                    json.dumps({**(details or {}), INTEGRITY: integrity}),
                     utc_now(),
                 ),
             )
@@ -304,6 +301,55 @@ class Journal:
             )
             self._event(run_id, None, "created", f"{len(items)} items")
         return run_id
+
+    def verify_run(self, run_id: str) -> None:
+        """Check a run's items and batches against what it planned, before anything is sent.
+
+        The items (ids, rows, ICCIDs, operations, groups, phases, and which were never to be sent)
+        must match the digest recorded when the run was created; every batch must hold only
+        items of its own operation, group and phase. Raises `RunTampered` otherwise: a planted or
+        edited journal must never turn into API calls.
+        """
+        run = self.run(run_id)
+
+        def refuse(why: str) -> str:
+            return (
+                f"run {run_id}: {why}; nothing was sent. The journal {self.path} was changed by"
+                " something other than lf-bulk: check it, or start the job again with a new --home"
+            )
+
+        recorded = run.details.get(INTEGRITY)
+        if not isinstance(recorded, dict):
+            raise RunTampered(refuse("it has no integrity record (not created by lf-bulk)"))
+        rows = self._db.execute(
+            "SELECT item_id, row, iccid, operation, group_id, phase, batch_id IS NULL FROM items"
+            " WHERE run_id = ? ORDER BY item_id",
+            (run_id,),
+        )
+        actual = _integrity(run.kind, run.operation, run.group_id, run.report_dir, rows)
+        if actual != recorded:
+            raise RunTampered(refuse("its items differ from the ones it planned"))
+        if run.kind != RECONCILE_KIND:
+            stray = self._db.execute(
+                "SELECT COUNT(*) FROM items WHERE run_id = ? AND (operation != ? OR group_id != ?)",
+                (run_id, run.operation, run.group_id),
+            ).fetchone()[0]
+            if stray:
+                raise RunTampered(
+                    refuse(f"{stray} item(s) name another operation or group than the run")
+                )
+        mismatched = self._db.execute(
+            "SELECT b.batch_id FROM batches b WHERE b.run_id = ? AND (EXISTS (SELECT 1 FROM items i"
+            " WHERE i.run_id = b.run_id AND i.batch_id = b.batch_id AND (i.operation != b.operation"
+            " OR i.group_id != b.group_id OR i.phase != b.phase)) OR NOT EXISTS (SELECT 1 FROM items"
+            " i WHERE i.run_id = b.run_id AND i.operation = b.operation AND i.group_id = b.group_id"
+            " AND i.phase = b.phase)) ORDER BY b.batch_id LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        if mismatched is not None:
+            raise RunTampered(
+                refuse(f"batch {mismatched[0]} names another operation or group than its items")
+            )
 
     def _plan_batches(self, run_id: str, batch_size: int, *, not_before: float) -> list[int]:
         """Put every unbatched pending item into new batches; returns the new batch ids."""
@@ -546,6 +592,71 @@ class Journal:
         return [r[0] for r in rows]
 
 
+INTEGRITY = "integrity"
+RECONCILE_KIND = "reconcile"
+
+
+def _integrity(
+    kind: str, operation: str, group_id: str, report_dir: str, items: Iterable[Sequence[object]]
+) -> dict[str, Any]:
+    """The digest of what a run planned: its kind, operation, group and report folder, and per
+    item (in id order) the id, row, ICCID, operation, group, phase, and whether it was never to
+    be sent.
+
+    The last one is stable for the run's life: an item to be sent always belongs to some batch
+    (re-planning moves it in the same transaction), and one never to be sent never does.
+    """
+    digest = hashlib.sha256(json.dumps([kind, str(operation), group_id, report_dir]).encode())
+    count = 0
+    for item_id, row, iccid, item_operation, item_group, phase, unsent in items:
+        line = [item_id, row, iccid, str(item_operation), item_group, phase, bool(unsent)]
+        digest.update(b"\n" + json.dumps(line).encode())
+        count += 1
+    return {"items": count, "sha256": digest.hexdigest()}
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _is_v0_1_0_journal(db: sqlite3.Connection) -> bool:
+    expected = {
+        "runs": {"run_id", "kind", "operation", "group_id", "status", "details", "batch_size"},
+        "batches": {"run_id", "batch_id", "phase", "operation", "group_id", "state", "request_id"},
+        "items": {"run_id", "item_id", "row", "iccid", "operation", "group_id", "batch_id"},
+        "events": {"run_id", "event"},
+    }
+    return all(columns <= sqlite.table_columns(db, t) for t, columns in expected.items())
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    """0.1.0 files: the schema as it was (plus anything missing), and each run's digest."""
+    _create_schema(db)
+    for run_id, kind, operation, group_id, report_dir, details in db.execute(
+        "SELECT run_id, kind, operation, group_id, report_dir, details FROM runs"
+    ).fetchall():
+        rows = db.execute(
+            "SELECT item_id, row, iccid, operation, group_id, phase, batch_id IS NULL FROM items"
+            " WHERE run_id = ? ORDER BY item_id",
+            (run_id,),
+        )
+        recorded = json.loads(details or "{}")
+        recorded[INTEGRITY] = _integrity(kind, operation, group_id, report_dir, rows)
+        db.execute("UPDATE runs SET details = ? WHERE run_id = ?", (json.dumps(recorded), run_id))
+
+
+JOURNAL_FILE = sqlite.FileKind(
+    name="journal",
+    application_id=APPLICATION_ID,
+    version=SCHEMA_VERSION,
+    create=_create_schema,
+    migrations=(_migrate_0_to_1,),
+    is_legacy=_is_v0_1_0_journal,
+)
+
+
 @dataclass(frozen=True)
 class _PlannedBatch:
     batch_id: int
@@ -576,7 +687,11 @@ def _chunk(
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
-    data["details"] = json.loads(data["details"] or "{}")
+    try:
+        details = json.loads(data["details"] or "{}")
+    except ValueError:
+        details = None  # not written by lf-bulk: verify_run refuses the run
+    data["details"] = details if isinstance(details, dict) else {}
     return RunRecord(**data)
 
 

@@ -2,6 +2,11 @@
 
 flock is released by the kernel when a process dies, even by SIGKILL, so a crash never leaves a
 stale lock behind.
+
+Lock files live in `<home>/locks` (0700) and are opened like the tool's databases: never through a
+symbolic link, only when they are ours and not writable by others (`lf_bulk.sqlite`). The holder
+writes who it is ("run R (pid N)"); a waiting process reads that text, which is untrusted, so only
+a short printable prefix of it is shown.
 """
 
 from __future__ import annotations
@@ -14,39 +19,49 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from lf_bulk.errors import RunLocked
+from lf_bulk.sqlite import ensure_private_dir, open_private_file
+
+_HOLDER_LIMIT = 200
 
 
 def _lock_path(home: Path, name: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    directory = home / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = ensure_private_dir(Path(home) / "locks")
     return directory / f"{safe}.lock"
 
 
+def _holder_text(raw: bytes) -> str:
+    text = raw[:_HOLDER_LIMIT].decode(errors="replace")
+    return re.sub(r"[^\w .:,()/-]", "?", text).strip() or "unknown"
+
+
 @contextmanager
-def exclusive(home: Path, name: str, what: str) -> Iterator[None]:
+def exclusive(home: Path, name: str, what: str, *, holder: str = "") -> Iterator[None]:
+    """Hold the lock `name` while the block runs; `what` names the locked thing in the message,
+    `holder` (e.g. "run R") is recorded with our pid for whoever finds the lock taken."""
     path = _lock_path(home, name)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private_file(path, os.O_RDWR, what="lock file")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            found = _holder_text(os.pread(fd, _HOLDER_LIMIT, 0))
             raise RunLocked(
-                f"{what} is being driven by another lf-bulk process ({holder}); "
+                f"{what} is being driven by another lf-bulk process ({found}); "
                 "wait for it to finish, or stop it first"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        me = f"{holder} (pid {os.getpid()})" if holder else f"pid {os.getpid()}"
+        os.pwrite(fd, me.encode(), 0)
         yield
     finally:
         os.close(fd)
 
 
 @contextmanager
-def exclusive_all(home: Path, names: list[str], what: str) -> Iterator[None]:
+def exclusive_all(home: Path, names: list[str], what: str, *, holder: str = "") -> Iterator[None]:
     """Several locks in a fixed order, so that two callers cannot deadlock each other."""
     with ExitStack() as stack:
         for name in sorted(set(names)):
-            stack.enter_context(exclusive(home, name, what))
+            stack.enter_context(exclusive(home, name, what, holder=holder))
         yield

@@ -36,7 +36,7 @@ from lf_bulk.client import LinksfieldClient
 from lf_bulk.iccid import Reason
 from lf_bulk.models import Order
 from lf_bulk.sources import ICCID_HEADERS, InputRow, read_iccids
-from lf_bulk.xlsx import Column, Kind, Sheet, atomic_path, neutralise, write_workbook
+from lf_bulk.xlsx import Column, Kind, Sheet, atomic_file, neutralise, write_workbook
 
 __all__ = [
     "KEY_ALIASES",
@@ -583,7 +583,7 @@ def write_xlsx(export: OrderExport, path: Path) -> None:
 def write_csv(export: OrderExport, path: Path) -> None:
     """The orders as CSV (UTF-8, no BOM), written atomically; times as the API wrote them."""
     kinds = [column.kind for column in order_columns(export.extra_fields)]
-    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+    with atomic_file(path, newline="") as out:
         writer = csv.writer(out)
         # Extra field names come from the API: a header cell is neutralised like any other.
         writer.writerow([neutralise(name) for name in order_headers(export.extra_fields)])
@@ -604,7 +604,7 @@ TOTALS_CSV_HEADER: Final = (
 
 def write_totals_csv(export: OrderExport, path: Path) -> None:
     """The Totals sheet as CSV (exact amounts as plain digits), written atomically."""
-    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+    with atomic_file(path, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(TOTALS_CSV_HEADER)
         rows = [(BY_STATUS, t.currency, t.pay_status, "", "", t) for t in export.by_status]
@@ -617,7 +617,7 @@ def write_totals_csv(export: OrderExport, path: Path) -> None:
 
 
 def write_not_found_csv(export: OrderExport, path: Path) -> None:
-    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+    with atomic_file(path, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["row", "key_kind", "key", "reason", "detail"])
         for m in export.not_found:

@@ -36,7 +36,7 @@ from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem
 from lf_bulk.models import Operation
 from lf_bulk.sources import InputTable
-from lf_bulk.xlsx import Column, Sheet, Summary, atomic_path, neutralise, write_workbook
+from lf_bulk.xlsx import Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
 
 class Category(StrEnum):
@@ -543,7 +543,7 @@ def write_drift_csv(path: Path, findings: Iterable[Finding], *, withhold: bool =
     """Every finding that is not in sync (unexpected members have no row), atomically."""
     count = 0
     n = neutralise
-    with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(DRIFT_FIELDS)
         for f in findings:
@@ -570,7 +570,7 @@ def write_items_csv(path: Path, before: Diff, after: Diff | None = None) -> int:
     rows = [f for f in before.findings if f.row]
     later = [f.category for f in after.findings if f.row] if after is not None else []
     n = neutralise
-    with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(ITEM_FIELDS)
         for index, f in enumerate(rows):
@@ -590,8 +590,8 @@ def write_items_csv(path: Path, before: Diff, after: Diff | None = None) -> int:
 
 
 def _write_json(path: Path, document: Mapping[str, object]) -> None:
-    with atomic_path(path) as temp:
-        temp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_file(path) as out:
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_refusal_report(

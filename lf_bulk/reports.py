@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from lf_bulk.errors import InputError
-from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_path, neutralise, write_workbook
+from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
 __all__ = [
     "ITEMS_CSV",
@@ -162,7 +162,7 @@ def write_items_csv(path: Path, items: Iterable[ItemOutcome]) -> int:
     """Write `items.csv` atomically (UTF-8, no BOM); return the number of items written."""
     n = neutralise
     seen = count()
-    with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as out:
+    with atomic_file(path, newline="") as out:
         writer = csv.writer(out)
         writer.writerow(ITEM_FIELDS)
         # zip stops on `items` before drawing from `seen`, so `seen` ends at the item count.
@@ -176,8 +176,8 @@ def write_items_csv(path: Path, items: Iterable[ItemOutcome]) -> int:
 def write_summary_json(path: Path, summary: RunSummary) -> None:
     """Write `summary.json` atomically."""
     text = json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n"
-    with atomic_path(path) as temp:
-        temp.write_text(text, encoding="utf-8")
+    with atomic_file(path) as out:
+        out.write(text)
 
 
 def write_run_report(

@@ -14,6 +14,7 @@ from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import ConfigError
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy
+from lf_bulk.sqlite import ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
         if settings.in_process_sandbox:
             from lf_bulk.sandbox.server import running_sandbox
 
-            settings.home.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(settings.home)
             server = stack.enter_context(
                 running_sandbox(settings.home / "sandbox.db", settings.sandbox_faults)
             )

@@ -40,7 +40,7 @@ from decimal import Decimal
 from itertools import chain, islice
 from numbers import Integral
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TextIO
 
 # XlsxWriter has inline type hints but (in some releases) no py.typed marker; the protocols
 # below declare the part of its API we use.
@@ -56,6 +56,7 @@ __all__ = [
     "Kind",
     "Sheet",
     "Summary",
+    "atomic_file",
     "atomic_path",
     "neutralise",
     "safe_sheet_name",
@@ -191,16 +192,51 @@ def atomic_path(path: Path) -> Iterator[Path]:
     after a crash or power loss `path` is the old file or the complete new one.
     """
     path = Path(path)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    temp = _temp_name(path)
+    os.close(_create_temp(temp))
     try:
         yield temp
-        with open(temp, "rb+") as written:
-            os.fsync(written.fileno())
+        # Never follow a link someone put in the temporary file's place meanwhile.
+        written = os.open(temp, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fsync(written)
+        finally:
+            os.close(written)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_file(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
+    """A UTF-8 text file that replaces `path` when the block succeeds (removed on error).
+
+    Written through the very descriptor that created the temporary file (O_EXCL|O_NOFOLLOW),
+    so nothing planted in the folder can redirect it; the final rename replaces whatever is at
+    `path`, a planted symbolic link included, instead of writing through it.
+    """
+    path = Path(path)
+    temp = _temp_name(path)
+    descriptor = _create_temp(temp)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline=newline) as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def _create_temp(temp: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(temp, flags, 0o666)
 
 
 # --- the part of XlsxWriter we use -------------------------------------------------------------

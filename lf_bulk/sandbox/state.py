@@ -13,7 +13,6 @@ use the wire reason codes.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import threading
@@ -27,11 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lf_bulk import wire
+from lf_bulk import sqlite, wire
 from lf_bulk.models import Operation, OpStatus
 from lf_bulk.sandbox import seed
 
 SCHEMA_VERSION = "1"
+APPLICATION_ID = 0x4C465342  # "LFSB" in the SQLite header: this file is a sandbox state
 _PURGE_INTERVAL = 60.0
 # Refused requests are logged (evidence of what a client sent) but bounded: the newest
 # REFUSED_LOG_LIMIT rows, each with at most REFUSED_ICCIDS_KEPT of its ICCIDs.
@@ -151,15 +151,11 @@ class SandboxState:
         self._clock = clock
         self._lock = threading.RLock()
         self._last_purge = float("-inf")
-        _create_private_file(self.path)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        # Owner-only, no links, ours, versioned: see lf_bulk.sqlite.
+        self._db = sqlite.connect(
+            self.path, STATE_FILE, private_folder=False, check_same_thread=False
         )
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
-            self._db.executescript(_SCHEMA)
             self._seed_once(seed.DEFAULT_SIMS if sims is None else sims)
 
     def close(self) -> None:
@@ -711,8 +707,29 @@ def _order_row(seeded: seed.SeedOrder) -> tuple[Any, ...]:
     return (*known, seeded.partner_code, json.dumps(extra))
 
 
-def _create_private_file(path: Path) -> None:
-    """Create the state file readable by its owner only (it is nobody else's business)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(descriptor)
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _is_unversioned_state(db: sqlite3.Connection) -> bool:
+    """A state file from before application ids: its meta row says schema 1."""
+    if not {"key", "value"} <= sqlite.table_columns(db, "meta"):
+        return False
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    return row is not None and row[0] == SCHEMA_VERSION and "sims" in _tables(db)
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+STATE_FILE = sqlite.FileKind(
+    name="sandbox state",
+    application_id=APPLICATION_ID,
+    version=1,
+    create=_create_schema,
+    migrations=(_create_schema,),  # 0 -> 1: the same tables, now with a versioned header
+    is_legacy=_is_unversioned_state,
+)

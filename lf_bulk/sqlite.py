@@ -1,0 +1,313 @@
+"""Opening the tool's own SQLite files (the journal, the sandbox state) without trusting the disk.
+
+Everything under `--home` may have been planted or edited by someone else when the folder was ever
+shared, so a database is only used when:
+
+- its folder is ours and not writable by other users (created 0700; an existing folder of ours
+  that others could write to is made 0700 first, since its files are checked one by one below);
+- the file itself is opened without following a symbolic link on its last component
+  (`O_NOFOLLOW`), is a regular file, is ours, and is not writable by other users; the same holds
+  for SQLite's side files (`-wal`, `-shm`, `-journal`), which SQLite would otherwise follow;
+- its header says it is ours: `PRAGMA application_id` names the kind of file and
+  `PRAGMA user_version` its schema version. A file newer than this code is refused; older ones are
+  migrated in order; files made before versions existed (application id 0) are recognised by
+  their tables and migrated like version 0. Any other database is refused untouched.
+
+Connections run with `trusted_schema=OFF` (a planted view or trigger cannot call functions with
+side effects) and WAL; `transaction()` is the one way to write.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from lf_bulk.errors import DatabaseTooNew, ForeignDatabase, HomeError, UnsafeFile
+
+SIDE_FILES = ("-wal", "-shm", "-journal")
+BUSY_TIMEOUT_MS = 30_000
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """One kind of database the tool owns: how to recognise, create and upgrade it.
+
+    `migrations[n]` brings a file from version n to n + 1 (version 0: a file made before schema
+    versions existed, which `is_legacy` recognises by its tables); `create` makes the current
+    schema in an empty file. Both run inside the opening transaction.
+    """
+
+    name: str  # "journal", "sandbox state": used in messages
+    application_id: int
+    version: int
+    create: Migration
+    migrations: Sequence[Migration]
+    is_legacy: Callable[[sqlite3.Connection], bool]
+
+    def __post_init__(self) -> None:
+        assert len(self.migrations) == self.version, "one migration per version step"
+
+
+def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
+    """Create `path` (and missing parents) owner-only, or check an existing one is ours.
+
+    An existing folder of ours that others may write to is made 0700; one that belongs to
+    another user is refused. Raises `HomeError` naming the folder and what to do.
+    """
+    path = Path(path).absolute()
+    try:
+        _make_missing_folders(path)
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder")
+        if info.st_uid != os.geteuid():
+            raise HomeError(
+                f"the folder {path} belongs to another user (uid {info.st_uid}); use a folder "
+                f"of your own with {what}"
+            )
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(path, 0o700)
+        probe = path / f".lf-bulk-probe-{secrets.token_hex(6)}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise HomeError(
+            f"the folder {path} cannot be used ({reason}); make it writable, or choose another "
+            f"with {what}"
+        ) from None
+    return path
+
+
+def _make_missing_folders(path: Path) -> None:
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+
+
+def open_private_file(path: Path, flags: int, *, what: str) -> int:
+    """Open (creating owner-only) a file of ours under a private folder; return the descriptor.
+
+    Refuses a symbolic link, anything but a regular file, a file of another user, and one that
+    others may write to (a file merely readable by others is made 0600).
+    """
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile(
+                f"{what} {path} is a symbolic link; lf-bulk does not follow links under its home. "
+                "Remove the link (and check who made it)"
+            ) from None
+        raise HomeError(
+            f"{what} {path} cannot be opened ({exc.strerror or exc}); check the folder, or "
+            "choose another with --home"
+        ) from None
+    try:
+        check_owned(path, os.fstat(fd), what=what)
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_owned(path: Path, info: os.stat_result, *, what: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafeFile(f"{what} {path} is not a regular file; remove it (and check who made it)")
+    if info.st_uid != os.geteuid():
+        raise UnsafeFile(
+            f"{what} {path} belongs to another user (uid {info.st_uid}); lf-bulk only uses its "
+            "own files. Remove it (and check who made it), or choose another --home"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o022:
+        raise UnsafeFile(
+            f"{what} {path} is writable by other users, so it may have been changed; check it, "
+            "then `chmod 600` it, or remove it"
+        )
+
+
+def _check_side_files(path: Path, what: str) -> None:
+    for suffix in SIDE_FILES:
+        side = Path(f"{path}{suffix}")
+        try:
+            info = os.lstat(side)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            raise UnsafeFile(
+                f"{what} {side} is a symbolic link; lf-bulk does not follow links under its home. "
+                "Remove the link (and check who made it)"
+            )
+        check_owned(side, info, what=what)
+
+
+def connect(
+    path: Path, kind: FileKind, *, private_folder: bool = True, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """Open (or create) a database of `kind` at `path` under the checks of the module docstring.
+
+    `private_folder=False` is for a file the user placed in a folder of their choosing (e.g.
+    `sandbox serve --state`): missing folders are still created 0700, but an existing folder is
+    left as it is; the file and its side files are checked all the same.
+    """
+    path = Path(path).absolute()
+    if private_folder:
+        ensure_private_dir(path.parent)
+    else:
+        try:
+            _make_missing_folders(path.parent)
+        except OSError as exc:
+            raise HomeError(
+                f"the folder {path.parent} cannot be created ({exc.strerror or exc}); "
+                "choose another"
+            ) from None
+    fd = open_private_file(path, os.O_RDWR, what=kind.name)
+    try:
+        opened = os.fstat(fd)
+        _check_side_files(path, kind.name)
+        try:
+            db = sqlite3.connect(
+                f"{path.as_uri()}?mode=rw",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=check_same_thread,
+            )
+        except sqlite3.Error as exc:
+            raise ForeignDatabase(f"{kind.name} {path} cannot be opened: {exc}") from None
+        # The name must still lead to the file we checked (nobody swapped it in between).
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            db.close()
+            raise UnsafeFile(f"{kind.name} {path} was replaced while it was being opened")
+    finally:
+        os.close(fd)
+    try:
+        _prepare(db, path, kind)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path, kind: FileKind) -> None:
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA trusted_schema = OFF")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            _prepare_once(db, path, kind)
+            return
+        except sqlite3.OperationalError as exc:
+            # Switching a new file to WAL can meet another process doing the same; SQLite
+            # then answers "locked" at once, without waiting on busy_timeout.
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise ForeignDatabase(
+                    f"{kind.name} {path} is not a usable lf-bulk {kind.name} ({exc}); move it aside"
+                ) from None
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            time.sleep(0.02)
+
+
+def _prepare_once(db: sqlite3.Connection, path: Path, kind: FileKind) -> None:
+    try:
+        # Recognise the file before changing anything in it (even its journal mode).
+        _recognise(db, path, kind)
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        with transaction(db):
+            _create_or_migrate(db, path, kind)
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise ForeignDatabase(
+            f"{kind.name} {path} is not a usable lf-bulk {kind.name} ({exc}); move it aside"
+        ) from None
+
+
+def _header(db: sqlite3.Connection) -> tuple[int, int, int]:
+    application_id = int(db.execute("PRAGMA application_id").fetchone()[0])
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    tables = int(db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0])
+    return application_id, version, tables
+
+
+def _recognise(db: sqlite3.Connection, path: Path, kind: FileKind) -> int:
+    """The file's schema version (-1: empty, to be created); raises for anything not ours."""
+    if db.in_transaction:
+        return _recognise_snapshot(db, path, kind)
+    # One read transaction: another process may be creating the file right now, and the header
+    # and the tables must be seen as of one moment.
+    db.execute("BEGIN")
+    try:
+        return _recognise_snapshot(db, path, kind)
+    finally:
+        db.execute("COMMIT")
+
+
+def _recognise_snapshot(db: sqlite3.Connection, path: Path, kind: FileKind) -> int:
+    application_id, version, tables = _header(db)
+    if application_id == kind.application_id:
+        if version > kind.version:
+            raise DatabaseTooNew(
+                f"{kind.name} {path} has schema version {version}, newer than this lf-bulk "
+                f"understands ({kind.version}); upgrade lf-bulk to use it"
+            )
+        return version
+    if application_id == 0 and version == 0:
+        if tables == 0:
+            return -1
+        if kind.is_legacy(db):
+            return 0
+    raise ForeignDatabase(
+        f"{path} is not an lf-bulk {kind.name} (another application's database); move it aside "
+        "or choose another --home"
+    )
+
+
+def _create_or_migrate(db: sqlite3.Connection, path: Path, kind: FileKind) -> None:
+    # Again inside the write transaction: another process may have created it meanwhile.
+    version = _recognise(db, path, kind)
+    if version == kind.version:
+        return
+    if version < 0:
+        kind.create(db)
+    else:
+        for migrate in kind.migrations[version:]:
+            migrate(db)
+    db.execute(f"PRAGMA application_id = {int(kind.application_id)}")
+    db.execute(f"PRAGMA user_version = {int(kind.version)}")
+
+
+def table_columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """An IMMEDIATE transaction (the write lock up front); nested calls join the outer one."""
+    if db.in_transaction:
+        yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
