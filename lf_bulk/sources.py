@@ -35,7 +35,9 @@ import csv
 import gc
 import io
 import itertools
+import os
 import re
+import stat
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -78,6 +80,8 @@ ICCID_HEADERS: tuple[str, ...] = (
 """Headers recognised as the ICCID column, most specific first."""
 
 STDIN = "-"
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+"""The largest input read (a million ICCIDs with a few columns is about 30 MB); see `max_bytes`."""
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 
@@ -167,17 +171,21 @@ def read_iccids(
     extra_columns: Mapping[str, Sequence[str]] = _NO_EXTRA_COLUMNS,
     require_column: bool = True,
     stdin: IO[bytes] | None = None,
+    max_bytes: int | None = None,
 ) -> InputTable:
     """Read and validate the ICCIDs of `path` (see the module docstring for the rules).
 
+    Only a regular file (or a link to one) or `-` is read, and at most `max_bytes` of it
+    (default `MAX_INPUT_BYTES`): a pipe, a device or a larger input is refused before it is read.
     Raises `InputError` for any problem with the file as a whole; problems with single values are
     reported per row through `InputRow.reason`.
     """
     source = "<stdin>" if str(path) == STDIN else str(path)
     aliases = {name: _as_aliases(names) for name, names in extra_columns.items()}
     wanted = _Wanted(column or None, aliases, require_column)
+    limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     with _collector_paused():
-        loaded = _load(path, source, sheet, stdin)
+        loaded = _load(path, source, sheet, stdin, limit)
         return _tabulate(loaded, source, wanted)
 
 
@@ -253,15 +261,19 @@ class _Loaded:
     """The workbook's sheets for messages, hidden ones marked."""
 
 
-def _load(path: str | Path, source: str, sheet: str | None, stdin: IO[bytes] | None) -> _Loaded:
+def _load(
+    path: str | Path, source: str, sheet: str | None, stdin: IO[bytes] | None, limit: int
+) -> _Loaded:
     if str(path) == STDIN:
-        data = (stdin or sys.stdin.buffer).read()
+        data = (stdin or sys.stdin.buffer).read(limit + 1)
+        _require_within(len(data), limit, source)
         if data.startswith(_ZIP_MAGIC):
             return _load_workbook(data, source, sheet)
         return _load_text(data, source, sheet, delimiter=None)
+    _require_regular_file(Path(path), source)
     suffix = Path(path).suffix.lower()
     _require_supported_suffix(suffix, source)
-    data = _read_bytes(Path(path), source)
+    data = _read_bytes(Path(path), source, limit)
     if suffix in WORKBOOK_SUFFIXES:
         return _load_workbook(data, source, sheet)
     return _load_text(data, source, sheet, delimiter="\t" if suffix == ".tsv" else None)
@@ -279,18 +291,72 @@ def _require_supported_suffix(suffix: str, source: str) -> None:
     raise InputError(message, path=source)
 
 
-def _read_bytes(path: Path, source: str) -> bytes:
+def _require_regular_file(path: Path, source: str) -> None:
+    # stat, not open: opening a named pipe waits for a writer, and opening some devices acts.
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        message = "file not found."
-    except IsADirectoryError:
-        message = "this is a folder, not a file."
-    except PermissionError:
-        message = "permission denied: the file cannot be read."
+        mode = path.stat().st_mode
     except OSError as error:
-        message = f"the file cannot be read ({error.strerror or error})."
-    raise InputError(message, path=source)
+        raise InputError(_os_error_message(error), path=source) from None
+    if not stat.S_ISREG(mode):
+        raise InputError(_not_regular_message(mode), path=source)
+
+
+def _not_regular_message(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "this is a folder, not a file."
+    if stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "a special file"
+    return (
+        f"this is {kind}, not a regular file, and lf-bulk reads only files. Save the list to a "
+        "file, or pass - and send it on standard input."
+    )
+
+
+def _read_bytes(path: Path, source: str, limit: int) -> bytes:
+    try:
+        # O_NONBLOCK: should the path have become a pipe since it was checked, open must not wait.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise InputError(_not_regular_message(mode), path=source)
+            _require_within(os.fstat(file.fileno()).st_size, limit, source)
+            data = file.read(limit + 1)
+    except OSError as error:
+        raise InputError(_os_error_message(error), path=source) from None
+    _require_within(len(data), limit, source)
+    return data
+
+
+def _os_error_message(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "file not found."
+    if isinstance(error, IsADirectoryError):
+        return "this is a folder, not a file."
+    if isinstance(error, PermissionError):
+        return "permission denied: the file cannot be read."
+    return f"the file cannot be read ({error.strerror or error})."
+
+
+def _require_within(size: int, limit: int, source: str) -> None:
+    if size > limit:
+        raise InputError(
+            f"the input is larger than {_megabytes(limit)}, the most lf-bulk reads at once: "
+            "split it into smaller files and run them one after the other.",
+            path=source,
+        )
+
+
+def _megabytes(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):g} MB"
+    return f"{size:,} bytes"
 
 
 # --- text files ----------------------------------------------------------------------------

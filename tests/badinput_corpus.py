@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -563,6 +564,20 @@ def booleans_and_dates(directory: Path) -> CorpusCase:
 def headerless_numeric_first_cell(directory: Path) -> CorpusCase:
     path = write_xlsx(directory / "headerless.xlsx", {"Data": [[float(VALID)], [VALID_B]]})
     return CorpusCase(path, "no header, first ICCID typed as a number", rows={1: NC, 2: None})
+
+
+@case
+def named_pipe(directory: Path) -> CorpusCase:
+    path = directory / "pipe.csv"
+    os.mkfifo(path)
+    return CorpusCase(path, "a named pipe (FIFO) nobody writes to", error="named pipe")
+
+
+@case
+def link_to_dev_zero(directory: Path) -> CorpusCase:
+    path = directory / "zero.xlsx"
+    path.symlink_to("/dev/zero")
+    return CorpusCase(path, "a link to /dev/zero named .xlsx", error="not a regular file")
 
 
 def large_csv(directory: Path) -> CorpusCase:
