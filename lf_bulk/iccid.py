@@ -121,15 +121,22 @@ def validate(values: Iterable[tuple[str, bool]]) -> list[tuple[str, Reason | Non
     """
     seen: set[str] = set()
     results: list[tuple[str, Reason | None]] = []
+    append = results.append
     for raw, numeric in values:
-        iccid = normalize(raw)
-        reason = Reason.NUMERIC_CELL if numeric else _reason(iccid)
+        # The common case, a clean 19/20-digit ICCID, skips normalize and _reason: at a million
+        # rows the saved calls are a good part of the read time.
+        if raw.isascii() and raw.isdigit() and len(raw) in VALID_LENGTHS and not numeric:
+            iccid = raw
+            reason = _ordered_reason(raw)
+        else:
+            iccid = normalize(raw)
+            reason = Reason.NUMERIC_CELL if numeric else _reason(iccid)
         if reason is None:
             if iccid in seen:
                 reason = Reason.DUPLICATE
             else:
                 seen.add(iccid)
-        results.append((iccid, reason))
+        append((iccid, reason))
     return results
 
 
@@ -147,6 +154,11 @@ def _reason(iccid: str) -> Reason | None:
         return Reason.NOT_DIGITS
     if len(iccid) not in VALID_LENGTHS:
         return Reason.BAD_LENGTH
+    return _ordered_reason(iccid)
+
+
+def _ordered_reason(iccid: str) -> Reason | None:
+    """The reason of a value already known to be 19 or 20 ASCII digits."""
     if iccid[:2] != PREFIX:
         return Reason.BAD_PREFIX
     if _luhn_sum(iccid) % 10:

@@ -39,12 +39,14 @@ import os
 import re
 import stat
 import sys
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Protocol, cast
@@ -58,6 +60,7 @@ from python_calamine import (
     SheetVisibleEnum,
 )
 
+from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, check, normalize, validate
 
@@ -105,7 +108,7 @@ _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"),
 )
 _HEADER_NOISE = re.compile(r"[\s_\-.#:]+")
-_SUPPORTED = "use .csv, .tsv, .txt or .xlsx"
+_SUPPORTED = "use .csv, .tsv, .txt, .xlsx or .xlsm"
 _SAVE_AS_XLSX = "open it in Excel and save it as an Excel Workbook (.xlsx)"
 
 
@@ -231,6 +234,8 @@ class _RowGrid:
         return self.rows[index]
 
     def column(self, index: int) -> Sequence[Cell]:
+        if all(len(row) > index for row in self.rows):
+            return list(map(itemgetter(index), self.rows))
         return [row[index] if index < len(row) else "" for row in self.rows]
 
 
@@ -247,6 +252,28 @@ class _ColumnGrid:
 
     def column(self, index: int) -> Sequence[Cell]:
         return self.columns[index] if index < len(self.columns) else [""] * self.height
+
+
+@dataclass(frozen=True)
+class _SparseGrid:
+    """Rows of a sheet too sparse to hold as a rectangle: only non-blank cells are stored."""
+
+    cells: Mapping[int, Mapping[int, Cell]]
+    rows_high: int
+
+    @property
+    def height(self) -> int:
+        return self.rows_high
+
+    def row(self, index: int) -> Sequence[Cell]:
+        cells = self.cells.get(index)
+        if not cells:
+            return []
+        return [cells.get(column, "") for column in range(max(cells) + 1)]
+
+    def column(self, index: int) -> Sequence[Cell]:
+        empty: Mapping[int, Cell] = {}
+        return [self.cells.get(row, empty).get(index, "") for row in range(self.rows_high)]
 
 
 @dataclass(frozen=True)
@@ -284,6 +311,8 @@ def _require_supported_suffix(suffix: str, source: str) -> None:
         return
     if suffix == ".xls":
         message = f"the old Excel 97-2003 format (.xls) is not supported: {_SAVE_AS_XLSX}."
+    elif suffix in workbooks.OTHER_SPREADSHEETS:
+        message = workbooks.OTHER_SPREADSHEETS[suffix]
     elif suffix:
         message = f"files of type {suffix!r} are not supported: {_SUPPORTED}."
     else:
@@ -489,17 +518,41 @@ def _csv_module_rows(text: str, delimiter: str, source: str) -> list[list[Cell]]
 def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
     _require_xlsx_signature(data, source)
     with _workbook_errors(source, sheet):
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        workbooks.reject_other_formats(archive)
+        workbooks.require_readable_shared_strings(archive)
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         metadata = list(workbook.sheets_metadata)
     with workbook:
         chosen = _choose_sheet(metadata, sheet, source)
         with _workbook_errors(source, chosen):
-            worksheet = workbook.get_sheet_by_name(chosen)
-            rows = worksheet.to_python()
-            start = worksheet.start
+            scan = workbooks.scan_sheet(archive, chosen)
+            if scan.fits_dense:
+                grid, first_row_number = _dense_grid(workbook, chosen, scan)
+            else:
+                grid, first_row_number = _sparse_grid(archive, scan)
     sheets = tuple(_describe_sheet(entry) for entry in metadata)
-    first_row_number = start[0] + 1 if start else 1
-    return _Loaded(_RowGrid(rows), first_row_number, typed=True, sheet=chosen, sheets=sheets)
+    return _Loaded(grid, first_row_number, typed=True, sheet=chosen, sheets=sheets)
+
+
+def _dense_grid(
+    workbook: CalamineWorkbook, sheet: str, scan: workbooks.SheetScan
+) -> tuple[_Grid, int]:
+    worksheet = workbook.get_sheet_by_name(sheet)
+    rows = worksheet.to_python()
+    top, left = worksheet.start or (0, 0)
+    for (row, column), text in scan.errors.items():
+        # calamine reads an error cell as an empty string; put back what Excel shows.
+        if 0 <= row - top < len(rows) and 0 <= column - left < len(rows[row - top]):
+            rows[row - top][column - left] = text
+    return _RowGrid(rows), top + 1
+
+
+def _sparse_grid(archive: zipfile.ZipFile, scan: workbooks.SheetScan) -> tuple[_Grid, int]:
+    cells = workbooks.read_sparse_sheet(archive, scan.part).cells
+    top = min(cells, default=0)
+    height = max(cells, default=-1) - top + 1
+    return _SparseGrid({row - top: values for row, values in cells.items()}, height), top + 1
 
 
 def _require_xlsx_signature(data: bytes, source: str) -> None:
@@ -547,6 +600,16 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
             path=source,
             sheet=sheet,
         ) from None
+    except workbooks.WorkbookProblem as problem:
+        message = str(problem)
+        if problem.damaged:
+            message = (
+                f"the workbook is damaged and cannot be read ({problem}). Open it in Excel and "
+                "save it again as an Excel Workbook (.xlsx), or export the sheet as CSV."
+            )
+        raise InputError(message, path=source, sheet=sheet) from None
+    except InputError:
+        raise
     except Exception as error:
         raise InputError(
             f"the workbook is damaged and cannot be read ({error}). Open it in Excel and save "
@@ -554,6 +617,17 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
             path=source,
             sheet=sheet,
         ) from error
+    except BaseException as error:
+        # A panic in the Rust reader arrives as pyo3's PanicException, a BaseException so that
+        # `except Exception` does not hide it; it says the file broke the reader, nothing more.
+        if type(error).__name__ != "PanicException":
+            raise
+        raise InputError(
+            "lf-bulk could not read this workbook (the Excel reader failed on it). Open it in "
+            "Excel and save it again as an Excel Workbook (.xlsx), or export the sheet as CSV.",
+            path=source,
+            sheet=sheet,
+        ) from None
 
 
 def _choose_sheet(metadata: list[SheetMetadata], wanted: str | None, source: str) -> str:
@@ -793,7 +867,11 @@ def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]
         ]
     cells = loaded.grid.column(layout.iccid_index)[start:height]
     raws = _texts(cells, typed=loaded.typed)
-    numeric = [_is_number(cell) for cell in cells] if loaded.typed else itertools.repeat(False)
+    numeric: Iterable[bool] = (
+        [type(cell) is float or type(cell) is int for cell in cells]
+        if loaded.typed
+        else itertools.repeat(False)
+    )
     checked = validate(zip(raws, numeric, strict=False))
     return [
         InputRow(first_number + offset, raw, iccid, reason, extra)
@@ -807,7 +885,7 @@ def _texts(cells: Sequence[Cell], *, typed: bool) -> Sequence[str]:
     if not typed:
         # Text sources hold only str; skipping the per-cell conversion matters at a million rows.
         return cast(Sequence[str], cells)
-    return [_cell_text(cell) for cell in cells]
+    return [cell if type(cell) is str else _cell_text(cell) for cell in cells]
 
 
 def _extra_values(loaded: _Loaded, layout: _Layout, height: int) -> Iterable[Mapping[str, str]]:

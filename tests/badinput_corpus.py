@@ -580,6 +580,35 @@ def link_to_dev_zero(directory: Path) -> CorpusCase:
     return CorpusCase(path, "a link to /dev/zero named .xlsx", error="not a regular file")
 
 
+@case
+def blank_cell_at_the_last_cell(directory: Path) -> CorpusCase:
+    path = write_raw_xlsx(
+        directory / "far_blank.xlsx",
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>ICCID</t></is></c></row>'
+        f'<row r="2"><c r="A2" t="inlineStr"><is><t>{VALID}</t></is></c></row>'
+        '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t></t></is></c></row>',
+    )
+    return CorpusCase(
+        path, "a blank text cell at XFD1048576 (a used range of 17 billion cells)", rows={2: None}
+    )
+
+
+@case
+def opendocument_spreadsheet(directory: Path) -> CorpusCase:
+    path = directory / "list.ods"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+    return CorpusCase(path, "an OpenDocument spreadsheet", error="OpenDocument spreadsheet (.ods)")
+
+
+@case
+def binary_workbook_named_xlsx(directory: Path) -> CorpusCase:
+    path = directory / "binary.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/workbook.bin", b"\x00")
+    return CorpusCase(path, "an .xlsb workbook named .xlsx", error="Excel Binary Workbook (.xlsb)")
+
+
 def large_csv(directory: Path) -> CorpusCase:
     """About 50 MB of valid ICCIDs with a group column (only with --large: slow to build)."""
     path = directory / "large.csv"
