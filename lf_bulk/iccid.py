@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 __all__ = [
+    "EXCEL_ERRORS",
     "EXPLANATIONS",
     "VALID_LENGTHS",
     "Reason",
@@ -42,6 +43,7 @@ class Reason(StrEnum):
     BAD_CHECKSUM = "bad_checksum"
     NUMERIC_CELL = "numeric_cell"
     DUPLICATE = "duplicate"
+    EXCEL_ERROR = "excel_error"
 
     @property
     def explanation(self) -> str:
@@ -64,6 +66,10 @@ EXPLANATIONS: dict[Reason, str] = {
         "re-enter or paste the ICCIDs again, or export the file as CSV with the ICCIDs quoted."
     ),
     Reason.DUPLICATE: "This ICCID already appears on an earlier row; only the first one is used.",
+    Reason.EXCEL_ERROR: (
+        "The cell shows an Excel error (such as #N/A or #REF!) instead of an ICCID: a formula "
+        "failed. Fix the formula, or copy the column and paste it back as values."
+    ),
 }
 
 # Characters people paste inside ICCIDs that carry no meaning: ASCII and Unicode spaces, zero-width
@@ -76,6 +82,28 @@ _NORMALIZE_TABLE = str.maketrans("０１２３４５６７８９", "0123456789",
 _DOUBLED_DIGIT = bytes.maketrans(b"0123456789", b"0246813579")
 _ASCII_ZERO = ord("0")
 
+# What Excel shows, and writes to a CSV, for a formula that failed.
+EXCEL_ERRORS = frozenset(
+    {
+        "#N/A",
+        "#REF!",
+        "#VALUE!",
+        "#DIV/0!",
+        "#NAME?",
+        "#NULL!",
+        "#NUM!",
+        "#SPILL!",
+        "#CALC!",
+        "#FIELD!",
+        "#BLOCKED!",
+        "#CONNECT!",
+        "#BUSY!",
+        "#UNKNOWN!",
+        "#GETTING_DATA",
+    }
+)
+_FORMULA_TEXT_START = '="'
+
 # Text such as "8.98524E+19" is what Excel writes to a CSV for an ICCID it had stored as a number.
 _SCIENTIFIC_NOTATION = re.compile(r"[0-9](?:[.,][0-9]*)?[eE]\+?[0-9]+")
 
@@ -83,11 +111,20 @@ _SCIENTIFIC_NOTATION = re.compile(r"[0-9](?:[.,][0-9]*)?[eE]\+?[0-9]+")
 def normalize(raw: str) -> str:
     """`raw` without surrounding whitespace, inner spaces and dashes; full-width digits as ASCII.
 
+    Excel's two ways of forcing text are unwrapped: a leading apostrophe (``'8985...``) and a
+    text formula (``="8985..."``, what a CSV meant for Excel holds).
     Idempotent: ``normalize(normalize(x)) == normalize(x)``.
     """
     if raw.isascii() and raw.isdigit():
         return raw
-    return raw.translate(_NORMALIZE_TABLE).strip()
+    text = raw.translate(_NORMALIZE_TABLE).strip()
+    while True:
+        if text.startswith("'"):
+            text = text.lstrip("'").strip()
+        elif len(text) >= 3 and text.startswith(_FORMULA_TEXT_START) and text.endswith('"'):
+            text = text[2:-1].strip()
+        else:
+            return text
 
 
 def luhn_valid(digits: str) -> bool:
@@ -151,6 +188,8 @@ def _reason(iccid: str) -> Reason | None:
     if not (iccid.isascii() and iccid.isdigit()):
         if _SCIENTIFIC_NOTATION.fullmatch(iccid):
             return Reason.NUMERIC_CELL
+        if iccid in EXCEL_ERRORS:
+            return Reason.EXCEL_ERROR
         return Reason.NOT_DIGITS
     if len(iccid) not in VALID_LENGTHS:
         return Reason.BAD_LENGTH

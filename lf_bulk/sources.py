@@ -64,7 +64,14 @@ from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, check, normalize, validate
 
-__all__ = ["ICCID_HEADERS", "InputRow", "InputTable", "read_iccids"]
+__all__ = [
+    "ICCID_HEADERS",
+    "MAX_INPUT_BYTES",
+    "InputRow",
+    "InputTable",
+    "describe_counts",
+    "read_iccids",
+]
 
 ICCID_HEADERS: tuple[str, ...] = (
     "iccid",
@@ -93,7 +100,7 @@ Cell = str | int | float | bool | date | datetime | time | timedelta
 
 _NO_EXTRAS: Mapping[str, str] = MappingProxyType({})
 _NO_EXTRA_COLUMNS: Mapping[str, Sequence[str]] = MappingProxyType({})
-_HEADER_SCAN_ROWS = 10
+_HEADER_SCAN_ROWS = 100
 _HEADERLESS_MIN_DIGITS = 10
 _SNIFF_CHARS = 65536
 _SNIFF_LINES = 20
@@ -110,6 +117,10 @@ _BOMS = (
 _HEADER_NOISE = re.compile(r"[\s_\-.#:]+")
 _SUPPORTED = "use .csv, .tsv, .txt, .xlsx or .xlsm"
 _SAVE_AS_XLSX = "open it in Excel and save it as an Excel Workbook (.xlsx)"
+_WEB_PAGE_ADVICE = (
+    "Some systems export tables this way: open it in Excel and save it as an Excel Workbook "
+    "(.xlsx), or export the list as CSV."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,13 @@ class InputTable:
             "invalid": len(self.invalid_rows),
             "duplicates": len(self.duplicate_rows),
         }
+
+
+def describe_counts(input_rows: int, valid: int, invalid: int, duplicates: int) -> str:
+    """``'3 rows: 1 valid, 2 invalid, 0 duplicates'`` (the names of `InputTable.counts`)."""
+    rows = "row" if input_rows == 1 else "rows"
+    twins = "duplicate" if duplicates == 1 else "duplicates"
+    return f"{input_rows} {rows}: {valid} valid, {invalid} invalid, {duplicates} {twins}"
 
 
 def read_iccids(
@@ -286,6 +304,8 @@ class _Loaded:
     sheet: str | None = None
     sheets: tuple[str, ...] = ()
     """The workbook's sheets for messages, hidden ones marked."""
+    first_column: int = 0
+    """0-based sheet column of the grid's first column (workbooks name columns by letter)."""
 
 
 def _load(
@@ -405,6 +425,9 @@ def _load_text(data: bytes, source: str, sheet: str | None, *, delimiter: str | 
 
 
 def _reject_workbook_as_text(data: bytes, source: str) -> None:
+    exported = _exported_page(data)
+    if exported:
+        raise InputError(f"this is {exported}, not a text file. {_WEB_PAGE_ADVICE}", path=source)
     if data.startswith(_ZIP_MAGIC):
         raise InputError(
             "this is an Excel workbook, not a text file: rename it to .xlsx.", path=source
@@ -504,11 +527,16 @@ def _csv_module_rows(text: str, delimiter: str, source: str) -> list[list[Cell]]
             rows.append(list(row))
             record_start = reader.line_num + 1
     except csv.Error as error:
-        raise InputError(
-            f"the file is not valid CSV ({error}): check the quotes of the row starting here.",
-            path=source,
-            row=record_start,
-        ) from None
+        if "field larger than field limit" in str(error):
+            message = (
+                f"a cell is longer than {csv.field_size_limit():,} characters, far more than a "
+                "list of ICCIDs holds: check that this is the right file, or remove that cell."
+            )
+        else:
+            message = (
+                f"the file is not valid CSV ({error}): check the quotes of the row starting here."
+            )
+        raise InputError(message, path=source, row=record_start) from None
     return rows
 
 
@@ -528,16 +556,16 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
         with _workbook_errors(source, chosen):
             scan = workbooks.scan_sheet(archive, chosen)
             if scan.fits_dense:
-                grid, first_row_number = _dense_grid(workbook, chosen, scan)
+                grid, first_row_number, first_column = _dense_grid(workbook, chosen, scan)
             else:
-                grid, first_row_number = _sparse_grid(archive, scan)
+                grid, first_row_number, first_column = _sparse_grid(archive, scan)
     sheets = tuple(_describe_sheet(entry) for entry in metadata)
-    return _Loaded(grid, first_row_number, typed=True, sheet=chosen, sheets=sheets)
+    return _Loaded(grid, first_row_number, True, chosen, sheets=sheets, first_column=first_column)
 
 
 def _dense_grid(
     workbook: CalamineWorkbook, sheet: str, scan: workbooks.SheetScan
-) -> tuple[_Grid, int]:
+) -> tuple[_Grid, int, int]:
     worksheet = workbook.get_sheet_by_name(sheet)
     rows = worksheet.to_python()
     top, left = worksheet.start or (0, 0)
@@ -545,14 +573,15 @@ def _dense_grid(
         # calamine reads an error cell as an empty string; put back what Excel shows.
         if 0 <= row - top < len(rows) and 0 <= column - left < len(rows[row - top]):
             rows[row - top][column - left] = text
-    return _RowGrid(rows), top + 1
+    return _RowGrid(rows), top + 1, left
 
 
-def _sparse_grid(archive: zipfile.ZipFile, scan: workbooks.SheetScan) -> tuple[_Grid, int]:
+def _sparse_grid(archive: zipfile.ZipFile, scan: workbooks.SheetScan) -> tuple[_Grid, int, int]:
     cells = workbooks.read_sparse_sheet(archive, scan.part).cells
     top = min(cells, default=0)
     height = max(cells, default=-1) - top + 1
-    return _SparseGrid({row - top: values for row, values in cells.items()}, height), top + 1
+    grid = _SparseGrid({row - top: values for row, values in cells.items()}, height)
+    return grid, top + 1, 0
 
 
 def _require_xlsx_signature(data: bytes, source: str) -> None:
@@ -562,7 +591,10 @@ def _require_xlsx_signature(data: bytes, source: str) -> None:
         raise InputError(_compound_file_message(data), path=source)
     if data.startswith(_ZIP_MAGIC):
         return
-    if _looks_like_text(data):
+    exported = _exported_page(data)
+    if exported:
+        message = f"this is {exported} with an Excel name, not a workbook. {_WEB_PAGE_ADVICE}"
+    elif _looks_like_text(data):
         message = "this is a text file with an .xlsx name, not an Excel workbook: rename it .csv."
     else:
         message = "this is not an Excel workbook (.xlsx): the file is damaged or of another type."
@@ -582,6 +614,18 @@ def _compound_file_message(data: bytes) -> str:
     return (
         "this is an old .xls or a password-protected workbook; save it as .xlsx without a password."
     )
+
+
+def _exported_page(data: bytes) -> str | None:
+    """What an "export to Excel" that is no workbook is (an HTML table, an XML spreadsheet)."""
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if b"urn:schemas-microsoft-com:office:spreadsheet" in head:
+        return "an Excel 2003 XML spreadsheet"
+    if head.startswith((b"<!doctype html", b"<html", b"<table")) or (
+        head.startswith(b"<?xml") and b"<html" in head
+    ):
+        return "a web page (HTML)"
+    return None
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -774,28 +818,79 @@ def _find_layout(loaded: _Loaded, height: int, wanted: _Wanted, source: str) -> 
         headers = _row_texts(grid, index)
         found = _find_column(headers, keys)
         if found is not None:
+            _require_single_column(loaded, index, headers, found, source)
             return _header_layout(index, found, headers, wanted)
-    return _fallback_layout(loaded, first, wanted, source)
+    return _fallback_layout(loaded, candidates, wanted, source)
 
 
-def _fallback_layout(loaded: _Loaded, first: int, wanted: _Wanted, source: str) -> _Layout:
+def _require_single_column(
+    loaded: _Loaded, index: int, headers: list[str], found: int, source: str
+) -> None:
+    key = _header_key(headers[found])
+    twins = [column for column, header in enumerate(headers) if _header_key(header) == key]
+    if len(twins) < 2:
+        return
+    labels = [_column_label(loaded, column) for column in twins]
+    named = " and ".join(repr(headers[column].strip()) for column in twins)
+    both = "both" if len(twins) == 2 else "all"
+    raise InputError(
+        f"columns {', '.join(labels[:-1])} and {labels[-1]} are {both} headed as the ICCID "
+        f"column ({named}), and lf-bulk will not guess which one holds the ICCIDs: delete one "
+        "of them or rename its header.",
+        path=source,
+        sheet=loaded.sheet,
+        row=loaded.first_row_number + index,
+    )
+
+
+def _column_label(loaded: _Loaded, index: int) -> str:
+    """How the user finds a column: by letter in a workbook, by position in a text file."""
+    if loaded.sheet is None:
+        return str(index + 1)
+    number = loaded.first_column + index + 1
+    letters = ""
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def _fallback_layout(
+    loaded: _Loaded, candidates: list[int], wanted: _Wanted, source: str
+) -> _Layout:
     """Layout of a file without a recognised ICCID header in its first rows."""
-    first_cells = loaded.grid.row(first)
+    grid = loaded.grid
+    first = candidates[0]
+    first_cells = grid.row(first)
     headers = [_cell_text(cell) for cell in first_cells]
     filled = [index for index, cell in enumerate(first_cells) if not _is_blank(cell)]
-    if wanted.column is None and len(filled) == 1:
+    # A lone cell on the first row heads a one-column list, unless rows below are wider: then
+    # it is a title above a table whose header we did not recognise.
+    wider = next((index for index in candidates if _filled_count(grid.row(index)) > 1), None)
+    if wanted.column is None and len(filled) == 1 and (wider is None or not wanted.require_column):
         only = filled[0]
         if _looks_like_value(first_cells[only]):
             return _Layout(first, only, "", dict.fromkeys(wanted.extra_columns))
         if wanted.require_column or not _is_extra_header(headers[only], wanted):
             return _header_layout(first, only, headers, wanted)
     if wanted.require_column or wanted.column is not None:
+        shown = wider if len(filled) == 1 and wider is not None else first
         raise InputError(
-            _missing_column_message(loaded, headers, wanted.column),
+            _missing_column_message(
+                loaded,
+                _row_texts(grid, shown),
+                wanted.column,
+                scanned=len(candidates),
+                header_row=loaded.first_row_number + shown,
+            ),
             path=source,
             sheet=loaded.sheet,
         )
     return _header_layout(first, None, headers, wanted)
+
+
+def _filled_count(cells: Sequence[Cell]) -> int:
+    return sum(1 for cell in cells if not _is_blank(cell))
 
 
 def _header_layout(
@@ -844,7 +939,14 @@ def _looks_rounded(text: str) -> bool:
     return check(text)[1] is Reason.NUMERIC_CELL
 
 
-def _missing_column_message(loaded: _Loaded, headers: list[str], column: str | None) -> str:
+def _missing_column_message(
+    loaded: _Loaded,
+    headers: list[str],
+    column: str | None,
+    *,
+    scanned: int,
+    header_row: int,
+) -> str:
     seen = ", ".join(repr(header.strip()) for header in headers if header.strip()) or "none"
     if column:
         wanted = f"no column named {column!r}"
@@ -853,7 +955,8 @@ def _missing_column_message(loaded: _Loaded, headers: list[str], column: str | N
     hint = "Name the column with --column NAME"
     if loaded.sheets:
         hint += f", or choose another sheet with --sheet NAME (sheets: {_sheets(loaded)})"
-    return f"found {wanted}. Headers seen: {seen}. {hint}."
+    rows = "row" if scanned == 1 else f"{scanned} rows"
+    return f"found {wanted} in the first {rows}. Headers seen: {seen} (row {header_row}). {hint}."
 
 
 def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]:

@@ -27,7 +27,7 @@ def test_dry_run_items_carry_the_plan_per_row(
 ) -> None:
     members = sandbox.state.members(DEMO_GROUP)[:3]
     others = sandbox.state.ungrouped_sims(2)
-    rows = [*members, *others, "Reportline1", members[0]]
+    rows = [*members, *others, "Report line 1", members[0]]
     file = write_list(tmp_path / "s.csv", rows)
     report = tmp_path / "r"
     args = [*base_args(tmp_path / "h", sandbox.base_url), "sims", command, DEMO_GROUP, str(file)]
@@ -44,7 +44,7 @@ def test_dry_run_items_carry_the_plan_per_row(
         ("7", "invalid"),
         ("8", "duplicate"),
     ]
-    assert items[5]["iccid"] == "Reportline1" and items[5]["reason_code"] == "not_digits"
+    assert items[5]["iccid"] == "Report line 1" and items[5]["reason_code"] == "not_digits"
     outcomes = read_summary(report)["outcomes"]
     assert list(outcomes) == list(DRY_RUN_OUTCOMES)
     assert {k: v for k, v in outcomes.items() if v} == dict(
