@@ -1,4 +1,4 @@
-"""Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx and `-` (stdin).
+"""Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx, .xlsm and `-` (stdin).
 
 `read_iccids` turns a file into an `InputTable`: one `InputRow` per data row, already validated
 (`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor.
@@ -9,13 +9,19 @@ How a file is read:
   Windows-1252. The separator (``,`` ``;`` tab ``|``) is the one on most of the first 20 non-blank
   lines; with none, each line is one cell. .tsv is always tab-separated. Every cell is read as text.
   Stdin holding an .xlsx workbook is recognised by its signature.
+- Only a regular file (or a link to one) is opened, never a pipe or a device, and no input larger
+  than `MAX_INPUT_BYTES` is read (stdin included).
 - Workbooks (.xlsx, .xlsm): the first visible worksheet unless `sheet` names one. Formula cells give
-  their cached value. A cell Excel stored as a number gets `Reason.NUMERIC_CELL` (its last digits
-  are already lost); `raw` shows it as Excel would, e.g. ``8.98524201809103E+19``.
-- The header row is the first of the first ten non-blank rows holding an ICCID header (see
-  `ICCID_HEADERS`; case, spaces, underscores, dashes and dots are ignored) or the `column` asked
-  for; rows above it (titles) are ignored. A one-column file needs no known header, and has no
-  header at all when its first cell is a number or holds ten or more digits.
+  their cached value; an error cell its text (``#N/A``). A cell Excel stored as a number gets
+  `Reason.NUMERIC_CELL` (its last digits are already lost); `raw` shows it as Excel would, e.g.
+  ``8.98524201809103E+19``. python-calamine reads a sheet whose used range fits
+  `workbooks.DENSE_CELL_BUDGET`; a larger one is read sparsely (`lf_bulk.workbooks`), where a
+  date-formatted number is a number. .ods, .xlsb and HTML/XML "exports" are refused.
+- The header row is the first of the first 100 rows holding an ICCID header (see `ICCID_HEADERS`;
+  case, spaces, underscores, dashes and dots are ignored) or the `column` asked for; rows above it
+  (titles) are ignored. Two columns with that header are an error. A one-column file needs no
+  known header, and has no header at all when its first cell is a number or holds ten or more
+  digits; a lone cell above wider rows is a title, not a header.
 - Blank rows inside the data are kept and reported as `Reason.EMPTY`; blank rows at the end are
   ignored.
 - `extra_columns` maps a logical name to header aliases (the name itself also matches); each row

@@ -35,6 +35,7 @@ BP = Reason.BAD_PREFIX
 BC = Reason.BAD_CHECKSUM
 NC = Reason.NUMERIC_CELL
 DUP = Reason.DUPLICATE
+XE = Reason.EXCEL_ERROR
 
 
 @dataclass(frozen=True)
@@ -607,6 +608,86 @@ def binary_workbook_named_xlsx(directory: Path) -> CorpusCase:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("xl/workbook.bin", b"\x00")
     return CorpusCase(path, "an .xlsb workbook named .xlsx", error="Excel Binary Workbook (.xlsb)")
+
+
+@case
+def many_title_rows(directory: Path) -> CorpusCase:
+    titles = [[f"Delivery note line {n}"] for n in range(1, 13)]
+    path = write_xlsx(
+        directory / "many_titles.xlsx",
+        {"Note": [*titles, ["No.", "ICCID"], [1, VALID], [2, VALID[:-2]]]},
+    )
+    return CorpusCase(path, "twelve title rows above the header", rows={14: None, 15: BL})
+
+
+@case
+def title_row_over_an_unknown_header(directory: Path) -> CorpusCase:
+    path = write_text(directory / "title_table.csv", f"SIM order June\nNo.,Card\n1,{VALID}\n")
+    return CorpusCase(
+        path,
+        "a title row above a table whose header names no ICCID column",
+        error="no ICCID column (a header such as 'ICCID', 'SIM_ID' or 'ICCID number') in the first",
+    )
+
+
+@case
+def excel_error_cells(directory: Path) -> CorpusCase:
+    path = write_raw_xlsx(
+        directory / "na.xlsx",
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>ICCID</t></is></c></row>'
+        '<row r="2"><c r="A2" t="e"><f>VLOOKUP(B2,X!A:A,1,0)</f><v>#N/A</v></c></row>'
+        f'<row r="3"><c r="A3" t="inlineStr"><is><t>{VALID}</t></is></c></row>'
+        '<row r="4"><c r="A4" t="e"><v>#REF!</v></c></row>',
+    )
+    return CorpusCase(path, "formulas that failed: #N/A, #REF!", rows={2: XE, 3: None, 4: XE})
+
+
+@case
+def excel_error_text_in_csv(directory: Path) -> CorpusCase:
+    path = write_text(directory / "na.csv", iccid_lines("#N/A", VALID, "#VALUE!"))
+    return CorpusCase(path, "Excel errors saved to a CSV", rows={2: XE, 3: None, 4: XE})
+
+
+@case
+def two_iccid_columns(directory: Path) -> CorpusCase:
+    path = write_xlsx(
+        directory / "two_iccid.xlsx", {"S": [["ICCID", "Name", "iccid"], [VALID, "a", VALID_B]]}
+    )
+    return CorpusCase(path, "two columns headed ICCID", error="columns A and C are both headed")
+
+
+@case
+def huge_cell_and_stray_quote(directory: Path) -> CorpusCase:
+    path = write_text(
+        directory / "huge_cell.csv",
+        f'iccid,note\n{VALID},5" screen\n{VALID_B},{"x" * 200_000}\n',
+    )
+    return CorpusCase(
+        path, "a 200,000-character cell and a stray quote", error="a cell is longer than"
+    )
+
+
+@case
+def web_page_named_xlsx(directory: Path) -> CorpusCase:
+    path = write_text(
+        directory / "export.xlsx",
+        f"<html><body><table><tr><th>ICCID</th></tr><tr><td>{VALID}</td></tr></table></html>",
+    )
+    return CorpusCase(path, "an HTML table saved as .xlsx", error="web page (HTML)")
+
+
+@case
+def excel_text_tricks(directory: Path) -> CorpusCase:
+    path = write_text(directory / "tricks.csv", f'iccid\n"=""{VALID}"""\n\'{VALID_B}\n')
+    return CorpusCase(
+        path, 'ICCIDs written as ="..." and with a leading apostrophe', rows={2: None, 3: None}
+    )
+
+
+@case
+def typed_text_kept_in_reports(directory: Path) -> CorpusCase:
+    path = write_text(directory / "typed.csv", iccid_lines("Report line 1", VALID))
+    return CorpusCase(path, "a line of text among the ICCIDs", rows={2: ND, 3: None})
 
 
 def large_csv(directory: Path) -> CorpusCase:
