@@ -311,14 +311,29 @@ def _patterns(prefix: bytes) -> _Patterns:
 
 
 def _error_cells(chunk: bytes, prefix: bytes) -> Iterator[tuple[tuple[int, int], str]]:
-    cell = re.escape(b"<" + prefix + b"c")
-    value = re.escape(b"<" + prefix + b"v>")
-    pattern = re.compile(
-        cell + rb' r="([A-Z]{1,3})([0-9]{1,7})"[^>]*\bt="e"[^>]*>.*?' + value + rb"([^<]*)<",
-        re.DOTALL,
-    )
-    for letters, digits, text in pattern.findall(chunk):
+    for letters, digits, text in _error_pattern(prefix).findall(chunk):
         yield (int(digits) - 1, _column_number(letters)), text.decode("utf-8", "replace")
+
+
+@functools.cache
+def _error_pattern(prefix: bytes) -> re.Pattern[bytes]:
+    # The value must be the cell's own: only an optional formula may stand between the cell's
+    # start tag and its <v>, so a valueless error cell never takes the next cell's value.
+    cell, formula, value = (re.escape(b"<" + prefix + name) for name in (b"c", b"f", b"v>"))
+    closing = re.escape(b"</" + prefix + b"f>")
+    return re.compile(
+        cell
+        + rb' r="([A-Z]{1,3})([0-9]{1,7})"[^>]*?\bt="e"[^>]*(?<!/)>'
+        + rb"(?:"
+        + formula
+        + rb"\b[^>]*/>|"
+        + formula
+        + rb"\b[^>]*>[^<]*"
+        + closing
+        + rb")?"
+        + value
+        + rb"([^<]*)<"
+    )
 
 
 def _column_number(letters: bytes | str) -> int:

@@ -196,3 +196,20 @@ def test_the_sparse_reader_reads_what_calamine_reads(rows: list[list[str]]) -> N
     assert [(r.row, r.raw, r.reason, dict(r.extra)) for r in sparse.rows] == [
         (r.row, r.raw, r.reason, dict(r.extra)) for r in dense.rows
     ]
+
+
+def test_an_error_cell_without_a_value_never_takes_the_next_cells_value(tmp_path: Path) -> None:
+    xml = (
+        HEADER
+        + '<row r="2"><c r="A2" t="e"/></row>'
+        + '<row r="3"><c r="A3" t="e"><f>1/0</f><v>#DIV/0!</v></c></row>'
+        + data_rows(VALID, first=4)
+    )
+    path = write_raw_xlsx(tmp_path / "errors.xlsx", xml)
+    with zipfile.ZipFile(path) as archive:
+        assert workbooks.scan_sheet(archive, "Formulas").errors == {(2, 0): "#DIV/0!"}
+    assert [(row.row, row.raw, row.reason) for row in read_iccids(path).rows] == [
+        (2, "", Reason.EMPTY),
+        (3, "#DIV/0!", Reason.EXCEL_ERROR),
+        (4, VALID, None),
+    ]
