@@ -108,6 +108,7 @@ _NO_EXTRAS: Mapping[str, str] = MappingProxyType({})
 _NO_EXTRA_COLUMNS: Mapping[str, Sequence[str]] = MappingProxyType({})
 _HEADER_SCAN_ROWS = 100
 _HEADERLESS_MIN_DIGITS = 10
+_ICCID_LIKE_NUMBER = 1e14
 _SNIFF_CHARS = 65536
 _SNIFF_LINES = 20
 _DELIMITERS = (",", ";", "\t", "|")
@@ -826,7 +827,17 @@ def _find_layout(loaded: _Loaded, height: int, wanted: _Wanted, source: str) -> 
         if found is not None:
             _require_single_column(loaded, index, headers, found, source)
             return _header_layout(index, found, headers, wanted)
+        if any(_holds_iccid(cell) for cell in grid.row(index)):
+            # The data has begun: a header-like cell further down is data too (say a header
+            # pasted twice), and taking it for the header would drop every row above it.
+            break
     return _fallback_layout(loaded, candidates, wanted, source)
+
+
+def _holds_iccid(cell: Cell) -> bool:
+    if _is_number(cell):
+        return abs(cast(float, cell)) >= _ICCID_LIKE_NUMBER
+    return sum(character.isdigit() for character in normalize(_cell_text(cell))) >= 15
 
 
 def _require_single_column(

@@ -141,3 +141,12 @@ def test_a_lone_apostrophe_or_formula_is_still_invalid() -> None:
     assert check("'")[1] is Reason.EMPTY
     assert check('=""')[1] is Reason.EMPTY
     assert check(f"=A1+{with_check_digit('8985242018091034')}")[1] is Reason.NOT_DIGITS
+
+
+def test_a_header_repeated_inside_a_list_does_not_hide_the_rows_above_it(tmp_path: Path) -> None:
+    values = [with_check_digit(f"898524201809103{n:04d}") for n in range(30)]
+    lines = [*values[:20], "ICCID", *values[20:]]
+    path = write_text(tmp_path / "list.txt", "\n".join(lines) + "\n")
+    table = read_iccids(path)
+    assert len(table.rows) == 31
+    assert table.rows[20].reason is Reason.NOT_DIGITS
