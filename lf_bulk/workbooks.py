@@ -117,13 +117,13 @@ def scan_sheet(archive: zipfile.ZipFile, sheet: str) -> SheetScan:
     errors: dict[tuple[int, int], str] = {}
     narrow = True
     for prefix, chunk in _sheet_chunks(archive, part):
-        # A sheet whose cells all sit in columns A to G, each written with its reference first
-        # (as Excel writes them), fits the budget whatever its height: no need to measure it.
+        # A sheet whose cells all sit in columns A to G and above row 1,000,000, each written with
+        # its reference first (as Excel writes them), fits the budget: no need to measure it.
         narrow = narrow and _patterns(prefix).outside_narrow.search(chunk) is None
         if b't="e"' in chunk:
             errors.update(_error_cells(chunk, prefix))
     if narrow:
-        return SheetScan(part, _NARROW_COLUMNS * _MAX_ROWS, regular=True, errors=errors)
+        return SheetScan(part, _NARROW_COLUMNS * _NARROW_ROWS, regular=True, errors=errors)
     dense, regular = _measure(archive, part)
     return SheetScan(part, dense, regular=regular, errors=errors)
 
@@ -143,6 +143,11 @@ def _measure(archive: zipfile.ZipFile, part: str) -> tuple[int, bool]:
             min_col, max_col = min(min_col, *columns), max(max_col, *columns)
             min_row, max_row = min(min_row, *rows), max(max_row, *rows)
         tags += sum(chunk.count(tag) for tag in patterns.tags)
+    if max_row > _MAX_ROWS or max_col >= _MAX_COLUMNS:
+        raise WorkbookProblem(
+            f"a cell lies outside the largest sheet Excel allows (row {max_row}, "
+            f"column {max_col + 1})"
+        )
     dense = 0 if max_row < 0 else (max_row - min_row + 1) * (max_col - min_col + 1)
     return dense, references == tags
 
@@ -207,10 +212,10 @@ def _xml_chunks(archive: zipfile.ZipFile, name: str) -> Iterator[bytes]:
                     damaged=False,
                 )
             block = carry + block
-            cut = block.rfind(b">") + 1
+            # A block without any '>' is inside a long text, where a cut does no harm.
+            cut = block.rfind(b">") + 1 or len(block)
             carry = block[cut:]
-            if cut:
-                yield block[:cut]
+            yield block[:cut]
     if carry:
         yield carry
 
@@ -284,7 +289,9 @@ def _element_prefix(chunk: bytes) -> bytes | None:
 
 
 _NARROW_COLUMNS = 7
+_NARROW_ROWS = 999_999
 _MAX_ROWS = 1_048_576
+_MAX_COLUMNS = 16_384
 
 
 @dataclass(frozen=True)
@@ -294,7 +301,7 @@ class _Patterns:
     tags: tuple[bytes, ...]
     """Every way a cell element may start."""
     outside_narrow: re.Pattern[bytes]
-    """A cell beyond column G, or one not starting with its reference."""
+    """A cell beyond column G or row 999,999, or one not starting with its reference."""
 
 
 @functools.cache
@@ -306,7 +313,9 @@ def _patterns(prefix: bytes) -> _Patterns:
     return _Patterns(
         reference=re.compile(name + rb' r="([A-Z]{1,3})([0-9]{1,7})"'),
         tags=(tag + b" ", tag + b">", tag + b"/>", tag + b"\t", tag + b"\n", tag + b"\r"),
-        outside_narrow=re.compile(name + rb'(?: r="(?:[H-Z]|[A-Z]{2})|(?! r="[A-Z])[\s/>])'),
+        outside_narrow=re.compile(
+            name + rb'(?: r="(?:[H-Z]|[A-Z]{2}|[A-Z][0-9]{7})|(?! r="[A-Z])[\s/>])'
+        ),
     )
 
 
@@ -391,6 +400,11 @@ class _SheetReader:
         elif local == "c":
             cell = self._cell()
             if cell is not None and not (isinstance(cell, str) and not cell.strip()):
+                if not (0 <= self.row < _MAX_ROWS and 0 <= self.column < _MAX_COLUMNS):
+                    raise WorkbookProblem(
+                        f"a cell lies outside the largest sheet Excel allows (row {self.row + 1}, "
+                        f"column {self.column + 1})"
+                    )
                 self.cells.setdefault(self.row, {})[self.column] = cell
 
     def text(self, data: str) -> None:

@@ -213,3 +213,12 @@ def test_an_error_cell_without_a_value_never_takes_the_next_cells_value(tmp_path
         (3, "#DIV/0!", Reason.EXCEL_ERROR),
         (4, VALID, None),
     ]
+
+
+@pytest.mark.parametrize("far", ["A99999999", "B1048577", "XFE2"])
+def test_a_cell_beyond_excels_largest_sheet_is_refused(far: str, tmp_path: Path) -> None:
+    row = "".join(ch for ch in far if ch.isdigit())
+    cell = f'<row r="{row}"><c r="{far}" t="inlineStr"><is><t>x</t></is></c></row>'
+    path = write_raw_xlsx(tmp_path / "beyond.xlsx", HEADER + data_rows(VALID) + cell)
+    with pytest.raises(InputError, match="outside the largest sheet Excel allows"):
+        read_iccids(path)
