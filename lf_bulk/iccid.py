@@ -79,6 +79,7 @@ _SPACES = " \t\u00a0\u2007\u2009\u202f\u3000\u200b\ufeff"
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
 _NORMALIZE_TABLE = str.maketrans("０１２３４５６７８９", "0123456789", _SPACES + _DASHES)
 
+_BAD_CHECKSUM = Reason.BAD_CHECKSUM
 _DOUBLED_DIGIT = bytes.maketrans(b"0123456789", b"0246813579")
 _ASCII_ZERO = ord("0")
 
@@ -159,12 +160,19 @@ def validate(values: Iterable[tuple[str, bool]]) -> list[tuple[str, Reason | Non
     seen: set[str] = set()
     results: list[tuple[str, Reason | None]] = []
     append = results.append
+    reason: Reason | None
     for raw, numeric in values:
         # The common case, a clean 19/20-digit ICCID, skips normalize and _reason: at a million
         # rows the saved calls are a good part of the read time.
-        if raw.isascii() and raw.isdigit() and len(raw) in VALID_LENGTHS and not numeric:
+        if not numeric and len(raw) in VALID_LENGTHS and raw.isascii() and raw.isdigit():
             iccid = raw
-            reason = _ordered_reason(raw)
+            if raw[:2] != PREFIX:
+                reason = Reason.BAD_PREFIX
+            else:
+                # _luhn_sum inlined: one call less per row is worth it at a million rows.
+                data = raw.encode("ascii")
+                total = sum(data[-1::-2]) + sum(data[-2::-2].translate(_DOUBLED_DIGIT))
+                reason = None if (total - _ASCII_ZERO * len(data)) % 10 == 0 else _BAD_CHECKSUM
         else:
             iccid = normalize(raw)
             reason = Reason.NUMERIC_CELL if numeric else _reason(iccid)

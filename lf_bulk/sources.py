@@ -259,7 +259,7 @@ class _RowGrid:
         return self.rows[index]
 
     def column(self, index: int) -> Sequence[Cell]:
-        if all(len(row) > index for row in self.rows):
+        if min(map(len, self.rows), default=0) > index:
             return list(map(itemgetter(index), self.rows))
         return [row[index] if index < len(row) else "" for row in self.rows]
 
@@ -993,12 +993,17 @@ def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]
         else itertools.repeat(False)
     )
     checked = validate(zip(raws, numeric, strict=False))
-    return [
-        InputRow(first_number + offset, raw, iccid, reason, extra)
-        for offset, (raw, (iccid, reason), extra) in enumerate(
-            zip(raws, checked, extras, strict=False)
+    # map over the columns keeps the loop in C, which is faster than a comprehension here.
+    return list(
+        map(
+            InputRow,
+            itertools.count(first_number),
+            raws,
+            map(itemgetter(0), checked),
+            map(itemgetter(1), checked),
+            extras,
         )
-    ]
+    )
 
 
 def _texts(cells: Sequence[Cell], *, typed: bool) -> Sequence[str]:
