@@ -150,3 +150,18 @@ def test_a_header_repeated_inside_a_list_does_not_hide_the_rows_above_it(tmp_pat
     table = read_iccids(path)
     assert len(table.rows) == 31
     assert table.rows[20].reason is Reason.NOT_DIGITS
+
+
+def test_columns_and_error_cells_are_placed_when_the_sheet_starts_further_right(
+    tmp_path: Path,
+) -> None:
+    xml = (
+        '<row r="3"><c r="C3" t="inlineStr"><is><t>ICCID</t></is></c></row>'
+        '<row r="4"><c r="C4" t="e"><v>#N/A</v></c><c r="D4" t="inlineStr"><is><t>n</t></is></c>'
+        f'</row><row r="5"><c r="C5" t="inlineStr"><is><t>{VALID}</t></is></c></row>'
+    )
+    path = write_raw_xlsx(tmp_path / "offset.xlsx", xml)
+    assert reasons(path) == {4: Reason.EXCEL_ERROR, 5: None}
+    twins = write_xlsx(tmp_path / "twins.xlsx", {"S": [[None, None, "ICCID", "x", "ICCID"]]})
+    with pytest.raises(InputError, match="columns C and E are both headed"):
+        read_iccids(twins)
