@@ -884,11 +884,12 @@ def _fallback_layout(
     # A lone cell on the first row heads a one-column list, unless rows below are wider: then
     # it is a title above a table whose header we did not recognise.
     wider = next((index for index in candidates if _filled_count(grid.row(index)) > 1), None)
-    if wanted.column is None and len(filled) == 1 and (wider is None or not wanted.require_column):
+    if wanted.column is None and len(filled) == 1:
         only = filled[0]
         if _looks_like_value(first_cells[only]):
             return _Layout(first, only, "", dict.fromkeys(wanted.extra_columns))
-        if wanted.require_column or not _is_extra_header(headers[only], wanted):
+        is_title = wider is not None and wanted.require_column
+        if not is_title and (wanted.require_column or not _is_extra_header(headers[only], wanted)):
             return _header_layout(first, only, headers, wanted)
     if wanted.require_column or wanted.column is not None:
         shown = wider if len(filled) == 1 and wider is not None else first

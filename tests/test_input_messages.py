@@ -165,3 +165,8 @@ def test_columns_and_error_cells_are_placed_when_the_sheet_starts_further_right(
     twins = write_xlsx(tmp_path / "twins.xlsx", {"S": [[None, None, "ICCID", "x", "ICCID"]]})
     with pytest.raises(InputError, match="columns C and E are both headed"):
         read_iccids(twins)
+
+
+def test_a_headerless_list_with_a_stray_second_cell_is_still_read(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "list.csv", f"{VALID}\n{VALID_B},note\n")
+    assert reasons(path) == {1: None, 2: None}
