@@ -28,6 +28,7 @@ __all__ = [
     "DENSE_CELL_BUDGET",
     "MAX_SHEET_XML_BYTES",
     "OTHER_SPREADSHEETS",
+    "SPARSE_CELL_BUDGET",
     "SheetScan",
     "SparseSheet",
     "WorkbookProblem",
@@ -39,6 +40,8 @@ __all__ = [
 
 DENSE_CELL_BUDGET = 8_000_000
 """Largest rectangle (rows x columns) handed to calamine: about 300 MB while it is read."""
+SPARSE_CELL_BUDGET = 8_000_000
+"""Most filled cells kept when a sheet is read sparsely (about 1 GB of Python objects)."""
 MAX_SHEET_XML_BYTES = 1024 * 1024 * 1024
 """Largest uncompressed sheet (or shared strings) XML read; a million rows is about 150 MB."""
 _SMALL_PART_BYTES = 16 * 1024 * 1024
@@ -371,6 +374,7 @@ class _SheetReader:
         self.parts: list[str] | None = None
         self.value: list[str] = []
         self.inline: list[str] = []
+        self.kept = 0
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
         local = name.rpartition(":")[2]
@@ -404,6 +408,14 @@ class _SheetReader:
                     raise WorkbookProblem(
                         f"a cell lies outside the largest sheet Excel allows (row {self.row + 1}, "
                         f"column {self.column + 1})"
+                    )
+                self.kept += 1
+                if self.kept > SPARSE_CELL_BUDGET:
+                    raise WorkbookProblem(
+                        f"the sheet holds more than {SPARSE_CELL_BUDGET:,} filled cells, more than "
+                        "lf-bulk reads: copy the ICCID column to a new workbook, or export it as "
+                        "CSV.",
+                        damaged=False,
                     )
                 self.cells.setdefault(self.row, {})[self.column] = cell
 

@@ -222,3 +222,13 @@ def test_a_cell_beyond_excels_largest_sheet_is_refused(far: str, tmp_path: Path)
     path = write_raw_xlsx(tmp_path / "beyond.xlsx", HEADER + data_rows(VALID) + cell)
     with pytest.raises(InputError, match="outside the largest sheet Excel allows"):
         read_iccids(path)
+
+
+def test_a_sparse_sheet_with_too_many_filled_cells_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workbooks, "SPARSE_CELL_BUDGET", 5)
+    far = '<row r="9000"><c r="XFD9000" t="inlineStr"><is><t>x</t></is></c></row>'
+    path = write_raw_xlsx(tmp_path / "full.xlsx", HEADER + data_rows(*[VALID_B] * 6) + far)
+    with pytest.raises(InputError, match="more than 5 filled cells"):
+        read_iccids(path)
