@@ -5,8 +5,10 @@ python-calamine builds a sheet as one dense rectangle from the first to the last
 value, a blank text included: one blank cell at ``XFD1048576`` asks for 17 billion cells and the
 process aborts. `scan_sheet` streams the sheet's XML once (bounded by `MAX_SHEET_XML_BYTES`) and
 measures that rectangle; a sheet whose rectangle exceeds `DENSE_CELL_BUDGET` is read by
-`read_sparse_sheet` instead, which keeps only the cells that hold something. The scan also finds
-the cells holding an Excel error (``#N/A``...), which calamine turns into empty strings.
+`read_sparse_sheet` instead, which keeps only the cells that hold something (at most
+`SPARSE_CELL_BUDGET`). The scan also finds the cells holding an Excel error (``#N/A``...), which
+calamine turns into empty strings. Shared strings are unpacked once to check their size before
+calamine loads them; .ods and .xlsb (which calamine would read) are refused.
 
 Everything here raises `WorkbookProblem` (a message for the file's owner) or returns; the caller
 adds the path and sheet.
