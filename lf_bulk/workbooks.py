@@ -3,8 +3,8 @@ cannot.
 
 python-calamine builds a sheet as one dense rectangle from the first to the last cell holding any
 value, a blank text included: one blank cell at ``XFD1048576`` asks for 17 billion cells and the
-process aborts. `scan_sheet` streams the sheet's XML once (bounded by `MAX_SHEET_XML_BYTES`) and
-measures that rectangle; a sheet whose rectangle exceeds `DENSE_CELL_BUDGET` is read by
+process aborts. `scan_sheet` streams the sheet's XML (bounded by `MAX_SHEET_XML_BYTES`; twice when
+cells lie beyond column G) and measures that rectangle; one over `DENSE_CELL_BUDGET` is read by
 `read_sparse_sheet` instead, which keeps only the cells that hold something (at most
 `SPARSE_CELL_BUDGET`). The scan also finds the cells holding an Excel error (``#N/A``...), which
 calamine turns into empty strings. Shared strings are unpacked once to check their size before
