@@ -23,7 +23,7 @@ from lf_bulk.engine import EngineOptions
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
-from lf_bulk.sources import InputTable, read_iccids
+from lf_bulk.sources import InputTable, describe_counts, read_iccids
 
 job_options = compose(
     click.argument("group", type=GROUP_ID),
@@ -45,24 +45,35 @@ job_options = compose(
 )
 
 
+FILE_HELP = """
+FILE is a .csv, .tsv or .txt list, or an Excel workbook (.xlsx, .xlsm; --sheet picks the
+sheet); - reads standard input (text, or an .xlsx workbook). The ICCID column is found by its
+header (ICCID, SIM_ID, ICCID number...) in the first 100 rows, or named with --column; a
+one-column list needs no header.
+
+Every row that cannot be sent gets a reason code: empty, not_digits, bad_length, bad_prefix,
+bad_checksum, numeric_cell (Excel stored the ICCID as a number and lost its last digits),
+excel_error (a formula shows #N/A or another error), duplicate. Any such row stops the job
+before anything is sent (exit 2) and is listed in the report, unless --skip-invalid.
+"""
+
+
 @click.group()
 def sims() -> None:
-    """Add SIMs to a group or remove them, from a CSV, TSV, TXT or XLSX list (or - for stdin)."""
+    """Add SIMs to a group or remove them, from a list of ICCIDs in a file (or - for stdin)."""
 
 
-@sims.command()
+@sims.command(help="Add the ICCIDs listed in FILE to GROUP.\n" + FILE_HELP)
 @job_options
 @pass_app
 def add(app: AppContext, /, **options: object) -> None:
-    """Add the ICCIDs listed in FILE to GROUP."""
     run_job(app, Operation.ADD, **options)  # type: ignore[arg-type]
 
 
-@sims.command()
+@sims.command(help="Remove the ICCIDs listed in FILE from GROUP.\n" + FILE_HELP)
 @job_options
 @pass_app
 def remove(app: AppContext, /, **options: object) -> None:
-    """Remove the ICCIDs listed in FILE from GROUP."""
     run_job(app, Operation.REMOVE, **options)  # type: ignore[arg-type]
 
 
@@ -89,10 +100,7 @@ def run_job(
 ) -> None:
     table = read_input(file, sheet, column)
     counts = bulk.count_input(table)
-    app.info(
-        f"{table.source}: {counts.input_rows} rows, {counts.valid} valid, "
-        f"{counts.invalid} invalid, {counts.duplicates} duplicates"
-    )
+    app.info(f"{table.source}: {describe_counts(**table.counts)}")
     if (counts.invalid or counts.duplicates) and not skip_invalid:
         run_id = new_run_id()
         target = bulk.report_dir_for(run_id, report_dir)

@@ -3,6 +3,7 @@ and the reports of a run."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,14 @@ from lf_bulk.errors import InvalidRowsError, RejectedRow
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem, RunRecord, new_run_id, utc_now
 from lf_bulk.models import Operation
-from lf_bulk.reports import ItemOutcome, RunSummary, count_outcomes, write_run_report
+from lf_bulk.reports import (
+    DRY_RUN_OUTCOMES,
+    OUTCOMES,
+    ItemOutcome,
+    RunSummary,
+    count_outcomes,
+    write_run_report,
+)
 from lf_bulk.sources import InputTable
 
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
@@ -44,7 +52,8 @@ def planned_items(table: InputTable, operation: Operation, group_id: str) -> lis
             items.append(
                 PlannedItem(
                     row.row,
-                    row.iccid or row.raw,
+                    # What the user typed: the normalised text of an invalid value helps no one.
+                    row.raw,
                     operation,
                     group_id,
                     outcome=outcome,
@@ -67,14 +76,32 @@ def report_dir_for(run_id: str, requested: Path | None) -> Path:
     return (requested or DEFAULT_REPORT_ROOT / run_id).absolute()
 
 
-def _plan_outcomes(
-    table: InputTable, operation: Operation, group_id: str, *, refused_only: bool
-) -> list[ItemOutcome]:
+def _refused_outcomes(table: InputTable, operation: Operation, group_id: str) -> list[ItemOutcome]:
+    """The rows that will never be sent (invalid, duplicate), with their reasons."""
     return [
-        ItemOutcome(p.row, p.iccid, p.outcome or "pending", p.reason_code, p.reason)
+        ItemOutcome(p.row, p.iccid, p.outcome, p.reason_code, p.reason)
         for p in planned_items(table, operation, group_id)
-        if p.outcome or not refused_only
+        if p.outcome
     ]
+
+
+def _plan_outcomes(
+    table: InputTable, operation: Operation, group_id: str, members: frozenset[str]
+) -> list[ItemOutcome]:
+    """Every row with what a run would do to it, given the group's current `members`."""
+    adding = operation is Operation.ADD
+    if adding:
+        met, change = "already_member", "would_add"
+    else:
+        met, change = "not_member", "would_remove"
+    items = []
+    for p in planned_items(table, operation, group_id):
+        if p.outcome:
+            items.append(ItemOutcome(p.row, p.iccid, p.outcome, p.reason_code, p.reason))
+        else:
+            goal_met = (p.iccid in members) == adding
+            items.append(ItemOutcome(p.row, p.iccid, met if goal_met else change))
+    return items
 
 
 def _unsent_summary(
@@ -86,6 +113,7 @@ def _unsent_summary(
     *,
     batches: int,
     exit_code: int,
+    vocabulary: tuple[str, ...] = OUTCOMES,
 ) -> RunSummary:
     """The summary of a run that sent nothing (a dry run, or an input refused)."""
     now = utc_now()
@@ -98,10 +126,11 @@ def _unsent_summary(
         invalid=counts.invalid,
         duplicates=counts.duplicates,
         batches=batches,
-        outcomes=count_outcomes(items),
+        outcomes=count_outcomes(items, vocabulary),
         started_at=now,
         finished_at=now,
         exit_code=exit_code,
+        vocabulary=vocabulary,
     )
 
 
@@ -109,7 +138,7 @@ def refuse_invalid(
     table: InputTable, operation: Operation, group_id: str, report_dir: Path, run_id: str
 ) -> InvalidRowsError:
     """Write the report of an input that cannot be sent, and the error that says why."""
-    items = _plan_outcomes(table, operation, group_id, refused_only=True)
+    items = _refused_outcomes(table, operation, group_id)
     summary = _unsent_summary(
         run_id, operation, group_id, count_input(table), items, batches=0, exit_code=2
     )
@@ -150,6 +179,8 @@ class DryRunPlan:
     goal_already_met: int
     to_change: int
     members_before: int
+    items: tuple[ItemOutcome, ...] = ()
+    """Every input row with its planned outcome (DRY_RUN_OUTCOMES)."""
 
 
 def dry_run_plan(
@@ -160,16 +191,19 @@ def dry_run_plan(
     batch_size: int,
 ) -> DryRunPlan:
     """What a run would do, from read-only calls only."""
-    members = set(client.list_members(group_id))
-    valid = [row.iccid for row in table.rows if row.reason is None]
-    adding = operation is Operation.ADD
-    met = sum(1 for iccid in valid if (iccid in members) == adding)
+    members = frozenset(client.list_members(group_id))
+    items = _plan_outcomes(table, operation, group_id, members)
+    planned = Counter(item.outcome for item in items)
+    met = planned["already_member"] + planned["not_member"]
+    to_change = planned["would_add"] + planned["would_remove"]
     return DryRunPlan(
         counts=count_input(table),
-        batches=-(-len(valid) // batch_size),
+        # A run sends every valid ICCID: the server, not this plan, has the last word.
+        batches=-(-(met + to_change) // batch_size),
         goal_already_met=met,
-        to_change=len(valid) - met,
+        to_change=to_change,
         members_before=len(members),
+        items=tuple(items),
     )
 
 
@@ -181,9 +215,16 @@ def write_dry_run_report(
     group_id: str,
     plan: DryRunPlan,
 ) -> Path:
-    items = _plan_outcomes(table, operation, group_id, refused_only=False)
+    items = list(plan.items)
     summary = _unsent_summary(
-        run_id, operation, group_id, plan.counts, items, batches=plan.batches, exit_code=0
+        run_id,
+        operation,
+        group_id,
+        plan.counts,
+        items,
+        batches=plan.batches,
+        exit_code=0,
+        vocabulary=DRY_RUN_OUTCOMES,
     )
     extra = [
         ("dry run", "yes: nothing was sent"),

@@ -83,7 +83,13 @@ class InvalidRowsError(InputError):
         self.report_path = report_path
         shown = "; ".join(f"row {r.row}: {r.reason} ({r.value!r})" for r in rows[:10])
         more = f"; and {len(rows) - 10} more" if len(rows) > 10 else ""
-        super().__init__(f"{len(rows)} invalid row(s): {shown}{more}", path=path)
+        duplicates = sum(1 for r in rows if r.reason == "duplicate")
+        counted = [
+            f"{count} {kind} row{'' if count == 1 else 's'}"
+            for count, kind in ((len(rows) - duplicates, "invalid"), (duplicates, "duplicate"))
+            if count
+        ]
+        super().__init__(f"{' and '.join(counted)}: {shown}{more}", path=path)
 
 
 class PlanRefused(LfBulkError):

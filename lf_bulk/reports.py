@@ -29,6 +29,7 @@ from lf_bulk.errors import InputError
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
 __all__ = [
+    "DRY_RUN_OUTCOMES",
     "ITEMS_CSV",
     "ITEM_FIELDS",
     "OUTCOMES",
@@ -54,6 +55,16 @@ OUTCOMES: Final = (
     "pending",
 )
 """The per-ICCID outcome vocabulary, in report order."""
+
+DRY_RUN_OUTCOMES: Final = (
+    "would_add",
+    "would_remove",
+    "already_member",
+    "not_member",
+    "invalid",
+    "duplicate",
+)
+"""A dry run's plan per row (nothing was sent), in report order."""
 
 ITEM_FIELDS: Final = ("row", "iccid", "outcome", "reason_code", "reason", "request_id")
 
@@ -120,6 +131,8 @@ class RunSummary:
     started_at: str
     finished_at: str | None
     exit_code: int
+    vocabulary: tuple[str, ...] = OUTCOMES
+    """The outcomes `outcomes` counts: OUTCOMES, or DRY_RUN_OUTCOMES for a dry run's plan."""
 
     def to_json(self) -> dict[str, object]:
         """The `summary.json` object: the design notes' keys, in their order.
@@ -136,26 +149,28 @@ class RunSummary:
             "invalid": self.invalid,
             "duplicates": self.duplicates,
             "batches": self.batches,
-            "outcomes": _complete(self.outcomes),
+            "outcomes": _complete(self.outcomes, self.vocabulary),
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "exit_code": self.exit_code,
         }
 
 
-def _complete(counts: Mapping[str, int]) -> dict[str, int]:
-    unknown = sorted(set(counts) - set(OUTCOMES))
+def _complete(counts: Mapping[str, int], vocabulary: tuple[str, ...] = OUTCOMES) -> dict[str, int]:
+    unknown = sorted(set(counts) - set(vocabulary))
     if unknown:
-        raise ValueError(f"unknown outcome(s) {', '.join(unknown)}; expected one of {OUTCOMES}")
-    return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
+        raise ValueError(f"unknown outcome(s) {', '.join(unknown)}; expected one of {vocabulary}")
+    return {outcome: counts.get(outcome, 0) for outcome in vocabulary}
 
 
-def count_outcomes(items: Iterable[ItemOutcome]) -> dict[str, int]:
-    """Items per outcome: every key of OUTCOMES, in that order, 0 when none.
+def count_outcomes(
+    items: Iterable[ItemOutcome], vocabulary: tuple[str, ...] = OUTCOMES
+) -> dict[str, int]:
+    """Items per outcome: every key of `vocabulary`, in that order, 0 when none.
 
     Raises ValueError for an outcome outside the vocabulary.
     """
-    return _complete(Counter(item.outcome for item in items))
+    return _complete(Counter(item.outcome for item in items), vocabulary)
 
 
 def write_items_csv(path: Path, items: Iterable[ItemOutcome]) -> int:
@@ -226,7 +241,7 @@ def write_run_report(
         summary=Summary(
             title=f"lf-bulk run {summary.run_id}",
             facts=facts,
-            counts=list(_complete(summary.outcomes).items()),
+            counts=list(_complete(summary.outcomes, summary.vocabulary).items()),
         ),
     )
     write_summary_json(report_dir / SUMMARY_JSON, summary)

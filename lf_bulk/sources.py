@@ -1,4 +1,4 @@
-"""Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx and `-` (stdin).
+"""Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx, .xlsm and `-` (stdin).
 
 `read_iccids` turns a file into an `InputTable`: one `InputRow` per data row, already validated
 (`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor.
@@ -9,13 +9,19 @@ How a file is read:
   Windows-1252. The separator (``,`` ``;`` tab ``|``) is the one on most of the first 20 non-blank
   lines; with none, each line is one cell. .tsv is always tab-separated. Every cell is read as text.
   Stdin holding an .xlsx workbook is recognised by its signature.
+- Only a regular file (or a link to one) is opened, never a pipe or a device, and no input larger
+  than `MAX_INPUT_BYTES` is read (stdin included).
 - Workbooks (.xlsx, .xlsm): the first visible worksheet unless `sheet` names one. Formula cells give
-  their cached value. A cell Excel stored as a number gets `Reason.NUMERIC_CELL` (its last digits
-  are already lost); `raw` shows it as Excel would, e.g. ``8.98524201809103E+19``.
-- The header row is the first of the first ten non-blank rows holding an ICCID header (see
-  `ICCID_HEADERS`; case, spaces, underscores, dashes and dots are ignored) or the `column` asked
-  for; rows above it (titles) are ignored. A one-column file needs no known header, and has no
-  header at all when its first cell is a number or holds ten or more digits.
+  their cached value; an error cell its text (``#N/A``). A cell Excel stored as a number gets
+  `Reason.NUMERIC_CELL` (its last digits are already lost); `raw` shows it as Excel would, e.g.
+  ``8.98524201809103E+19``. python-calamine reads a sheet whose used range fits
+  `workbooks.DENSE_CELL_BUDGET`; a larger one is read sparsely (`lf_bulk.workbooks`), where a
+  date-formatted number is a number. .ods, .xlsb and HTML/XML "exports" are refused.
+- The header row is the first of the first 100 rows holding an ICCID header (see `ICCID_HEADERS`;
+  case, spaces, underscores, dashes and dots are ignored) or the `column` asked for; rows above it
+  (titles) are ignored. Two columns with that header are an error. A one-column file needs no
+  known header, and has no header at all when its first cell is a number or holds ten or more
+  digits; a lone cell above wider rows is a title, not a header.
 - Blank rows inside the data are kept and reported as `Reason.EMPTY`; blank rows at the end are
   ignored.
 - `extra_columns` maps a logical name to header aliases (the name itself also matches); each row
@@ -35,14 +41,18 @@ import csv
 import gc
 import io
 import itertools
+import os
 import re
+import stat
 import sys
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Protocol, cast
@@ -56,10 +66,18 @@ from python_calamine import (
     SheetVisibleEnum,
 )
 
+from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, check, normalize, validate
 
-__all__ = ["ICCID_HEADERS", "InputRow", "InputTable", "read_iccids"]
+__all__ = [
+    "ICCID_HEADERS",
+    "MAX_INPUT_BYTES",
+    "InputRow",
+    "InputTable",
+    "describe_counts",
+    "read_iccids",
+]
 
 ICCID_HEADERS: tuple[str, ...] = (
     "iccid",
@@ -78,6 +96,8 @@ ICCID_HEADERS: tuple[str, ...] = (
 """Headers recognised as the ICCID column, most specific first."""
 
 STDIN = "-"
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+"""The largest input read (a million ICCIDs with a few columns is about 30 MB); see `max_bytes`."""
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 
@@ -86,8 +106,9 @@ Cell = str | int | float | bool | date | datetime | time | timedelta
 
 _NO_EXTRAS: Mapping[str, str] = MappingProxyType({})
 _NO_EXTRA_COLUMNS: Mapping[str, Sequence[str]] = MappingProxyType({})
-_HEADER_SCAN_ROWS = 10
+_HEADER_SCAN_ROWS = 100
 _HEADERLESS_MIN_DIGITS = 10
+_ICCID_LIKE_NUMBER = 1e14
 _SNIFF_CHARS = 65536
 _SNIFF_LINES = 20
 _DELIMITERS = (",", ";", "\t", "|")
@@ -101,8 +122,12 @@ _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"),
 )
 _HEADER_NOISE = re.compile(r"[\s_\-.#:]+")
-_SUPPORTED = "use .csv, .tsv, .txt or .xlsx"
+_SUPPORTED = "use .csv, .tsv, .txt, .xlsx or .xlsm"
 _SAVE_AS_XLSX = "open it in Excel and save it as an Excel Workbook (.xlsx)"
+_WEB_PAGE_ADVICE = (
+    "Some systems export tables this way: open it in Excel and save it as an Excel Workbook "
+    "(.xlsx), or export the list as CSV."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +184,13 @@ class InputTable:
         }
 
 
+def describe_counts(input_rows: int, valid: int, invalid: int, duplicates: int) -> str:
+    """``'3 rows: 1 valid, 2 invalid, 0 duplicates'`` (the names of `InputTable.counts`)."""
+    rows = "row" if input_rows == 1 else "rows"
+    twins = "duplicate" if duplicates == 1 else "duplicates"
+    return f"{input_rows} {rows}: {valid} valid, {invalid} invalid, {duplicates} {twins}"
+
+
 def read_iccids(
     path: str | Path,
     *,
@@ -167,17 +199,21 @@ def read_iccids(
     extra_columns: Mapping[str, Sequence[str]] = _NO_EXTRA_COLUMNS,
     require_column: bool = True,
     stdin: IO[bytes] | None = None,
+    max_bytes: int | None = None,
 ) -> InputTable:
     """Read and validate the ICCIDs of `path` (see the module docstring for the rules).
 
+    Only a regular file (or a link to one) or `-` is read, and at most `max_bytes` of it
+    (default `MAX_INPUT_BYTES`): a pipe, a device or a larger input is refused before it is read.
     Raises `InputError` for any problem with the file as a whole; problems with single values are
     reported per row through `InputRow.reason`.
     """
     source = "<stdin>" if str(path) == STDIN else str(path)
     aliases = {name: _as_aliases(names) for name, names in extra_columns.items()}
     wanted = _Wanted(column or None, aliases, require_column)
+    limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     with _collector_paused():
-        loaded = _load(path, source, sheet, stdin)
+        loaded = _load(path, source, sheet, stdin, limit)
         return _tabulate(loaded, source, wanted)
 
 
@@ -223,6 +259,8 @@ class _RowGrid:
         return self.rows[index]
 
     def column(self, index: int) -> Sequence[Cell]:
+        if min(map(len, self.rows), default=0) > index:
+            return list(map(itemgetter(index), self.rows))
         return [row[index] if index < len(row) else "" for row in self.rows]
 
 
@@ -242,6 +280,28 @@ class _ColumnGrid:
 
 
 @dataclass(frozen=True)
+class _SparseGrid:
+    """Rows of a sheet too sparse to hold as a rectangle: only non-blank cells are stored."""
+
+    cells: Mapping[int, Mapping[int, Cell]]
+    rows_high: int
+
+    @property
+    def height(self) -> int:
+        return self.rows_high
+
+    def row(self, index: int) -> Sequence[Cell]:
+        cells = self.cells.get(index)
+        if not cells:
+            return []
+        return [cells.get(column, "") for column in range(max(cells) + 1)]
+
+    def column(self, index: int) -> Sequence[Cell]:
+        empty: Mapping[int, Cell] = {}
+        return [self.cells.get(row, empty).get(index, "") for row in range(self.rows_high)]
+
+
+@dataclass(frozen=True)
 class _Loaded:
     grid: _Grid
     first_row_number: int
@@ -251,17 +311,23 @@ class _Loaded:
     sheet: str | None = None
     sheets: tuple[str, ...] = ()
     """The workbook's sheets for messages, hidden ones marked."""
+    first_column: int = 0
+    """0-based sheet column of the grid's first column (workbooks name columns by letter)."""
 
 
-def _load(path: str | Path, source: str, sheet: str | None, stdin: IO[bytes] | None) -> _Loaded:
+def _load(
+    path: str | Path, source: str, sheet: str | None, stdin: IO[bytes] | None, limit: int
+) -> _Loaded:
     if str(path) == STDIN:
-        data = (stdin or sys.stdin.buffer).read()
+        data = (stdin or sys.stdin.buffer).read(limit + 1)
+        _require_within(len(data), limit, source)
         if data.startswith(_ZIP_MAGIC):
             return _load_workbook(data, source, sheet)
         return _load_text(data, source, sheet, delimiter=None)
+    _require_regular_file(Path(path), source)
     suffix = Path(path).suffix.lower()
     _require_supported_suffix(suffix, source)
-    data = _read_bytes(Path(path), source)
+    data = _read_bytes(Path(path), source, limit)
     if suffix in WORKBOOK_SUFFIXES:
         return _load_workbook(data, source, sheet)
     return _load_text(data, source, sheet, delimiter="\t" if suffix == ".tsv" else None)
@@ -272,6 +338,8 @@ def _require_supported_suffix(suffix: str, source: str) -> None:
         return
     if suffix == ".xls":
         message = f"the old Excel 97-2003 format (.xls) is not supported: {_SAVE_AS_XLSX}."
+    elif suffix in workbooks.OTHER_SPREADSHEETS:
+        message = workbooks.OTHER_SPREADSHEETS[suffix]
     elif suffix:
         message = f"files of type {suffix!r} are not supported: {_SUPPORTED}."
     else:
@@ -279,18 +347,72 @@ def _require_supported_suffix(suffix: str, source: str) -> None:
     raise InputError(message, path=source)
 
 
-def _read_bytes(path: Path, source: str) -> bytes:
+def _require_regular_file(path: Path, source: str) -> None:
+    # stat, not open: opening a named pipe waits for a writer, and opening some devices acts.
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        message = "file not found."
-    except IsADirectoryError:
-        message = "this is a folder, not a file."
-    except PermissionError:
-        message = "permission denied: the file cannot be read."
+        mode = path.stat().st_mode
     except OSError as error:
-        message = f"the file cannot be read ({error.strerror or error})."
-    raise InputError(message, path=source)
+        raise InputError(_os_error_message(error), path=source) from None
+    if not stat.S_ISREG(mode):
+        raise InputError(_not_regular_message(mode), path=source)
+
+
+def _not_regular_message(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "this is a folder, not a file."
+    if stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "a special file"
+    return (
+        f"this is {kind}, not a regular file, and lf-bulk reads only files. Save the list to a "
+        "file, or pass - and send it on standard input."
+    )
+
+
+def _read_bytes(path: Path, source: str, limit: int) -> bytes:
+    try:
+        # O_NONBLOCK: should the path have become a pipe since it was checked, open must not wait.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise InputError(_not_regular_message(mode), path=source)
+            _require_within(os.fstat(file.fileno()).st_size, limit, source)
+            data = file.read(limit + 1)
+    except OSError as error:
+        raise InputError(_os_error_message(error), path=source) from None
+    _require_within(len(data), limit, source)
+    return data
+
+
+def _os_error_message(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "file not found."
+    if isinstance(error, IsADirectoryError):
+        return "this is a folder, not a file."
+    if isinstance(error, PermissionError):
+        return "permission denied: the file cannot be read."
+    return f"the file cannot be read ({error.strerror or error})."
+
+
+def _require_within(size: int, limit: int, source: str) -> None:
+    if size > limit:
+        raise InputError(
+            f"the input is larger than {_megabytes(limit)}, the most lf-bulk reads at once: "
+            "split it into smaller files and run them one after the other.",
+            path=source,
+        )
+
+
+def _megabytes(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):g} MB"
+    return f"{size:,} bytes"
 
 
 # --- text files ----------------------------------------------------------------------------
@@ -310,6 +432,9 @@ def _load_text(data: bytes, source: str, sheet: str | None, *, delimiter: str | 
 
 
 def _reject_workbook_as_text(data: bytes, source: str) -> None:
+    exported = _exported_page(data)
+    if exported:
+        raise InputError(f"this is {exported}, not a text file. {_WEB_PAGE_ADVICE}", path=source)
     if data.startswith(_ZIP_MAGIC):
         raise InputError(
             "this is an Excel workbook, not a text file: rename it to .xlsx.", path=source
@@ -409,11 +534,16 @@ def _csv_module_rows(text: str, delimiter: str, source: str) -> list[list[Cell]]
             rows.append(list(row))
             record_start = reader.line_num + 1
     except csv.Error as error:
-        raise InputError(
-            f"the file is not valid CSV ({error}): check the quotes of the row starting here.",
-            path=source,
-            row=record_start,
-        ) from None
+        if "field larger than field limit" in str(error):
+            message = (
+                f"a cell is longer than {csv.field_size_limit():,} characters, far more than a "
+                "list of ICCIDs holds: check that this is the right file, or remove that cell."
+            )
+        else:
+            message = (
+                f"the file is not valid CSV ({error}): check the quotes of the row starting here."
+            )
+        raise InputError(message, path=source, row=record_start) from None
     return rows
 
 
@@ -423,17 +553,42 @@ def _csv_module_rows(text: str, delimiter: str, source: str) -> list[list[Cell]]
 def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
     _require_xlsx_signature(data, source)
     with _workbook_errors(source, sheet):
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        workbooks.reject_other_formats(archive)
+        workbooks.require_readable_shared_strings(archive)
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         metadata = list(workbook.sheets_metadata)
     with workbook:
         chosen = _choose_sheet(metadata, sheet, source)
         with _workbook_errors(source, chosen):
-            worksheet = workbook.get_sheet_by_name(chosen)
-            rows = worksheet.to_python()
-            start = worksheet.start
+            scan = workbooks.scan_sheet(archive, chosen)
+            if scan.fits_dense:
+                grid, first_row_number, first_column = _dense_grid(workbook, chosen, scan)
+            else:
+                grid, first_row_number, first_column = _sparse_grid(archive, scan)
     sheets = tuple(_describe_sheet(entry) for entry in metadata)
-    first_row_number = start[0] + 1 if start else 1
-    return _Loaded(_RowGrid(rows), first_row_number, typed=True, sheet=chosen, sheets=sheets)
+    return _Loaded(grid, first_row_number, True, chosen, sheets=sheets, first_column=first_column)
+
+
+def _dense_grid(
+    workbook: CalamineWorkbook, sheet: str, scan: workbooks.SheetScan
+) -> tuple[_Grid, int, int]:
+    worksheet = workbook.get_sheet_by_name(sheet)
+    rows = worksheet.to_python()
+    top, left = worksheet.start or (0, 0)
+    for (row, column), text in scan.errors.items():
+        # calamine reads an error cell as an empty string; put back what Excel shows.
+        if 0 <= row - top < len(rows) and 0 <= column - left < len(rows[row - top]):
+            rows[row - top][column - left] = text
+    return _RowGrid(rows), top + 1, left
+
+
+def _sparse_grid(archive: zipfile.ZipFile, scan: workbooks.SheetScan) -> tuple[_Grid, int, int]:
+    cells = workbooks.read_sparse_sheet(archive, scan.part).cells
+    top = min(cells, default=0)
+    height = max(cells, default=-1) - top + 1
+    grid = _SparseGrid({row - top: values for row, values in cells.items()}, height)
+    return grid, top + 1, 0
 
 
 def _require_xlsx_signature(data: bytes, source: str) -> None:
@@ -443,7 +598,10 @@ def _require_xlsx_signature(data: bytes, source: str) -> None:
         raise InputError(_compound_file_message(data), path=source)
     if data.startswith(_ZIP_MAGIC):
         return
-    if _looks_like_text(data):
+    exported = _exported_page(data)
+    if exported:
+        message = f"this is {exported} with an Excel name, not a workbook. {_WEB_PAGE_ADVICE}"
+    elif _looks_like_text(data):
         message = "this is a text file with an .xlsx name, not an Excel workbook: rename it .csv."
     else:
         message = "this is not an Excel workbook (.xlsx): the file is damaged or of another type."
@@ -465,6 +623,18 @@ def _compound_file_message(data: bytes) -> str:
     )
 
 
+def _exported_page(data: bytes) -> str | None:
+    """What an "export to Excel" that is no workbook is (an HTML table, an XML spreadsheet)."""
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if b"urn:schemas-microsoft-com:office:spreadsheet" in head:
+        return "an Excel 2003 XML spreadsheet"
+    if head.startswith((b"<!doctype html", b"<html", b"<table")) or (
+        head.startswith(b"<?xml") and b"<html" in head
+    ):
+        return "a web page (HTML)"
+    return None
+
+
 def _looks_like_text(data: bytes) -> bool:
     head = data[:1024]
     return not any(byte < 9 or 13 < byte < 32 for byte in head)
@@ -481,6 +651,16 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
             path=source,
             sheet=sheet,
         ) from None
+    except workbooks.WorkbookProblem as problem:
+        message = str(problem)
+        if problem.damaged:
+            message = (
+                f"the workbook is damaged and cannot be read ({problem}). Open it in Excel and "
+                "save it again as an Excel Workbook (.xlsx), or export the sheet as CSV."
+            )
+        raise InputError(message, path=source, sheet=sheet) from None
+    except InputError:
+        raise
     except Exception as error:
         raise InputError(
             f"the workbook is damaged and cannot be read ({error}). Open it in Excel and save "
@@ -488,6 +668,17 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
             path=source,
             sheet=sheet,
         ) from error
+    except BaseException as error:
+        # A panic in the Rust reader arrives as pyo3's PanicException, a BaseException so that
+        # `except Exception` does not hide it; it says the file broke the reader, nothing more.
+        if type(error).__name__ != "PanicException":
+            raise
+        raise InputError(
+            "lf-bulk could not read this workbook (the Excel reader failed on it). Open it in "
+            "Excel and save it again as an Excel Workbook (.xlsx), or export the sheet as CSV.",
+            path=source,
+            sheet=sheet,
+        ) from None
 
 
 def _choose_sheet(metadata: list[SheetMetadata], wanted: str | None, source: str) -> str:
@@ -634,28 +825,90 @@ def _find_layout(loaded: _Loaded, height: int, wanted: _Wanted, source: str) -> 
         headers = _row_texts(grid, index)
         found = _find_column(headers, keys)
         if found is not None:
+            _require_single_column(loaded, index, headers, found, source)
             return _header_layout(index, found, headers, wanted)
-    return _fallback_layout(loaded, first, wanted, source)
+        if any(_holds_iccid(cell) for cell in grid.row(index)):
+            # The data has begun: a header-like cell further down is data too (say a header
+            # pasted twice), and taking it for the header would drop every row above it.
+            break
+    return _fallback_layout(loaded, candidates, wanted, source)
 
 
-def _fallback_layout(loaded: _Loaded, first: int, wanted: _Wanted, source: str) -> _Layout:
+def _holds_iccid(cell: Cell) -> bool:
+    if _is_number(cell):
+        return abs(cast(float, cell)) >= _ICCID_LIKE_NUMBER
+    return sum(character.isdigit() for character in normalize(_cell_text(cell))) >= 15
+
+
+def _require_single_column(
+    loaded: _Loaded, index: int, headers: list[str], found: int, source: str
+) -> None:
+    key = _header_key(headers[found])
+    twins = [column for column, header in enumerate(headers) if _header_key(header) == key]
+    if len(twins) < 2:
+        return
+    labels = [_column_label(loaded, column) for column in twins]
+    named = " and ".join(repr(headers[column].strip()) for column in twins)
+    both = "both" if len(twins) == 2 else "all"
+    raise InputError(
+        f"columns {', '.join(labels[:-1])} and {labels[-1]} are {both} headed as the ICCID "
+        f"column ({named}), and lf-bulk will not guess which one holds the ICCIDs: delete one "
+        "of them or rename its header.",
+        path=source,
+        sheet=loaded.sheet,
+        row=loaded.first_row_number + index,
+    )
+
+
+def _column_label(loaded: _Loaded, index: int) -> str:
+    """How the user finds a column: by letter in a workbook, by position in a text file."""
+    if loaded.sheet is None:
+        return str(index + 1)
+    number = loaded.first_column + index + 1
+    letters = ""
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def _fallback_layout(
+    loaded: _Loaded, candidates: list[int], wanted: _Wanted, source: str
+) -> _Layout:
     """Layout of a file without a recognised ICCID header in its first rows."""
-    first_cells = loaded.grid.row(first)
+    grid = loaded.grid
+    first = candidates[0]
+    first_cells = grid.row(first)
     headers = [_cell_text(cell) for cell in first_cells]
     filled = [index for index, cell in enumerate(first_cells) if not _is_blank(cell)]
+    # A lone cell on the first row heads a one-column list, unless rows below are wider: then
+    # it is a title above a table whose header we did not recognise.
+    wider = next((index for index in candidates if _filled_count(grid.row(index)) > 1), None)
     if wanted.column is None and len(filled) == 1:
         only = filled[0]
         if _looks_like_value(first_cells[only]):
             return _Layout(first, only, "", dict.fromkeys(wanted.extra_columns))
-        if wanted.require_column or not _is_extra_header(headers[only], wanted):
+        is_title = wider is not None and wanted.require_column
+        if not is_title and (wanted.require_column or not _is_extra_header(headers[only], wanted)):
             return _header_layout(first, only, headers, wanted)
     if wanted.require_column or wanted.column is not None:
+        shown = wider if len(filled) == 1 and wider is not None else first
         raise InputError(
-            _missing_column_message(loaded, headers, wanted.column),
+            _missing_column_message(
+                loaded,
+                _row_texts(grid, shown),
+                wanted.column,
+                scanned=len(candidates),
+                header_row=loaded.first_row_number + shown,
+            ),
             path=source,
             sheet=loaded.sheet,
         )
     return _header_layout(first, None, headers, wanted)
+
+
+def _filled_count(cells: Sequence[Cell]) -> int:
+    return sum(1 for cell in cells if not _is_blank(cell))
 
 
 def _header_layout(
@@ -704,7 +957,14 @@ def _looks_rounded(text: str) -> bool:
     return check(text)[1] is Reason.NUMERIC_CELL
 
 
-def _missing_column_message(loaded: _Loaded, headers: list[str], column: str | None) -> str:
+def _missing_column_message(
+    loaded: _Loaded,
+    headers: list[str],
+    column: str | None,
+    *,
+    scanned: int,
+    header_row: int,
+) -> str:
     seen = ", ".join(repr(header.strip()) for header in headers if header.strip()) or "none"
     if column:
         wanted = f"no column named {column!r}"
@@ -713,7 +973,8 @@ def _missing_column_message(loaded: _Loaded, headers: list[str], column: str | N
     hint = "Name the column with --column NAME"
     if loaded.sheets:
         hint += f", or choose another sheet with --sheet NAME (sheets: {_sheets(loaded)})"
-    return f"found {wanted}. Headers seen: {seen}. {hint}."
+    rows = "row" if scanned == 1 else f"{scanned} rows"
+    return f"found {wanted} in the first {rows}. Headers seen: {seen} (row {header_row}). {hint}."
 
 
 def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]:
@@ -727,21 +988,30 @@ def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]
         ]
     cells = loaded.grid.column(layout.iccid_index)[start:height]
     raws = _texts(cells, typed=loaded.typed)
-    numeric = [_is_number(cell) for cell in cells] if loaded.typed else itertools.repeat(False)
+    numeric: Iterable[bool] = (
+        [type(cell) is float or type(cell) is int for cell in cells]
+        if loaded.typed
+        else itertools.repeat(False)
+    )
     checked = validate(zip(raws, numeric, strict=False))
-    return [
-        InputRow(first_number + offset, raw, iccid, reason, extra)
-        for offset, (raw, (iccid, reason), extra) in enumerate(
-            zip(raws, checked, extras, strict=False)
+    # map over the columns keeps the loop in C, which is faster than a comprehension here.
+    return list(
+        map(
+            InputRow,
+            itertools.count(first_number),
+            raws,
+            map(itemgetter(0), checked),
+            map(itemgetter(1), checked),
+            extras,
         )
-    ]
+    )
 
 
 def _texts(cells: Sequence[Cell], *, typed: bool) -> Sequence[str]:
     if not typed:
         # Text sources hold only str; skipping the per-cell conversion matters at a million rows.
         return cast(Sequence[str], cells)
-    return [_cell_text(cell) for cell in cells]
+    return [cell if type(cell) is str else _cell_text(cell) for cell in cells]
 
 
 def _extra_values(loaded: _Loaded, layout: _Layout, height: int) -> Iterable[Mapping[str, str]]:

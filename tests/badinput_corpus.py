@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ BP = Reason.BAD_PREFIX
 BC = Reason.BAD_CHECKSUM
 NC = Reason.NUMERIC_CELL
 DUP = Reason.DUPLICATE
+XE = Reason.EXCEL_ERROR
 
 
 @dataclass(frozen=True)
@@ -563,6 +565,129 @@ def booleans_and_dates(directory: Path) -> CorpusCase:
 def headerless_numeric_first_cell(directory: Path) -> CorpusCase:
     path = write_xlsx(directory / "headerless.xlsx", {"Data": [[float(VALID)], [VALID_B]]})
     return CorpusCase(path, "no header, first ICCID typed as a number", rows={1: NC, 2: None})
+
+
+@case
+def named_pipe(directory: Path) -> CorpusCase:
+    path = directory / "pipe.csv"
+    os.mkfifo(path)
+    return CorpusCase(path, "a named pipe (FIFO) nobody writes to", error="named pipe")
+
+
+@case
+def link_to_dev_zero(directory: Path) -> CorpusCase:
+    path = directory / "zero.xlsx"
+    path.symlink_to("/dev/zero")
+    return CorpusCase(path, "a link to /dev/zero named .xlsx", error="not a regular file")
+
+
+@case
+def blank_cell_at_the_last_cell(directory: Path) -> CorpusCase:
+    path = write_raw_xlsx(
+        directory / "far_blank.xlsx",
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>ICCID</t></is></c></row>'
+        f'<row r="2"><c r="A2" t="inlineStr"><is><t>{VALID}</t></is></c></row>'
+        '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t></t></is></c></row>',
+    )
+    return CorpusCase(
+        path, "a blank text cell at XFD1048576 (a used range of 17 billion cells)", rows={2: None}
+    )
+
+
+@case
+def opendocument_spreadsheet(directory: Path) -> CorpusCase:
+    path = directory / "list.ods"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+    return CorpusCase(path, "an OpenDocument spreadsheet", error="OpenDocument spreadsheet (.ods)")
+
+
+@case
+def binary_workbook_named_xlsx(directory: Path) -> CorpusCase:
+    path = directory / "binary.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/workbook.bin", b"\x00")
+    return CorpusCase(path, "an .xlsb workbook named .xlsx", error="Excel Binary Workbook (.xlsb)")
+
+
+@case
+def many_title_rows(directory: Path) -> CorpusCase:
+    titles = [[f"Delivery note line {n}"] for n in range(1, 13)]
+    path = write_xlsx(
+        directory / "many_titles.xlsx",
+        {"Note": [*titles, ["No.", "ICCID"], [1, VALID], [2, VALID[:-2]]]},
+    )
+    return CorpusCase(path, "twelve title rows above the header", rows={14: None, 15: BL})
+
+
+@case
+def title_row_over_an_unknown_header(directory: Path) -> CorpusCase:
+    path = write_text(directory / "title_table.csv", f"SIM order June\nNo.,Card\n1,{VALID}\n")
+    return CorpusCase(
+        path,
+        "a title row above a table whose header names no ICCID column",
+        error="no ICCID column (a header such as 'ICCID', 'SIM_ID' or 'ICCID number') in the first",
+    )
+
+
+@case
+def excel_error_cells(directory: Path) -> CorpusCase:
+    path = write_raw_xlsx(
+        directory / "na.xlsx",
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>ICCID</t></is></c></row>'
+        '<row r="2"><c r="A2" t="e"><f>VLOOKUP(B2,X!A:A,1,0)</f><v>#N/A</v></c></row>'
+        f'<row r="3"><c r="A3" t="inlineStr"><is><t>{VALID}</t></is></c></row>'
+        '<row r="4"><c r="A4" t="e"><v>#REF!</v></c></row>',
+    )
+    return CorpusCase(path, "formulas that failed: #N/A, #REF!", rows={2: XE, 3: None, 4: XE})
+
+
+@case
+def excel_error_text_in_csv(directory: Path) -> CorpusCase:
+    path = write_text(directory / "na.csv", iccid_lines("#N/A", VALID, "#VALUE!"))
+    return CorpusCase(path, "Excel errors saved to a CSV", rows={2: XE, 3: None, 4: XE})
+
+
+@case
+def two_iccid_columns(directory: Path) -> CorpusCase:
+    path = write_xlsx(
+        directory / "two_iccid.xlsx", {"S": [["ICCID", "Name", "iccid"], [VALID, "a", VALID_B]]}
+    )
+    return CorpusCase(path, "two columns headed ICCID", error="columns A and C are both headed")
+
+
+@case
+def huge_cell_and_stray_quote(directory: Path) -> CorpusCase:
+    path = write_text(
+        directory / "huge_cell.csv",
+        f'iccid,note\n{VALID},5" screen\n{VALID_B},{"x" * 200_000}\n',
+    )
+    return CorpusCase(
+        path, "a 200,000-character cell and a stray quote", error="a cell is longer than"
+    )
+
+
+@case
+def web_page_named_xlsx(directory: Path) -> CorpusCase:
+    path = write_text(
+        directory / "export.xlsx",
+        f"<html><body><table><tr><th>ICCID</th></tr><tr><td>{VALID}</td></tr></table></html>",
+    )
+    return CorpusCase(path, "an HTML table saved as .xlsx", error="web page (HTML)")
+
+
+@case
+def excel_text_tricks(directory: Path) -> CorpusCase:
+    path = write_text(directory / "tricks.csv", f'iccid\n"=""{VALID}"""\n\'{VALID_B}\n')
+    return CorpusCase(
+        path, 'ICCIDs written as ="..." and with a leading apostrophe', rows={2: None, 3: None}
+    )
+
+
+@case
+def typed_text_kept_in_reports(directory: Path) -> CorpusCase:
+    path = write_text(directory / "typed.csv", iccid_lines("Report line 1", VALID))
+    return CorpusCase(path, "a line of text among the ICCIDs", rows={2: ND, 3: None})
 
 
 def large_csv(directory: Path) -> CorpusCase:

@@ -84,6 +84,7 @@ def test_reason_values_are_the_documented_codes() -> None:
         "bad_checksum",
         "numeric_cell",
         "duplicate",
+        "excel_error",
     ]
 
 
