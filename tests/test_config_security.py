@@ -323,3 +323,31 @@ def test_nothing_printed_by_a_failed_start_carries_the_code(tmp_path: Path) -> N
     args = ["--env", "prod", "--partner-code", SECRET_CODE, "--base-url", "http://x.example"]
     result = invoke([*args, "--home", str(tmp_path), "groups", "list"])
     assert result.exit_code == 1 and SECRET_CODE not in result.output
+
+
+def test_the_journal_redacts_reasons_and_events_whatever_their_source(tmp_path: Path) -> None:
+    from lf_bulk.journal import Journal, Outcome, PlannedItem
+
+    register_secret(SECRET_CODE)
+    journal = Journal(tmp_path / "journal.db")
+    iccid = with_check_digit("8986000000000000000")
+    item = PlannedItem(row=2, iccid=iccid, operation="add", group_id="G1")
+    run_id = journal.create_run(
+        kind="bulk", operation="add", group_id="G1", items=[item], batch_size=10
+    )
+    batch = journal.batches(run_id)[0].batch_id
+    journal.mark_unsent(run_id, batch, f"refused for partner {SECRET_CODE}")
+    outcome = Outcome("failed", "X", f"echo {SECRET_CODE}")
+    journal.close_batch(
+        run_id,
+        batch,
+        state="done",
+        api_status="FAILED",
+        outcomes={iccid: outcome},
+        error=SECRET_CODE,
+    )
+    journal.close()
+    with sqlite3.connect(tmp_path / "journal.db") as db:
+        dump = "\n".join(db.iterdump())
+    assert "refused for partner ***" in dump and "echo ***" in dump
+    assert SECRET_CODE not in dump
