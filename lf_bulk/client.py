@@ -184,6 +184,11 @@ class LinksfieldClient:
             raise errors.TransportError(
                 f"{self.base_url}: timed out ({type(exc).__name__})"
             ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            # A permanent mistake in the URL: retrying cannot help.
+            raise errors.InvalidSetting(
+                f"{self.base_url}: not a usable http(s) URL ({exc})"
+            ) from None
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from None
         return self._interpret(response, request)

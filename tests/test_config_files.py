@@ -100,10 +100,12 @@ def test_sandbox_env_refuses_a_base_url_from_a_config_file_naming_it(
     assert not was_contacted(silent_port)
 
 
-def test_sandbox_env_never_sends_a_configured_partner_code_to_the_simulator(
+def test_the_embedded_sandbox_ignores_a_configured_partner_code_and_proxies(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("LF_BULK_PARTNER_CODE", "PREAL01")
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     result = expect(invoke(["--home", str(tmp_path / "h"), "--no-progress", "groups", "list"]), 0)
     assert "no real SIM" in result.stderr
 

@@ -116,6 +116,17 @@ def test_the_client_reports_a_closed_port_as_connection_refused() -> None:
     assert 0 < len(slept) < RetryPolicy().refused_max_attempts
 
 
+@pytest.mark.parametrize("url", ["not a url", "ftp://example.com"])
+def test_the_client_never_retries_a_url_it_cannot_use(url: str) -> None:
+    slept: list[float] = []
+    with (
+        LinksfieldClient(url, "P000270", sleep=slept.append) as client,
+        pytest.raises(errors.InvalidSetting, match="not a usable"),
+    ):
+        client.list_groups()
+    assert slept == []
+
+
 # ---------------------------------------------------------------- issue 10.2: http and userinfo
 
 
@@ -309,14 +320,6 @@ def test_a_socks_proxy_without_socksio_is_one_clear_line(
     assert "ALL_PROXY" in result.stderr and "httpx[socks]" in result.stderr
     assert "pw@" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-
-
-def test_the_embedded_sandbox_ignores_proxy_variables(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    expect(invoke(["--home", str(tmp_path), "--no-progress", "groups", "list"]), 0)
 
 
 def test_nothing_printed_by_a_failed_start_carries_the_code(tmp_path: Path) -> None:
