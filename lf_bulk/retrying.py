@@ -57,9 +57,13 @@ def call_with_retries(
         seconds = requested if requested is not None else policy.backoff(state.attempt_number, rng)
         if isinstance(error, ConnectionRefused):
             seconds = refused.spend(seconds)
-        if on_retry and error is not None:
-            on_retry(error, seconds)
         return seconds
+
+    def announce(state: tenacity.RetryCallState) -> None:
+        # Only before a sleep that happens: the wait is also computed for the attempt that stops.
+        error = state.outcome.exception() if state.outcome else None
+        if on_retry and error is not None:
+            on_retry(error, state.upcoming_sleep)
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retryable),
@@ -67,6 +71,7 @@ def call_with_retries(
         | tenacity.stop_before_delay(policy.deadline_seconds)
         | refused,
         wait=wait,
+        before_sleep=announce,
         sleep=sleep,
         reraise=True,
     )

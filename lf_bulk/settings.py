@@ -274,10 +274,11 @@ class Settings:
         if self.in_process_sandbox:
             if self.base_url:
                 raise ConfigError(
-                    f"--env sandbox runs the embedded simulator and talks to no other URL, but a "
-                    f"base URL is set by {self.origin('base_url')} (and the env by "
-                    f"{self.origin('env')}): to use a served sandbox pass --env uat --base-url "
-                    f"URL --partner-code {SANDBOX_PARTNER_CODE}; otherwise remove the base URL"
+                    f"--env sandbox (from {self.origin('env')}) runs the embedded simulator, "
+                    f"which talks to no other URL, but a base URL is set by "
+                    f"{self.origin('base_url')}: to use a served sandbox pass --env uat "
+                    f"--base-url URL --partner-code {SANDBOX_PARTNER_CODE}; otherwise remove "
+                    "the base URL"
                 )
             return
         self._check_url()
