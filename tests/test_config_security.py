@@ -93,6 +93,24 @@ def test_connection_refused_is_retried_briefly_not_for_the_whole_deadline() -> N
     assert sum(slept) <= policy.refused_deadline_seconds
 
 
+def test_a_retry_is_announced_only_before_a_sleep_that_happens() -> None:
+    slept: list[float] = []
+    announced: list[float] = []
+
+    def refused() -> None:
+        raise errors.ConnectionRefused("refused")
+
+    with pytest.raises(errors.ConnectionRefused):
+        call_with_retries(
+            refused,
+            RetryPolicy(),
+            sleep=slept.append,
+            on_retry=lambda _error, wait: announced.append(wait),
+            rng=random.Random(3),
+        )
+    assert announced == slept
+
+
 def test_other_transport_errors_still_use_the_full_policy() -> None:
     slept: list[float] = []
 
