@@ -215,8 +215,9 @@ def is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     env: str = "sandbox"
-    base_url: str | None = None
-    partner_code: str | None = None
+    # Neither may appear in a repr: the code is the credential, the URL may carry a password.
+    base_url: str | None = field(default=None, repr=False)
+    partner_code: str | None = field(default=None, repr=False)
     home: Path = DEFAULT_HOME
     rate_per_second: float = 10.0
     max_in_flight: int = 3

@@ -372,3 +372,11 @@ def test_the_journal_redacts_reasons_and_events_whatever_their_source(tmp_path: 
         dump = "\n".join(db.iterdump())
     assert "refused for partner ***" in dump and "echo ***" in dump
     assert SECRET_CODE not in dump
+
+
+def test_settings_never_show_the_credential_in_their_repr() -> None:
+    from lf_bulk.settings import Settings
+
+    settings = Settings(env="uat", base_url="https://u:pw9@h/x", partner_code=SECRET_CODE)
+    assert SECRET_CODE not in repr(settings) and "pw9" not in repr(settings)
+    assert settings.display_base_url == "https://h/x"
