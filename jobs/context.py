@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import click
 from tqdm import tqdm
 
+from lf_bulk.redaction import RedactingFilter
 from lf_bulk.settings import ApiSession, Settings, open_session
 
 SANDBOX_NOTICE = "sandbox: simulated Linksfield API, no real SIM is touched"
@@ -43,6 +44,10 @@ class AppContext:
         return self._session
 
 
+def describe_config_files(settings: Settings) -> str:
+    return ", ".join(map(str, settings.config_files)) or "no config file"
+
+
 class _TqdmStderrHandler(logging.Handler):
     """Log lines on the current stderr, written around any progress bar rather than through it."""
 
@@ -62,6 +67,7 @@ def configure_logging(verbosity: int) -> None:
         logger.setLevel(level)
         if not any(isinstance(h, _TqdmStderrHandler) for h in logger.handlers):
             handler = _TqdmStderrHandler()
+            handler.addFilter(RedactingFilter())
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
             logger.addHandler(handler)
     for noisy in ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import click
 
-from jobs.context import AppContext, pass_app
+from jobs.context import AppContext, describe_config_files, pass_app
 from jobs.errors import JobExit
 from lf_bulk import errors
 from lf_bulk.doctor import Check, run_checks
@@ -27,8 +27,9 @@ class _Line:
 def doctor(app: AppContext) -> None:
     """Check config, clock, reachability, signature and envelope; exit 0 only if all pass."""
     settings = app.settings
-    click.echo(f"env          {settings.env}")
-    click.echo(f"partner code {settings.masked_partner_code or '(sandbox default)'}")
+    click.echo(f"env          {settings.env} (from {settings.origin('env')})")
+    click.echo(f"config       {describe_config_files(settings)}")
+    click.echo(f"partner code {settings.masked_partner_code or '(the sandbox default)'}")
     try:
         session = app.session()
     except errors.LfBulkError as error:

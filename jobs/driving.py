@@ -30,7 +30,7 @@ def open_journal(app: AppContext) -> Journal:
 
 def endpoint_of(app: AppContext) -> str:
     settings = app.settings
-    return f"{settings.env} {settings.base_url or ''}".strip()
+    return f"{settings.env} {settings.display_base_url or ''}".strip()
 
 
 def check_same_endpoint(app: AppContext, run: RunRecord) -> None:

@@ -9,13 +9,16 @@ import click
 
 from lf_bulk import errors
 from lf_bulk.exitcodes import ExitCode
+from lf_bulk.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class JobError(click.ClickException):
+    """A message for the user and an exit code; the message is redacted whatever its source."""
+
     def __init__(self, message: str, exit_code: int = ExitCode.FATAL) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         # Click declares exit_code on the class; each instance here carries its own.
         setattr(self, "exit_code", exit_code)  # noqa: B010
 
@@ -25,7 +28,7 @@ class JobExit(click.exceptions.Exit):
 
 
 def exit_code_for(error: errors.LfBulkError) -> ExitCode:
-    if isinstance(error, errors.InputError | errors.PlanRefused):
+    if isinstance(error, errors.InputError | errors.PlanRefused | errors.InvalidSetting):
         return ExitCode.BAD_INPUT
     return ExitCode.FATAL
 
@@ -37,6 +40,11 @@ def advice_for(error: errors.LfBulkError) -> str:
         return " The server does not know this partner code: check --partner-code and --env."
     if isinstance(error, errors.TlsError):
         return ""
+    if isinstance(error, errors.ConnectionRefused):
+        return (
+            " The API could not be reached after retries: nothing listens at that address;"
+            " check --base-url/--env, or start the server."
+        )
     if isinstance(error, errors.TransportError | errors.HttpStatusError):
         return (
             " The API could not be reached after retries: check --base-url/--env and the network."
@@ -46,7 +54,8 @@ def advice_for(error: errors.LfBulkError) -> str:
 
 def to_click_exception(error: errors.LfBulkError) -> JobError:
     advice = advice_for(error)
-    message = f"{str(error).rstrip('.')}.{advice}" if advice else str(error)
+    text = redact(str(error))
+    message = f"{text.rstrip('.')}.{advice}" if advice else text
     return JobError(message, exit_code_for(error))
 
 

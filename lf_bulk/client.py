@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from lf_bulk import errors, wire
+from lf_bulk import errors, redaction, wire
 from lf_bulk.models import AsyncResult, Group, MemberPage, Operation, Order, Submission
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
@@ -40,21 +40,30 @@ class LinksfieldClient:
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         verify_tls: bool = True,
+        trust_env: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        url = httpx.URL(base_url.rstrip("/"))
+        # Credentials in the URL are sent as Basic auth but never shown: `base_url` is display-safe.
+        auth = (url.username, url.password) if url.userinfo else None
+        redaction.register_secret(url.password)
+        safe_url = url.copy_with(username=None, password=None) if auth else url
+        self.base_url = str(safe_url) if auth else base_url.rstrip("/")
         self.partner_code = partner_code
+        self.trust_env = trust_env
         self.profile = profile
         self.pacer = pacer or RequestPacer()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._http = httpx.Client(
-            base_url=self.base_url,
+            base_url=safe_url,
             transport=transport,
             timeout=timeout,
             verify=verify_tls,
+            trust_env=trust_env,
+            auth=auth,
             headers=dict(profile.headers),
         )
 
@@ -161,6 +170,7 @@ class LinksfieldClient:
         request = wire.build_request(
             self.profile, endpoint, self.partner_code, path_params=path_params, params=params
         )
+        redaction.register_signature(str((request.query or request.body or {}).get("sign", "")))
 
         def attempt() -> Any:
             with self.pacer.slot():
@@ -200,6 +210,11 @@ class LinksfieldClient:
         except httpx.TimeoutException as exc:
             raise errors.TransportError(
                 f"{self.base_url}: timed out ({type(exc).__name__})"
+            ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            # A permanent mistake in the URL: retrying cannot help.
+            raise errors.InvalidSetting(
+                f"{self.base_url}: not a usable http(s) URL ({exc})"
             ) from None
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from None
@@ -245,6 +260,10 @@ def _transport_error(base_url: str, exc: httpx.TransportError) -> errors.Transpo
             return errors.TlsError(
                 f"{base_url}: the server's TLS certificate could not be verified "
                 f"({cause.verify_message}). Check the URL, or the machine's CA certificates."
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return errors.ConnectionRefused(
+                f"{base_url}: connection refused (nothing listens there)"
             )
         cause = cause.__cause__ or cause.__context__
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):

@@ -51,7 +51,7 @@ def run_checks(client: LinksfieldClient) -> list[Check]:
 
 def _clock(client: LinksfieldClient) -> Check:
     try:
-        response = httpx.head(client.base_url, timeout=10)
+        response = httpx.head(client.base_url, timeout=10, trust_env=client.trust_env)
     except httpx.HTTPError as error:
         return Check("clock", False, f"could not read the server's time: {type(error).__name__}")
     header = response.headers.get("Date")

@@ -1,7 +1,8 @@
 """Every error lf-bulk raises on purpose, as one tree.
 
     LfBulkError                  anything the tool expects and can explain
-    ├── ConfigError              a setting is missing or wrong (exit 1)
+    ├── ConfigError              a setting is missing, untrusted or not allowed (exit 1)
+    │   └── InvalidSetting       a setting's value is malformed; nothing was sent (exit 2)
     ├── InputError               a bad input file or argument; nothing was sent (exit 2)
     │   └── InvalidRowsError     some rows failed validation; carries the rows and their reasons
     ├── PlanRefused              a plan is larger than the user allowed (exit 2)
@@ -15,6 +16,7 @@
     │       └── DatabaseTooNew   made by a newer lf-bulk (schema version above ours)
     └── ApiError                 talking to the Linksfield API failed
         ├── TransportError       no usable HTTP answer: timeout, refused, reset (retryable)
+        │   ├── ConnectionRefused    nothing listens there (retried briefly, see retrying.py)
         │   └── TlsError         certificate verification failed (never retried)
         ├── HttpStatusError      an HTTP error status with no recognisable envelope (5xx retryable)
         ├── EnvelopeError        a 2xx body that none of the known envelopes fit
@@ -29,6 +31,7 @@
             ├── RateLimited          1429, with `retry_after` (retryable)
             └── ServerError          1500 (retryable)
 
+Every message is redacted (`lf_bulk.redaction`) when shown: no error can carry the credential.
 `is_retryable` is the one place that decides what a retry may follow.
 The CLI turns each of these into a message and an exit code in `jobs/errors.py`.
 """
@@ -38,12 +41,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lf_bulk.redaction import redact
+
 
 class LfBulkError(Exception):
     """Base of every error lf-bulk raises on purpose."""
 
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
 
 class ConfigError(LfBulkError):
+    pass
+
+
+class InvalidSetting(ConfigError):
     pass
 
 
@@ -136,6 +148,10 @@ class TransportError(ApiError):
     pass
 
 
+class ConnectionRefused(TransportError):
+    pass
+
+
 class TlsError(TransportError):
     pass
 
@@ -162,7 +178,7 @@ class BusinessError(ApiError):
         http_status: int = 200,
     ) -> None:
         self.code = code
-        self.api_message = message
+        self.api_message = redact(message)
         self.data = data
         self.http_status = http_status
         super().__init__(f"API error {code}: {message}")

@@ -26,6 +26,7 @@ from typing import Any
 
 from lf_bulk import sqlite
 from lf_bulk.errors import RunNotFound, RunTampered
+from lf_bulk.redaction import redact
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -218,7 +219,7 @@ class Journal:
     def _event(self, run_id: str, batch_id: int | None, event: str, detail: str = "") -> None:
         self._db.execute(
             "INSERT INTO events (run_id, batch_id, at, event, detail) VALUES (?, ?, ?, ?, ?)",
-            (run_id, batch_id, utc_now(), event, detail),
+            (run_id, batch_id, utc_now(), event, redact(detail)),
         )
 
     # ------------------------------------------------------------ runs
@@ -477,7 +478,7 @@ class Journal:
         with self._tx() as db:
             db.execute(
                 "UPDATE batches SET state = ?, error = ? WHERE run_id = ? AND batch_id = ?",
-                (PLANNED, error, run_id, batch_id),
+                (PLANNED, redact(error), run_id, batch_id),
             )
             self._event(run_id, batch_id, "unsent", error)
 
@@ -527,13 +528,13 @@ class Journal:
             db.execute(
                 "UPDATE batches SET state = ?, api_status = ?, polls = polls + 1, error = ?"
                 " WHERE run_id = ? AND batch_id = ?",
-                (state, api_status, error, run_id, batch_id),
+                (state, api_status, redact(error), run_id, batch_id),
             )
             db.executemany(
                 "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
                 " WHERE run_id = ? AND batch_id = ? AND iccid = ? AND outcome IS NULL",
                 (
-                    (o.outcome, o.reason_code, o.reason, run_id, batch_id, iccid)
+                    (o.outcome, o.reason_code, redact(o.reason), run_id, batch_id, iccid)
                     for iccid, o in outcomes.items()
                 ),
             )

@@ -14,6 +14,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from jobs.cli import cli
+from lf_bulk.settings import SANDBOX_PARTNER_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fast but contract-shaped: the test sandboxes allow this rate, so no test waits on pacing.
@@ -37,8 +38,13 @@ def expect(result: Result, code: int) -> Result:
     return result
 
 
+def served_sandbox_args(base_url: str) -> list[str]:
+    """How a user points lf-bulk at `lf-bulk sandbox serve` (`--env sandbox` is in-process only)."""
+    return ["--env", "uat", "--partner-code", SANDBOX_PARTNER_CODE, "--base-url", base_url]
+
+
 def base_args(home: Path, base_url: str) -> list[str]:
-    return ["--home", str(home), "--base-url", base_url, "--no-progress", *FAST_CLIENT]
+    return ["--home", str(home), *served_sandbox_args(base_url), "--no-progress", *FAST_CLIENT]
 
 
 def subprocess_cli(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:

@@ -82,8 +82,9 @@ def test_unreachable_base_url_exits_1_after_bounded_retries(tmp_path: Path) -> N
 def test_flags_win_over_environment_which_wins_over_config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # The mask shows only the first character and the length, so each source has its own.
     config = tmp_path / "lf.toml"
-    config.write_text('env = "uat"\npartner_code = "FROMFILE"\n')
+    config.write_text('env = "uat"\npartner_code = "FILE1"\n')
     monkeypatch.delenv("LF_BULK_PARTNER_CODE", raising=False)
     monkeypatch.setenv("LF_BULK_BASE_URL", "http://127.0.0.1:9")
 
@@ -91,10 +92,10 @@ def test_flags_win_over_environment_which_wins_over_config(
         result = invoke(["--config", str(config), "--retry-deadline", "0", *args, "doctor"])
         return next(line for line in result.stdout.splitlines() if line.startswith("partner code"))
 
-    assert masked().endswith("FR****LE")
-    monkeypatch.setenv("LF_BULK_PARTNER_CODE", "FROMENV1")
-    assert masked().endswith("FR****V1")
-    assert masked("--partner-code", "FROMFLAG").endswith("FR****AG")
+    assert masked().endswith("F**** (5 chars)")
+    monkeypatch.setenv("LF_BULK_PARTNER_CODE", "ENVIRON")
+    assert masked().endswith("E****** (7 chars)")
+    assert masked("--partner-code", "GIVEN_AS_FLAG").endswith("G************ (13 chars)")
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from lf_bulk.client import LinksfieldClient
 from lf_bulk.sandbox import seed
 from lf_bulk.sandbox.server import SandboxServer
 
+from clihelp import served_sandbox_args
+
 MakeSandbox = Callable[..., SandboxServer]  # the `make_sandbox` fixture of conftest.py
 FAST = "rate=1000,concurrency=20"
 WORLD = 10_000
@@ -42,7 +44,7 @@ def run(args: Sequence[str], *, expect: int = 0, stdin: bytes | None = None) -> 
 
 
 def against(server: SandboxServer, *args: str) -> list[str]:
-    return ["--base-url", server.base_url, "--rate", "1000", "--max-in-flight", "16", *args]
+    return [*served_sandbox_args(server.base_url), "--rate", "1000", "--max-in-flight", "16", *args]
 
 
 @pytest.fixture
@@ -242,7 +244,9 @@ def test_5000_order_ids_at_the_contract_rate_limit(
     path = write_csv(tmp_path / "ids.csv", [["order_id"], *[[o["order_id"]] for o in chosen]])
     out = tmp_path / "orders.xlsx"
     started = time.monotonic()
-    result = run(["--base-url", server.base_url, "orders", "export", str(path), "-o", str(out)])
+    result = run(
+        [*served_sandbox_args(server.base_url), "orders", "export", str(path), "-o", str(out)]
+    )
     elapsed = time.monotonic() - started
     click.echo(f"\n5000 lookups: {elapsed:.1f}s, {5000 / elapsed:.2f} lookups/s", err=True)
     assert "5000 orders from 5000 lookups" in result.stderr
