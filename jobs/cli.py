@@ -209,7 +209,8 @@ def cli(
     except ConfigError as error:
         raise to_click_exception(error) from None
     if not settings.in_process_sandbox:
-        app.info(f"config: {describe_config_files(settings)}")
+        if settings.config_files:
+            app.info(f"config: {describe_config_files(settings)}")
         for warning in settings.warnings():
             click.echo(warning, err=True)
 

@@ -180,6 +180,12 @@ def test_a_config_file_cannot_raise_the_removal_ratio_nor_turn_apply_on(
     config.write_text("[reconcile]\napply = true\nmax_removal_ratio = 1.0\n")
     args = [*base_args(tmp_path / "h", sandbox.base_url), "--config", str(config), "reconcile"]
     report = ["--report-dir", str(tmp_path / "r")]
+    refused = expect(invoke([*args, str(desired), *report]), 1)
+    assert str(config) in refused.stderr and "reconcile.apply" in refused.stderr
+    config.write_text("[reconcile]\nmax_removal_ratio = 1.0\n")
+    refused = expect(invoke([*args, str(desired), "--apply", *report]), 1)
+    assert "max_removal_ratio" in refused.stderr
+    config.write_text("[reconcile]\nmax_removal_ratio = 0.05\n")
     expect(invoke([*args, str(desired), *report]), 4)
     expect(invoke([*args, str(desired), "--apply", *report]), 2)
     assert sandbox.state.mutation_log() == []
