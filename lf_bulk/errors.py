@@ -10,6 +10,7 @@
     │   └── RunLocked            another process drives that run or those groups (exit 1)
     └── ApiError                 talking to the Linksfield API failed
         ├── TransportError       no usable HTTP answer: timeout, refused, reset (retryable)
+        │   ├── ConnectFailed    no connection was made, so nothing was sent (a mutation may retry)
         │   └── TlsError         certificate verification failed (never retried)
         ├── HttpStatusError      an HTTP error status with no recognisable envelope (5xx retryable)
         ├── EnvelopeError        a 2xx body that none of the known envelopes fit
@@ -24,7 +25,9 @@
             ├── RateLimited          1429, with `retry_after` (retryable)
             └── ServerError          1500 (retryable)
 
-`is_retryable` is the one place that decides what a retry may follow.
+`is_retryable` is the one place that decides what a retry may follow; `proves_not_acted` the one
+place that decides which failures of a mutating call (add, remove) prove the server did nothing,
+so that the same call may be sent again (design notes §5).
 The CLI turns each of these into a message and an exit code in `jobs/errors.py`.
 """
 
@@ -103,6 +106,10 @@ class ApiError(LfBulkError):
 
 class TransportError(ApiError):
     pass
+
+
+class ConnectFailed(TransportError):
+    """The connection was refused or never established: the request never left this machine."""
 
 
 class TlsError(TransportError):
@@ -189,4 +196,22 @@ def is_retryable(error: BaseException) -> bool:
         return True
     if isinstance(error, HttpStatusError):
         return error.status_code == 429 or error.status_code >= 500
+    return False
+
+
+def proves_not_acted(error: BaseException) -> bool:
+    """Whether a mutating request that raised `error` provably did nothing, so may be sent again.
+
+    Only 429 (throttled), 503 (unavailable) and a connection that was never made qualify. A
+    timeout, a reset, a 500/502/504 or a dropped answer may come after the server acted: the caller
+    must settle such a call (read the membership), never send it blindly again.
+    """
+    if isinstance(error, TlsError):
+        return False
+    if isinstance(error, ConnectFailed | RateLimited):
+        return True
+    if isinstance(error, HttpStatusError):
+        return error.status_code in (429, 503)
+    if isinstance(error, BusinessError):
+        return error.http_status in (429, 503)
     return False
