@@ -340,7 +340,12 @@ def test_a_batch_over_the_server_limit_is_split_to_exactly_that_limit(
 
     assert world.driver(run_id).drive().exit_code == ExitCode.OK
     sizes = [m.iccid_count for m in world.state.mutation_log() if m.request_id]
-    assert sorted(sizes, reverse=True) == [3, 3, 3, 1]  # halving 10 would have sent 5s, refused again
+    assert sorted(sizes, reverse=True) == [
+        3,
+        3,
+        3,
+        1,
+    ]  # halving 10 would have sent 5s, refused again
     assert accepted_counts(world.state) == Counter(dict.fromkeys(iccids, 1))
 
 
