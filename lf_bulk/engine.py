@@ -512,7 +512,8 @@ class RunDriver:
             return self.options.async_window
         if not self._durations:
             return DEFAULT_ASYNC_WINDOW
-        return max(self._durations[-20:]) * 1.5 + 1.0
+        # Learned durations come from second-resolution timestamps: a margin covers rounding.
+        return max(self._durations[-20:]) * 1.5 + 2.0
 
     def _expected_duration(self) -> float:
         if not self._durations:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from inprocess import FakeClock, World, accepted_counts, open_world, taken_then_sent_again
 
 from lf_bulk import errors
 from lf_bulk.client import LinksfieldClient
@@ -31,6 +30,8 @@ from lf_bulk.models import Operation
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy
 from lf_bulk.sandbox.seed import DEMO_GROUP, FLEET_GROUP, FOREIGN_GROUP, PARTNER, PILOT_GROUP
+
+from inprocess import FakeClock, World, accepted_counts, open_world, taken_then_sent_again
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ def test_the_window_before_settling_is_learned_and_remembered_in_the_journal(
     assert driver.drive().exit_code == ExitCode.OK
     assert world.journal.async_durations(run_id) == [4.0]
     later = world.driver(world.new_run(world.state.ungrouped_sims(5), PILOT_GROUP))
-    assert later._async_window() == pytest.approx(4.0 * 1.5 + 1.0)
+    assert later._async_window() == pytest.approx(4.0 * 1.5 + 2.0)
 
 
 # ---------------------------------------------------------------- resume after a crash
