@@ -350,26 +350,40 @@ def test_a_batch_over_the_server_limit_is_split_to_exactly_that_limit(
     assert accepted_counts(world.state) == Counter(dict.fromkeys(iccids, 1))
 
 
+def _sent_after_a_hopeless_answer(world: World) -> set[str]:
+    """ICCIDs sent again after the server answered IN_OTHER_GROUP for them (no retry can help)."""
+    hopeless: set[str] = set()
+    again: set[str] = set()
+    for record in world.state.mutation_log():
+        again.update(i for i in record.iccids if i in hopeless)
+        if record.request_id:
+            results = world.state.async_result(PARTNER, record.request_id)["results"]
+            hopeless.update(r["iccid"] for r in results if r["reason_code"] == "IN_OTHER_GROUP")
+    return again
+
+
 def test_only_retryable_failures_are_sent_again(worlds: list[World], tmp_path: Path) -> None:
     world = world_of(worlds, tmp_path, "sim_locked=0.5,seed=3")
     elsewhere = world.state.members(FLEET_GROUP)[:4]  # IN_OTHER_GROUP: retrying cannot help
     fine = world.state.ungrouped_sims(16)
     run_id = world.new_run(elsewhere + fine, DEMO_GROUP, batch_size=20)
-    first = world.driver(run_id, EngineOptions(max_attempts=1)).drive()
+    first = world.driver(run_id, EngineOptions(max_attempts=2, retry_delay=0.1)).drive()
     assert first.exit_code == ExitCode.SOME_FAILED
     first_outcomes = outcomes(world, run_id)
     hopeless = [i for i in elsewhere if first_outcomes[i] == ("failed", "IN_OTHER_GROUP")]
     locked = [i for i in fine if first_outcomes[i] == ("failed", "SIM_LOCKED")]
     assert hopeless and locked
+    assert max(i.attempts for i in world.journal.items(run_id)) == 2  # retried within the run
+    assert _sent_after_a_hopeless_answer(world) == set()
     before = accepted_counts(world.state)
 
-    world.journal.requeue_failed(run_id, sorted(RETRYABLE_FAILURES), 20)
+    world.journal.requeue_failed(run_id, sorted(RETRYABLE_FAILURES), 20)  # `runs retry`
     second = world.driver(run_id, EngineOptions(max_attempts=10, retry_delay=0.1)).drive()
 
     assert second.exit_code == ExitCode.SOME_FAILED
     after = accepted_counts(world.state)
-    assert all(after[i] == before[i] == 1 for i in hopeless)
-    assert all(after[i] == 1 for i in fine if i not in locked)
+    assert _sent_after_a_hopeless_answer(world) == set()
+    assert all(after[i] == before[i] for i in hopeless)
     assert all(after[i] > before[i] for i in locked)
     assert {outcomes(world, run_id)[i] for i in fine} == {("added", "")}
 
