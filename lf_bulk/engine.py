@@ -366,11 +366,7 @@ class RunDriver:
                 f"group {batch.group_id} does not exist (see `lf-bulk groups list`): {error}",
                 permanent=True,
             )
-        if errors.proves_not_acted(error) or (
-            isinstance(error, errors.BusinessError)
-            and not isinstance(error, errors.ServerError)
-            and error.http_status < 500
-        ):
+        if errors.proves_not_acted(error) or _refused(error):
             # The server refused the batch, or never saw it: nothing was taken.
             self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
             raise RunStopped(f"batch {batch.batch_id} to {batch.group_id} was not sent: {error}")
@@ -539,6 +535,19 @@ class RunDriver:
         code = ExitCode.SOME_FAILED if counts.get("failed") else ExitCode.OK
         self.journal.set_run_status(self.run_id, FINISHED, code)
         return DriveResult(code, counts)
+
+
+def _refused(error: BaseException) -> bool:
+    """A failure that shows the server (or a proxy before it) did not take the request."""
+    if isinstance(error, errors.TlsError):
+        return True  # the connection was never made
+    if isinstance(error, errors.HttpStatusError):
+        return error.status_code < 500
+    return (
+        isinstance(error, errors.BusinessError)
+        and not isinstance(error, errors.ServerError)
+        and error.http_status < 500
+    )
 
 
 def _changed_by_lost_send(operation: str, how: str, reason_code: str = REASON_LOST) -> Outcome:

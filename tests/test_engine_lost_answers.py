@@ -430,3 +430,41 @@ def test_retries_back_off_exponentially() -> None:
     with client, pytest.raises(errors.HttpStatusError):
         client.list_groups()
     assert sleeps == [0.5, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(413, text="<html>Request Entity Too Large</html>"),
+        httpx.Response(200, json={"code": "1003", "message": "bad signature"}),
+    ],
+    ids=["proxy-413", "signature-refused"],
+)
+def test_a_refused_send_stops_the_run_with_the_batch_unsent(
+    tmp_path: Path, answer: httpx.Response
+) -> None:
+    posts: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        return answer
+
+    clock = FakeClock()
+    client = LinksfieldClient(
+        "https://api.test/topup",
+        PARTNER,
+        transport=httpx.MockTransport(handler),
+        pacer=RequestPacer(1000, 1, sleep=lambda s: None),
+        sleep=clock.sleep,
+    )
+    with Journal(tmp_path / "j.db") as journal, client:
+        items = [PlannedItem(2, "8900000000000000001", Operation.ADD, "G1")]
+        run_id = journal.create_run(
+            kind="sims", operation="ADD", group_id="G1", items=items, batch_size=5
+        )
+        with pytest.raises(RunStopped) as stopped:
+            RunDriver(journal, client, run_id, clock=clock, sleep=clock.sleep).drive()
+        assert not stopped.value.permanent
+        assert [b.state for b in journal.batches(run_id)] == [PLANNED]
+        assert journal.run(run_id).status == NOT_FINISHED
+    assert len(posts) == 1
