@@ -25,7 +25,7 @@ class JobExit(click.exceptions.Exit):
 
 
 def exit_code_for(error: errors.LfBulkError) -> ExitCode:
-    if isinstance(error, errors.InputError | errors.PlanRefused | errors.GroupNotFound):
+    if isinstance(error, errors.InputError | errors.PlanRefused):
         return ExitCode.BAD_INPUT
     return ExitCode.FATAL
 

@@ -111,12 +111,12 @@ def run_job(
             f"in {target / 'items.csv'}",
             ExitCode.BAD_INPUT,
         )
-    if dry_run:
-        dry_run_job(app, table, operation, group, batch_size, report_dir)
-        return
     # Everything that can fail before the first change is checked before the run exists.
     prepare_report_dir(target)
     bulk.require_group(app.session().client, group)
+    if dry_run:
+        dry_run_job(app, table, operation, group, batch_size, target, run_id)
+        return
     journal = open_journal(app)
     run_id = bulk.start_run(
         journal,
@@ -145,13 +145,11 @@ def dry_run_job(
     operation: Operation,
     group: str,
     batch_size: int,
-    report_dir: Path | None,
+    report_dir: Path,
+    run_id: str,
 ) -> None:
-    run_id = new_run_id()
     plan = bulk.dry_run_plan(app.session().client, table, operation, group, batch_size)
-    target = bulk.write_dry_run_report(
-        bulk.report_dir_for(run_id, report_dir), run_id, table, operation, group, plan
-    )
+    target = bulk.write_dry_run_report(report_dir, run_id, table, operation, group, plan)
     verb = "add to" if operation is Operation.ADD else "remove from"
     app.info(
         f"dry run {run_id}: would {verb} {group}: {plan.counts.valid} valid ICCIDs in "

@@ -204,3 +204,12 @@ def test_finished_runs_are_listed_as_finished(sandbox: SandboxServer, tmp_path: 
     expect(invoke([*args, "runs", "resume", run_id]), 0)
     shown = json.loads(expect(invoke([*args, "runs", "show", run_id]), 0).stdout)
     assert (shown["status"], shown["next"]) == (FINISHED, "")
+
+
+def test_a_dry_run_on_an_unknown_group_is_a_usage_error(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    file = write_list(tmp_path / "s.csv", sandbox.state.ungrouped_sims(3))
+    args = base_args(tmp_path / "h", sandbox.base_url)
+    result = expect(invoke([*args, "sims", "add", "G9999999", str(file), "--dry-run"]), 2)
+    assert "G9999999 does not exist" in result.stderr
