@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,11 +12,19 @@ import click
 from jobs.context import AppContext
 from jobs.errors import JobError, JobExit
 from jobs.progress import progress_bar
-from lf_bulk.bulk import write_reports
-from lf_bulk.engine import DriveResult, EngineOptions, Progress, RunDriver, RunStopped
+from lf_bulk.bulk import run_lock_name, write_reports
+from lf_bulk.engine import (
+    RETRYABLE_FAILURES,
+    DriveResult,
+    EngineOptions,
+    Progress,
+    RunDriver,
+    RunStopped,
+)
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import Journal, RunRecord
+from lf_bulk.journal import NOT_RESUMABLE, Journal, RunRecord
 from lf_bulk.locking import exclusive
+from lf_bulk.reports import prepare_report_dir
 
 JOURNAL_FILE = "journal.db"
 log = logging.getLogger(__name__)
@@ -59,14 +67,26 @@ def drive_and_report(
     options: EngineOptions,
     *,
     announce: bool = True,
+    before: Callable[[], None] | None = None,
 ) -> tuple[DriveResult, Path]:
-    """Drive the run to its end (or a stop) and write its reports where the run started."""
+    """Drive the run to its end (or a stop) and write its reports where the run started.
+
+    Everything that can fail before the first call is checked first: the endpoint, whether the
+    run can go on at all, the report folder. `before` runs under the run's lock.
+    """
     run = journal.run(run_id)
     check_same_endpoint(app, run)
+    require_resumable(run)
+    if run.report_dir:
+        prepare_report_dir(Path(run.report_dir))
     if announce:
         app.info(f"run {run_id}")
-    with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}", holder=f"run {run_id}"):
+    with exclusive(
+        app.settings.home, run_lock_name(run_id), f"run {run_id}", holder=f"run {run_id}"
+    ):
         journal.verify_run(run_id)
+        if before is not None:
+            before()
         client = app.session().client
         try:
             with _bars(app, run.valid) as progress:
@@ -81,16 +101,39 @@ def drive_and_report(
     return result, write_reports(journal, journal.run(run_id), result.exit_code)
 
 
-def drive_run(app: AppContext, journal: Journal, run_id: str, options: EngineOptions) -> None:
+def require_resumable(run: RunRecord) -> None:
+    if run.status in NOT_RESUMABLE:
+        why = run.details.get("stop_reason", "")
+        raise JobError(
+            f"run {run.run_id} is {run.status}"
+            + (f" ({why})" if why else "")
+            + "; it cannot be continued. Its report is in "
+            + (run.report_dir or "its report folder"),
+            ExitCode.BAD_INPUT,
+        )
+
+
+def drive_run(
+    app: AppContext,
+    journal: Journal,
+    run_id: str,
+    options: EngineOptions,
+    *,
+    before: Callable[[], None] | None = None,
+) -> None:
     """Drive a run, print its report directory and what to do next, exit with its code."""
-    result, report_dir = drive_and_report(app, journal, run_id, options)
+    result, report_dir = drive_and_report(app, journal, run_id, options, before=before)
     click.echo(str(report_dir))
     app.info(summary_line(run_id, result.counts))
-    explain_result(run_id, result, report_dir)
+    retryable = journal.failure_count(run_id, RETRYABLE_FAILURES)
+    explain_result(run_id, result, report_dir, retryable=retryable)
     raise JobExit(result.exit_code)
 
 
-def explain_result(run_id: str, result: DriveResult, report_dir: Path) -> None:
+def explain_result(
+    run_id: str, result: DriveResult, report_dir: Path, *, retryable: int | None = None
+) -> None:
+    """What to do next, on stderr; `retryable`: how many failures `runs retry` could fix."""
     if result.exit_code == ExitCode.NOT_FINISHED:
         why = {"no-wait": "submitted without waiting", "timeout": "timed out waiting"}.get(
             result.stopped, result.stopped
@@ -100,9 +143,12 @@ def explain_result(run_id: str, result: DriveResult, report_dir: Path) -> None:
             err=True,
         )
     elif result.exit_code == ExitCode.SOME_FAILED:
+        if retryable == 0:
+            advice = "no failure is one a retry could fix"
+        else:
+            advice = f"`lf-bulk runs retry {run_id}` re-sends the retryable ones"
         click.echo(
-            f"run {run_id}: some ICCIDs failed, see {report_dir / 'items.csv'}; "
-            f"`lf-bulk runs retry {run_id}` re-sends the retryable ones",
+            f"run {run_id}: some ICCIDs failed, see {report_dir / 'items.csv'}; {advice}",
             err=True,
         )
 

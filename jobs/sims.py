@@ -23,6 +23,7 @@ from lf_bulk.engine import EngineOptions
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
+from lf_bulk.reports import prepare_report_dir
 from lf_bulk.sources import InputTable, describe_counts, read_iccids
 
 job_options = compose(
@@ -101,14 +102,29 @@ def run_job(
     table = read_input(file, sheet, column)
     counts = bulk.count_input(table)
     app.info(f"{table.source}: {describe_counts(**table.counts)}")
+    run_id = new_run_id()
+    target = bulk.report_dir_for(run_id, report_dir)
     if (counts.invalid or counts.duplicates) and not skip_invalid:
-        run_id = new_run_id()
-        target = bulk.report_dir_for(run_id, report_dir)
+        prepare_report_dir(target)
         error = bulk.refuse_invalid(table, operation, group, target, run_id)
         click.echo(str(target))
         raise _bad_input(error, target) from None
+    if not counts.valid:
+        # `--skip-invalid` with nothing left is a broken file, not a success: cron must notice.
+        prepare_report_dir(target)
+        bulk.refuse_invalid(table, operation, group, target, run_id)
+        click.echo(str(target))
+        raise JobError(
+            f"{table.source}: no valid ICCID to send ({counts.invalid} invalid, "
+            f"{counts.duplicates} duplicates); nothing was sent. The rows and their reasons are "
+            f"in {target / 'items.csv'}",
+            ExitCode.BAD_INPUT,
+        )
+    # Everything that can fail before the first change is checked before the run exists.
+    prepare_report_dir(target)
+    bulk.require_group(app.session().client, group)
     if dry_run:
-        dry_run_job(app, table, operation, group, batch_size, report_dir)
+        dry_run_job(app, table, operation, group, batch_size, target, run_id)
         return
     journal = open_journal(app)
     run_id = bulk.start_run(
@@ -117,8 +133,9 @@ def run_job(
         operation,
         group,
         batch_size=batch_size,
-        report_dir=report_dir,
+        report_dir=target,
         endpoint=endpoint_of(app),
+        run_id=run_id,
     )
     drive_run(app, journal, run_id, EngineOptions(wait=not no_wait, timeout=timeout))
 
@@ -137,13 +154,11 @@ def dry_run_job(
     operation: Operation,
     group: str,
     batch_size: int,
-    report_dir: Path | None,
+    report_dir: Path,
+    run_id: str,
 ) -> None:
-    run_id = new_run_id()
     plan = bulk.dry_run_plan(app.session().client, table, operation, group, batch_size)
-    target = bulk.write_dry_run_report(
-        bulk.report_dir_for(run_id, report_dir), run_id, table, operation, group, plan
-    )
+    target = bulk.write_dry_run_report(report_dir, run_id, table, operation, group, plan)
     verb = "add to" if operation is Operation.ADD else "remove from"
     app.info(
         f"dry run {run_id}: would {verb} {group}: {plan.counts.valid} valid ICCIDs in "

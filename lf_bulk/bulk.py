@@ -9,9 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lf_bulk.client import LinksfieldClient
-from lf_bulk.errors import InvalidRowsError, RejectedRow
+from lf_bulk.engine import RETRYABLE_FAILURES
+from lf_bulk.errors import InputError, InvalidRowsError, RejectedRow
 from lf_bulk.iccid import EXPLANATIONS, Reason
-from lf_bulk.journal import Journal, PlannedItem, RunRecord, new_run_id, utc_now
+from lf_bulk.journal import (
+    FINISHED,
+    INTERRUPTED,
+    NOT_FINISHED,
+    RUNNING,
+    Journal,
+    PlannedItem,
+    RunRecord,
+    new_run_id,
+    utc_now,
+)
+from lf_bulk.locking import is_held
 from lf_bulk.models import Operation
 from lf_bulk.reports import (
     DRY_RUN_OUTCOMES,
@@ -146,6 +158,20 @@ def refuse_invalid(
     return InvalidRowsError(table.source, rejected_rows(table), str(report_dir))
 
 
+def require_group(client: LinksfieldClient, group_id: str) -> None:
+    """Refuse, before any run exists, a group the account does not have."""
+    if group_id not in {group.group_id for group in client.list_groups()}:
+        raise InputError(
+            f"group {group_id} does not exist for this partner code; nothing was sent "
+            f"(`lf-bulk groups list` shows the groups)"
+        )
+
+
+def require_something_valid(table: InputTable) -> None:
+    if not count_input(table).valid:
+        raise InputError("no valid ICCID to send: nothing to do", path=table.source)
+
+
 def start_run(
     journal: Journal,
     table: InputTable,
@@ -156,8 +182,9 @@ def start_run(
     report_dir: Path | None,
     endpoint: str,
     kind: str = "sims",
+    run_id: str | None = None,
 ) -> str:
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     return journal.create_run(
         run_id=run_id,
         kind=kind,
@@ -258,3 +285,26 @@ def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
         exit_code=exit_code,
     )
     return write_run_report(Path(run.report_dir), items, summary)
+
+
+# ---------------------------------------------------------------- runs as people see them
+
+
+def run_lock_name(run_id: str) -> str:
+    return f"run-{run_id}"
+
+
+def shown_status(run: RunRecord, home: Path) -> str:
+    """The stored status, except that a `running` run no process drives is `interrupted`."""
+    if run.status == RUNNING and not is_held(home, run_lock_name(run.run_id)):
+        return INTERRUPTED
+    return run.status
+
+
+def next_step(journal: Journal, run: RunRecord, shown: str) -> str:
+    """The command that continues a run, or "" when there is none."""
+    if shown in (INTERRUPTED, NOT_FINISHED):
+        return f"lf-bulk runs resume {run.run_id}"
+    if shown == FINISHED and journal.failure_count(run.run_id, RETRYABLE_FAILURES):
+        return f"lf-bulk runs retry {run.run_id}"
+    return ""

@@ -135,7 +135,10 @@ class LinksfieldClient:
     def submit(self, operation: Operation, group_id: str, iccids: Sequence[str]) -> Submission:
         endpoint = self.profile.add if operation is Operation.ADD else self.profile.remove
         data = self._call(
-            endpoint, path_params={"group_id": group_id}, params=wire.iccid_params(iccids)
+            endpoint,
+            path_params={"group_id": group_id},
+            params=wire.iccid_params(iccids),
+            mutating=True,
         )
         return wire.parse_submission(data)
 
@@ -166,7 +169,10 @@ class LinksfieldClient:
         *,
         path_params: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
+        mutating: bool = False,
     ) -> Any:
+        """One API call, retried per the policy; a `mutating` call only after a failure that
+        proves the server did not act (any other failure is the caller's to settle)."""
         request = wire.build_request(
             self.profile, endpoint, self.partner_code, path_params=path_params, params=params
         )
@@ -184,7 +190,12 @@ class LinksfieldClient:
             )
 
         return call_with_retries(
-            attempt, self.retry, sleep=self._sleep, on_retry=on_retry, rng=self._rng
+            attempt,
+            self.retry,
+            sleep=self._sleep,
+            on_retry=on_retry,
+            rng=self._rng,
+            retryable=errors.proves_not_acted if mutating else errors.is_retryable,
         )
 
     def _send_once(self, request: wire.WireRequest) -> Any:
@@ -207,6 +218,10 @@ class LinksfieldClient:
                 raise _undecodable(self.base_url, response, exc) from None
             finally:
                 response.close()
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise errors.ConnectFailed(
+                f"{self.base_url}: could not connect ({type(exc).__name__})"
+            ) from None
         except httpx.TimeoutException as exc:
             raise errors.TransportError(
                 f"{self.base_url}: timed out ({type(exc).__name__})"
@@ -268,6 +283,8 @@ def _transport_error(base_url: str, exc: httpx.TransportError) -> errors.Transpo
         cause = cause.__cause__ or cause.__context__
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return errors.TlsError(f"{base_url}: the server's TLS certificate could not be verified")
+    if isinstance(exc, httpx.ConnectError):
+        return errors.ConnectFailed(f"{base_url}: {type(exc).__name__}: {exc or 'refused'}")
     return errors.TransportError(f"{base_url}: {type(exc).__name__}: {exc or 'connection failed'}")
 
 

@@ -3,6 +3,13 @@
 One thread (the caller's) owns the journal and makes every decision; a small pool does the network
 calls, all paced by the client's shared `RequestPacer`. Each state change is committed before the
 next call, so a crash at any point leaves a journal that `drive` can pick up again.
+
+A send whose answer was lost (timeout, reset, 5xx other than 503, a dropped answer, a crash while
+sending) may have taken effect, and the API has no idempotency key: the batch becomes `answer_lost`
+and is settled by reading the group's membership once the asynchronous window since the send has
+passed (learned durations, else `DEFAULT_ASYNC_WINDOW`). What meets the goal then was changed by
+this run (reported `added`/`removed` with reason `LOST`); only the rest is sent again, and a
+`SIM_LOCKED` for such an ICCID means the lost operation is still running: settle it again later.
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ from lf_bulk import errors, wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
+    ANSWER_LOST,
+    FAILED,
     FINAL,
     FINISHED,
     LOST,
     NOT_FINISHED,
+    PENDING_LOST_MARK,
     PLANNED,
     RUNNING,
     SENDING,
@@ -37,7 +47,11 @@ from lf_bulk.models import AsyncResult, Operation, Submission
 log = logging.getLogger(__name__)
 
 SUCCESS_OUTCOMES = frozenset({"added", "removed", "already_member", "not_member"})
-REASON_LOST = "LOST"
+REASON_LOST = PENDING_LOST_MARK
+# How long to wait after a lost send before reading membership when no duration has been learned
+# yet. Operations usually take seconds; a longer one shows as SIM_LOCKED on the re-send and is
+# settled again, so a wrong guess costs a request, never a double change.
+DEFAULT_ASYNC_WINDOW = 10.0
 REASON_REQUEST_EXPIRED = "REQUEST_EXPIRED"
 MAX_RETRY_DELAY = 60.0
 RETRYABLE_FAILURES = frozenset({*wire.RETRYABLE_REASONS, REASON_LOST, REASON_REQUEST_EXPIRED})
@@ -51,6 +65,7 @@ class EngineOptions:
     retry_delay: float = 2.0
     first_poll: float = 1.0
     max_poll_interval: float = 30.0
+    async_window: float | None = None  # wait after a lost send; None: learned, else the default
 
 
 @dataclass
@@ -69,7 +84,15 @@ class DriveResult:
 
 
 class RunStopped(errors.LfBulkError):
-    """The run cannot go on now (API unreachable, group gone); the journal says how to resume."""
+    """The run cannot go on now (API unreachable, group gone); the journal says what next.
+
+    `permanent`: resuming cannot help (the group is gone, the server refuses the batch); the run
+    is marked `failed` and `runs resume` skips it.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def outcome_of(operation: str, succeeded: bool, reason_code: str, reason: str) -> Outcome:
@@ -103,6 +126,7 @@ class RunDriver:
         options: EngineOptions | None = None,
         progress: Progress | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -110,10 +134,10 @@ class RunDriver:
         self.options = options or EngineOptions()
         self.progress = progress or Progress()
         self.clock = clock
+        self.sleep = sleep
         self.max_batch = journal.run(run_id).batch_size
-        self._durations: list[float] = []
+        self._durations: list[float] = journal.async_durations(run_id)
         self._members_cache: dict[str, set[str]] = {}
-        self._attempts: dict[int, int] = {}
 
     # ------------------------------------------------------------ public
 
@@ -127,7 +151,16 @@ class RunDriver:
         except KeyboardInterrupt:
             stopped = "interrupted"
         except RunStopped as error:
-            self.journal.set_run_status(self.run_id, NOT_FINISHED, ExitCode.FATAL)
+            if error.permanent:
+                self.journal.set_run_status(self.run_id, FAILED, ExitCode.FATAL, reason=str(error))
+                raise RunStopped(
+                    f"run {self.run_id} failed: {error}. Resuming cannot fix this, so the run is "
+                    f"closed; what was sent is in its report",
+                    permanent=True,
+                ) from None
+            self.journal.set_run_status(
+                self.run_id, NOT_FINISHED, ExitCode.FATAL, reason=str(error)
+            )
             raise RunStopped(
                 f"run {self.run_id} stopped: {error}. Nothing is lost: continue it with "
                 f"`lf-bulk runs resume {self.run_id}`"
@@ -145,19 +178,25 @@ class RunDriver:
                 now = self.clock()
                 if not stopping and deadline is not None and now >= deadline:
                     stopping = "timeout"
+                open_batches: list[BatchRecord] = []
                 if not stopping:
                     phase = self._current_phase()
                     if phase is None:
                         break
-                    if not self.options.wait and self._all_sent(phase, in_flight):
+                    open_batches = self.journal.batches(
+                        self.run_id, [PLANNED, SUBMITTED, ANSWER_LOST]
+                    )
+                    if not self.options.wait and self._all_sent(phase, open_batches, in_flight):
                         stopping = "no-wait"
+                    elif self._settle_due(open_batches, in_flight, now):
+                        continue  # settling changed the batches: look again
                     else:
-                        self._schedule(pool, in_flight, phase, now)
+                        self._schedule(pool, in_flight, open_batches, phase, now)
                 if stopping and not in_flight:
                     break
-                timeout = None if in_flight else self._seconds_until_next_event(deadline)
                 if not in_flight:
-                    time.sleep(max(0.0, min(timeout or 0.5, 1.0)))
+                    timeout = self._seconds_until_next_event(open_batches, deadline, now)
+                    self.sleep(max(0.0, min(timeout, 1.0)))
                     continue
                 try:
                     done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -177,14 +216,38 @@ class RunDriver:
         phases = self.journal.pending_phases(self.run_id)
         return phases[0] if phases else None
 
-    def _all_sent(self, phase: int, in_flight: dict[Future[Any], _Work]) -> bool:
-        unsent = self.journal.batches(self.run_id, [PLANNED, SENDING])
-        return not any(b.phase == phase for b in unsent) and not any(
+    def _all_sent(
+        self, phase: int, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work]
+    ) -> bool:
+        return not any(b.phase == phase and b.state == PLANNED for b in open_batches) and not any(
             w.kind == "send" for w in in_flight.values()
         )
 
+    def _settle_due(
+        self, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work], now: float
+    ) -> bool:
+        """Settle the answer-lost batches whose asynchronous window has passed."""
+        busy = {w.batch.batch_id for w in in_flight.values()}
+        due = [
+            b
+            for b in open_batches
+            if b.state == ANSWER_LOST and b.batch_id not in busy and self._settle_at(b) <= now
+        ]
+        self._members_cache.clear()  # one fresh read per group per tick
+        for batch in due:
+            self._settle_by_membership(batch, REASON_LOST)
+        return bool(due)
+
+    def _settle_at(self, batch: BatchRecord) -> float:
+        return (batch.submitted_at or 0.0) + self._async_window()
+
     def _schedule(
-        self, pool: ThreadPoolExecutor, in_flight: dict[Future[Any], _Work], phase: int, now: float
+        self,
+        pool: ThreadPoolExecutor,
+        in_flight: dict[Future[Any], _Work],
+        open_batches: list[BatchRecord],
+        phase: int,
+        now: float,
     ) -> None:
         busy = {w.batch.batch_id for w in in_flight.values()}
         free = self.client.pacer.max_in_flight - len(in_flight)
@@ -192,16 +255,21 @@ class RunDriver:
             return
         planned = [
             b
-            for b in self.journal.batches(self.run_id, [PLANNED])
-            if b.phase == phase and b.not_before <= now and b.batch_id not in busy
+            for b in open_batches
+            if b.state == PLANNED
+            and b.phase == phase
+            and b.not_before <= now
+            and b.batch_id not in busy
         ]
         polls: list[BatchRecord] = []
         if self.options.wait:
             polls = sorted(
                 (
                     b
-                    for b in self.journal.batches(self.run_id, [SUBMITTED])
-                    if (b.next_poll_at or 0) <= now and b.batch_id not in busy
+                    for b in open_batches
+                    if b.state == SUBMITTED
+                    and (b.next_poll_at or 0) <= now
+                    and b.batch_id not in busy
                 ),
                 key=lambda b: b.next_poll_at or 0,
             )
@@ -216,7 +284,7 @@ class RunDriver:
                     self.run_id, batch.batch_id, state=FINAL, api_status="EMPTY", outcomes={}
                 )
                 continue
-            self.journal.mark_sending(self.run_id, batch.batch_id)
+            self.journal.mark_sending(self.run_id, batch.batch_id, sent_at=now)
             future = pool.submit(
                 self.client.submit, Operation(batch.operation), batch.group_id, iccids
             )
@@ -226,11 +294,17 @@ class RunDriver:
             poll: Future[Any] = pool.submit(self.client.async_result, batch.request_id or "")
             in_flight[poll] = _Work("poll", batch)
 
-    def _seconds_until_next_event(self, deadline: float | None) -> float:
-        now = self.clock()
-        times = [b.not_before for b in self.journal.batches(self.run_id, [PLANNED])]
-        if self.options.wait:
-            times += [b.next_poll_at or now for b in self.journal.batches(self.run_id, [SUBMITTED])]
+    def _seconds_until_next_event(
+        self, open_batches: list[BatchRecord], deadline: float | None, now: float
+    ) -> float:
+        times = []
+        for batch in open_batches:
+            if batch.state == PLANNED:
+                times.append(batch.not_before)
+            elif batch.state == ANSWER_LOST:
+                times.append(self._settle_at(batch))
+            elif self.options.wait:
+                times.append(batch.next_poll_at or now)
         if deadline is not None:
             times.append(deadline)
         return max(0.0, min(times, default=now + 0.5) - now)
@@ -269,7 +343,9 @@ class RunDriver:
                 self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
                 raise RunStopped(
                     f"batch {batch.batch_id}: the server refused {len(work.iccids)} ICCIDs as too "
-                    f"many, with a limit of {error.max_iccids}; lower --batch-size"
+                    f"many, with a limit of {error.max_iccids}; start a new run with a lower "
+                    f"--batch-size",
+                    permanent=True,
                 )
             self.max_batch = min(self.max_batch, limit)
             log.info(
@@ -284,15 +360,28 @@ class RunDriver:
             )
             self.progress.finished(len(work.iccids))
             return
-        if isinstance(error, errors.BusinessError) and not errors.is_retryable(error):
+        if isinstance(error, errors.GroupNotFound):
             self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
-            raise RunStopped(f"batch {batch.batch_id} to {batch.group_id} was refused: {error}")
-        if isinstance(error, errors.LfBulkError):
-            # Retries are spent and we cannot know whether the server took the batch: the batch
-            # stays `sending`, to be checked against membership when the run is resumed.
             raise RunStopped(
-                f"batch {batch.batch_id} ({len(work.iccids)} ICCIDs to {batch.group_id}): {error}"
+                f"group {batch.group_id} does not exist (see `lf-bulk groups list`): {error}",
+                permanent=True,
             )
+        if errors.proves_not_acted(error) or _refused(error):
+            # The server refused the batch, or never saw it: nothing was taken.
+            self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
+            raise RunStopped(f"batch {batch.batch_id} to {batch.group_id} was not sent: {error}")
+        if isinstance(error, errors.LfBulkError):
+            # The server may have taken the batch: settle it by membership, never re-send blindly.
+            log.warning(
+                "batch %d (%d ICCIDs to %s): the answer was lost (%s); it is settled by the "
+                "group's membership once the operation has had time to finish",
+                batch.batch_id,
+                len(work.iccids),
+                batch.group_id,
+                error,
+            )
+            self.journal.mark_answer_lost(self.run_id, batch.batch_id, str(error))
+            return
         raise error
 
     def _on_polled(self, batch: BatchRecord, result: AsyncResult) -> None:
@@ -307,8 +396,10 @@ class RunDriver:
         self._learn_duration(result, batch, now)
         by_iccid = {r.iccid: r for r in result.results}
         attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
+        lost_before = self.journal.lost_sends(self.run_id, batch.batch_id)
         outcomes: dict[str, Outcome] = {}
         retry: list[str] = []
+        resettle: list[str] = []
         for iccid, sent in attempts.items():
             sim = by_iccid.get(iccid)
             outcome = (
@@ -316,6 +407,15 @@ class RunDriver:
                 if sim
                 else Outcome("failed", REASON_LOST, "the result did not mention this SIM")
             )
+            if iccid in lost_before:
+                if (
+                    outcome.reason_code == wire.REASON_SIM_LOCKED
+                    and sent < self.options.max_attempts
+                ):
+                    resettle.append(iccid)  # the lost operation is still running on the server
+                    continue
+                if outcome.outcome in ("already_member", "not_member"):
+                    outcome = _changed_by_lost_send(batch.operation, "found when sent again")
             retryable = outcome.outcome == "failed" and outcome.reason_code in RETRYABLE_FAILURES
             if retryable and sent < self.options.max_attempts:
                 retry.append(iccid)
@@ -330,6 +430,8 @@ class RunDriver:
             retry=retry,
             retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
             max_batch=self.max_batch,
+            resettle=resettle,
+            resettle_from=now,
         )
         self.progress.finished(len(outcomes))
 
@@ -340,6 +442,7 @@ class RunDriver:
                 batch.batch_id,
                 batch.request_id,
             )
+            self._members_cache.pop(batch.group_id, None)
             self._settle_by_membership(batch, REASON_REQUEST_EXPIRED)
             return
         if isinstance(error, errors.LfBulkError):
@@ -350,11 +453,14 @@ class RunDriver:
 
     def _recover_lost_sends(self) -> None:
         for batch in self.journal.batches(self.run_id, [SENDING]):
-            log.warning("batch %d: its send was interrupted; checking membership", batch.batch_id)
-            self._settle_by_membership(batch, REASON_LOST)
+            log.warning(
+                "batch %d: its send was interrupted; it is settled by membership", batch.batch_id
+            )
+            self.journal.mark_answer_lost(self.run_id, batch.batch_id, "interrupted while sending")
 
     def _settle_by_membership(self, batch: BatchRecord, reason_code: str) -> None:
-        """Settle a batch whose answer was lost: a goal already met counts, the rest is re-sent."""
+        """Settle a batch whose answer was lost: a goal met now was met by this run's send (it was
+        sent because the goal was not met); the rest is sent again."""
         members = self._members(batch.group_id)
         adding = batch.operation == Operation.ADD
         attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
@@ -362,9 +468,8 @@ class RunDriver:
         retry: list[str] = []
         for iccid, sent in attempts.items():
             if (iccid in members) == adding:
-                goal = "already_member" if adding else "not_member"
-                outcomes[iccid] = Outcome(
-                    goal, reason_code, "goal met when the lost batch was checked"
+                outcomes[iccid] = _changed_by_lost_send(
+                    batch.operation, "shown by the group's membership", reason_code
                 )
             elif sent < self.options.max_attempts:
                 retry.append(iccid)
@@ -377,10 +482,10 @@ class RunDriver:
             api_status=reason_code,
             outcomes=outcomes,
             retry=retry,
-            retry_after=self.clock() + self._retry_delay(max(attempts.values(), default=1)),
+            retry_after=self.clock(),
             max_batch=self.max_batch,
+            retry_mark=REASON_LOST,
         )
-        self._members_cache.pop(batch.group_id, None)
         self.progress.finished(len(outcomes))
 
     def _members(self, group_id: str) -> set[str]:
@@ -397,6 +502,15 @@ class RunDriver:
         backoff: float = self.options.retry_delay * 2.0 ** max(0, attempts - 1)
         return max(min(backoff, MAX_RETRY_DELAY), self._expected_duration())
 
+    def _async_window(self) -> float:
+        """How long after a send its asynchronous operation has surely finished."""
+        if self.options.async_window is not None:
+            return self.options.async_window
+        if not self._durations:
+            return DEFAULT_ASYNC_WINDOW
+        # Learned durations come from second-resolution timestamps: a margin covers rounding.
+        return max(self._durations[-20:]) * 1.5 + 2.0
+
     def _expected_duration(self) -> float:
         if not self._durations:
             return self.options.first_poll
@@ -409,6 +523,7 @@ class RunDriver:
             seconds = now - batch.submitted_at
         if seconds is not None and seconds >= 0:
             self._durations.append(seconds)
+            self.journal.record_async_duration(self.run_id, seconds)
 
     # ------------------------------------------------------------ end
 
@@ -420,6 +535,27 @@ class RunDriver:
         code = ExitCode.SOME_FAILED if counts.get("failed") else ExitCode.OK
         self.journal.set_run_status(self.run_id, FINISHED, code)
         return DriveResult(code, counts)
+
+
+def _refused(error: BaseException) -> bool:
+    """A failure that shows the server (or a proxy before it) did not take the request."""
+    if isinstance(error, errors.TlsError):
+        return True  # the connection was never made
+    if isinstance(error, errors.HttpStatusError):
+        return error.status_code < 500
+    return (
+        isinstance(error, errors.BusinessError)
+        and not isinstance(error, errors.ServerError)
+        and error.http_status < 500
+    )
+
+
+def _changed_by_lost_send(operation: str, how: str, reason_code: str = REASON_LOST) -> Outcome:
+    return Outcome(
+        "added" if operation == Operation.ADD else "removed",
+        reason_code,
+        f"the answer to this run's send was lost; the change was {how}",
+    )
 
 
 def _server_duration(result: AsyncResult) -> float | None:

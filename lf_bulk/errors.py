@@ -16,7 +16,8 @@
     │       └── DatabaseTooNew   made by a newer lf-bulk (schema version above ours)
     └── ApiError                 talking to the Linksfield API failed
         ├── TransportError       no usable HTTP answer: timeout, refused, reset (retryable)
-        │   ├── ConnectionRefused    nothing listens there (retried briefly, see retrying.py)
+        │   ├── ConnectFailed    no connection was made, so nothing was sent (a mutation may retry)
+        │   │   └── ConnectionRefused    nothing listens there (retried briefly, see retrying.py)
         │   └── TlsError         certificate verification failed (never retried)
         ├── HttpStatusError      an HTTP error status with no recognisable envelope (5xx retryable)
         ├── EnvelopeError        a 2xx body that none of the known envelopes fit
@@ -32,7 +33,9 @@
             └── ServerError          1500 (retryable)
 
 Every message is redacted (`lf_bulk.redaction`) when shown: no error can carry the credential.
-`is_retryable` is the one place that decides what a retry may follow.
+`is_retryable` is the one place that decides what a retry may follow; `proves_not_acted` the one
+place that decides which failures of a mutating call (add, remove) prove the server did nothing,
+so that the same call may be sent again (design notes §5).
 The CLI turns each of these into a message and an exit code in `jobs/errors.py`.
 """
 
@@ -148,8 +151,12 @@ class TransportError(ApiError):
     pass
 
 
-class ConnectionRefused(TransportError):
-    pass
+class ConnectFailed(TransportError):
+    """The connection was refused or never established: the request never left this machine."""
+
+
+class ConnectionRefused(ConnectFailed):
+    """Nothing listens at the address: retried briefly, not for the whole deadline."""
 
 
 class TlsError(TransportError):
@@ -236,4 +243,22 @@ def is_retryable(error: BaseException) -> bool:
         return True
     if isinstance(error, HttpStatusError):
         return error.status_code == 429 or error.status_code >= 500
+    return False
+
+
+def proves_not_acted(error: BaseException) -> bool:
+    """Whether a mutating request that raised `error` provably did nothing, so may be sent again.
+
+    Only 429 (throttled), 503 (unavailable) and a connection that was never made qualify. A
+    timeout, a reset, a 500/502/504 or a dropped answer may come after the server acted: the caller
+    must settle such a call (read the membership), never send it blindly again.
+    """
+    if isinstance(error, TlsError):
+        return False
+    if isinstance(error, ConnectFailed | RateLimited):
+        return True
+    if isinstance(error, HttpStatusError):
+        return error.status_code in (429, 503)
+    if isinstance(error, BusinessError):
+        return error.http_status in (429, 503)
     return False

@@ -3,8 +3,14 @@
 A batch moves planned → sending → submitted (request id known) → final, and each move is committed
 before the next network call, so that after a crash:
 - a `submitted` batch is only polled, never sent again;
-- a `sending` batch (sent, answer unknown) is checked against the group's membership first;
+- a `sending` batch (sent, answer unknown) becomes `answer_lost`;
+- an `answer_lost` batch (the server may have taken it) is settled by the group's membership once
+  the asynchronous window since its send has passed (`lost` when settled), never sent blindly;
 - a `planned` batch was never sent.
+
+A run is `running`, `not_finished` (stopped; resumable), `finished`, `failed` (stopped for a
+permanent reason; not resumable) or `cancelled` (`runs cancel`). `interrupted` is never stored: it
+is how a `running` run whose process is gone (nobody holds its lock) is shown.
 
 An item is one change to one SIM (an ICCID, an operation, a group). Items get their final outcome in
 the same transaction that closes their batch. A run may hold several operations and groups in
@@ -99,6 +105,11 @@ SCHEMA_VERSION = 1
 RUNNING = "running"
 NOT_FINISHED = "not_finished"
 FINISHED = "finished"
+FAILED = "failed"
+CANCELLED = "cancelled"
+INTERRUPTED = "interrupted"  # shown, never stored: `running` with no process holding its lock
+TERMINAL_STATUSES = frozenset({FINISHED, FAILED, CANCELLED})
+NOT_RESUMABLE = frozenset({FAILED, CANCELLED})
 
 # Batch states
 PLANNED = "planned"
@@ -106,7 +117,11 @@ SENDING = "sending"
 SUBMITTED = "submitted"
 FINAL = "final"
 SPLIT = "split"
-LOST = "lost"
+ANSWER_LOST = "answer_lost"  # sent, answer lost: to be settled by membership
+LOST = "lost"  # an answer-lost batch, settled
+CANCELLED_BATCH = "cancelled"
+
+PENDING_LOST_MARK = "LOST"  # reason_code of a pending item whose last send's answer was lost
 
 PENDING = "pending"
 
@@ -352,7 +367,15 @@ class Journal:
                 refuse(f"batch {mismatched[0]} names another operation or group than its items")
             )
 
-    def _plan_batches(self, run_id: str, batch_size: int, *, not_before: float) -> list[int]:
+    def _plan_batches(
+        self,
+        run_id: str,
+        batch_size: int,
+        *,
+        not_before: float,
+        state: str = PLANNED,
+        sent_at: float | None = None,
+    ) -> list[int]:
         """Put every unbatched pending item into new batches; returns the new batch ids."""
         rows = self._db.execute(
             "SELECT item_id, phase, operation, group_id FROM items"
@@ -362,7 +385,7 @@ class Journal:
         pending = [(r["item_id"], r["phase"], r["operation"], r["group_id"]) for r in rows]
         new_ids = []
         for batch in _chunk(pending, batch_size, first_id=self._next_batch_id(run_id)):
-            self._insert_batch(run_id, batch, not_before=not_before)
+            self._insert_batch(run_id, batch, not_before=not_before, state=state, sent_at=sent_at)
             self._db.executemany(
                 "UPDATE items SET batch_id = ? WHERE run_id = ? AND item_id = ?",
                 ((batch.batch_id, run_id, item_id) for item_id in batch.item_ids),
@@ -370,18 +393,27 @@ class Journal:
             new_ids.append(batch.batch_id)
         return new_ids
 
-    def _insert_batch(self, run_id: str, batch: _PlannedBatch, *, not_before: float) -> None:
+    def _insert_batch(
+        self,
+        run_id: str,
+        batch: _PlannedBatch,
+        *,
+        not_before: float,
+        state: str = PLANNED,
+        sent_at: float | None = None,
+    ) -> None:
         self._db.execute(
             "INSERT INTO batches (run_id, batch_id, phase, operation, group_id, state,"
-            " not_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " not_before, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 batch.batch_id,
                 batch.phase,
                 batch.operation,
                 batch.group_id,
-                PLANNED,
+                state,
                 not_before,
+                sent_at,
             ),
         )
 
@@ -402,20 +434,96 @@ class Journal:
         return [_run_record(r) for r in rows]
 
     def newest_unfinished(self) -> RunRecord | None:
+        """The newest run that `runs resume` can continue (not finished, failed or cancelled)."""
+        terminal = sorted(TERMINAL_STATUSES)
         row = self._db.execute(
-            "SELECT * FROM runs WHERE status != ? ORDER BY started_at DESC, run_id DESC LIMIT 1",
-            (FINISHED,),
+            f"SELECT * FROM runs WHERE status NOT IN ({','.join('?' * len(terminal))})"
+            " ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            terminal,
         ).fetchone()
         return _run_record(row) if row else None
 
-    def set_run_status(self, run_id: str, status: str, exit_code: int | None) -> None:
-        finished_at = utc_now() if status == FINISHED else None
+    def set_run_status(
+        self, run_id: str, status: str, exit_code: int | None, *, reason: str | None = None
+    ) -> None:
+        """Set the status; `reason` (why a run stopped, failed or was cancelled) goes to details."""
+        finished_at = utc_now() if status in TERMINAL_STATUSES else None
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET status = ?, exit_code = ?, finished_at = ? WHERE run_id = ?",
                 (status, exit_code, finished_at, run_id),
             )
-            self._event(run_id, None, status, f"exit {exit_code}")
+            if reason is not None:
+                self._update_details(run_id, stop_reason=reason)
+            self._event(
+                run_id, None, status, f"exit {exit_code}" + (f": {reason}" if reason else "")
+            )
+
+    def _update_details(self, run_id: str, **values: Any) -> None:
+        row = self._db.execute("SELECT details FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        details = json.loads(row[0] or "{}") if row else {}
+        if not isinstance(details, dict):
+            details = {}
+        details.update(values)
+        self._db.execute(
+            "UPDATE runs SET details = ? WHERE run_id = ?", (json.dumps(details), run_id)
+        )
+
+    def record_async_duration(self, run_id: str, seconds: float, *, keep: int = 20) -> None:
+        """Remember how long one asynchronous operation took (the window for lost answers)."""
+        with self._tx():
+            learned = [*self.async_durations(run_id), round(float(seconds), 3)][-keep:]
+            self._update_details(run_id, async_seconds=learned)
+
+    def async_durations(self, run_id: str) -> list[float]:
+        """Learned durations of this run, else of the newest run that learned some."""
+        rows = self._db.execute(
+            "SELECT run_id, details FROM runs WHERE run_id = ? OR details LIKE '%async_seconds%'"
+            " ORDER BY run_id = ? DESC, started_at DESC LIMIT 2",
+            (run_id, run_id),
+        ).fetchall()
+        for row in rows:
+            try:
+                details = json.loads(row[1] or "{}")
+                values = details.get("async_seconds", []) if isinstance(details, dict) else []
+                learned = [float(v) for v in values if isinstance(v, int | float) and v >= 0]
+            except (TypeError, ValueError):
+                learned = []
+            if learned:
+                return learned
+        return []
+
+    def cancel_run(self, run_id: str, reason: str, exit_code: int) -> None:
+        """Stop a run for good: unsent items fail as CANCELLED; sent ones stay pending."""
+        with self._tx() as db:
+            unsent = [PLANNED]
+            db.execute(
+                "UPDATE items SET outcome = 'failed', reason_code = 'CANCELLED',"
+                " reason = 'the run was cancelled before this SIM was sent'"
+                " WHERE run_id = ? AND outcome IS NULL AND (batch_id IS NULL OR batch_id IN"
+                " (SELECT batch_id FROM batches WHERE run_id = ? AND state = ?))",
+                (run_id, run_id, *unsent),
+            )
+            db.execute(
+                "UPDATE items SET reason_code = 'CANCELLED', reason = 'the run was cancelled"
+                " after this SIM was sent; its result was not read (see `lf-bulk ops status`"
+                " with the request id, or the group)' WHERE run_id = ? AND outcome IS NULL",
+                (run_id,),
+            )
+            db.execute(
+                "UPDATE batches SET state = ? WHERE run_id = ? AND state IN (?, ?, ?, ?)",
+                (CANCELLED_BATCH, run_id, PLANNED, SENDING, SUBMITTED, ANSWER_LOST),
+            )
+        self.set_run_status(run_id, CANCELLED, exit_code, reason=reason)
+
+    def failure_count(self, run_id: str, reason_codes: Iterable[str]) -> int:
+        codes = list(reason_codes)
+        (count,) = self._db.execute(
+            f"SELECT COUNT(*) FROM items WHERE run_id = ? AND outcome = 'failed'"
+            f" AND reason_code IN ({','.join('?' * len(codes))})",
+            [run_id, *codes],
+        ).fetchone()
+        return int(count)
 
     # ------------------------------------------------------------ batches
 
@@ -446,11 +554,22 @@ class Journal:
         )
         return {r[0]: r[1] for r in rows}
 
-    def mark_sending(self, run_id: str, batch_id: int) -> None:
+    def lost_sends(self, run_id: str, batch_id: int) -> set[str]:
+        """Pending ICCIDs of a batch whose previous send's answer was lost."""
+        rows = self._db.execute(
+            "SELECT iccid FROM items WHERE run_id = ? AND batch_id = ? AND outcome IS NULL"
+            " AND reason_code = ?",
+            (run_id, batch_id, PENDING_LOST_MARK),
+        )
+        return {r[0] for r in rows}
+
+    def mark_sending(self, run_id: str, batch_id: int, *, sent_at: float = 0.0) -> None:
+        """Committed before the call: from here on the server may have the batch."""
         with self._tx() as db:
             db.execute(
-                "UPDATE batches SET state = ?, sends = sends + 1 WHERE run_id = ? AND batch_id = ?",
-                (SENDING, run_id, batch_id),
+                "UPDATE batches SET state = ?, sends = sends + 1, submitted_at = ?"
+                " WHERE run_id = ? AND batch_id = ?",
+                (SENDING, sent_at, run_id, batch_id),
             )
             db.execute(
                 "UPDATE items SET attempts = attempts + 1 WHERE run_id = ? AND batch_id = ?",
@@ -472,6 +591,15 @@ class Journal:
                 (request_id, run_id, batch_id),
             )
             self._event(run_id, batch_id, SUBMITTED, request_id)
+
+    def mark_answer_lost(self, run_id: str, batch_id: int, error: str) -> None:
+        """The send may have taken effect but its answer was lost: settle it, never re-send it."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state = ?, error = ? WHERE run_id = ? AND batch_id = ?",
+                (ANSWER_LOST, error, run_id, batch_id),
+            )
+            self._event(run_id, batch_id, ANSWER_LOST, error)
 
     def mark_unsent(self, run_id: str, batch_id: int, error: str) -> None:
         """The send failed in a way that proves nothing was accepted (e.g. a business error)."""
@@ -522,8 +650,13 @@ class Journal:
         retry_after: float = 0.0,
         max_batch: int = 500,
         error: str = "",
+        retry_mark: str | None = None,
+        resettle: Sequence[str] = (),
+        resettle_from: float = 0.0,
     ) -> None:
-        """Record final outcomes for a batch; `retry` ICCIDs go into new batches instead."""
+        """Record final outcomes for a batch; `retry` ICCIDs go into new planned batches (their
+        pending reason_code set to `retry_mark` when given), `resettle` ICCIDs (a lost send still
+        running on the server) into new answer-lost batches counted from `resettle_from`."""
         with self._tx() as db:
             db.execute(
                 "UPDATE batches SET state = ?, api_status = ?, polls = polls + 1, error = ?"
@@ -538,15 +671,35 @@ class Journal:
                     for iccid, o in outcomes.items()
                 ),
             )
-            if retry:
+            if resettle:
                 db.executemany(
-                    "UPDATE items SET batch_id = NULL WHERE run_id = ? AND batch_id = ?"
-                    " AND iccid = ? AND outcome IS NULL",
-                    ((run_id, batch_id, iccid) for iccid in retry),
+                    "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
+                    " AND batch_id = ? AND iccid = ? AND outcome IS NULL",
+                    ((PENDING_LOST_MARK, run_id, batch_id, iccid) for iccid in resettle),
                 )
+                self._plan_batches(
+                    run_id, max_batch, not_before=0.0, state=ANSWER_LOST, sent_at=resettle_from
+                )
+            if retry:
+                if retry_mark is None:
+                    db.executemany(
+                        "UPDATE items SET batch_id = NULL WHERE run_id = ? AND batch_id = ?"
+                        " AND iccid = ? AND outcome IS NULL",
+                        ((run_id, batch_id, iccid) for iccid in retry),
+                    )
+                else:
+                    db.executemany(
+                        "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
+                        " AND batch_id = ? AND iccid = ? AND outcome IS NULL",
+                        ((retry_mark, run_id, batch_id, iccid) for iccid in retry),
+                    )
                 self._plan_batches(run_id, max_batch, not_before=retry_after)
             self._event(
-                run_id, batch_id, state, f"{api_status}: {len(outcomes)} final, {len(retry)} retry"
+                run_id,
+                batch_id,
+                state,
+                f"{api_status}: {len(outcomes)} final, {len(retry)} retry,"
+                f" {len(resettle)} to settle again",
             )
 
     def requeue_failed(self, run_id: str, reason_codes: Iterable[str], batch_size: int) -> int:

@@ -58,6 +58,22 @@ def exclusive(home: Path, name: str, what: str, *, holder: str = "") -> Iterator
         os.close(fd)
 
 
+def is_held(home: Path, name: str) -> bool:
+    """Whether some process holds the lock now (a process that died holds nothing)."""
+    path = home / "locks" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken just now
+    return False
+
+
 @contextmanager
 def exclusive_all(home: Path, names: list[str], what: str, *, holder: str = "") -> Iterator[None]:
     """Several locks in a fixed order, so that two callers cannot deadlock each other."""

@@ -47,7 +47,9 @@ def call_with_retries(
     sleep: Callable[[float], None],
     on_retry: Callable[[BaseException, float], None] | None = None,
     rng: random.Random | None = None,
+    retryable: Callable[[BaseException], bool] = is_retryable,
 ) -> T:
+    """Call `func` until it succeeds, raises what `retryable` refuses, or the policy gives up."""
     rng = rng or random.Random()
     refused = _RefusedBudget(policy)
 
@@ -66,7 +68,7 @@ def call_with_retries(
             on_retry(error, state.upcoming_sleep)
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_retryable),
+        retry=tenacity.retry_if_exception(retryable),
         stop=tenacity.stop_after_attempt(policy.max_attempts)
         | tenacity.stop_before_delay(policy.deadline_seconds)
         | refused,

@@ -15,8 +15,11 @@ from lf_bulk.sandbox.seed import PILOT_GROUP
 
 from clihelp import FAST_SERVER, base_args, expect, invoke, read_items, subprocess_cli, write_list
 from conftest import MakeSandbox
+from inprocess import accepted_counts, taken_then_sent_again
 
-FINAL = {"added", "already_member"}
+# Every wanted SIM starts outside any group: each must end `added` (with reason LOST when the
+# kill took its answer), never `already_member`.
+FINAL = {"added"}
 
 
 def newest_run(home: Path) -> str:
@@ -38,10 +41,12 @@ def wait_for_run(home: Path, timeout: float = 30) -> str:
     raise AssertionError("the job never recorded its run")
 
 
-def crash_trial(make_sandbox: MakeSandbox, tmp_path: Path, seed: int) -> None:
+def crash_trial(
+    make_sandbox: MakeSandbox, tmp_path: Path, seed: int, *, sims: tuple[int, int] = (600, 1_400)
+) -> None:
     rng = random.Random(seed)
     server = make_sandbox(f"{FAST_SERVER},async=0.3-1s,rate=30", sims=3_000)
-    wanted = server.state.ungrouped_sims(rng.randint(600, 1_400))
+    wanted = server.state.ungrouped_sims(rng.randint(*sims))
     before = set(server.state.members(PILOT_GROUP))
     file = write_list(tmp_path / "s.csv", wanted)
     home = tmp_path / "home"
@@ -64,13 +69,47 @@ def crash_trial(make_sandbox: MakeSandbox, tmp_path: Path, seed: int) -> None:
         batches = [b for b in journal.batches(run_id) if b.request_id]
     assert all(b.sends == 1 for b in batches)
     assert len({b.request_id for b in batches}) == len(batches)
+    # The server's own log: nothing it took was sent to it again, kill or no kill.
+    assert taken_then_sent_again(server.state) == {}
+    assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(4))
 def test_kill_nine_then_resume_loses_nothing(
     make_sandbox: MakeSandbox, tmp_path: Path, seed: int
 ) -> None:
-    crash_trial(make_sandbox, tmp_path, seed)
+    crash_trial(make_sandbox, tmp_path, seed, sims=(200, 500))
+
+
+@pytest.mark.slow
+def test_kill_while_the_server_holds_the_answer_then_resume_sends_nothing_twice(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    # `hold`: the server has done the work and keeps the answer back, so the kill lands exactly
+    # between "the server took the batch" and "the journal knows it".
+    server = make_sandbox(f"{FAST_SERVER},async=0.3s,hold=5s")
+    wanted = server.state.ungrouped_sims(30)
+    file = write_list(tmp_path / "s.csv", wanted)
+    home, report = tmp_path / "home", tmp_path / "report"
+    args = base_args(home, server.base_url)
+    job = subprocess_cli(
+        [*args, "sims", "add", PILOT_GROUP, str(file), "--report-dir", str(report)]
+    )
+    run_id = wait_for_run(home)
+    deadline = time.time() + 20
+    while (
+        not any(b.state == "sending" for b in Journal(home / "journal.db").batches(run_id))
+        and time.time() < deadline
+    ):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+
+    expect(invoke([*args, "runs", "resume", run_id]), 0)
+
+    assert {(i["outcome"], i["reason_code"]) for i in read_items(report)} == {("added", "LOST")}
+    assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
 
 
 @pytest.mark.slow
@@ -87,7 +126,8 @@ def test_ctrl_c_stops_cleanly_with_exit_5_and_says_how_to_resume(
     home = tmp_path / "home"
     args = [*base_args(home, server.base_url), "sims", "add", PILOT_GROUP, str(file)]
     job = subprocess_cli([*args, "--report-dir", str(tmp_path / "r")])
-    time.sleep(2.0)
+    wait_for_run(home)  # Ctrl-C before the run exists is a plain abort: nothing was sent
+    time.sleep(1.0)
     job.send_signal(signal.SIGINT)
     out, err = job.communicate(timeout=60)
 

@@ -59,7 +59,7 @@ def test_a_lost_send_is_checked_against_membership_before_anything_is_resent(
 
     assert result.exit_code == ExitCode.OK
     outcomes = {i.iccid: (i.outcome, i.reason_code) for i in journal.items(run_id)}
-    assert all(outcomes[i] == ("already_member", "LOST") for i in lost)
+    assert all(outcomes[i] == ("added", "LOST") for i in lost)
     assert all(outcomes[i][0] == "added" for i in iccids if i not in lost)
     assert all(sends_of(server, i) == 1 for i in iccids)
     assert set(iccids) <= set(server.state.members(PILOT_GROUP))

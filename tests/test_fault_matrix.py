@@ -12,12 +12,15 @@ from lf_bulk.sandbox.seed import PILOT_GROUP
 
 from clihelp import FAST_SERVER, base_args, explain, invoke, read_items, read_summary, write_list
 from conftest import MakeSandbox
+from inprocess import accepted_counts, taken_then_sent_again
 
-GOAL = {"added", "already_member"}
+# Every wanted SIM starts outside any group: each one must end `added`, never `already_member`.
+GOAL = {"added"}
 CELLS = {
     "5xx": "5xx=0.3",
     "429-bursts": "429=0.3",
     "dropped-connections": "drop=0.1",
+    "first-answer-dropped": "drop_first=1",
     "slow-async": "async=2-5s",
     "sim-locked": "sim_locked=0.1",
     "sim-internal": "sim_internal=0.1",
@@ -44,6 +47,10 @@ def run_cell(make_sandbox: MakeSandbox, tmp_path: Path, faults: str, count: int,
     assert set(Counter(i["outcome"] for i in items)) <= GOAL
     assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
     assert read_summary(report)["outcomes"]["pending"] == 0
+    # The server's own log: nothing it took was sent to it again.
+    assert taken_then_sent_again(server.state) == {}
+    if "sim_" not in faults:
+        assert set(accepted_counts(server.state).values()) == {1}
 
 
 @pytest.mark.parametrize("faults", CELLS.values(), ids=CELLS.keys())
@@ -76,6 +83,7 @@ def test_expired_request_ids_are_settled_by_membership(
     waited = invoke([*args, "runs", "wait", read_summary(report)["run_id"]])
     assert waited.exit_code == 0, explain(waited)
     items = read_items(report)
-    assert Counter(i["outcome"] for i in items) == {"already_member": 700}
+    assert Counter(i["outcome"] for i in items) == {"added": 700}
     assert {i["reason_code"] for i in items} == {"REQUEST_EXPIRED"}
     assert set(wanted) <= set(server.state.members(PILOT_GROUP))
+    assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))

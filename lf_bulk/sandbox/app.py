@@ -343,6 +343,7 @@ class ApiGate:
         )
         self.patterns = [_path_pattern(ep.path) for ep in endpoints]
         self.mutating_methods = {profile.add.method, profile.remove.method}
+        self.mutations_served = 0  # for the deterministic `drop_first` fault
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path_params = self._match(scope) if scope["type"] == "http" else None
@@ -393,7 +394,13 @@ class ApiGate:
             await self._finish(exchange, _throttled(1), send, dropped=False)
         else:
             reply = await self._run_app(scope, exchange)
-            await self._finish(exchange, reply, send, dropped=fate.dropped)
+            dropped = fate.dropped
+            if exchange.mutating:
+                self.mutations_served += 1
+                dropped = dropped or self.mutations_served <= self.spec.drop_first
+                if self.spec.hold:
+                    await asyncio.sleep(self.spec.hold)  # the work is done; the answer is late
+            await self._finish(exchange, reply, send, dropped=dropped)
 
     async def _run_app(self, scope: Scope, exchange: _Exchange) -> _Reply:
         collector = _Collector()

@@ -10,6 +10,8 @@ Keys (every one optional; `FAULT_KEYS` lists them with their help text):
     5xx           fraction answered 503 + code 1500, or 502 with an HTML page (fraction 0..1)
     429           fraction answered 429 + code 1429 and Retry-After: 1   (fraction 0..1)
     drop          fraction whose answer is lost *after* the work was done (fraction 0..1)
+    drop_first    the first N add/remove answers are lost after the work was done  (integer >= 0)
+    hold          add/remove answers are held this long after the work was done (duration)
     async         how long an add/remove takes to finish                 (5-30s, 200ms-1s, 2s)
     sim_locked    fraction of SIMs that fail with SIM_LOCKED             (fraction 0..1)
     sim_internal  fraction of SIMs that fail with INTERNAL               (fraction 0..1)
@@ -43,6 +45,8 @@ FAULT_KEYS: dict[str, str] = {
     "5xx": "a fraction between 0 and 1 such as 0.3",
     "429": "a fraction between 0 and 1 such as 0.1",
     "drop": "a fraction between 0 and 1 such as 0.05",
+    "drop_first": "a whole number of at least 0 such as 1",
+    "hold": "a duration such as 2s",
     "async": "a duration or a range of durations such as 5-30s, 200ms-1s or 2s",
     "sim_locked": "a fraction between 0 and 1 such as 0.02",
     "sim_internal": "a fraction between 0 and 1 such as 0.01",
@@ -77,6 +81,8 @@ class FaultSpec:
     error_rate: float = 0.0
     throttle_rate: float = 0.0
     drop_rate: float = 0.0
+    drop_first: int = 0
+    hold: float = 0.0
     async_delay: tuple[float, float] = (1.0, 2.0)
     sim_locked_rate: float = 0.0
     sim_internal_rate: float = 0.0
@@ -230,6 +236,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "5xx": _fraction,
     "429": _fraction,
     "drop": _fraction,
+    "drop_first": _integer(0),
+    "hold": _duration,
     "async": _delay_range,
     "sim_locked": _fraction,
     "sim_internal": _fraction,
