@@ -14,9 +14,8 @@ import pytest
 from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
-from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli
+from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli, wait_for_run
 from conftest import MakeSandbox
-from test_crash_resume import wait_for_run
 
 G1, G2 = PILOT_GROUP, FLEET_GROUP
 
