@@ -96,6 +96,14 @@ def test_every_usage_line_is_a_command_with_an_exit_code_or_a_reason_not_to_run(
             assert example.expected_exit is None, f"{example.where()} is not run by the test"
 
 
+NOT_RUN_EXAMPLES = [e for e in usage_examples(README.read_text()) if e.skip_reason]
+
+
+@pytest.mark.parametrize("example", NOT_RUN_EXAMPLES, ids=lambda e: e.command)
+def test_examples_that_cannot_run_offline(example: Example) -> None:
+    pytest.skip(f"{example.where()}: {example.skip_reason}")
+
+
 def test_the_usage_examples_cover_every_exit_code_a_user_meets_first() -> None:
     codes = {e.expected_exit for e in usage_examples(README.read_text())}
     assert {0, 4, 5} <= codes
