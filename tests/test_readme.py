@@ -125,9 +125,15 @@ def load_make_demo_lists() -> ModuleType:
     return module
 
 
-def test_committed_demo_lists_match_the_script(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def default_world() -> seed.World:
+    """The world a fresh sandbox starts with, built once for this module's two tests."""
+    return seed.build_world()
+
+
+def test_committed_demo_lists_match_the_script(tmp_path: Path, default_world: seed.World) -> None:
     script = load_make_demo_lists()
-    written = script.write_all(tmp_path, seed.build_world())
+    written = script.write_all(tmp_path, default_world)
     assert {p.name for p in written} >= {"leavers.csv", "more.xlsx", "desired.xlsx", "orders.xlsx"}
     for path in written:
         assert path.read_bytes() == (SAMPLES / path.name).read_bytes(), (
@@ -180,7 +186,18 @@ class Session:
         return ids[0]
 
 
-def test_readme_usage_examples_run_in_order_with_their_exit_codes(samples_copy: Path) -> None:
+def test_readme_usage_examples_run_in_order_with_their_exit_codes(
+    samples_copy: Path, default_world: seed.World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The in-process sandbox seeds its state from this same world instead of building it again.
+    build_world = seed.build_world
+    monkeypatch.setattr(
+        seed,
+        "build_world",
+        lambda sims=seed.DEFAULT_SIMS: (
+            default_world if sims == seed.DEFAULT_SIMS else build_world(sims)
+        ),
+    )
     runner = CliRunner()
     env: dict[str, str | None] = dict.fromkeys(CLEARED_ENV)
     env["LF_BULK_SANDBOX_FAULTS"] = FAST_SANDBOX
