@@ -47,7 +47,7 @@ def subprocess_cli(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "jobs", *args],
-        cwd=ROOT,
+        cwd=Path.cwd(),  # the tests' scratch folder (conftest.py), where default reports go
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

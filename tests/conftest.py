@@ -22,6 +22,16 @@ MakeSandbox = Callable[..., SandboxServer]
 FreshWorld = Callable[[Path, int], Path]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def scratch_working_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run the tests in a scratch folder: a job whose test forgot --report-dir or --home writes
+    its default ./lf-bulk-reports or ./.lf-bulk there, never into the repository."""
+    folder = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def fresh_world(tmp_path_factory: pytest.TempPathFactory) -> FreshWorld:
     """Put a freshly seeded state file of `sims` SIMs at a path (unless one is there already).
