@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lf_bulk.sandbox.seed import World, build_world
 from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from lf_bulk.sandbox.state import SandboxState
 
@@ -30,6 +31,12 @@ def scratch_working_directory(tmp_path_factory: pytest.TempPathFactory) -> Itera
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         yield folder
+
+
+@pytest.fixture(scope="session")
+def default_world() -> World:
+    """The world a fresh sandbox starts with at the default size, built once: read it only."""
+    return build_world()
 
 
 @pytest.fixture(scope="session")

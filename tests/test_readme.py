@@ -125,12 +125,6 @@ def load_make_demo_lists() -> ModuleType:
     return module
 
 
-@pytest.fixture(scope="module")
-def default_world() -> seed.World:
-    """The world a fresh sandbox starts with, built once for this module's two tests."""
-    return seed.build_world()
-
-
 def test_committed_demo_lists_match_the_script(tmp_path: Path, default_world: seed.World) -> None:
     script = load_make_demo_lists()
     written = script.write_all(tmp_path, default_world)
