@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 LF := $(VENV)/bin/lf-bulk
 STAMP := $(VENV)/.installed
 
-.PHONY: install constraints demo test lint sandbox bench chaos clean
+.PHONY: install constraints demo test lint docs sandbox bench chaos clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: install
 	$(VENV)/bin/ruff check lf_bulk jobs tests
 	$(VENV)/bin/ruff format --check lf_bulk jobs
 	$(VENV)/bin/mypy
+
+# docs/cli.md, every command's --help, from the code (tests/test_docs.py checks it is current).
+docs: install
+	$(PY) docs/make_cli_md.py
 
 sandbox: install
 	$(LF) sandbox serve --port 8765

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from jobs.cli import cli
+from lf_bulk.journal import Journal
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,13 +53,26 @@ def subprocess_cli(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "jobs", *args],
-        cwd=ROOT,
+        cwd=Path.cwd(),  # the tests' scratch folder (conftest.py), where default reports go
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         **kwargs,
     )
+
+
+def wait_for_run(home: Path, timeout: float = 30) -> str:
+    """The id of the newest run a job (often a subprocess) has recorded in `home`'s journal."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (home / "journal.db").exists():
+            with Journal(home / "journal.db") as journal:
+                runs = journal.runs()
+            if runs:
+                return runs[0].run_id
+        time.sleep(0.05)
+    raise AssertionError("the job never recorded its run")
 
 
 def read_items(report_dir: Path) -> list[dict[str, str]]:

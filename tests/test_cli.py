@@ -10,10 +10,13 @@ import click
 import pytest
 
 from jobs.cli import cli
-from lf_bulk.sandbox.seed import DEMO_GROUP
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.pacing import RequestPacer
+from lf_bulk.sandbox import seed
+from lf_bulk.sandbox.seed import DEMO_GROUP, PARTNER
 from lf_bulk.sandbox.server import SandboxServer
 
-from clihelp import base_args, expect, invoke
+from clihelp import FAST_SERVER, base_args, expect, invoke
 from conftest import MakeSandbox
 
 
@@ -73,7 +76,7 @@ def test_prod_without_partner_code_exits_1_naming_the_setting(
 def test_unreachable_base_url_exits_1_after_bounded_retries(tmp_path: Path) -> None:
     started = time.monotonic()
     args = ["--env", "uat", "--partner-code", "P1", "--base-url", "http://127.0.0.1:9"]
-    result = expect(invoke([*args, "--retry-deadline", "3", "groups", "list"]), 1)
+    result = expect(invoke([*args, "--retry-deadline", "1", "groups", "list"]), 1)
     assert time.monotonic() - started < 15
     assert "could not be reached after retries" in result.stderr
     assert "127.0.0.1:9" in result.stderr
@@ -113,19 +116,54 @@ def test_groups_list_against_a_served_sandbox(sandbox: SandboxServer, tmp_path: 
     assert groups[DEMO_GROUP]["sim_count"] == len(sandbox.state.members(DEMO_GROUP))
 
 
+@pytest.mark.parametrize(
+    ("sims", "page_size"),
+    [(15_000, 250), pytest.param(150_000, 250, marks=pytest.mark.slow)],
+    ids=["2-pages", "20-pages"],
+)
 def test_members_survive_503s_and_429s_and_are_exact(
-    make_sandbox: MakeSandbox, tmp_path: Path
+    make_sandbox: MakeSandbox, tmp_path: Path, sims: int, page_size: int
 ) -> None:
-    server = make_sandbox("5xx=0.3,429=0.1,seed=5", sims=150_000)
+    # The retry waits are real here; the many-page case with virtual waits is the next test.
+    server = make_sandbox(f"{FAST_SERVER},5xx=0.3,429=0.1,seed=5", sims=sims)
     expected = server.state.members(DEMO_GROUP)
-    assert len(expected) == 5_000
+    assert len(expected) == 5_000 * sims // seed.DEFAULT_SIMS
     out = tmp_path / "m.csv"
     args = [*base_args(tmp_path, server.base_url), "groups", "members", DEMO_GROUP]
-    result = expect(invoke([*args, "--page-size", "250", "-o", str(out)]), 0)
+    result = expect(invoke([*args, "--page-size", str(page_size), "-o", str(out)]), 0)
     assert result.stdout.strip() == str(out)
     lines = out.read_text().splitlines()
     assert lines[0] == "iccid"
     assert lines[1:] == sorted(expected)
+
+
+class VirtualTime:
+    """A clock that only moves when something sleeps: retry waits cost no wall time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_member_pages_are_exact_through_503s_and_429s_with_retry_after_honoured(
+    make_sandbox: MakeSandbox,
+) -> None:
+    server = make_sandbox(f"{FAST_SERVER},5xx=0.3,429=0.1,seed=5", sims=15_000)
+    expected = server.state.members(DEMO_GROUP)
+    time = VirtualTime()
+    pacer = RequestPacer(200, 4, clock=time.clock, sleep=time.sleep)
+    with LinksfieldClient(server.base_url, PARTNER, pacer=pacer, sleep=time.sleep) as client:
+        members = client.list_members(DEMO_GROUP, page_size=25)  # 20 pages
+    assert members == sorted(expected)
+    assert 1.0 in time.sleeps, "a 429 was met and its Retry-After: 1 waited out"
+    assert len([s for s in time.sleeps if s != 1.0]) >= 2, "5xx answers were met and backed off"
 
 
 def test_doctor_passes_against_the_sandbox(sandbox: SandboxServer, tmp_path: Path) -> None:

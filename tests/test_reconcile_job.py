@@ -15,7 +15,7 @@ from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
-from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli
+from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli, wait_for_run
 from conftest import MakeSandbox
 
 G1, G2 = PILOT_GROUP, FLEET_GROUP

@@ -738,8 +738,8 @@ def test_the_seeded_world_is_deterministic_and_valid() -> None:
     assert sizes == {k: v for k, v in seed.group_sizes(SIMS).items() if v}
 
 
-def test_the_full_world_has_the_promised_shape() -> None:
-    world = seed.build_world()
+def test_the_full_world_has_the_promised_shape(default_world: seed.World) -> None:
+    world = default_world  # built once per session (conftest.py)
     owners = collections.Counter(sim[1] for sim in world.sims)
     sizes = collections.Counter(sim[2] for sim in world.sims)
     assert len(world.sims) >= 150_000 and owners[seed.OTHER_PARTNER] == 1_000

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from lf_bulk.sandbox import server as sandbox_server
 from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 
 from clihelp import FAST_SERVER, base_args, expect, invoke, write_list
@@ -28,12 +29,24 @@ def test_partner_code_and_signatures_stay_out_of_logs_and_reports(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
     server = make_sandbox(f"{FAST_SERVER},5xx=0.3,429=0.2,seed=9")
-    file = write_list(tmp_path / "s.csv", server.state.ungrouped_sims(600))
+    file = write_list(tmp_path / "s.csv", server.state.ungrouped_sims(100))
     args = ["--env", "uat", "--partner-code", PARTNER, *base_args(tmp_path / "h", server.base_url)]
     result = expect(
-        invoke([*args, "sims", "add", PILOT_GROUP, str(file), "--report-dir", str(tmp_path / "r")]),
+        invoke(
+            [
+                "-v",
+                *args,
+                "sims",
+                "add",
+                PILOT_GROUP,
+                str(file),
+                "--report-dir",
+                str(tmp_path / "r"),
+            ]
+        ),
         0,
     )
+    assert "retrying in" in result.stderr, "no request was retried: the retry logs went unchecked"
     logged = result.stderr + result.stdout
     assert PARTNER not in logged
     request_ids = {
@@ -66,7 +79,13 @@ def test_formula_like_input_is_neutralised_in_reports(sandbox, tmp_path: Path) -
         assert not cell.startswith(("=", "+", "-", "@")), line
 
 
-def test_journal_and_sandbox_state_are_owner_only(sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_journal_and_sandbox_state_are_owner_only(sandbox, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The in-process sandbox creates its state file as a user's run would, in a small world:
+    # seeding the default 150,000 SIMs would take seconds and prove nothing more about modes.
+    seeded = sandbox_server.open_state
+    monkeypatch.setattr(
+        sandbox_server, "open_state", lambda path, faults, sims=None: seeded(path, faults, 500)
+    )
     home = tmp_path / "home"
     expect(invoke(["--home", str(home), "--no-progress", "groups", "list"]), 0)
     file = write_list(tmp_path / "s.csv", sandbox.state.ungrouped_sims(1))

@@ -1,0 +1,45 @@
+"""Rules the test suite keeps so that it stays fast, isolated and mergeable."""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import pytest
+
+from lf_bulk.sandbox.seed import MIN_SIMS
+from lf_bulk.sandbox.server import running_sandbox
+
+TESTS = Path(__file__).resolve().parent
+TEST_MODULES = sorted(TESTS.glob("test_*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", TEST_MODULES, ids=lambda p: p.name)
+def test_no_test_module_imports_another(path: Path) -> None:
+    # Shared helpers live in conftest.py, clihelp.py or badinput_corpus.py; importing a test
+    # module runs (and, under pytest, may collect) its tests a second time.
+    others = {p.stem for p in TEST_MODULES} - {path.stem}
+    assert not imported_modules(path) & others, f"{path.name} imports a test module"
+
+
+def test_a_sandbox_stops_in_milliseconds(tmp_path: Path) -> None:
+    # Hundreds of tests and every in-process CLI run stop a sandbox; uvicorn's own shutdown takes
+    # at least 0.1 s (and up to 0.2 s) even with nothing left to serve.
+    stops = []
+    for n in range(3):
+        with running_sandbox(tmp_path / f"s{n}.db", sims=MIN_SIMS):
+            stopping = time.perf_counter()
+        stops.append(time.perf_counter() - stopping)
+    assert min(stops) < 0.08, stops
