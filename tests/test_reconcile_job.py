@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
@@ -19,19 +18,6 @@ from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli, wait
 from conftest import MakeSandbox
 
 G1, G2 = PILOT_GROUP, FLEET_GROUP
-
-
-def wait_for_run(home: Path, timeout: float = 30) -> str:
-    """The id of the run a job in another process recorded first in its journal."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (home / "journal.db").exists():
-            with Journal(home / "journal.db") as journal:
-                runs = journal.runs()
-            if runs:
-                return runs[0].run_id
-        time.sleep(0.05)
-    raise AssertionError("the job never recorded its run")
 
 
 # The drift moves 100 of G2's 200 members out: the mass-removal guard needs this to apply it.
