@@ -21,6 +21,7 @@ import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import count, islice
 from pathlib import Path
 from typing import Final
@@ -101,6 +102,22 @@ def prepare_report_dir(path: Path) -> Path:
             "--report-dir. Nothing was sent"
         ) from None
     return path
+
+
+def excel_time(stamp: str | None) -> datetime | str | None:
+    """A journal time (`2026-11-29T08:00:00Z`) as a naive UTC datetime, so Excel shows a date.
+
+    Anything that is not such a time is kept as the text it is.
+    """
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +239,8 @@ def write_run_report(
         ("Invalid", summary.invalid),
         ("Duplicates", summary.duplicates),
         ("Batches", summary.batches),
-        ("Started at", summary.started_at),
-        ("Finished at", summary.finished_at or "not finished"),
+        ("Started at (UTC)", excel_time(summary.started_at)),
+        ("Finished at (UTC)", excel_time(summary.finished_at) or "not finished"),
         ("Exit code", summary.exit_code),
         *extra_facts,
     ]
