@@ -165,8 +165,12 @@ def diff(
     """
     first_group: dict[str, str] = {}
     conflicted: dict[str, set[str]] = {}
+    # An ICCID that an invalid row also names: that row may have wanted it elsewhere (or where it
+    # is), so no change is made for it, above all no move out of its group, until it is fixed.
+    unreadable: dict[str, int] = {}
     for r in desired:
         if r.problem:
+            unreadable.setdefault(r.iccid, r.row)
             continue
         known = first_group.setdefault(r.iccid, r.group_id)
         if known != r.group_id:
@@ -194,6 +198,10 @@ def diff(
             append(Finding(r.row, r.iccid, DUPLICATE, r.group_id, current))
             continue
         seen.add(r.iccid)
+        if current != r.group_id and r.iccid in unreadable:
+            detail = f"row {unreadable[r.iccid]} for this ICCID is invalid; never applied"
+            append(Finding(r.row, r.iccid, CONFLICT, r.group_id, current, detail))
+            continue
         if current == r.group_id:
             append(Finding(r.row, r.iccid, IN_SYNC, r.group_id, current))
         elif current:
@@ -347,17 +355,22 @@ def check_desired(
     with no valid row (an empty desired state would remove every member) or no group in scope.
     """
     invalid = [r for r in desired if r.problem]
-    if not named:
-        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no group in scope")
-        raise InputError(
-            "no group in scope: add a group column to the file, or pass --group. Nothing was "
-            "compared or sent",
-            path=table.source,
-        )
+    # Invalid rows first: a file whose every group is malformed has its rows named, not "no group".
     if invalid and not skip_invalid:
         write_refusal_report(report_dir, desired, named, run_id=run_id, reason="invalid rows")
         rejected = [RejectedRow(r.row, r.iccid, r.problem) for r in invalid]
         raise InvalidRowsError(table.source, rejected, str(report_dir))
+    if not named:
+        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no group in scope")
+        bad = sum(1 for r in invalid if r.problem == BAD_GROUP)
+        fix = (
+            f"{bad} row(s) have a group that is not a group id (listed in {report_dir / ITEMS_CSV})"
+            if bad
+            else "add a group column to the file, or pass --group"
+        )
+        raise InputError(
+            f"no group in scope: {fix}. Nothing was compared or sent", path=table.source
+        )
     if len(invalid) == len(desired):
         write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no valid row")
         raise InputError(
@@ -390,6 +403,13 @@ class ReconcileOptions:
     max_changes: int = DEFAULT_MAX_CHANGES
     max_removal_ratio: float = DEFAULT_MAX_REMOVAL_RATIO
     batch_size: int = BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        # `not 0 <= x <= 1` also refuses NaN, which every comparison would let through.
+        if not 0 <= self.max_removal_ratio <= 1:
+            raise ValueError(f"max_removal_ratio {self.max_removal_ratio} is not in [0, 1]")
+        if self.max_changes < 0:
+            raise ValueError(f"max_changes {self.max_changes} is negative")
 
 
 @dataclass(frozen=True)
