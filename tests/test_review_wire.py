@@ -1,0 +1,101 @@
+"""Adversarial review of the wire layer: ids that could still reach a wrong path, API text that
+could still reach a terminal or a file raw. Each hole found is pinned here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from lf_bulk import errors, wire
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.pacing import RequestPacer
+
+
+def _client(answer: Any, seen: list[httpx.Request]) -> LinksfieldClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=answer)
+
+    return LinksfieldClient(
+        "https://api.test/topup",
+        "P000270",
+        transport=httpx.MockTransport(handler),
+        pacer=RequestPacer(1000, 3, sleep=lambda seconds: None),
+        sleep=lambda seconds: None,
+    )
+
+
+# ---------------------------------------------------------------- an empty id is no path segment
+
+
+def test_an_empty_path_parameter_is_refused_not_sent_as_a_double_slash() -> None:
+    # Repro: build_request(..., path_params={"group_id": ""}) gave /mall/bundle-groups//sims.
+    with pytest.raises(errors.InputError, match="empty"):
+        wire.encode_path_param("")
+    with pytest.raises(errors.InputError, match="group_id"):
+        wire.build_request(
+            wire.CONTRACT_V1, wire.CONTRACT_V1.remove, "P1", path_params={"group_id": ""}
+        )
+
+
+@pytest.mark.parametrize("call", ["members", "remove", "poll"])
+def test_an_empty_id_from_a_journal_or_a_server_list_sends_nothing(call: str) -> None:
+    # A group listed without an id (reconcile --all-groups reads every group) or a journal batch
+    # whose request id is gone (the engine polls `request_id or ""`).
+    seen: list[httpx.Request] = []
+    ok = {"code": "0000", "message": "", "data": {"iccids": [], "total": 0}}
+    with _client(ok, seen) as client, pytest.raises(errors.InputError):
+        if call == "members":
+            client.list_members("")
+        elif call == "remove":
+            client.remove_sims("", ["89852420180910340793"])
+        else:
+            client.async_result("")
+    assert seen == []
+
+
+# ---------------------------------------------------------------- request ids the server gives
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["../../mall/bundle-groups/G1/sims", "r1/x", "\x1b[2Jr1", "r1?x=1", "..", "R" * 65, "r 1"],
+    ids=repr,
+)
+def test_a_request_id_from_the_server_that_is_no_id_is_an_envelope_error(request_id: str) -> None:
+    # Repro: a submission answered with request_id "r1/x" was journaled, shown by `runs show`
+    # (which `ops status` then refuses) and polled. Now it is an unusable answer: the batch stays
+    # "sending" and a resume settles it by membership, as for any answer we cannot read.
+    seen: list[httpx.Request] = []
+    answer = {"code": "0000", "message": "", "data": {"request_id": request_id, "accepted": 1}}
+    with _client(answer, seen) as client, pytest.raises(errors.EnvelopeError) as raised:
+        client.add_sims("G1", ["89852420180910340793"])
+    message = str(raised.value)
+    assert "request_id" in message
+    assert "\x1b" not in message and len(message) < 300
+    assert len(seen) == 1  # never retried: the server may have taken the batch
+
+
+def test_a_well_formed_request_id_from_the_server_is_kept() -> None:
+    seen: list[httpx.Request] = []
+    rid = "6f1c1f3e-8c1d-4c55-9f0e-1a2b3c4d5e6f"
+    answer = {"code": "0000", "message": "", "data": {"request_id": rid, "accepted": 1}}
+    with _client(answer, seen) as client:
+        assert client.add_sims("G1", ["89852420180910340793"]).request_id == rid
+
+
+# ---------------------------------------------------------------- text that breaks lines or order
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\u061c"], ids=repr)
+def test_line_separators_and_the_arabic_letter_mark_are_made_visible(char: str) -> None:
+    # U+2028/U+2029 end a line in editors and log viewers (a forged log line); U+061C is a bidi
+    # control like the U+200E/U+200F already escaped.
+    cleaned = wire.clean_text(f"ok{char}ERROR forged")
+    assert char not in cleaned
+    assert f"\\u{ord(char):04x}" in cleaned
+    envelope = wire.parse_envelope({"code": "1001", "message": f"bad{char}x", "data": None})
+    assert envelope is not None and char not in envelope.message
