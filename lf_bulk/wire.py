@@ -365,17 +365,21 @@ def _require_dict(data: Any, what: str) -> dict[str, Any]:
     return data
 
 
+# JSON numbers such as 1e400 or Infinity decode to an infinite float: int() raises OverflowError.
+_NOT_AN_INT = (TypeError, ValueError, OverflowError)
+
+
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except _NOT_AN_INT:
         return default
 
 
 def _opt_int(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except _NOT_AN_INT:
         return None
 
 

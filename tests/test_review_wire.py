@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from lf_bulk import errors, wire
-from lf_bulk.client import LinksfieldClient
+from lf_bulk.client import MAX_RETRY_AFTER_SECONDS, LinksfieldClient
 from lf_bulk.pacing import RequestPacer
+from lf_bulk.retrying import RetryPolicy
 
 
 def _client(answer: Any, seen: list[httpx.Request]) -> LinksfieldClient:
@@ -99,3 +100,74 @@ def test_line_separators_and_the_arabic_letter_mark_are_made_visible(char: str) 
     assert f"\\u{ord(char):04x}" in cleaned
     envelope = wire.parse_envelope({"code": "1001", "message": f"bad{char}x", "data": None})
     assert envelope is not None and char not in envelope.message
+
+
+# ---------------------------------------------------------------- numbers JSON allows
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "Infinity", "-Infinity", "NaN"])
+def test_an_infinite_count_from_the_server_is_no_traceback(number: str) -> None:
+    # Repro: {"total": 1e400} (json reads it as inf) raised OverflowError out of member_page,
+    # a traceback for `groups members`, `reconcile` and every membership check.
+    bodies = {
+        "members": f'{{"code":"0000","data":{{"iccids":["8944500003842253940"],"total":{number}}}}}',
+        "groups": f'{{"code":"0000","data":[{{"group_id":"G1","sim_count":{number}}}]}}',
+    }
+    for what, body in bodies.items():
+        envelope = wire.parse_envelope(wire.decode_json(body))
+        assert envelope is not None
+        if what == "members":
+            page = wire.parse_member_page(envelope.data)
+            assert page.iccids == ("8944500003842253940",) and page.total >= 0
+        else:
+            (group,) = wire.parse_groups(envelope.data)
+            assert group.group_id == "G1" and group.sim_count == 0
+
+
+# ---------------------------------------------------------------- digits that int() refuses
+
+
+def _throttling_client(retry_after: bytes, slept: list[float]) -> LinksfieldClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"code": "1429", "message": "slow down", "data": None}
+        return httpx.Response(429, json=body, headers=[(b"Retry-After", retry_after)])
+
+    return LinksfieldClient(
+        "https://api.test/topup",
+        "P000270",
+        transport=httpx.MockTransport(handler),
+        pacer=RequestPacer(1000, 3, sleep=slept.append),
+        retry=RetryPolicy(max_attempts=2, deadline_seconds=1e9),
+        sleep=slept.append,
+    )
+
+
+@pytest.mark.parametrize(
+    "value", [b"\xb2", b"\xb9\xb2", b"9" * 5000, b"1e400"], ids=lambda v: repr(v)[:12]
+)
+def test_a_retry_after_that_is_no_number_is_ignored_not_a_traceback(value: bytes) -> None:
+    # Repro: `Retry-After: ²` (the byte 0xB2, latin-1) passed str.isdigit() and float() raised
+    # ValueError out of the client; 5000 nines gave an infinite hold-off.
+    slept: list[float] = []
+    with _throttling_client(value, slept) as client:
+        for _ in range(2):  # a hold-off the first call set delays the next one
+            with pytest.raises(errors.RateLimited):
+                client.list_groups()
+    assert all(0 <= s <= MAX_RETRY_AFTER_SECONDS for s in slept)
+
+
+def test_a_huge_retry_after_is_capped() -> None:
+    slept: list[float] = []
+    with _throttling_client(b"99999999999", slept) as client, pytest.raises(errors.RateLimited):
+        client.list_groups()
+    assert slept and max(slept) <= MAX_RETRY_AFTER_SECONDS
+
+
+@pytest.mark.parametrize(
+    "value", ["\u00b2", "\u00b9\u00b2", "9" * 5000, "\u0661\u0662"], ids=lambda v: repr(v)[:12]
+)
+def test_a_max_iccids_that_is_no_number_is_none_not_a_traceback(value: str) -> None:
+    # Repro: {"code": "1005", "data": {"max_iccids": "²"}} raised ValueError in the engine.
+    error = errors.TooManyIccids("1005", "too many", data={"max_iccids": value})
+    assert error.max_iccids is None
+    assert errors.TooManyIccids("1005", "x", data={"max_iccids": "250"}).max_iccids == 250
