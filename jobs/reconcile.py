@@ -91,7 +91,8 @@ def reconcile(
     """Compare the membership desired in FILE with the groups; report drift; --apply fixes it.
 
     FILE has an ICCID column and an optional group column (group_id, group); --group names the
-    group for rows without one. With --skip-invalid, invalid rows are reported and removals are
+    group for rows without one; a workbook with several visible sheets needs --sheet (the sheet
+    read is the whole desired state). With --skip-invalid, invalid rows are reported and removals are
     withheld (never made) until the file is fixed. Exit 0 in sync (or converged), 4 drift found
     and not applied, 3 some changes failed, 2 bad input or a plan refused (--max-changes,
     --max-removal-ratio).
@@ -108,6 +109,7 @@ def reconcile(
         column=column,
         extra_columns={"group": list(rc.GROUP_COLUMN_ALIASES)},
     )
+    rc.check_one_sheet(table, sheet_named=sheet is not None)
     desired = rc.desired_rows(table, group)
     named = rc.named_groups(desired, group)
     run_id = new_run_id()

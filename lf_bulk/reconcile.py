@@ -381,6 +381,23 @@ def check_desired(
         )
 
 
+def check_one_sheet(table: InputTable, *, sheet_named: bool) -> None:
+    """Refuse a workbook with several visible sheets unless one was named (`--sheet`).
+
+    Reconcile reads one sheet as the whole desired state: members listed on a sheet it did not
+    read would be removed.
+    """
+    if sheet_named or not table.unread_sheets:
+        return
+    others = ", ".join(repr(name) for name in table.unread_sheets[:10])
+    raise InputError(
+        f"the workbook has other visible sheets ({others}) besides {table.sheet!r}, and reconcile "
+        "reads one sheet as the whole desired state. Put every row on one sheet, or name it "
+        "with --sheet NAME. Nothing was compared or sent",
+        path=table.source,
+    )
+
+
 def check_groups_exist(client: LinksfieldClient, named: Sequence[str]) -> list[str]:
     """Every group of the account; raises `InputError` if a group in scope is not one of them."""
     known = sorted({g.group_id for g in client.list_groups()})

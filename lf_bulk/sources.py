@@ -130,6 +130,8 @@ class InputTable:
     rows: list[InputRow]
     headers: tuple[str, ...] = ()
     """The non-empty cells of the header row; () for a file without a header."""
+    unread_sheets: tuple[str, ...] = ()
+    """The workbook's other visible worksheets, which were not read."""
 
     @cached_property
     def valid_rows(self) -> list[InputRow]:
@@ -251,6 +253,7 @@ class _Loaded:
     sheet: str | None = None
     sheets: tuple[str, ...] = ()
     """The workbook's sheets for messages, hidden ones marked."""
+    unread_sheets: tuple[str, ...] = ()
 
 
 def _load(path: str | Path, source: str, sheet: str | None, stdin: IO[bytes] | None) -> _Loaded:
@@ -432,8 +435,22 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
             rows = worksheet.to_python()
             start = worksheet.start
     sheets = tuple(_describe_sheet(entry) for entry in metadata)
+    unread = tuple(
+        entry.name
+        for entry in metadata
+        if entry.name != chosen
+        and entry.visible == SheetVisibleEnum.Visible
+        and entry.typ == SheetTypeEnum.WorkSheet
+    )
     first_row_number = start[0] + 1 if start else 1
-    return _Loaded(_RowGrid(rows), first_row_number, typed=True, sheet=chosen, sheets=sheets)
+    return _Loaded(
+        _RowGrid(rows),
+        first_row_number,
+        typed=True,
+        sheet=chosen,
+        sheets=sheets,
+        unread_sheets=unread,
+    )
 
 
 def _require_xlsx_signature(data: bytes, source: str) -> None:
@@ -601,6 +618,7 @@ def _tabulate(loaded: _Loaded, source: str, wanted: _Wanted) -> InputTable:
         column=layout.column_name,
         rows=rows,
         headers=layout.headers,
+        unread_sheets=loaded.unread_sheets,
     )
 
 

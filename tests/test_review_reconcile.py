@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openpyxl import Workbook
 
 from lf_bulk import reconcile as rc
 from lf_bulk.models import Operation
@@ -181,3 +182,54 @@ def test_a_file_whose_every_group_is_malformed_says_so(
     assert "bad_group" in result.stderr and "row 2" in result.stderr
     assert "add a group column" not in result.stderr
     assert sandbox.state.mutation_log() == []
+
+
+# ---------------------------------------------------------------- a workbook of several sheets
+
+
+def _two_sheet_workbook(path: Path, first: list[str], second: list[str], group: str) -> Path:
+    book = Workbook()
+    part1 = book.active
+    assert part1 is not None
+    part1.title = "Part 1"
+    part2 = book.create_sheet("Part 2")
+    for sheet, iccids in ((part1, first), (part2, second)):
+        sheet.append(["ICCID", "group_id"])
+        for iccid in iccids:
+            sheet.append([iccid, group])
+    book.save(path)
+    return path
+
+
+def test_a_second_visible_sheet_is_never_ignored_silently(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # Repro: a desired list split over two sheets; reconcile read the first only and removed the
+    # members listed on the second (1 of 20 is under the 10% guard).
+    members = sandbox.state.ungrouped_sims(20)
+    sandbox.state.set_members(G1, members)
+    book = _two_sheet_workbook(tmp_path / "d.xlsx", members[:19], members[19:], G1)
+    result = expect(reconcile(sandbox, tmp_path, str(book), "--apply"), 2)
+    assert "'Part 2'" in result.stderr and "--sheet" in result.stderr
+    assert sandbox.state.mutation_log() == []
+    assert sorted(sandbox.state.members(G1)) == sorted(members)
+    # Naming the sheet is the user's choice: then it is the whole desired state.
+    expect(reconcile(sandbox, tmp_path, str(book), "--sheet", "Part 1", "--apply", report="s"), 0)
+    assert sorted(sandbox.state.members(G1)) == sorted(members[:19])
+
+
+def test_a_hidden_second_sheet_does_not_stop_reconcile(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    members = sandbox.state.ungrouped_sims(3)
+    sandbox.state.set_members(G1, members)
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["ICCID", "group_id"])
+    for iccid in members:
+        sheet.append([iccid, G1])
+    hidden = book.create_sheet("lookup")
+    hidden.sheet_state = "hidden"
+    book.save(tmp_path / "d.xlsx")
+    expect(reconcile(sandbox, tmp_path, str(tmp_path / "d.xlsx"), "--apply"), 0)
