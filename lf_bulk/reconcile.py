@@ -398,6 +398,32 @@ def check_one_sheet(table: InputTable, *, sheet_named: bool) -> None:
     )
 
 
+def _header_key(header: str) -> str:
+    return "".join(c for c in header.casefold() if c.isalnum())
+
+
+def check_group_column(table: InputTable) -> None:
+    """Refuse a file with a group-like column that is not read as the group column.
+
+    Its rows would all take --group (or have no group): a SIM the file wants in another group
+    would be added, or with --all-groups moved, to the wrong one.
+    """
+    keys = {_header_key(alias) for alias in GROUP_COLUMN_ALIASES}
+    headers = [h for h in table.headers if h != table.column]
+    if any(_header_key(h) in keys for h in headers):
+        return
+    lookalikes = [h for h in headers if "group" in _header_key(h) or "grp" in _header_key(h)]
+    if lookalikes:
+        shown = ", ".join(repr(h) for h in lookalikes[:5])
+        names = ", ".join(GROUP_COLUMN_ALIASES)
+        raise InputError(
+            f"the column {shown} is not read as the group column (its header is none of: "
+            f"{names}), so every row would take --group. Rename it to group_id. Nothing was "
+            "compared or sent",
+            path=table.source,
+        )
+
+
 def check_groups_exist(client: LinksfieldClient, named: Sequence[str]) -> list[str]:
     """Every group of the account; raises `InputError` if a group in scope is not one of them."""
     known = sorted({g.group_id for g in client.list_groups()})

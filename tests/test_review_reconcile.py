@@ -233,3 +233,36 @@ def test_a_hidden_second_sheet_does_not_stop_reconcile(
     hidden.sheet_state = "hidden"
     book.save(tmp_path / "d.xlsx")
     expect(reconcile(sandbox, tmp_path, str(tmp_path / "d.xlsx"), "--apply"), 0)
+
+
+# ---------------------------------------------------------------- a group column not recognised
+
+
+def test_a_group_column_under_an_unknown_header_is_refused_not_replaced_by_group(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # Repro: header "Bundle Group ID" is not one of the group aliases, so every row took --group:
+    # with --all-groups the SIM the file wanted in G2 was moved out of G2 into G1.
+    kept = sandbox.state.ungrouped_sims(3)
+    sandbox.state.set_members(G1, kept)
+    sim, *fleet = sandbox.state.ungrouped_sims(20)
+    sandbox.state.set_members(G2, [sim, *fleet])
+    path = tmp_path / "d.csv"
+    rows = [f"{i},{G1}" for i in kept] + [f"{sim},{G2}"]
+    path.write_text("ICCID,Bundle Group ID\n" + "\n".join(rows) + "\n")
+    result = expect(
+        reconcile(sandbox, tmp_path, str(path), "--group", G1, "--all-groups", "--apply"), 2
+    )
+    assert "'Bundle Group ID'" in result.stderr and "group_id" in result.stderr
+    assert sandbox.state.group_of(sim) == G2
+    assert sandbox.state.mutation_log() == []
+
+
+def test_a_recognised_group_column_next_to_a_group_name_column_is_fine(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    kept = sandbox.state.ungrouped_sims(3)
+    sandbox.state.set_members(G1, kept)
+    path = tmp_path / "d.csv"
+    path.write_text("iccid,group_id,Group Name\n" + "".join(f"{i},{G1},Pilot\n" for i in kept))
+    expect(reconcile(sandbox, tmp_path, str(path), "--apply"), 0)
