@@ -110,7 +110,7 @@ def reconcile(
         extra_columns={"group": list(rc.GROUP_COLUMN_ALIASES)},
     )
     rc.check_one_sheet(table, sheet_named=sheet is not None)
-    rc.check_group_column(table)
+    rc.check_columns(table)
     desired = rc.desired_rows(table, group)
     named = rc.named_groups(desired, group)
     run_id = new_run_id()

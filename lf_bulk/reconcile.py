@@ -402,17 +402,35 @@ def _header_key(header: str) -> str:
     return "".join(c for c in header.casefold() if c.isalnum())
 
 
-def check_group_column(table: InputTable) -> None:
-    """Refuse a file with a group-like column that is not read as the group column.
+def check_columns(table: InputTable) -> None:
+    """Refuse a file whose columns are not read the way its author meant.
 
-    Its rows would all take --group (or have no group): a SIM the file wants in another group
-    would be added, or with --all-groups moved, to the wrong one.
+    A second ICCID column of the same name, a second group column, or a group-like column under
+    a header that is not a group alias: reconcile would read one column only, and the SIMs (or
+    groups) of the other would count as not desired, i.e. be removed or moved.
     """
+    headers = list(table.headers)
+    column_key = _header_key(table.column)
+    if column_key and sum(1 for h in headers if _header_key(h) == column_key) > 1:
+        raise InputError(
+            f"the file has more than one {table.column!r} column; reconcile reads only the "
+            "first, and would remove the SIMs of the other. Put every ICCID in one column (or "
+            "name it with --column). Nothing was compared or sent",
+            path=table.source,
+        )
     keys = {_header_key(alias) for alias in GROUP_COLUMN_ALIASES}
-    headers = [h for h in table.headers if h != table.column]
-    if any(_header_key(h) in keys for h in headers):
+    others = [h for h in headers if _header_key(h) != column_key]
+    group_columns = [h for h in others if _header_key(h) in keys]
+    if len(group_columns) > 1:
+        shown = ", ".join(repr(h) for h in group_columns)
+        raise InputError(
+            f"the file has {len(group_columns)} group columns ({shown}); reconcile would read "
+            "only one. Keep one group column. Nothing was compared or sent",
+            path=table.source,
+        )
+    if group_columns:
         return
-    lookalikes = [h for h in headers if "group" in _header_key(h) or "grp" in _header_key(h)]
+    lookalikes = [h for h in others if "group" in _header_key(h) or "grp" in _header_key(h)]
     if lookalikes:
         shown = ", ".join(repr(h) for h in lookalikes[:5])
         names = ", ".join(GROUP_COLUMN_ALIASES)
@@ -596,6 +614,12 @@ FINDING_COLUMNS = [
 EXCEL_MAX_ROWS = 1_048_575
 
 
+def _safe(value: str) -> str:
+    # The file's own cells too (an ICCID cell may hold an escape sequence): controls made
+    # visible, then formula-like text neutralised.
+    return neutralise(wire.clean_text(value))
+
+
 def _detail(f: Finding, withhold_removals: bool) -> str:
     if withhold_removals and f.category == UNEXPECTED:
         return WITHHELD_DETAIL
@@ -605,7 +629,7 @@ def _detail(f: Finding, withhold_removals: bool) -> str:
 def write_drift_csv(path: Path, findings: Iterable[Finding], *, withhold: bool = False) -> int:
     """Every finding that is not in sync (unexpected members have no row), atomically."""
     count = 0
-    n = neutralise
+    n = _safe
     with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(DRIFT_FIELDS)
@@ -632,7 +656,7 @@ def write_items_csv(path: Path, before: Diff, after: Diff | None = None) -> int:
     withhold = before.withholds_removals
     rows = [f for f in before.findings if f.row]
     later = [f.category for f in after.findings if f.row] if after is not None else []
-    n = neutralise
+    n = _safe
     with atomic_path(path) as temp, temp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(ITEM_FIELDS)
@@ -713,11 +737,11 @@ def write_reconcile_report(
             rows=(
                 (
                     f.row or None,
-                    f.iccid,
+                    wire.clean_text(f.iccid),
                     f.category,
-                    f.desired_group,
-                    f.actual_group,
-                    _detail(f, withhold),
+                    wire.clean_text(f.desired_group),
+                    wire.clean_text(f.actual_group),
+                    wire.clean_text(_detail(f, withhold)),
                 )
                 for f in found[:EXCEL_MAX_ROWS]
             ),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 
 from lf_bulk import reconcile as rc
 from lf_bulk.models import Operation
@@ -266,3 +266,55 @@ def test_a_recognised_group_column_next_to_a_group_name_column_is_fine(
     path = tmp_path / "d.csv"
     path.write_text("iccid,group_id,Group Name\n" + "".join(f"{i},{G1},Pilot\n" for i in kept))
     expect(reconcile(sandbox, tmp_path, str(path), "--apply"), 0)
+
+
+def test_two_group_columns_are_refused(sandbox: SandboxServer, tmp_path: Path) -> None:
+    # Repro: "iccid,group,group_id": the group_id column won and the other was never read.
+    kept = sandbox.state.ungrouped_sims(3)
+    sandbox.state.set_members(G1, kept)
+    path = tmp_path / "d.csv"
+    path.write_text("iccid,group,group_id\n" + "".join(f"{i},{G2},{G1}\n" for i in kept))
+    result = expect(reconcile(sandbox, tmp_path, str(path), "--apply"), 2)
+    assert "'group'" in result.stderr and "'group_id'" in result.stderr
+    assert sandbox.state.mutation_log() == []
+
+
+def test_a_second_iccid_column_of_the_same_name_is_refused(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # Repro: two lists side by side under "ICCID": the second was ignored, its SIMs removed.
+    members = sandbox.state.ungrouped_sims(20)
+    sandbox.state.set_members(G1, members)
+    path = tmp_path / "d.csv"
+    left, right = members[:19], members[19:] + [""] * 18
+    path.write_text(
+        "ICCID,group_id,ICCID\n"
+        + "".join(f"{a},{G1},{b}\n" for a, b in zip(left, right, strict=True))
+    )
+    result = expect(reconcile(sandbox, tmp_path, str(path), "--apply"), 2)
+    assert "'ICCID'" in result.stderr
+    assert sandbox.state.mutation_log() == []
+    assert sorted(sandbox.state.members(G1)) == sorted(members)
+
+
+def test_control_characters_from_the_file_are_escaped_in_the_reports(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # Repro: an ICCID cell holding "\x1b[2J" was copied raw into items.csv and drift.csv, so
+    # `cat items.csv` cleared the screen.
+    kept = sandbox.state.ungrouped_sims(2)
+    sandbox.state.set_members(G1, kept)
+    desired = write_desired(
+        tmp_path / "d.csv", [(kept[0], G1), (kept[1], G1), ("\x1b[2J\x1b]0;x\x07 89", G1)]
+    )
+    expect(reconcile(sandbox, tmp_path, str(desired), "--skip-invalid"), 4)
+    for name in ("items.csv", "drift.csv", "summary.json"):
+        text = (tmp_path / "r" / name).read_text(encoding="utf-8")
+        assert "\x1b" not in text and "\x07" not in text, name
+    assert "\\x1b[2J" in (tmp_path / "r" / "items.csv").read_text(encoding="utf-8")
+    book = load_workbook(tmp_path / "r" / "report.xlsx", read_only=True)
+    cells = [
+        str(c) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for c in row
+    ]
+    assert any("\\x1b[2J" in c for c in cells)
+    assert not any("\x1b" in c for c in cells)
