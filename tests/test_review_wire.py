@@ -13,6 +13,8 @@ from lf_bulk import errors, wire
 from lf_bulk.client import MAX_RETRY_AFTER_SECONDS, LinksfieldClient
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy
+from lf_bulk.sandbox import seed
+from lf_bulk.sandbox.server import SandboxServer
 
 
 def _client(answer: Any, seen: list[httpx.Request]) -> LinksfieldClient:
@@ -171,3 +173,20 @@ def test_a_max_iccids_that_is_no_number_is_none_not_a_traceback(value: str) -> N
     error = errors.TooManyIccids("1005", "too many", data={"max_iccids": value})
     assert error.max_iccids is None
     assert errors.TooManyIccids("1005", "x", data={"max_iccids": "250"}).max_iccids == 250
+
+
+def test_the_sandbox_refuses_a_page_number_of_5000_digits_as_a_bad_parameter(
+    sandbox: SandboxServer,
+) -> None:
+    # Repro: page_no of 5000 digits made int() raise in the sandbox: 1500 and a traceback.
+    request = wire.build_request(
+        wire.CONTRACT_V1,
+        wire.CONTRACT_V1.members,
+        seed.PARTNER,
+        path_params={"group_id": seed.PILOT_GROUP},
+        params={"page_no": "9" * 5000, "page_size": "10"},
+    )
+    answer = httpx.get(sandbox.base_url + request.path, params=request.query)
+    envelope = wire.parse_envelope(answer.json())
+    assert envelope is not None and envelope.code == wire.CODE_INVALID_PARAMETER
+    assert "page_no" in envelope.message and len(envelope.message) < 200
