@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from lf_bulk import wire
 from lf_bulk.errors import RunLocked
 
 
@@ -31,7 +32,9 @@ def exclusive(home: Path, name: str, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            # The file's text is shown, not trusted: anyone may have written into it.
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            holder = wire.shown_text(holder, 60)
             raise RunLocked(
                 f"{what} is being driven by another lf-bulk process ({holder}); "
                 "wait for it to finish, or stop it first"
