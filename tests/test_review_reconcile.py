@@ -95,7 +95,7 @@ def test_an_invalid_row_never_moves_a_sim_out_of_its_group(
     assert "Traceback" not in result.stderr
 
 
-def test_removals_by_group_of_a_clean_file_still_plans_the_move() -> None:
+def test_a_clean_file_still_plans_the_move() -> None:
     # The fix above must not stop an ordinary move.
     desired = [rc.DesiredRow(2, "8900000000000000001", G1)]
     result = rc.diff(desired, {"8900000000000000001": G2}, [G1])
