@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -23,6 +25,19 @@ from lf_bulk.reports import prepare_report_dir
 from lf_bulk.sources import read_iccids
 
 log = logging.getLogger(__name__)
+
+
+class Ratio(click.FloatRange):
+    """A fraction from 0 to 1; NaN, which FloatRange lets through (no comparison fails), is not."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        if math.isnan(converted):
+            self.fail(f"{value!r} is not a number from 0 to 1.", param, ctx)
+        return converted
+
+
+RATIO = Ratio(0, 1)
 
 
 @click.command()
@@ -50,7 +65,7 @@ log = logging.getLogger(__name__)
 )
 @click.option(
     "--max-removal-ratio",
-    type=click.FloatRange(0, 1),
+    type=RATIO,
     default=rc.DEFAULT_MAX_REMOVAL_RATIO,
     show_default=True,
     help="Refuse to apply a plan that removes more than this fraction of a group's members.",
@@ -76,7 +91,8 @@ def reconcile(
     """Compare the membership desired in FILE with the groups; report drift; --apply fixes it.
 
     FILE has an ICCID column and an optional group column (group_id, group); --group names the
-    group for rows without one. With --skip-invalid, invalid rows are reported and removals are
+    group for rows without one; a workbook with several visible sheets needs --sheet (the sheet
+    read is the whole desired state). With --skip-invalid, invalid rows are reported and removals are
     withheld (never made) until the file is fixed. Exit 0 in sync (or converged), 4 drift found
     and not applied, 3 some changes failed, 2 bad input or a plan refused (--max-changes,
     --max-removal-ratio).
@@ -84,7 +100,7 @@ def reconcile(
     options = rc.ReconcileOptions(
         apply=_apply_requested(apply, no_apply),
         all_groups=all_groups,
-        max_changes=max_changes,
+        max_changes=_max_changes(max_changes),
         max_removal_ratio=_removal_ratio(max_removal_ratio),
     )
     table = read_iccids(
@@ -93,6 +109,8 @@ def reconcile(
         column=column,
         extra_columns={"group": list(rc.GROUP_COLUMN_ALIASES)},
     )
+    rc.check_one_sheet(table, sheet_named=sheet is not None)
+    rc.check_columns(table)
     desired = rc.desired_rows(table, group)
     named = rc.named_groups(desired, group)
     run_id = new_run_id()
@@ -162,6 +180,17 @@ def _removal_ratio(value: float) -> float:
             rc.DEFAULT_MAX_REMOVAL_RATIO,
         )
         return rc.DEFAULT_MAX_REMOVAL_RATIO
+    return value
+
+
+def _max_changes(value: int) -> int:
+    source = click.get_current_context().get_parameter_source("max_changes")
+    if source is not ParameterSource.COMMANDLINE and value > rc.DEFAULT_MAX_CHANGES:
+        log.warning(
+            "a higher --max-changes is only taken from the command line; using %s",
+            rc.DEFAULT_MAX_CHANGES,
+        )
+        return rc.DEFAULT_MAX_CHANGES
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 RAW_BODY_QUOTE_LIMIT = 300
+# A Retry-After above this is taken as this: an hour is longer than any throttling we expect,
+# and a larger (or infinite) value would hold every later request of the process back for good.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+_RETRY_AFTER_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 class LinksfieldClient:
@@ -311,10 +316,12 @@ def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII digits only: str.isdigit() also takes '²' (one byte, 0xB2, in a latin-1 header),
+    # which float() refuses.
+    if _RETRY_AFTER_DIGITS.fullmatch(value):
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_SECONDS)

@@ -41,6 +41,7 @@ The CLI turns each of these into a message and an exit code in `jobs/errors.py`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,7 +213,8 @@ class TooManyIccids(BusinessError):
     def max_iccids(self) -> int | None:
         if isinstance(self.data, dict):
             value = self.data.get("max_iccids")
-            if isinstance(value, int | str) and str(value).isdigit():
+            # ASCII digits, bounded: '²' passes str.isdigit() and int() refuses it.
+            if isinstance(value, int | str) and re.fullmatch(r"[0-9]{1,9}", str(value)):
                 return int(value)
         return None
 

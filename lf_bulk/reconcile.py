@@ -165,8 +165,12 @@ def diff(
     """
     first_group: dict[str, str] = {}
     conflicted: dict[str, set[str]] = {}
+    # An ICCID that an invalid row also names: that row may have wanted it elsewhere (or where it
+    # is), so no change is made for it, above all no move out of its group, until it is fixed.
+    unreadable: dict[str, int] = {}
     for r in desired:
         if r.problem:
+            unreadable.setdefault(r.iccid, r.row)
             continue
         known = first_group.setdefault(r.iccid, r.group_id)
         if known != r.group_id:
@@ -194,6 +198,10 @@ def diff(
             append(Finding(r.row, r.iccid, DUPLICATE, r.group_id, current))
             continue
         seen.add(r.iccid)
+        if current != r.group_id and r.iccid in unreadable:
+            detail = f"row {unreadable[r.iccid]} for this ICCID is invalid; never applied"
+            append(Finding(r.row, r.iccid, CONFLICT, r.group_id, current, detail))
+            continue
         if current == r.group_id:
             append(Finding(r.row, r.iccid, IN_SYNC, r.group_id, current))
         elif current:
@@ -347,23 +355,89 @@ def check_desired(
     with no valid row (an empty desired state would remove every member) or no group in scope.
     """
     invalid = [r for r in desired if r.problem]
-    if not named:
-        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no group in scope")
-        raise InputError(
-            "no group in scope: add a group column to the file, or pass --group. Nothing was "
-            "compared or sent",
-            path=table.source,
-        )
+    # Invalid rows first: a file whose every group is malformed has its rows named, not "no group".
     if invalid and not skip_invalid:
         write_refusal_report(report_dir, desired, named, run_id=run_id, reason="invalid rows")
         rejected = [RejectedRow(r.row, r.iccid, r.problem) for r in invalid]
         raise InvalidRowsError(table.source, rejected, str(report_dir))
+    if not named:
+        write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no group in scope")
+        bad = sum(1 for r in invalid if r.problem == BAD_GROUP)
+        fix = (
+            f"{bad} row(s) have a group that is not a group id (listed in {report_dir / ITEMS_CSV})"
+            if bad
+            else "add a group column to the file, or pass --group"
+        )
+        raise InputError(
+            f"no group in scope: {fix}. Nothing was compared or sent", path=table.source
+        )
     if len(invalid) == len(desired):
         write_refusal_report(report_dir, desired, named, run_id=run_id, reason="no valid row")
         raise InputError(
             f"no valid row ({len(desired)} rows, {len(invalid)} invalid): nothing valid to do, and "
             "an empty desired state is never applied. Nothing was compared or sent; the rejected "
             f"rows are listed in {report_dir / ITEMS_CSV}",
+            path=table.source,
+        )
+
+
+def check_one_sheet(table: InputTable, *, sheet_named: bool) -> None:
+    """Refuse a workbook with several visible sheets unless one was named (`--sheet`).
+
+    Reconcile reads one sheet as the whole desired state: members listed on a sheet it did not
+    read would be removed.
+    """
+    if sheet_named or not table.unread_sheets:
+        return
+    others = ", ".join(repr(name) for name in table.unread_sheets[:10])
+    raise InputError(
+        f"the workbook has other visible sheets ({others}) besides {table.sheet!r}, and reconcile "
+        "reads one sheet as the whole desired state. Put every row on one sheet, or name it "
+        "with --sheet NAME. Nothing was compared or sent",
+        path=table.source,
+    )
+
+
+def _header_key(header: str) -> str:
+    return "".join(c for c in header.casefold() if c.isalnum())
+
+
+def check_columns(table: InputTable) -> None:
+    """Refuse a file whose columns are not read the way its author meant.
+
+    A second ICCID column of the same name, a second group column, or a group-like column under
+    a header that is not a group alias: reconcile would read one column only, and the SIMs (or
+    groups) of the other would count as not desired, i.e. be removed or moved.
+    """
+    headers = list(table.headers)
+    column_key = _header_key(table.column)
+    if column_key and sum(1 for h in headers if _header_key(h) == column_key) > 1:
+        raise InputError(
+            f"the file has more than one {table.column!r} column; reconcile reads only the "
+            "first, and would remove the SIMs of the other. Put every ICCID in one column (or "
+            "name it with --column). Nothing was compared or sent",
+            path=table.source,
+        )
+    keys = {_header_key(alias) for alias in GROUP_COLUMN_ALIASES}
+    others = [h for h in headers if _header_key(h) != column_key]
+    group_columns = [h for h in others if _header_key(h) in keys]
+    if len(group_columns) > 1:
+        shown = ", ".join(repr(h) for h in group_columns)
+        raise InputError(
+            f"the file has {len(group_columns)} group columns ({shown}); reconcile would read "
+            "only one. Keep one group column. Nothing was compared or sent",
+            path=table.source,
+        )
+    if group_columns:
+        return
+    lookalikes = [h for h in others if "group" in _header_key(h) or "grp" in _header_key(h)]
+    if lookalikes:
+        shown = ", ".join(repr(h) for h in lookalikes[:5])
+        names = ", ".join(GROUP_COLUMN_ALIASES)
+        raise InputError(
+            f"the column {shown} is not read as the group column (its header is none of: "
+            f"{names}), so every row would take --group. Rename it to group_id. Nothing was "
+            "compared or sent",
             path=table.source,
         )
 
@@ -390,6 +464,13 @@ class ReconcileOptions:
     max_changes: int = DEFAULT_MAX_CHANGES
     max_removal_ratio: float = DEFAULT_MAX_REMOVAL_RATIO
     batch_size: int = BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        # `not 0 <= x <= 1` also refuses NaN, which every comparison would let through.
+        if not 0 <= self.max_removal_ratio <= 1:
+            raise ValueError(f"max_removal_ratio {self.max_removal_ratio} is not in [0, 1]")
+        if self.max_changes < 0:
+            raise ValueError(f"max_changes {self.max_changes} is negative")
 
 
 @dataclass(frozen=True)
@@ -533,6 +614,12 @@ FINDING_COLUMNS = [
 EXCEL_MAX_ROWS = 1_048_575
 
 
+def _safe(value: str) -> str:
+    # The file's own cells too (an ICCID cell may hold an escape sequence): controls made
+    # visible, then formula-like text neutralised.
+    return neutralise(wire.clean_text(value))
+
+
 def _detail(f: Finding, withhold_removals: bool) -> str:
     if withhold_removals and f.category == UNEXPECTED:
         return WITHHELD_DETAIL
@@ -542,7 +629,7 @@ def _detail(f: Finding, withhold_removals: bool) -> str:
 def write_drift_csv(path: Path, findings: Iterable[Finding], *, withhold: bool = False) -> int:
     """Every finding that is not in sync (unexpected members have no row), atomically."""
     count = 0
-    n = neutralise
+    n = _safe
     with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(DRIFT_FIELDS)
@@ -569,7 +656,7 @@ def write_items_csv(path: Path, before: Diff, after: Diff | None = None) -> int:
     withhold = before.withholds_removals
     rows = [f for f in before.findings if f.row]
     later = [f.category for f in after.findings if f.row] if after is not None else []
-    n = neutralise
+    n = _safe
     with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(ITEM_FIELDS)
@@ -650,11 +737,11 @@ def write_reconcile_report(
             rows=(
                 (
                     f.row or None,
-                    f.iccid,
+                    wire.clean_text(f.iccid),
                     f.category,
-                    f.desired_group,
-                    f.actual_group,
-                    _detail(f, withhold),
+                    wire.clean_text(f.desired_group),
+                    wire.clean_text(f.actual_group),
+                    wire.clean_text(_detail(f, withhold)),
                 )
                 for f in found[:EXCEL_MAX_ROWS]
             ),

@@ -155,6 +155,8 @@ class InputTable:
     rows: list[InputRow]
     headers: tuple[str, ...] = ()
     """The non-empty cells of the header row; () for a file without a header."""
+    unread_sheets: tuple[str, ...] = ()
+    """The workbook's other visible worksheets, which were not read."""
 
     @cached_property
     def valid_rows(self) -> list[InputRow]:
@@ -313,6 +315,8 @@ class _Loaded:
     """The workbook's sheets for messages, hidden ones marked."""
     first_column: int = 0
     """0-based sheet column of the grid's first column (workbooks name columns by letter)."""
+    unread_sheets: tuple[str, ...] = ()
+    """Visible worksheets other than the one read (reconcile refuses to ignore them silently)."""
 
 
 def _load(
@@ -567,7 +571,22 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
             else:
                 grid, first_row_number, first_column = _sparse_grid(archive, scan)
     sheets = tuple(_describe_sheet(entry) for entry in metadata)
-    return _Loaded(grid, first_row_number, True, chosen, sheets=sheets, first_column=first_column)
+    unread = tuple(
+        entry.name
+        for entry in metadata
+        if entry.name != chosen
+        and entry.visible == SheetVisibleEnum.Visible
+        and entry.typ == SheetTypeEnum.WorkSheet
+    )
+    return _Loaded(
+        grid,
+        first_row_number,
+        True,
+        chosen,
+        sheets=sheets,
+        first_column=first_column,
+        unread_sheets=unread,
+    )
 
 
 def _dense_grid(
@@ -792,6 +811,7 @@ def _tabulate(loaded: _Loaded, source: str, wanted: _Wanted) -> InputTable:
         column=layout.column_name,
         rows=rows,
         headers=layout.headers,
+        unread_sheets=loaded.unread_sheets,
     )
 
 

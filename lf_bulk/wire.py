@@ -170,7 +170,13 @@ def validate_request_id(value: str) -> str:
 
 
 def encode_path_param(value: str) -> str:
-    """One path segment, whatever `value` holds: every reserved byte percent-encoded."""
+    """One path segment, whatever `value` holds: every reserved byte percent-encoded.
+
+    An empty value is refused (InputError, nothing sent): it would leave `//` in the path, which
+    a server or proxy may merge into another endpoint's path.
+    """
+    if not str(value):
+        raise errors.InputError("an id to send is empty: there is no path segment to send it in")
     encoded = quote(str(value), safe="")
     if encoded.strip(".") == "":
         # "." and ".." are left as they are by quote() and would move up the path.
@@ -179,10 +185,11 @@ def encode_path_param(value: str) -> str:
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# C0 and C1 controls (ESC included), DEL, bidirectional overrides, and lone surrogates (a valid
+# C0 and C1 controls (ESC included), DEL, bidirectional marks and overrides, the Unicode line and
+# paragraph separators (a line break to editors and log viewers), and lone surrogates (a valid
 # pair is one code point in a Python str, so any surrogate left is a lone one).
 _UNSAFE_TEXT = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 
 
@@ -263,6 +270,11 @@ def build_request(
     }
     signed = {**sent, **path_params} if profile.sign_path_params else sent
     sent[SIGN_FIELD] = sign(signed)
+    empty = [k for k, v in path_params.items() if not str(v)]
+    if empty:
+        raise errors.InputError(
+            f"{', '.join(empty)} is empty: nothing sent to {endpoint.method} {endpoint.path}"
+        )
     path = endpoint.path.format(**{k: encode_path_param(v) for k, v in path_params.items()})
     if endpoint.method == "GET":
         return WireRequest(endpoint.method, path, {k: str(v) for k, v in sent.items()}, None)
@@ -353,17 +365,21 @@ def _require_dict(data: Any, what: str) -> dict[str, Any]:
     return data
 
 
+# JSON numbers such as 1e400 or Infinity decode to an infinite float: int() raises OverflowError.
+_NOT_AN_INT = (TypeError, ValueError, OverflowError)
+
+
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except _NOT_AN_INT:
         return default
 
 
 def _opt_int(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except _NOT_AN_INT:
         return None
 
 
@@ -424,6 +440,13 @@ def parse_submission(data: Any) -> Submission:
     request_id = str(data.get("request_id") or "")
     if not request_id:
         raise errors.EnvelopeError("submission: the answer has no request_id")
+    if not is_valid_id(request_id):
+        # It would be journaled, shown and polled as a path segment: an answer we cannot use,
+        # like one we cannot read (the batch is settled by membership on resume).
+        raise errors.EnvelopeError(
+            f"submission: the answer's request_id {shown_text(request_id)} is not a request id "
+            f"({ID_ALPHABET}, at most {ID_MAX_LENGTH})"
+        )
     return Submission(request_id=request_id, accepted=_int(data.get("accepted")))
 
 

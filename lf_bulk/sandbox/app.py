@@ -173,8 +173,10 @@ def _int_param(
     if raw is None or raw == "":
         return default
     text = str(raw)
-    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()):
-        raise Refusal(wire.CODE_INVALID_PARAMETER, f"{name} must be a whole number, not {text!r}")
+    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()) or len(text) > 18:
+        # 18 digits: int() refuses a string of more than 4300, and no page is that far anyway.
+        shown = wire.shown_text(text, 40)
+        raise Refusal(wire.CODE_INVALID_PARAMETER, f"{name} must be a whole number, not {shown}")
     value = int(text)
     if value < low or (high is not None and value > high):
         allowed = f"{low}..{high}" if high is not None else f"at least {low}"
