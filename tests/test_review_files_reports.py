@@ -1,0 +1,66 @@
+"""Second review of report files as an attack surface: a report folder others can write to.
+
+Whoever can write to the report folder can swap names in it while lf-bulk writes; what they
+must never achieve is lf-bulk writing *through* a link they planted into a file of the user.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lf_bulk.xlsx import Column, Sheet, atomic_file, write_workbook
+
+VICTIM_TEXT = "the user's precious file\n"
+
+
+def swap_temp_for_link(folder: Path, victim: Path) -> None:
+    """What another user does in a folder they may write to: replace our scratch name by a link."""
+    (temp,) = folder.glob(".report.xlsx.*.tmp")
+    temp.unlink()
+    temp.symlink_to(victim)
+
+
+def rows_that_swap(folder: Path, victim: Path) -> Iterator[tuple[object, ...]]:
+    yield ("a",)
+    swap_temp_for_link(folder, victim)  # while the workbook is being written
+    yield ("b",)
+
+
+def test_a_workbook_is_never_written_through_a_link_planted_at_its_temp_name(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text(VICTIM_TEXT)
+    sheet = Sheet("Items", [Column("x", "text")], rows_that_swap(folder, victim))
+    # Refusing is right (the folder is not safe); writing into the victim never is.
+    with pytest.raises(OSError, match="replaced by someone else"):
+        write_workbook(folder / "report.xlsx", [sheet])
+    assert victim.read_text() == VICTIM_TEXT
+    assert not (folder / "report.xlsx").exists()
+    assert list(folder.iterdir()) == []  # the planted link is gone too
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_reports_are_not_writable_by_others_under_a_permissive_umask(
+    tmp_path: Path, permissive_umask: None
+) -> None:
+    with atomic_file(tmp_path / "items.csv") as out:
+        out.write("x\n")
+    write_workbook(tmp_path / "report.xlsx", [Sheet("Items", [Column("x", "text")], [("a",)])])
+    for name in ("items.csv", "report.xlsx"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) & 0o022 == 0, name
