@@ -62,12 +62,20 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
     """Create `path` (and missing parents) owner-only, or check an existing one is ours.
 
     An existing folder of ours that others may write to is made 0700; one that belongs to
-    another user is refused. Raises `HomeError` naming the folder and what to do.
+    another user is refused. So is a folder reached through a symbolic link another user made,
+    or lying under a folder where someone else could rename or replace it (one of another user,
+    or one writable by others without the sticky bit): checking its files would prove nothing.
+    Returns the folder's real path (links resolved), which callers use from then on, so a link
+    swapped later changes nothing. Raises `HomeError` naming the folder and what to do.
     """
     path = Path(path).absolute()
     try:
+        existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+        if existing != path:  # check the way before creating anything along it
+            _trusted_route(existing, what, shown=path, itself=True)
         _make_missing_folders(path)
-        info = os.stat(path)
+        real = _trusted_route(path, what, shown=path)
+        info = os.stat(real)
         if not stat.S_ISDIR(info.st_mode):
             raise NotADirectoryError(errno.ENOTDIR, "not a folder")
         if info.st_uid != os.geteuid():
@@ -76,8 +84,8 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
                 f"of your own with {what}"
             )
         if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(path, 0o700)
-        probe = path / f".lf-bulk-probe-{secrets.token_hex(6)}"
+            os.chmod(real, 0o700)
+        probe = real / f".lf-bulk-probe-{secrets.token_hex(6)}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         os.unlink(probe)
     except OSError as exc:
@@ -86,7 +94,42 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
             f"the folder {path} cannot be used ({reason}); make it writable, or choose another "
             f"with {what}"
         ) from None
-    return path
+    return real
+
+
+def _trusted_route(path: Path, what: str, *, shown: Path, itself: bool = False) -> Path:
+    """The real path of `path`, after checking nobody else could have chosen or can change it.
+
+    `itself`: `path` is a parent of the folder `shown` (named in messages), checked like the
+    other parents.
+    """
+    trusted = {0, os.geteuid()}
+    walked = Path(path.anchor)
+    for part in path.parts[1:]:
+        walked = walked / part
+        info = os.lstat(walked)
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid not in trusted:
+                raise HomeError(
+                    f"the folder {shown} is reached through {walked}, a symbolic link made by "
+                    f"another user (uid {info.st_uid}); lf-bulk does not follow it. Remove the "
+                    f"link (and check who made it), or choose another folder with {what}"
+                )
+            walked = Path(os.path.realpath(walked))
+    real = Path(os.path.realpath(path))
+    for folder in (real, *real.parents) if itself else real.parents:
+        info = os.stat(folder)
+        if info.st_uid not in trusted:
+            raise HomeError(
+                f"the folder {shown} lies in {folder}, which belongs to another user (uid "
+                f"{info.st_uid}) who could replace it; choose a folder of your own with {what}"
+            )
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            raise HomeError(
+                f"the folder {shown} lies in {folder}, which is writable by other users (and not "
+                f"sticky like /tmp), so they could replace it; choose another folder with {what}"
+            )
+    return real
 
 
 def _make_missing_folders(path: Path) -> None:
@@ -165,7 +208,7 @@ def connect(
     """
     path = Path(path).absolute()
     if private_folder:
-        ensure_private_dir(path.parent)
+        path = ensure_private_dir(path.parent) / path.name
     else:
         try:
             _make_missing_folders(path.parent)
