@@ -6,7 +6,8 @@ shared, so a database is only used when:
 - its folder is ours and not writable by other users (created 0700; an existing folder of ours
   that others could write to is made 0700 first, since its files are checked one by one below);
 - the file itself is opened without following a symbolic link on its last component
-  (`O_NOFOLLOW`), is a regular file, is ours, and is not writable by other users; the same holds
+  (`O_NOFOLLOW`), is a regular file with no other name (hard link), is ours, and is not writable
+  by other users; the same holds
   for SQLite's side files (`-wal`, `-shm`, `-journal`), which SQLite would otherwise follow;
 - its header says it is ours: `PRAGMA application_id` names the kind of file and
   `PRAGMA user_version` its schema version. A file newer than this code is refused; older ones are
@@ -174,6 +175,12 @@ def check_owned(path: Path, info: os.stat_result, *, what: str) -> None:
         raise UnsafeFile(
             f"{what} {path} belongs to another user (uid {info.st_uid}); lf-bulk only uses its "
             "own files. Remove it (and check who made it), or choose another --home"
+        )
+    if info.st_nlink != 1:
+        # Another name (a hard link) elsewhere: whoever made it chose which file this is.
+        raise UnsafeFile(
+            f"{what} {path} has other names (hard links) elsewhere, so it may be another file "
+            "of yours; lf-bulk only uses files it made. Remove this name (and check who made it)"
         )
     if stat.S_IMODE(info.st_mode) & 0o022:
         raise UnsafeFile(

@@ -103,3 +103,30 @@ def test_a_home_under_a_sticky_shared_folder_and_through_own_links_is_fine(
         assert journal.runs() == []
     assert (real / "journal.db").is_file()
     assert ensure_private_dir(tmp_path / "my-link") == real
+
+
+def test_a_journal_with_another_name_elsewhere_is_refused_and_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # A hard link makes one of the user's files (here a world-readable one) appear as the
+    # journal: lf-bulk must neither chmod it nor treat it as its own.
+    home = ensure_private_dir(tmp_path / "home")
+    victim = tmp_path / "notes.txt"
+    victim.write_text("the user's notes\n")
+    victim.chmod(0o644)
+    os.link(victim, home / "journal.db")
+    with pytest.raises(HomeError, match="other names"):
+        Journal(home / "journal.db")
+    assert mode_of(victim) == 0o644
+    assert victim.read_text() == "the user's notes\n"
+
+
+def test_a_lock_file_with_another_name_elsewhere_is_not_truncated(tmp_path: Path) -> None:
+    home = ensure_private_dir(tmp_path / "home")
+    victim = tmp_path / "notes.txt"
+    victim.write_text("the user's notes\n")
+    (home / "locks").mkdir(mode=0o700)
+    os.link(victim, home / "locks" / "run-x.lock")
+    with pytest.raises(HomeError, match="other names"), exclusive(home, "run-x", "run x"):
+        pass
+    assert victim.read_text() == "the user's notes\n"
