@@ -25,6 +25,7 @@ from itertools import count, islice
 from pathlib import Path
 from typing import Final
 
+from lf_bulk import xlsx
 from lf_bulk.errors import InputError
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
@@ -80,7 +81,7 @@ def prepare_report_dir(path: Path) -> Path:
     path = Path(path).absolute()
     probe = path / f".lf-bulk-probe-{secrets.token_hex(4)}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        xlsx.make_folders(path)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         probe.unlink()
     except OSError as exc:
@@ -194,7 +195,7 @@ def write_run_report(
     the Items sheet keeps the first ones and the Summary says so; items.csv has them all.
     """
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    xlsx.make_folders(report_dir)
     write_items_csv(report_dir / ITEMS_CSV, items)
 
     fit = MAX_ROWS - 1

@@ -59,6 +59,7 @@ __all__ = [
     "Summary",
     "atomic_binary",
     "atomic_file",
+    "make_folders",
     "neutralise",
     "safe_sheet_name",
     "write_workbook",
@@ -182,6 +183,18 @@ def _unique_sheet_name(name: str, taken: set[str]) -> str:
         candidate = _cut(safe_sheet_name(name), MAX_SHEET_NAME - len(suffix)).rstrip("'") + suffix
     taken.add(candidate.casefold())
     return candidate
+
+
+def make_folders(path: Path) -> Path:
+    """Create the folder `path` and its missing parents, never writable by others (whatever the
+    umask: under umask 0 they would be 0777, and anyone could swap the reports in them)."""
+    path = Path(path)
+    for folder in reversed([p for p in (path, *path.parents) if not os.path.lexists(p)]):
+        with suppress(FileExistsError):
+            os.mkdir(folder, 0o755)
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+    return path
 
 
 @contextmanager

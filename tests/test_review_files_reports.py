@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.render import emit
+from lf_bulk.reports import RunSummary, prepare_report_dir, write_run_report
 from lf_bulk.xlsx import Column, Sheet, atomic_file, write_workbook
 
 VICTIM_TEXT = "the user's precious file\n"
@@ -64,3 +66,21 @@ def test_reports_are_not_writable_by_others_under_a_permissive_umask(
     write_workbook(tmp_path / "report.xlsx", [Sheet("Items", [Column("x", "text")], [("a",)])])
     for name in ("items.csv", "report.xlsx"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) & 0o022 == 0, name
+
+
+def others_may_write(path: Path) -> bool:
+    return bool(stat.S_IMODE(path.stat().st_mode) & 0o022)
+
+
+def test_report_folders_are_created_not_writable_by_others_under_a_permissive_umask(
+    tmp_path: Path, permissive_umask: None
+) -> None:
+    # Under umask 0 a folder made with the default mode is 0777: anyone could swap the reports.
+    prepared = prepare_report_dir(tmp_path / "a" / "b")
+    summary = RunSummary("r1", "add", "G", 1, 1, 0, 0, 1, {"added": 1}, "t0", "t1", 0)
+    written = write_run_report(tmp_path / "c" / "d", [], summary)
+    emit("text\n", tmp_path / "e" / "f" / "out.csv")
+    for folder in (prepared, prepared.parent, written, written.parent, tmp_path / "e" / "f"):
+        assert not others_may_write(folder), folder
+    for name in ("items.csv", "report.xlsx", "summary.json"):
+        assert not others_may_write(written / name), name
