@@ -17,6 +17,7 @@ from lf_bulk.engine import DriveResult, EngineOptions, Progress, RunDriver, RunS
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal, RunRecord
 from lf_bulk.locking import exclusive
+from lf_bulk.reports import prepare_report_dir
 
 JOURNAL_FILE = "journal.db"
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ def drive_and_report(
     """Drive the run to its end (or a stop) and write its reports where the run started."""
     run = journal.run(run_id)
     check_same_endpoint(app, run)
+    # The folder the run started with may have gone since: find out before sending, not after.
+    prepare_report_dir(Path(run.report_dir))
     if announce:
         app.info(f"run {run_id}")
     with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}", holder=f"run {run_id}"):
@@ -74,11 +77,24 @@ def drive_and_report(
                     journal, client, run_id, options=options, progress=progress
                 ).drive()
         except RunStopped as error:
-            report_dir = write_reports(journal, journal.run(run_id), ExitCode.FATAL)
+            report_dir = _write_reports(journal, run_id, ExitCode.FATAL)
             click.echo(str(report_dir))
             raise JobError(str(error), ExitCode.FATAL) from None
     log.info("run %s: writing reports", run_id)
-    return result, write_reports(journal, journal.run(run_id), result.exit_code)
+    return result, _write_reports(journal, run_id, result.exit_code)
+
+
+def _write_reports(journal: Journal, run_id: str, exit_code: int) -> Path:
+    run = journal.run(run_id)
+    try:
+        return write_reports(journal, run, exit_code)
+    except OSError as exc:
+        raise JobError(
+            f"run {run_id}: its reports could not be written to {run.report_dir} "
+            f"({exc.strerror or exc}); the run itself is recorded in the journal: fix the "
+            f"folder, then `lf-bulk runs wait {run_id}` writes them",
+            ExitCode.FATAL,
+        ) from None
 
 
 def drive_run(app: AppContext, journal: Journal, run_id: str, options: EngineOptions) -> None:
