@@ -20,6 +20,7 @@ import os
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import count, islice
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Final
 
 from lf_bulk import xlsx
 from lf_bulk.errors import InputError
+from lf_bulk.sqlite import foreign_link
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
 __all__ = [
@@ -80,6 +82,7 @@ def prepare_report_dir(path: Path) -> Path:
     """
     path = Path(path).absolute()
     probe = path / f".lf-bulk-probe-{secrets.token_hex(4)}"
+    _check_report_dir_is_ours(path)
     try:
         xlsx.make_folders(path)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
@@ -90,7 +93,27 @@ def prepare_report_dir(path: Path) -> Path:
             f"the report folder {path} cannot be written ({reason}); choose another with "
             "--report-dir. Nothing was sent"
         ) from None
+    _check_report_dir_is_ours(path)
     return path
+
+
+def _check_report_dir_is_ours(path: Path) -> None:
+    """Refuse a report folder another user chose (their link on the way) or owns: they could
+    read the ICCIDs and change the reports. Checked before creating anything, and again after."""
+    link = foreign_link(path)
+    if link is not None:
+        raise InputError(
+            f"the report folder {path} is reached through {link[0]}, a symbolic link made by "
+            f"another user (uid {link[1]}); choose another with --report-dir. Nothing was sent"
+        )
+    with suppress(FileNotFoundError, NotADirectoryError):
+        owner = path.stat().st_uid
+        if owner != os.geteuid():
+            raise InputError(
+                f"the report folder {path} belongs to another user (uid {owner}), who could read "
+                "and change the reports; choose a folder of your own with --report-dir. Nothing "
+                "was sent"
+            )
 
 
 @dataclass(frozen=True, slots=True)

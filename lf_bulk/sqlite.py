@@ -105,18 +105,13 @@ def _trusted_route(path: Path, what: str, *, shown: Path, itself: bool = False) 
     other parents.
     """
     trusted = {0, os.geteuid()}
-    walked = Path(path.anchor)
-    for part in path.parts[1:]:
-        walked = walked / part
-        info = os.lstat(walked)
-        if stat.S_ISLNK(info.st_mode):
-            if info.st_uid not in trusted:
-                raise HomeError(
-                    f"the folder {shown} is reached through {walked}, a symbolic link made by "
-                    f"another user (uid {info.st_uid}); lf-bulk does not follow it. Remove the "
-                    f"link (and check who made it), or choose another folder with {what}"
-                )
-            walked = Path(os.path.realpath(walked))
+    link = foreign_link(path)
+    if link is not None:
+        raise HomeError(
+            f"the folder {shown} is reached through {link[0]}, a symbolic link made by another "
+            f"user (uid {link[1]}); lf-bulk does not follow it. Remove the link (and check who "
+            f"made it), or choose another folder with {what}"
+        )
     real = Path(os.path.realpath(path))
     for folder in (real, *real.parents) if itself else real.parents:
         info = os.stat(folder)
@@ -131,6 +126,25 @@ def _trusted_route(path: Path, what: str, *, shown: Path, itself: bool = False) 
                 f"sticky like /tmp), so they could replace it; choose another folder with {what}"
             )
     return real
+
+
+def foreign_link(path: Path) -> tuple[Path, int] | None:
+    """The first symbolic link on the way to `path` made by someone else (not us, not root), with
+    its owner; None when there is none. Another user's link decides where a name leads."""
+    trusted = {0, os.geteuid()}
+    path = Path(path).absolute()
+    walked = Path(path.anchor)
+    for part in path.parts[1:]:
+        walked = walked / part
+        try:
+            info = os.lstat(walked)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid not in trusted:
+                return walked, info.st_uid
+            walked = Path(os.path.realpath(walked))
+    return None
 
 
 def _make_missing_folders(path: Path) -> None:

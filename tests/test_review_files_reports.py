@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 
 from jobs.render import emit
+from lf_bulk.errors import InputError
 from lf_bulk.reports import RunSummary, prepare_report_dir, write_run_report
+from lf_bulk.sandbox.seed import PILOT_GROUP
+from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.xlsx import Column, Sheet, atomic_file, write_workbook
+
+from clihelp import base_args, expect, invoke, write_list
 
 VICTIM_TEXT = "the user's precious file\n"
 
@@ -84,3 +89,34 @@ def test_report_folders_are_created_not_writable_by_others_under_a_permissive_um
         assert not others_may_write(folder), folder
     for name in ("items.csv", "report.xlsx", "summary.json"):
         assert not others_may_write(written / name), name
+
+
+NOBODY = 65534
+
+
+def test_a_report_folder_of_another_user_is_refused_before_anything_is_sent(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # Planted where the reports would go (e.g. a shared working folder): its owner could read
+    # the ICCIDs and change the reports.
+    report = tmp_path / "theirs"
+    report.mkdir(mode=0o755)
+    os.chown(report, NOBODY, NOBODY)
+    file = write_list(tmp_path / "s.csv", sandbox.state.ungrouped_sims(2))
+    args = [*base_args(tmp_path / "home", sandbox.base_url), "sims", "add", PILOT_GROUP]
+    result = expect(invoke([*args, str(file), "--report-dir", str(report)]), 2)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and str(report) in last and "another user" in last
+    assert sandbox.state.mutation_log() == []
+    assert list(report.iterdir()) == []
+
+
+def test_a_report_folder_reached_through_another_users_link_is_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    os.lchown(link, NOBODY, NOBODY)
+    with pytest.raises(InputError, match="symbolic link"):
+        prepare_report_dir(link)
+    assert prepare_report_dir(mine) == mine
