@@ -225,12 +225,19 @@ def connect(
 
     `private_folder=False` is for a file the user placed in a folder of their choosing (e.g.
     `sandbox serve --state`): missing folders are still created 0700, but an existing folder is
-    left as it is; the file and its side files are checked all the same.
+    left as it is (only another user's link on the way is refused); the file and its side files
+    are checked all the same (SQLite itself does not follow a link at a side file's name).
     """
     path = Path(path).absolute()
     if private_folder:
         path = ensure_private_dir(path.parent) / path.name
     else:
+        link = foreign_link(path.parent)
+        if link is not None:
+            raise HomeError(
+                f"{kind.name} {path} is reached through {link[0]}, a symbolic link made by "
+                f"another user (uid {link[1]}); lf-bulk does not follow it. Choose another path"
+            )
         try:
             _make_missing_folders(path.parent)
         except OSError as exc:

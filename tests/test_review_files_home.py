@@ -130,3 +130,13 @@ def test_a_lock_file_with_another_name_elsewhere_is_not_truncated(tmp_path: Path
     with pytest.raises(HomeError, match="other names"), exclusive(home, "run-x", "run x"):
         pass
     assert victim.read_text() == "the user's notes\n"
+
+
+def test_a_sandbox_state_reached_through_another_users_link_is_refused(tmp_path: Path) -> None:
+    from lf_bulk.sandbox.state import SandboxState
+
+    precious = precious_folder(tmp_path)
+    plant_link(tmp_path / "shared-link", precious)
+    with pytest.raises(HomeError, match="symbolic link made by another user"):
+        SandboxState(tmp_path / "shared-link" / "sandbox.db", sims=100)
+    assert sorted(p.name for p in precious.iterdir()) == ["keep"]
