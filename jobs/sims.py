@@ -23,6 +23,7 @@ from lf_bulk.engine import EngineOptions
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
+from lf_bulk.reports import prepare_report_dir
 from lf_bulk.sources import InputTable, read_iccids
 
 job_options = compose(
@@ -87,6 +88,8 @@ def run_job(
     timeout: float | None,
     report_dir: Path | None,
 ) -> None:
+    if report_dir is not None:  # before any report or run is written: nothing left behind
+        prepare_report_dir(report_dir)
     table = read_input(file, sheet, column)
     counts = bulk.count_input(table)
     app.info(

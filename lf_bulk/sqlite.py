@@ -138,8 +138,8 @@ def foreign_link(path: Path) -> tuple[Path, int] | None:
         walked = walked / part
         try:
             info = os.lstat(walked)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            return None  # the rest does not exist (yet) or cannot be reached: using it will fail
         if stat.S_ISLNK(info.st_mode):
             if info.st_uid not in trusted:
                 return walked, info.st_uid

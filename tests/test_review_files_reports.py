@@ -6,6 +6,7 @@ must never achieve is lf-bulk writing *through* a link they planted into a file 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -109,6 +110,11 @@ def test_a_report_folder_of_another_user_is_refused_before_anything_is_sent(
     assert last.startswith("Error: ") and str(report) in last and "another user" in last
     assert sandbox.state.mutation_log() == []
     assert list(report.iterdir()) == []
+    # No run is left behind for a later `runs resume` to send: the user chose another folder.
+    listed = expect(
+        invoke(["--home", str(tmp_path / "home"), "runs", "list", "--format", "json"]), 0
+    )
+    assert json.loads(listed.stdout) == []
 
 
 def test_a_report_folder_reached_through_another_users_link_is_refused(tmp_path: Path) -> None:
