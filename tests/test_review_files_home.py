@@ -140,3 +140,23 @@ def test_a_sandbox_state_reached_through_another_users_link_is_refused(tmp_path:
     with pytest.raises(HomeError, match="symbolic link made by another user"):
         SandboxState(tmp_path / "shared-link" / "sandbox.db", sims=100)
     assert sorted(p.name for p in precious.iterdir()) == ["keep"]
+
+
+@pytest.mark.parametrize("name", ["journal.db", "journal.db-wal", "journal.db-shm"])
+def test_a_fifo_in_place_of_the_journal_or_its_side_files_is_refused_without_hanging(
+    tmp_path: Path, name: str
+) -> None:
+    home = ensure_private_dir(tmp_path / "home")
+    if name != "journal.db":
+        Journal(home / "journal.db").close()
+    os.mkfifo(home / name, 0o600)
+    with pytest.raises(HomeError, match="not a regular file"):
+        Journal(home / "journal.db")
+
+
+def test_a_fifo_in_place_of_a_lock_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    home = ensure_private_dir(tmp_path / "home")
+    (home / "locks").mkdir(mode=0o700)
+    os.mkfifo(home / "locks" / "run-x.lock", 0o600)
+    with pytest.raises(HomeError, match="not a regular file"), exclusive(home, "run-x", "run x"):
+        pass
