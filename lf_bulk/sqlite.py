@@ -4,11 +4,12 @@ Everything under `--home` may have been planted or edited by someone else when t
 shared, so a database is only used when:
 
 - its folder is ours and not writable by other users (created 0700; an existing folder of ours
-  that others could write to is made 0700 first, since its files are checked one by one below);
+  that others could write to is made 0700 first, since its files are checked one by one below),
+  is not reached through another user's symbolic link, and lies where nobody else can rename or
+  replace it (every folder above it is ours or root's, and sticky when others may write to it);
 - the file itself is opened without following a symbolic link on its last component
   (`O_NOFOLLOW`), is a regular file with no other name (hard link), is ours, and is not writable
-  by other users; the same holds
-  for SQLite's side files (`-wal`, `-shm`, `-journal`), which SQLite would otherwise follow;
+  by other users; the same holds for SQLite's side files (`-wal`, `-shm`, `-journal`);
 - its header says it is ours: `PRAGMA application_id` names the kind of file and
   `PRAGMA user_version` its schema version. A file newer than this code is refused; older ones are
   migrated in order; files made before versions existed (application id 0) are recognised by
