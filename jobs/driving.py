@@ -64,12 +64,12 @@ def drive_and_report(
     """Drive the run to its end (or a stop) and write its reports where the run started."""
     run = journal.run(run_id)
     check_same_endpoint(app, run)
-    # The folder the run started with may have gone since: find out before sending, not after.
-    prepare_report_dir(Path(run.report_dir))
     if announce:
         app.info(f"run {run_id}")
     with exclusive(app.settings.home, f"run-{run_id}", f"run {run_id}", holder=f"run {run_id}"):
-        journal.verify_run(run_id)
+        journal.verify_run(run_id)  # first: the report folder below is the journal's word
+        # The folder the run started with may have gone since: find out before sending, not after.
+        prepare_report_dir(Path(run.report_dir))
         client = app.session().client
         try:
             with _bars(app, run.valid) as progress:
