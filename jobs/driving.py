@@ -77,14 +77,14 @@ def drive_and_report(
     run = journal.run(run_id)
     check_same_endpoint(app, run)
     require_resumable(run)
-    if run.report_dir:
-        prepare_report_dir(Path(run.report_dir))
     if announce:
         app.info(f"run {run_id}")
     with exclusive(
         app.settings.home, run_lock_name(run_id), f"run {run_id}", holder=f"run {run_id}"
     ):
-        journal.verify_run(run_id)
+        journal.verify_run(run_id)  # first: the report folder below is the journal's word
+        # The folder the run started with may have gone since: find out before sending, not after.
+        prepare_report_dir(Path(run.report_dir))
         if before is not None:
             before()
         client = app.session().client
@@ -94,11 +94,24 @@ def drive_and_report(
                     journal, client, run_id, options=options, progress=progress
                 ).drive()
         except RunStopped as error:
-            report_dir = write_reports(journal, journal.run(run_id), ExitCode.FATAL)
+            report_dir = _write_reports(journal, run_id, ExitCode.FATAL)
             click.echo(str(report_dir))
             raise JobError(str(error), ExitCode.FATAL) from None
     log.info("run %s: writing reports", run_id)
-    return result, write_reports(journal, journal.run(run_id), result.exit_code)
+    return result, _write_reports(journal, run_id, result.exit_code)
+
+
+def _write_reports(journal: Journal, run_id: str, exit_code: int) -> Path:
+    run = journal.run(run_id)
+    try:
+        return write_reports(journal, run, exit_code)
+    except OSError as exc:
+        raise JobError(
+            f"run {run_id}: its reports could not be written to {run.report_dir} "
+            f"({exc.strerror or exc}); the run itself is recorded in the journal: fix the "
+            f"folder, then `lf-bulk runs wait {run_id}` writes them",
+            ExitCode.FATAL,
+        ) from None
 
 
 def require_resumable(run: RunRecord) -> None:

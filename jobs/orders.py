@@ -16,6 +16,7 @@ from jobs.progress import progress_bar
 from lf_bulk import orders as lib
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.models import MemberPage
+from lf_bulk.xlsx import make_folders
 
 OUTPUT_SUFFIXES = (".xlsx", ".csv")
 
@@ -114,7 +115,7 @@ def _output_path(output: Path | None) -> Path:
             f"{target}: use a .xlsx or .csv file name", param_hint="'-o' / '--output'"
         )
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(target.parent)
     except OSError as error:
         raise click.BadParameter(
             f"{target.parent}: {error.strerror or error}", param_hint="'-o' / '--output'"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from lf_bulk.xlsx import atomic_file, neutralise
+from lf_bulk.xlsx import atomic_file, make_folders, neutralise
 
 Row = Mapping[str, object]
 
@@ -41,7 +41,7 @@ def emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(output.parent)
     with atomic_file(output) as out:
         out.write(text)
     click.echo(str(output))

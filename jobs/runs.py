@@ -180,9 +180,9 @@ def cancel(app: AppContext, run: str) -> None:
         raise JobError(
             f"run {run} is already {record.status}; nothing to cancel", ExitCode.BAD_INPUT
         )
-    if record.report_dir:
+    with exclusive(app.settings.home, bulk.run_lock_name(run), f"run {run}", holder=f"run {run}"):
+        journal.verify_run(run)  # the report folder below is the journal's word
         prepare_report_dir(Path(record.report_dir))
-    with exclusive(app.settings.home, bulk.run_lock_name(run), f"run {run}"):
         journal.cancel_run(run, "cancelled with `lf-bulk runs cancel`", ExitCode.SOME_FAILED)
         report_dir = bulk.write_reports(journal, journal.run(run), ExitCode.SOME_FAILED)
     click.echo(str(report_dir))

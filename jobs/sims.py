@@ -99,6 +99,8 @@ def run_job(
     timeout: float | None,
     report_dir: Path | None,
 ) -> None:
+    if report_dir is not None:  # before any report or run is written: nothing left behind
+        prepare_report_dir(report_dir)
     table = read_input(file, sheet, column)
     counts = bulk.count_input(table)
     app.info(f"{table.source}: {describe_counts(**table.counts)}")

@@ -27,7 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
-from lf_bulk import wire
+from lf_bulk import wire, xlsx
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import DriveResult
 from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, RejectedRow
@@ -718,7 +718,7 @@ def write_reconcile_report(
     run_id: str = "",
     refused: str = "",
 ) -> Path:
-    report_dir.mkdir(parents=True, exist_ok=True)
+    xlsx.make_folders(report_dir)
     final = after or before
     write_items_csv(report_dir / ITEMS_CSV, before, after)
     write_drift_csv(report_dir / DRIFT_CSV, final.findings, withhold=final.withholds_removals)

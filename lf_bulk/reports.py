@@ -20,13 +20,16 @@ import os
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count, islice
 from pathlib import Path
 from typing import Final
 
+from lf_bulk import xlsx
 from lf_bulk.errors import InputError
+from lf_bulk.sqlite import foreign_link
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
 __all__ = [
@@ -91,8 +94,9 @@ def prepare_report_dir(path: Path) -> Path:
     """
     path = Path(path).absolute()
     probe = path / f".lf-bulk-probe-{secrets.token_hex(4)}"
+    _check_report_dir_is_ours(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        xlsx.make_folders(path)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         probe.unlink()
     except OSError as exc:
@@ -101,6 +105,7 @@ def prepare_report_dir(path: Path) -> Path:
             f"the report folder {path} cannot be written ({reason}); choose another with "
             "--report-dir. Nothing was sent"
         ) from None
+    _check_report_dir_is_ours(path)
     return path
 
 
@@ -118,6 +123,25 @@ def excel_time(stamp: str | None) -> datetime | str | None:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
+
+
+def _check_report_dir_is_ours(path: Path) -> None:
+    """Refuse a report folder another user chose (their link on the way) or owns: they could
+    read the ICCIDs and change the reports. Checked before creating anything, and again after."""
+    link = foreign_link(path)
+    if link is not None:
+        raise InputError(
+            f"the report folder {path} is reached through {link[0]}, a symbolic link made by "
+            f"another user (uid {link[1]}); choose another with --report-dir. Nothing was sent"
+        )
+    with suppress(FileNotFoundError, NotADirectoryError):
+        owner = path.stat().st_uid
+        if owner != os.geteuid():
+            raise InputError(
+                f"the report folder {path} belongs to another user (uid {owner}), who could read "
+                "and change the reports; choose a folder of your own with --report-dir. Nothing "
+                "was sent"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +250,7 @@ def write_run_report(
     the Items sheet keeps the first ones and the Summary says so; items.csv has them all.
     """
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    xlsx.make_folders(report_dir)
     write_items_csv(report_dir / ITEMS_CSV, items)
 
     fit = MAX_ROWS - 1

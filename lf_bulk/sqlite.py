@@ -4,10 +4,12 @@ Everything under `--home` may have been planted or edited by someone else when t
 shared, so a database is only used when:
 
 - its folder is ours and not writable by other users (created 0700; an existing folder of ours
-  that others could write to is made 0700 first, since its files are checked one by one below);
+  that others could write to is made 0700 first, since its files are checked one by one below),
+  is not reached through another user's symbolic link, and lies where nobody else can rename or
+  replace it (every folder above it is ours or root's, and sticky when others may write to it);
 - the file itself is opened without following a symbolic link on its last component
-  (`O_NOFOLLOW`), is a regular file, is ours, and is not writable by other users; the same holds
-  for SQLite's side files (`-wal`, `-shm`, `-journal`), which SQLite would otherwise follow;
+  (`O_NOFOLLOW`), is a regular file with no other name (hard link), is ours, and is not writable
+  by other users; the same holds for SQLite's side files (`-wal`, `-shm`, `-journal`);
 - its header says it is ours: `PRAGMA application_id` names the kind of file and
   `PRAGMA user_version` its schema version. A file newer than this code is refused; older ones are
   migrated in order; files made before versions existed (application id 0) are recognised by
@@ -62,12 +64,20 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
     """Create `path` (and missing parents) owner-only, or check an existing one is ours.
 
     An existing folder of ours that others may write to is made 0700; one that belongs to
-    another user is refused. Raises `HomeError` naming the folder and what to do.
+    another user is refused. So is a folder reached through a symbolic link another user made,
+    or lying under a folder where someone else could rename or replace it (one of another user,
+    or one writable by others without the sticky bit): checking its files would prove nothing.
+    Returns the folder's real path (links resolved), which callers use from then on, so a link
+    swapped later changes nothing. Raises `HomeError` naming the folder and what to do.
     """
     path = Path(path).absolute()
     try:
+        existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+        if existing != path:  # check the way before creating anything along it
+            _trusted_route(existing, what, shown=path, itself=True)
         _make_missing_folders(path)
-        info = os.stat(path)
+        real = _trusted_route(path, what, shown=path)
+        info = os.stat(real)
         if not stat.S_ISDIR(info.st_mode):
             raise NotADirectoryError(errno.ENOTDIR, "not a folder")
         if info.st_uid != os.geteuid():
@@ -76,8 +86,8 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
                 f"of your own with {what}"
             )
         if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(path, 0o700)
-        probe = path / f".lf-bulk-probe-{secrets.token_hex(6)}"
+            os.chmod(real, 0o700)
+        probe = real / f".lf-bulk-probe-{secrets.token_hex(6)}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         os.unlink(probe)
     except OSError as exc:
@@ -86,7 +96,56 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
             f"the folder {path} cannot be used ({reason}); make it writable, or choose another "
             f"with {what}"
         ) from None
-    return path
+    return real
+
+
+def _trusted_route(path: Path, what: str, *, shown: Path, itself: bool = False) -> Path:
+    """The real path of `path`, after checking nobody else could have chosen or can change it.
+
+    `itself`: `path` is a parent of the folder `shown` (named in messages), checked like the
+    other parents.
+    """
+    trusted = {0, os.geteuid()}
+    link = foreign_link(path)
+    if link is not None:
+        raise HomeError(
+            f"the folder {shown} is reached through {link[0]}, a symbolic link made by another "
+            f"user (uid {link[1]}); lf-bulk does not follow it. Remove the link (and check who "
+            f"made it), or choose another folder with {what}"
+        )
+    real = Path(os.path.realpath(path))
+    for folder in (real, *real.parents) if itself else real.parents:
+        info = os.stat(folder)
+        if info.st_uid not in trusted:
+            raise HomeError(
+                f"the folder {shown} lies in {folder}, which belongs to another user (uid "
+                f"{info.st_uid}) who could replace it; choose a folder of your own with {what}"
+            )
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            raise HomeError(
+                f"the folder {shown} lies in {folder}, which is writable by other users (and not "
+                f"sticky like /tmp), so they could replace it; choose another folder with {what}"
+            )
+    return real
+
+
+def foreign_link(path: Path) -> tuple[Path, int] | None:
+    """The first symbolic link on the way to `path` made by someone else (not us, not root), with
+    its owner; None when there is none. Another user's link decides where a name leads."""
+    trusted = {0, os.geteuid()}
+    path = Path(path).absolute()
+    walked = Path(path.anchor)
+    for part in path.parts[1:]:
+        walked = walked / part
+        try:
+            info = os.lstat(walked)
+        except OSError:
+            return None  # the rest does not exist (yet) or cannot be reached: using it will fail
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid not in trusted:
+                return walked, info.st_uid
+            walked = Path(os.path.realpath(walked))
+    return None
 
 
 def _make_missing_folders(path: Path) -> None:
@@ -132,6 +191,12 @@ def check_owned(path: Path, info: os.stat_result, *, what: str) -> None:
             f"{what} {path} belongs to another user (uid {info.st_uid}); lf-bulk only uses its "
             "own files. Remove it (and check who made it), or choose another --home"
         )
+    if info.st_nlink != 1:
+        # Another name (a hard link) elsewhere: whoever made it chose which file this is.
+        raise UnsafeFile(
+            f"{what} {path} has other names (hard links) elsewhere, so it may be another file "
+            "of yours; lf-bulk only uses files it made. Remove this name (and check who made it)"
+        )
     if stat.S_IMODE(info.st_mode) & 0o022:
         raise UnsafeFile(
             f"{what} {path} is writable by other users, so it may have been changed; check it, "
@@ -161,12 +226,19 @@ def connect(
 
     `private_folder=False` is for a file the user placed in a folder of their choosing (e.g.
     `sandbox serve --state`): missing folders are still created 0700, but an existing folder is
-    left as it is; the file and its side files are checked all the same.
+    left as it is (only another user's link on the way is refused); the file and its side files
+    are checked all the same (SQLite itself does not follow a link at a side file's name).
     """
     path = Path(path).absolute()
     if private_folder:
-        ensure_private_dir(path.parent)
+        path = ensure_private_dir(path.parent) / path.name
     else:
+        link = foreign_link(path.parent)
+        if link is not None:
+            raise HomeError(
+                f"{kind.name} {path} is reached through {link[0]}, a symbolic link made by "
+                f"another user (uid {link[1]}); lf-bulk does not follow it. Choose another path"
+            )
         try:
             _make_missing_folders(path.parent)
         except OSError as exc:

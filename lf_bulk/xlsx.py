@@ -28,6 +28,7 @@ Files are written atomically: a crash leaves the previous file or none, never ha
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import math
 import os
 import re
@@ -40,7 +41,7 @@ from decimal import Decimal
 from itertools import chain, islice
 from numbers import Integral
 from pathlib import Path
-from typing import Literal, Protocol, TextIO
+from typing import BinaryIO, Literal, Protocol, TextIO
 
 # XlsxWriter has inline type hints but (in some releases) no py.typed marker; the protocols
 # below declare the part of its API we use.
@@ -56,8 +57,9 @@ __all__ = [
     "Kind",
     "Sheet",
     "Summary",
+    "atomic_binary",
     "atomic_file",
-    "atomic_path",
+    "make_folders",
     "neutralise",
     "safe_sheet_name",
     "write_workbook",
@@ -183,47 +185,60 @@ def _unique_sheet_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a fresh path next to `path`; on success it replaces `path`, on error it is removed.
-
-    The temporary file already exists (so the name is ours) with the default umask applied;
-    writers open it for writing, truncating. Its data is flushed to disk before the rename, so
-    after a crash or power loss `path` is the old file or the complete new one.
-    """
+def make_folders(path: Path) -> Path:
+    """Create the folder `path` and its missing parents, never writable by others (whatever the
+    umask: under umask 0 they would be 0777, and anyone could swap the reports in them)."""
     path = Path(path)
-    temp = _temp_name(path)
-    os.close(_create_temp(temp))
-    try:
-        yield temp
-        # Never follow a link someone put in the temporary file's place meanwhile.
-        written = os.open(temp, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.fsync(written)
-        finally:
-            os.close(written)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    for folder in reversed([p for p in (path, *path.parents) if not os.path.lexists(p)]):
+        with suppress(FileExistsError):
+            os.mkdir(folder, 0o755)
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
+    return path
 
 
 @contextmanager
 def atomic_file(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
-    """A UTF-8 text file that replaces `path` when the block succeeds (removed on error).
+    """A UTF-8 text file that replaces `path` when the block succeeds (removed on error)."""
+    with (
+        _atomic(path) as descriptor,
+        os.fdopen(descriptor, "w", encoding="utf-8", newline=newline, closefd=False) as out,
+    ):
+        yield out
 
-    Written through the very descriptor that created the temporary file (O_EXCL|O_NOFOLLOW),
-    so nothing planted in the folder can redirect it; the final rename replaces whatever is at
-    `path`, a planted symbolic link included, instead of writing through it.
+
+@contextmanager
+def atomic_binary(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` when the block succeeds (removed on error)."""
+    with _atomic(path) as descriptor, os.fdopen(descriptor, "wb", closefd=False) as out:
+        yield out
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[int]:
+    """A descriptor of a fresh temporary file next to `path` that replaces it on success.
+
+    Everything is written through the descriptor that created the file (O_EXCL|O_NOFOLLOW), never
+    by reopening its name: in a folder others may write to, the name can be swapped for a link to
+    one of the user's files meanwhile (XlsxWriter reopens a file name, so it gets a file object).
+    The file is created without write access for others whatever the umask, flushed to disk
+    before the rename (after a crash `path` is the old file or the complete new one), and only
+    renamed while its name still leads to it; the rename replaces whatever is at `path`, a planted
+    link included, instead of writing through it.
     """
     path = Path(path)
     temp = _temp_name(path)
     descriptor = _create_temp(temp)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline=newline) as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            yield descriptor
+            os.fsync(descriptor)
+            if not os.path.samestat(os.fstat(descriptor), os.lstat(temp)):
+                raise FileExistsError(
+                    errno.EEXIST, f"{temp} was replaced by someone else while it was written"
+                )
+        finally:
+            os.close(descriptor)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -235,8 +250,8 @@ def _temp_name(path: Path) -> Path:
 
 
 def _create_temp(temp: Path) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(temp, flags, 0o666)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(temp, flags, 0o644)
 
 
 # --- the part of XlsxWriter we use -------------------------------------------------------------
@@ -327,9 +342,9 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], summary: Summary | None 
         raise ValueError("a workbook needs at least one sheet")
     with (
         tempfile.TemporaryDirectory(prefix="lf-bulk-xlsx-", ignore_cleanup_errors=True) as scratch,
-        atomic_path(path) as temp,
+        atomic_binary(path) as out,
     ):
-        workbook: _Workbook = Workbook(os.fspath(temp), {**_OPTIONS, "tmpdir": scratch})
+        workbook: _Workbook = Workbook(out, {**_OPTIONS, "tmpdir": scratch})
         try:
             formats = _Formats.of(workbook)
             taken: set[str] = set()

@@ -30,7 +30,7 @@ from lf_bulk.xlsx import (
     Column,
     Sheet,
     Summary,
-    atomic_path,
+    atomic_binary,
     neutralise,
     safe_sheet_name,
     write_workbook,
@@ -348,19 +348,17 @@ def test_failed_write_leaves_the_previous_file_untouched(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_atomic_path_replaces_on_success_and_cleans_up_on_error(tmp_path: Path) -> None:
+def test_atomic_binary_replaces_on_success_and_cleans_up_on_error(tmp_path: Path) -> None:
     target = tmp_path / "file.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(target) as temp:
-        temp.write_text("half")
+    with pytest.raises(RuntimeError), atomic_binary(target) as out:
+        out.write(b"half")
         raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
 
-    with atomic_path(target) as temp:
-        assert temp.parent == tmp_path
-        assert temp != target
-        temp.write_text("new")
+    with atomic_binary(target) as out:
+        out.write(b"new")
     assert target.read_text() == "new"
     assert list(tmp_path.iterdir()) == [target]
 
