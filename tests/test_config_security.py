@@ -208,8 +208,9 @@ def test_userinfo_in_the_base_url_is_never_shown_or_stored(
 class EchoServer:
     """Answers every request with an error envelope that quotes the request's parameters back."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, *, known_group: str = "") -> None:
         self.code = code
+        self.known_group = known_group  # listed by the groups call, so a job gets to its batches
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -227,6 +228,9 @@ class EchoServer:
             params.update(json.loads(body))
         echo = f"bad request partnerCode={params.get('partnerCode')} sign={params.get('sign')}"
         payload = json.dumps({"code": self.code, "message": echo, "data": None}).encode()
+        if self.known_group and scope["path"].endswith("/bundle-groups/bundles"):
+            group = {"group_id": self.known_group, "group_name": "g", "sim_count": 0, "bundles": []}
+            payload = json.dumps({"code": "0000", "message": "success", "data": [group]}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -237,13 +241,12 @@ class EchoServer:
         await send({"type": "http.response.body", "body": payload})
 
 
-@pytest.fixture
-def echo_server() -> Iterator[str]:
+@pytest.fixture(params=[""], ids=["groups-echo"])
+def echo_server(request: pytest.FixtureRequest) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(EchoServer("1001"), log_level="critical", lifespan="off")
-    )
+    app = EchoServer("1001", known_group=request.param)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -266,6 +269,7 @@ def test_an_api_error_echoing_the_credential_is_redacted_everywhere(
         assert "sign=None" not in result.stderr and "sign=***" in result.stderr
 
 
+@pytest.mark.parametrize("echo_server", ["G1"], ids=["groups-known"], indirect=True)
 def test_a_run_whose_batches_fail_with_an_echo_stores_no_credential(
     echo_server: str, tmp_path: Path
 ) -> None:
