@@ -26,8 +26,9 @@ constraints:
 demo: install
 	$(PY) -m jobs.demo
 
+# Four workers on two cores: most of the suite waits on sockets and sandboxes, not the CPU.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4 --dist worksteal
 
 lint: install
 	$(VENV)/bin/ruff check lf_bulk jobs tests
