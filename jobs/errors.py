@@ -28,7 +28,9 @@ class JobExit(click.exceptions.Exit):
 
 
 def exit_code_for(error: errors.LfBulkError) -> ExitCode:
-    if isinstance(error, errors.InputError | errors.PlanRefused | errors.InvalidSetting):
+    # An unknown group named on the command line is the user's mistake, found before any change.
+    usage = errors.InputError | errors.PlanRefused | errors.InvalidSetting | errors.GroupNotFound
+    if isinstance(error, usage):
         return ExitCode.BAD_INPUT
     return ExitCode.FATAL
 

@@ -136,9 +136,11 @@ def reconcile(
         result, _ = drive_and_report(app, journal, run, EngineOptions(), announce=False)
         return result
 
+    # With --all-groups a move may take a SIM out of any group of the account: lock them all.
+    locked = rc.groups_to_lock(app.session().client, named, all_groups=all_groups)
     with exclusive_all(
         app.settings.home,
-        [f"group-{g}" for g in named],
+        [f"group-{g}" for g in locked],
         f"reconcile of {', '.join(named)}",
         holder=f"reconcile run {run_id}",
     ):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from lf_bulk.wire import clean_text
 from lf_bulk.xlsx import atomic_file, make_folders, neutralise
 
 Row = Mapping[str, object]
@@ -28,7 +29,8 @@ def render(rows: Sequence[Row], columns: Sequence[str], output_format: str) -> s
 
 
 def table(rows: Sequence[Row], columns: Sequence[str]) -> str:
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    # A table is for a terminal: text from the API or the journal never acts on it.
+    cells = [[clean_text(row.get(c, "")) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))

@@ -496,6 +496,17 @@ def exit_code_of(diff_: Diff) -> ExitCode:
     return ExitCode.DRIFT if diff_.drift else ExitCode.OK
 
 
+def groups_to_lock(
+    client: LinksfieldClient, named: Sequence[str], *, all_groups: bool
+) -> list[str]:
+    """The groups a reconcile may change: the named ones, or (with --all-groups, where a move
+    takes a SIM out of any group) every group of the account as well."""
+    groups = set(named)
+    if all_groups:
+        groups.update(g.group_id for g in client.list_groups())
+    return sorted(groups)
+
+
 def reconcile(
     client: LinksfieldClient,
     desired: Sequence[DesiredRow],

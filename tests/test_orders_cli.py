@@ -185,7 +185,7 @@ def test_unknown_group_is_a_clear_error(tmp_path: Path, fast_sandbox: SandboxSer
         against(
             fast_sandbox, "orders", "export", "--group", "G404", "-o", str(tmp_path / "x.xlsx")
         ),
-        expect=1,
+        expect=2,  # a usage error: nothing was exported
     )
     assert "1004" in result.stderr
 
