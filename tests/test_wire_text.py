@@ -219,7 +219,7 @@ def test_orders_workbook_with_hostile_text_is_written_clean(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     "canned",
     [
-        Canned(b'{"code":"1004","message":"\\u001b[2Jgone \\ud800","data":null}'),
+        Canned(b'{"code":"1002","message":"\\u001b[2Jgone \\ud800","data":null}'),
         Canned(b"<html>\x1b[2J\x1b]0;pwned\x07 proxy</html>", status=200),
     ],
     ids=["business error", "unrecognised body"],
