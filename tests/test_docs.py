@@ -6,13 +6,11 @@ command appears in the README; the README's exit-code table is `lf_bulk.exitcode
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import click
 import pytest
@@ -24,15 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 CLI_MD = ROOT / "docs" / "cli.md"
 TABLE_ROW = re.compile(r"^\| (?P<code>\d+) \| (?P<meaning>.+) \|$")
-
-
-def load_make_cli_md() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_cli_md", ROOT / "docs" / "make_cli_md.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def visible_commands(
