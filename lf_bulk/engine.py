@@ -185,7 +185,7 @@ class RunDriver:
                     stopping = "timeout"
                 open_batches: list[BatchRecord] = []
                 if not stopping:
-                    phase = self._current_phase()
+                    phase = self.journal.first_pending_phase(self.run_id)
                     if phase is None:
                         break
                     open_batches = self.journal.batches(self.run_id, OPEN_STATES)
@@ -214,10 +214,6 @@ class RunDriver:
             raise
         pool.shutdown(wait=True)
         return stopping
-
-    def _current_phase(self) -> int | None:
-        phases = self.journal.pending_phases(self.run_id)
-        return phases[0] if phases else None
 
     def _all_sent(
         self, phase: int, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work]
