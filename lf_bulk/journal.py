@@ -765,13 +765,6 @@ class Journal:
         ).fetchone()
         return None if row[0] is None else int(row[0])
 
-    def pending_phases(self, run_id: str) -> list[int]:
-        rows = self._db.execute(
-            "SELECT DISTINCT phase FROM items WHERE run_id = ? AND outcome IS NULL ORDER BY phase",
-            (run_id,),
-        )
-        return [r[0] for r in rows]
-
 
 INTEGRITY = "integrity"
 RECONCILE_KIND = "reconcile"
