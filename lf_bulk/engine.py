@@ -76,11 +76,21 @@ class Progress:
     finished: Callable[[int], None] = lambda n: None
 
 
+class StopReason(StrEnum):
+    """Why a drive ended before its run finished; NONE (empty, falsy) when it did not stop."""
+
+    NONE = ""
+    TIMEOUT = "timeout"
+    NO_WAIT = "no-wait"
+    INTERRUPTED = "interrupted"
+    PENDING = "pending"
+
+
 @dataclass(frozen=True)
 class DriveResult:
     exit_code: ExitCode
     counts: dict[str, int]
-    stopped: str = ""  # why the run is not finished, when it is not
+    stopped: StopReason = StopReason.NONE
 
 
 class RunStopped(errors.LfBulkError):
@@ -149,12 +159,12 @@ class RunDriver:
     def drive(self) -> DriveResult:
         self.journal.set_run_status(self.run_id, RUNNING, None)
         deadline = None if self.options.timeout is None else self.clock() + self.options.timeout
-        stopped = ""
+        stopped = StopReason.NONE
         try:
             self._recover_lost_sends()
             stopped = self._loop(deadline)
         except KeyboardInterrupt:
-            stopped = "interrupted"
+            stopped = StopReason.INTERRUPTED
         except RunStopped as error:
             if error.permanent:
                 self.journal.set_run_status(self.run_id, FAILED, ExitCode.FATAL, reason=str(error))
@@ -174,15 +184,15 @@ class RunDriver:
 
     # ------------------------------------------------------------ main loop
 
-    def _loop(self, deadline: float | None) -> str:
+    def _loop(self, deadline: float | None) -> StopReason:
         in_flight: dict[Future[Any], _Work] = {}
         pool = ThreadPoolExecutor(max_workers=self.client.pacer.max_in_flight)
-        stopping = ""
+        stopping = StopReason.NONE
         try:
             while True:
                 now = self.clock()
                 if not stopping and deadline is not None and now >= deadline:
-                    stopping = "timeout"
+                    stopping = StopReason.TIMEOUT
                 open_batches: list[BatchRecord] = []
                 if not stopping:
                     phase = self.journal.first_pending_phase(self.run_id)
@@ -190,7 +200,7 @@ class RunDriver:
                         break
                     open_batches = self.journal.batches(self.run_id, OPEN_STATES)
                     if not self.options.wait and self._all_sent(phase, open_batches, in_flight):
-                        stopping = "no-wait"
+                        stopping = StopReason.NO_WAIT
                     elif self._settle_due(open_batches, in_flight, now):
                         continue  # settling changed the batches: look again
                     else:
@@ -205,7 +215,7 @@ class RunDriver:
                     done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt:
                     # Let calls already on the wire finish so that their answers are recorded.
-                    stopping = "interrupted"
+                    stopping = StopReason.INTERRUPTED
                     done, _ = wait(in_flight)
                 for future in done:
                     self._handle(in_flight.pop(future), future)
@@ -534,11 +544,11 @@ class RunDriver:
 
     # ------------------------------------------------------------ end
 
-    def _conclude(self, stopped: str) -> DriveResult:
+    def _conclude(self, stopped: StopReason) -> DriveResult:
         counts = self.journal.outcome_counts(self.run_id)
         if counts.get(OutcomeCode.PENDING):
             self.journal.set_run_status(self.run_id, NOT_FINISHED, ExitCode.NOT_FINISHED)
-            return DriveResult(ExitCode.NOT_FINISHED, counts, stopped or "pending")
+            return DriveResult(ExitCode.NOT_FINISHED, counts, stopped or StopReason.PENDING)
         code = ExitCode.SOME_FAILED if counts.get(OutcomeCode.FAILED) else ExitCode.OK
         self.journal.set_run_status(self.run_id, FINISHED, code)
         return DriveResult(code, counts)

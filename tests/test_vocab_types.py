@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lf_bulk import engine, journal, reports
+from lf_bulk.exitcodes import ExitCode
 from lf_bulk.iccid import with_check_digit
 from lf_bulk.journal import BatchState, Journal, Outcome, PlannedItem, RunStatus
 from lf_bulk.models import InputCounts, Operation, OutcomeCode
@@ -153,3 +154,15 @@ def test_an_input_tables_counts_are_the_one_counts_type(tmp_path: Path) -> None:
     table = read_iccids(path)
     assert table.counts == InputCounts(input_rows=3, valid=1, invalid=1, duplicates=1)
     assert table.counts.describe() == "3 rows: 1 valid, 1 invalid, 1 duplicate"
+
+
+def test_a_drives_stop_reasons_keep_their_text_and_none_is_falsy() -> None:
+    assert [str(reason) for reason in engine.StopReason] == [
+        "",
+        "timeout",
+        "no-wait",
+        "interrupted",
+        "pending",
+    ]
+    assert not engine.StopReason.NONE
+    assert engine.DriveResult(ExitCode.OK, {}).stopped is engine.StopReason.NONE
