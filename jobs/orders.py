@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +79,7 @@ def export(
         raise click.UsageError("give either FILE or --group GROUP (not both)")
     target = _output_path(output)
     if file is not None:
-        keys = lib.read_keys(file, sheet=sheet, stdin=sys.stdin.buffer if file == "-" else None)
+        keys = lib.read_keys(file, sheet=sheet)
     else:
         keys = lib.group_keys(group_id or "", _members(app, group_id or ""))
     if keys.invalid_rows:

@@ -24,7 +24,7 @@ from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
 from lf_bulk.reports import prepare_report_dir
-from lf_bulk.sources import InputTable, describe_counts, read_iccids
+from lf_bulk.sources import InputTable, read_iccids
 
 job_options = compose(
     click.argument("group", type=GROUP_ID),
@@ -103,7 +103,7 @@ def run_job(
         prepare_report_dir(report_dir)
     table = read_input(file, sheet, column)
     counts = bulk.count_input(table)
-    app.info(f"{table.source}: {describe_counts(**table.counts)}")
+    app.info(f"{table.source}: {table.counts.describe()}")
     run_id = new_run_id()
     target = bulk.report_dir_for(run_id, report_dir)
     if (counts.invalid or counts.duplicates) and not skip_invalid:

@@ -24,7 +24,7 @@ from lf_bulk.journal import (
     utc_now,
 )
 from lf_bulk.locking import is_held
-from lf_bulk.models import Operation
+from lf_bulk.models import InputCounts, Operation, OutcomeCode
 from lf_bulk.reports import (
     DRY_RUN_OUTCOMES,
     OUTCOMES,
@@ -38,19 +38,8 @@ from lf_bulk.sources import InputTable
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 
 
-@dataclass(frozen=True)
-class InputCounts:
-    input_rows: int
-    valid: int
-    invalid: int
-    duplicates: int
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.input_rows, self.valid, self.invalid, self.duplicates)
-
-
 def count_input(table: InputTable) -> InputCounts:
-    return InputCounts(**table.counts)
+    return table.counts
 
 
 def planned_items(table: InputTable, operation: Operation, group_id: str) -> list[PlannedItem]:
@@ -60,7 +49,9 @@ def planned_items(table: InputTable, operation: Operation, group_id: str) -> lis
         if row.reason is None:
             items.append(PlannedItem(row.row, row.iccid, operation, group_id))
         else:
-            outcome = "duplicate" if row.reason is Reason.DUPLICATE else "invalid"
+            outcome = (
+                OutcomeCode.DUPLICATE if row.reason is Reason.DUPLICATE else OutcomeCode.INVALID
+            )
             items.append(
                 PlannedItem(
                     row.row,
@@ -103,9 +94,9 @@ def _plan_outcomes(
     """Every row with what a run would do to it, given the group's current `members`."""
     adding = operation is Operation.ADD
     if adding:
-        met, change = "already_member", "would_add"
+        met, change = OutcomeCode.ALREADY_MEMBER, OutcomeCode.WOULD_ADD
     else:
-        met, change = "not_member", "would_remove"
+        met, change = OutcomeCode.NOT_MEMBER, OutcomeCode.WOULD_REMOVE
     items = []
     for p in planned_items(table, operation, group_id):
         if p.outcome:
@@ -125,7 +116,7 @@ def _unsent_summary(
     *,
     batches: int,
     exit_code: int,
-    vocabulary: tuple[str, ...] = OUTCOMES,
+    vocabulary: tuple[OutcomeCode, ...] = OUTCOMES,
 ) -> RunSummary:
     """The summary of a run that sent nothing (a dry run, or an input refused)."""
     now = utc_now()
@@ -195,7 +186,7 @@ def start_run(
         source=table.source,
         report_dir=str(report_dir_for(run_id, report_dir)),
         endpoint=endpoint,
-        counts=count_input(table).as_tuple(),
+        counts=count_input(table),
     )
 
 
@@ -221,8 +212,8 @@ def dry_run_plan(
     members = frozenset(client.list_members(group_id))
     items = _plan_outcomes(table, operation, group_id, members)
     planned = Counter(item.outcome for item in items)
-    met = planned["already_member"] + planned["not_member"]
-    to_change = planned["would_add"] + planned["would_remove"]
+    met = planned[OutcomeCode.ALREADY_MEMBER] + planned[OutcomeCode.NOT_MEMBER]
+    to_change = planned[OutcomeCode.WOULD_ADD] + planned[OutcomeCode.WOULD_REMOVE]
     return DryRunPlan(
         counts=count_input(table),
         # A run sends every valid ICCID: the server, not this plan, has the last word.
@@ -265,7 +256,9 @@ def write_dry_run_report(
 def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
     """The run's reports as the journal has them now, in the directory the run started with."""
     items = [
-        ItemOutcome(i.row, i.iccid, i.outcome or "pending", i.reason_code, i.reason, i.request_id)
+        ItemOutcome(
+            i.row, i.iccid, i.outcome or OutcomeCode.PENDING, i.reason_code, i.reason, i.request_id
+        )
         for i in journal.items(run.run_id)
     ]
     run = journal.run(run.run_id)

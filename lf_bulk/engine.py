@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from lf_bulk import errors, wire
@@ -33,6 +34,7 @@ from lf_bulk.journal import (
     FINISHED,
     LOST,
     NOT_FINISHED,
+    OPEN_STATES,
     PENDING_LOST_MARK,
     PLANNED,
     RUNNING,
@@ -42,19 +44,17 @@ from lf_bulk.journal import (
     Journal,
     Outcome,
 )
-from lf_bulk.models import AsyncResult, Operation, Submission
+from lf_bulk.models import AsyncResult, Operation, OutcomeCode, Submission
 
 log = logging.getLogger(__name__)
 
-SUCCESS_OUTCOMES = frozenset({"added", "removed", "already_member", "not_member"})
-REASON_LOST = PENDING_LOST_MARK
 # How long to wait after a lost send before reading membership when no duration has been learned
 # yet. Operations usually take seconds; a longer one shows as SIM_LOCKED on the re-send and is
 # settled again, so a wrong guess costs a request, never a double change.
 DEFAULT_ASYNC_WINDOW = 10.0
 REASON_REQUEST_EXPIRED = "REQUEST_EXPIRED"
 MAX_RETRY_DELAY = 60.0
-RETRYABLE_FAILURES = frozenset({*wire.RETRYABLE_REASONS, REASON_LOST, REASON_REQUEST_EXPIRED})
+RETRYABLE_FAILURES = frozenset({*wire.RETRYABLE_REASONS, PENDING_LOST_MARK, REASON_REQUEST_EXPIRED})
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,21 @@ class Progress:
     finished: Callable[[int], None] = lambda n: None
 
 
+class StopReason(StrEnum):
+    """Why a drive ended before its run finished; NONE (empty, falsy) when it did not stop."""
+
+    NONE = ""
+    TIMEOUT = "timeout"
+    NO_WAIT = "no-wait"
+    INTERRUPTED = "interrupted"
+    PENDING = "pending"
+
+
 @dataclass(frozen=True)
 class DriveResult:
     exit_code: ExitCode
     counts: dict[str, int]
-    stopped: str = ""  # why the run is not finished, when it is not
+    stopped: StopReason = StopReason.NONE
 
 
 class RunStopped(errors.LfBulkError):
@@ -97,17 +107,22 @@ class RunStopped(errors.LfBulkError):
 
 def outcome_of(operation: str, succeeded: bool, reason_code: str, reason: str) -> Outcome:
     if succeeded:
-        return Outcome("added" if operation == Operation.ADD else "removed")
+        return Outcome(_changed(operation))
     if operation == Operation.ADD and reason_code == wire.REASON_ALREADY_IN_GROUP:
-        return Outcome("already_member", reason_code, reason)
+        return Outcome(OutcomeCode.ALREADY_MEMBER, reason_code, reason)
     if operation == Operation.REMOVE and reason_code == wire.REASON_NOT_IN_GROUP:
-        return Outcome("not_member", reason_code, reason)
-    return Outcome("failed", reason_code, reason)
+        return Outcome(OutcomeCode.NOT_MEMBER, reason_code, reason)
+    return Outcome(OutcomeCode.FAILED, reason_code, reason)
+
+
+class WorkKind(StrEnum):
+    SEND = "send"
+    POLL = "poll"
 
 
 @dataclass
 class _Work:
-    kind: str  # "send" or "poll"
+    kind: WorkKind
     batch: BatchRecord
     attempts: dict[str, int] = field(default_factory=dict)
 
@@ -144,12 +159,12 @@ class RunDriver:
     def drive(self) -> DriveResult:
         self.journal.set_run_status(self.run_id, RUNNING, None)
         deadline = None if self.options.timeout is None else self.clock() + self.options.timeout
-        stopped = ""
+        stopped = StopReason.NONE
         try:
             self._recover_lost_sends()
             stopped = self._loop(deadline)
         except KeyboardInterrupt:
-            stopped = "interrupted"
+            stopped = StopReason.INTERRUPTED
         except RunStopped as error:
             if error.permanent:
                 self.journal.set_run_status(self.run_id, FAILED, ExitCode.FATAL, reason=str(error))
@@ -169,25 +184,23 @@ class RunDriver:
 
     # ------------------------------------------------------------ main loop
 
-    def _loop(self, deadline: float | None) -> str:
+    def _loop(self, deadline: float | None) -> StopReason:
         in_flight: dict[Future[Any], _Work] = {}
         pool = ThreadPoolExecutor(max_workers=self.client.pacer.max_in_flight)
-        stopping = ""
+        stopping = StopReason.NONE
         try:
             while True:
                 now = self.clock()
                 if not stopping and deadline is not None and now >= deadline:
-                    stopping = "timeout"
+                    stopping = StopReason.TIMEOUT
                 open_batches: list[BatchRecord] = []
                 if not stopping:
-                    phase = self._current_phase()
+                    phase = self.journal.first_pending_phase(self.run_id)
                     if phase is None:
                         break
-                    open_batches = self.journal.batches(
-                        self.run_id, [PLANNED, SUBMITTED, ANSWER_LOST]
-                    )
+                    open_batches = self.journal.batches(self.run_id, OPEN_STATES)
                     if not self.options.wait and self._all_sent(phase, open_batches, in_flight):
-                        stopping = "no-wait"
+                        stopping = StopReason.NO_WAIT
                     elif self._settle_due(open_batches, in_flight, now):
                         continue  # settling changed the batches: look again
                     else:
@@ -202,7 +215,7 @@ class RunDriver:
                     done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt:
                     # Let calls already on the wire finish so that their answers are recorded.
-                    stopping = "interrupted"
+                    stopping = StopReason.INTERRUPTED
                     done, _ = wait(in_flight)
                 for future in done:
                     self._handle(in_flight.pop(future), future)
@@ -212,15 +225,11 @@ class RunDriver:
         pool.shutdown(wait=True)
         return stopping
 
-    def _current_phase(self) -> int | None:
-        phases = self.journal.pending_phases(self.run_id)
-        return phases[0] if phases else None
-
     def _all_sent(
         self, phase: int, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work]
     ) -> bool:
         return not any(b.phase == phase and b.state == PLANNED for b in open_batches) and not any(
-            w.kind == "send" for w in in_flight.values()
+            w.kind is WorkKind.SEND for w in in_flight.values()
         )
 
     def _settle_due(
@@ -235,7 +244,7 @@ class RunDriver:
         ]
         self._members_cache.clear()  # one fresh read per group per tick
         for batch in due:
-            self._settle_by_membership(batch, REASON_LOST)
+            self._settle_by_membership(batch, PENDING_LOST_MARK)
         return bool(due)
 
     def _settle_at(self, batch: BatchRecord) -> float:
@@ -288,11 +297,11 @@ class RunDriver:
             future = pool.submit(
                 self.client.submit, Operation(batch.operation), batch.group_id, iccids
             )
-            in_flight[future] = _Work("send", batch, {i: n + 1 for i, n in attempts.items()})
+            in_flight[future] = _Work(WorkKind.SEND, batch, {i: n + 1 for i, n in attempts.items()})
             free -= 1
         for batch in polls[:free]:
             poll: Future[Any] = pool.submit(self.client.async_result, batch.request_id or "")
-            in_flight[poll] = _Work("poll", batch)
+            in_flight[poll] = _Work(WorkKind.POLL, batch)
 
     def _seconds_until_next_event(
         self, open_batches: list[BatchRecord], deadline: float | None, now: float
@@ -313,7 +322,7 @@ class RunDriver:
 
     def _handle(self, work: _Work, future: Future[Any]) -> None:
         error = future.exception()
-        if work.kind == "send":
+        if work.kind is WorkKind.SEND:
             if error is None:
                 self._on_submitted(work, future.result())
             else:
@@ -354,7 +363,9 @@ class RunDriver:
             self.journal.split_batch(self.run_id, batch.batch_id, self.max_batch)
             return
         if isinstance(error, errors.InvalidParameter):
-            outcomes = {i: Outcome("failed", error.code, error.api_message) for i in work.iccids}
+            outcomes = {
+                i: Outcome(OutcomeCode.FAILED, error.code, error.api_message) for i in work.iccids
+            }
             self.journal.close_batch(
                 self.run_id, batch.batch_id, state=FINAL, api_status="REJECTED", outcomes=outcomes
             )
@@ -405,7 +416,9 @@ class RunDriver:
             outcome = (
                 outcome_of(batch.operation, sim.succeeded, sim.reason_code, sim.reason)
                 if sim
-                else Outcome("failed", REASON_LOST, "the result did not mention this SIM")
+                else Outcome(
+                    OutcomeCode.FAILED, PENDING_LOST_MARK, "the result did not mention this SIM"
+                )
             )
             if iccid in lost_before:
                 if (
@@ -414,9 +427,11 @@ class RunDriver:
                 ):
                     resettle.append(iccid)  # the lost operation is still running on the server
                     continue
-                if outcome.outcome in ("already_member", "not_member"):
+                if outcome.outcome in (OutcomeCode.ALREADY_MEMBER, OutcomeCode.NOT_MEMBER):
                     outcome = _changed_by_lost_send(batch.operation, "found when sent again")
-            retryable = outcome.outcome == "failed" and outcome.reason_code in RETRYABLE_FAILURES
+            retryable = (
+                outcome.outcome is OutcomeCode.FAILED and outcome.reason_code in RETRYABLE_FAILURES
+            )
             if retryable and sent < self.options.max_attempts:
                 retry.append(iccid)
             else:
@@ -474,7 +489,9 @@ class RunDriver:
             elif sent < self.options.max_attempts:
                 retry.append(iccid)
             else:
-                outcomes[iccid] = Outcome("failed", reason_code, "the batch's answer was lost")
+                outcomes[iccid] = Outcome(
+                    OutcomeCode.FAILED, reason_code, "the batch's answer was lost"
+                )
         self.journal.close_batch(
             self.run_id,
             batch.batch_id,
@@ -484,7 +501,7 @@ class RunDriver:
             retry=retry,
             retry_after=self.clock(),
             max_batch=self.max_batch,
-            retry_mark=REASON_LOST,
+            retry_mark=PENDING_LOST_MARK,
         )
         self.progress.finished(len(outcomes))
 
@@ -527,12 +544,12 @@ class RunDriver:
 
     # ------------------------------------------------------------ end
 
-    def _conclude(self, stopped: str) -> DriveResult:
+    def _conclude(self, stopped: StopReason) -> DriveResult:
         counts = self.journal.outcome_counts(self.run_id)
-        if counts.get("pending"):
+        if counts.get(OutcomeCode.PENDING):
             self.journal.set_run_status(self.run_id, NOT_FINISHED, ExitCode.NOT_FINISHED)
-            return DriveResult(ExitCode.NOT_FINISHED, counts, stopped or "pending")
-        code = ExitCode.SOME_FAILED if counts.get("failed") else ExitCode.OK
+            return DriveResult(ExitCode.NOT_FINISHED, counts, stopped or StopReason.PENDING)
+        code = ExitCode.SOME_FAILED if counts.get(OutcomeCode.FAILED) else ExitCode.OK
         self.journal.set_run_status(self.run_id, FINISHED, code)
         return DriveResult(code, counts)
 
@@ -550,9 +567,15 @@ def _refused(error: BaseException) -> bool:
     )
 
 
-def _changed_by_lost_send(operation: str, how: str, reason_code: str = REASON_LOST) -> Outcome:
+def _changed(operation: str) -> OutcomeCode:
+    return OutcomeCode.ADDED if operation == Operation.ADD else OutcomeCode.REMOVED
+
+
+def _changed_by_lost_send(
+    operation: str, how: str, reason_code: str = PENDING_LOST_MARK
+) -> Outcome:
     return Outcome(
-        "added" if operation == Operation.ADD else "removed",
+        _changed(operation),
         reason_code,
         f"the answer to this run's send was lost; the change was {how}",
     )

@@ -27,11 +27,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from lf_bulk import sqlite
 from lf_bulk.errors import RunNotFound, RunTampered
+from lf_bulk.models import NO_INPUT, InputCounts, OutcomeCode
 from lf_bulk.redaction import redact
 
 SCHEMA = """
@@ -71,6 +73,7 @@ CREATE TABLE IF NOT EXISTS batches (
     error TEXT,
     PRIMARY KEY (run_id, batch_id)
 );
+CREATE INDEX IF NOT EXISTS batches_by_state ON batches (run_id, state);
 CREATE TABLE IF NOT EXISTS items (
     run_id TEXT NOT NULL,
     item_id INTEGER NOT NULL,
@@ -87,7 +90,8 @@ CREATE TABLE IF NOT EXISTS items (
     attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, item_id)
 );
-CREATE INDEX IF NOT EXISTS items_by_batch ON items (run_id, batch_id);
+CREATE INDEX IF NOT EXISTS items_by_batch_in_order ON items (run_id, batch_id, item_id);
+CREATE INDEX IF NOT EXISTS items_pending_by_phase ON items (run_id, phase) WHERE outcome IS NULL;
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     batch_id INTEGER,
@@ -98,32 +102,55 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 APPLICATION_ID = 0x4C464A4E  # "LFJN" in the SQLite header: this file is an lf-bulk journal
-SCHEMA_VERSION = 1
-"""1: application id, schema version, and every run's integrity record (0: lf-bulk 0.1.0)."""
+SCHEMA_VERSION = 2
+"""1: application id, schema version, and every run's integrity record (0: lf-bulk 0.1.0).
+2: indexes that keep an engine tick proportional to the open batches, not to the run."""
 
-# Run statuses
-RUNNING = "running"
-NOT_FINISHED = "not_finished"
-FINISHED = "finished"
-FAILED = "failed"
-CANCELLED = "cancelled"
-INTERRUPTED = "interrupted"  # shown, never stored: `running` with no process holding its lock
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    NOT_FINISHED = "not_finished"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # shown, never stored: `running` with no process holding its lock
+
+
+class BatchState(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    FINAL = "final"
+    SPLIT = "split"
+    ANSWER_LOST = "answer_lost"  # sent, answer lost: to be settled by membership
+    LOST = "lost"  # an answer-lost batch, settled
+    CANCELLED = "cancelled"
+
+
+# The module-level names other modules use, as aliases of the members.
+RUNNING = RunStatus.RUNNING
+NOT_FINISHED = RunStatus.NOT_FINISHED
+FINISHED = RunStatus.FINISHED
+FAILED = RunStatus.FAILED
+CANCELLED = RunStatus.CANCELLED
+INTERRUPTED = RunStatus.INTERRUPTED
 TERMINAL_STATUSES = frozenset({FINISHED, FAILED, CANCELLED})
 NOT_RESUMABLE = frozenset({FAILED, CANCELLED})
 
-# Batch states
-PLANNED = "planned"
-SENDING = "sending"
-SUBMITTED = "submitted"
-FINAL = "final"
-SPLIT = "split"
-ANSWER_LOST = "answer_lost"  # sent, answer lost: to be settled by membership
-LOST = "lost"  # an answer-lost batch, settled
-CANCELLED_BATCH = "cancelled"
+PLANNED = BatchState.PLANNED
+SENDING = BatchState.SENDING
+SUBMITTED = BatchState.SUBMITTED
+FINAL = BatchState.FINAL
+SPLIT = BatchState.SPLIT
+ANSWER_LOST = BatchState.ANSWER_LOST
+LOST = BatchState.LOST
+CANCELLED_BATCH = BatchState.CANCELLED
+OPEN_STATES = (PLANNED, SUBMITTED, ANSWER_LOST)
+"""The states of a batch the engine still has to send, poll or settle."""
 
 PENDING_LOST_MARK = "LOST"  # reason_code of a pending item whose last send's answer was lost
 
-PENDING = "pending"
+PENDING = OutcomeCode.PENDING
 
 
 def utc_now() -> str:
@@ -141,7 +168,7 @@ class PlannedItem:
     operation: str
     group_id: str
     phase: int = 0
-    outcome: str | None = None  # set for rows that will never be sent (invalid, duplicate)
+    outcome: OutcomeCode | None = None  # set for rows that will never be sent (invalid, duplicate)
     reason_code: str = ""
     reason: str = ""
 
@@ -204,7 +231,7 @@ ITEM_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str
+    outcome: OutcomeCode
     reason_code: str = ""
     reason: str = ""
 
@@ -250,13 +277,12 @@ class Journal:
         source: str = "",
         report_dir: str = "",
         endpoint: str = "",
-        counts: tuple[int, int, int, int] = (0, 0, 0, 0),
+        counts: InputCounts = NO_INPUT,
         details: dict[str, Any] | None = None,
         run_id: str | None = None,
     ) -> str:
         """Record a run, its items, and batches of `batch_size` per operation, group and phase."""
         run_id = run_id or new_run_id()
-        input_rows, valid, invalid, duplicates = counts
         planned = (
             (n, it.row, it.iccid, it.operation, it.group_id, it.phase, it.outcome is not None)
             for n, it in enumerate(items)
@@ -277,10 +303,10 @@ class Journal:
                     source,
                     report_dir,
                     batch_size,
-                    input_rows,
-                    valid,
-                    invalid,
-                    duplicates,
+                    counts.input_rows,
+                    counts.valid,
+                    counts.invalid,
+                    counts.duplicates,
                     endpoint,
                     json.dumps({**(details or {}), INTEGRITY: integrity}),
                     utc_now(),
@@ -373,7 +399,7 @@ class Journal:
         batch_size: int,
         *,
         not_before: float,
-        state: str = PLANNED,
+        state: BatchState = PLANNED,
         sent_at: float | None = None,
     ) -> list[int]:
         """Put every unbatched pending item into new batches; returns the new batch ids."""
@@ -399,7 +425,7 @@ class Journal:
         batch: _PlannedBatch,
         *,
         not_before: float,
-        state: str = PLANNED,
+        state: BatchState = PLANNED,
         sent_at: float | None = None,
     ) -> None:
         self._db.execute(
@@ -444,7 +470,7 @@ class Journal:
         return _run_record(row) if row else None
 
     def set_run_status(
-        self, run_id: str, status: str, exit_code: int | None, *, reason: str | None = None
+        self, run_id: str, status: RunStatus, exit_code: int | None, *, reason: str | None = None
     ) -> None:
         """Set the status; `reason` (why a run stopped, failed or was cancelled) goes to details."""
         finished_at = utc_now() if status in TERMINAL_STATUSES else None
@@ -496,13 +522,12 @@ class Journal:
     def cancel_run(self, run_id: str, reason: str, exit_code: int) -> None:
         """Stop a run for good: unsent items fail as CANCELLED; sent ones stay pending."""
         with self._tx() as db:
-            unsent = [PLANNED]
             db.execute(
-                "UPDATE items SET outcome = 'failed', reason_code = 'CANCELLED',"
+                "UPDATE items SET outcome = ?, reason_code = 'CANCELLED',"
                 " reason = 'the run was cancelled before this SIM was sent'"
                 " WHERE run_id = ? AND outcome IS NULL AND (batch_id IS NULL OR batch_id IN"
                 " (SELECT batch_id FROM batches WHERE run_id = ? AND state = ?))",
-                (run_id, run_id, *unsent),
+                (OutcomeCode.FAILED, run_id, run_id, PLANNED),
             )
             db.execute(
                 "UPDATE items SET reason_code = 'CANCELLED', reason = 'the run was cancelled"
@@ -519,31 +544,26 @@ class Journal:
     def failure_count(self, run_id: str, reason_codes: Iterable[str]) -> int:
         codes = list(reason_codes)
         (count,) = self._db.execute(
-            f"SELECT COUNT(*) FROM items WHERE run_id = ? AND outcome = 'failed'"
+            f"SELECT COUNT(*) FROM items WHERE run_id = ? AND outcome = ?"
             f" AND reason_code IN ({','.join('?' * len(codes))})",
-            [run_id, *codes],
+            [run_id, OutcomeCode.FAILED, *codes],
         ).fetchone()
         return int(count)
 
     # ------------------------------------------------------------ batches
 
-    def batches(self, run_id: str, states: Iterable[str] | None = None) -> list[BatchRecord]:
+    def batches(self, run_id: str, states: Iterable[BatchState] | None = None) -> list[BatchRecord]:
         query = "SELECT * FROM batches WHERE run_id = ?"
         args: list[Any] = [run_id]
+        order = " ORDER BY batch_id"
         if states is not None:
             wanted = list(states)
             query += f" AND state IN ({','.join('?' * len(wanted))})"
             args += wanted
-        rows = self._db.execute(query + " ORDER BY batch_id", args).fetchall()
+            # Sorting the few in these states beats walking every batch of the run in id order.
+            order = " ORDER BY +batch_id"
+        rows = self._db.execute(query + order, args).fetchall()
         return [_batch_record(r) for r in rows]
-
-    def batch_iccids(self, run_id: str, batch_id: int) -> list[str]:
-        rows = self._db.execute(
-            "SELECT iccid FROM items WHERE run_id = ? AND batch_id = ? AND outcome IS NULL"
-            " ORDER BY item_id",
-            (run_id, batch_id),
-        )
-        return [r[0] for r in rows]
 
     def batch_attempts(self, run_id: str, batch_id: int) -> dict[str, int]:
         """Pending ICCIDs of a batch with how often each has been sent (in any batch)."""
@@ -643,7 +663,7 @@ class Journal:
         run_id: str,
         batch_id: int,
         *,
-        state: str,
+        state: BatchState,
         api_status: str,
         outcomes: dict[str, Outcome],
         retry: Sequence[str] = (),
@@ -708,9 +728,9 @@ class Journal:
         with self._tx() as db:
             cursor = db.execute(
                 f"UPDATE items SET outcome = NULL, batch_id = NULL, request_id = ''"
-                f" WHERE run_id = ? AND outcome = 'failed'"
+                f" WHERE run_id = ? AND outcome = ?"
                 f" AND reason_code IN ({','.join('?' * len(codes))})",
-                [run_id, *codes],
+                [run_id, OutcomeCode.FAILED, *codes],
             )
             self._plan_batches(run_id, batch_size, not_before=0.0)
             db.execute(
@@ -738,12 +758,12 @@ class Journal:
         )
         return {r[0]: r[1] for r in rows}
 
-    def pending_phases(self, run_id: str) -> list[int]:
-        rows = self._db.execute(
-            "SELECT DISTINCT phase FROM items WHERE run_id = ? AND outcome IS NULL ORDER BY phase",
-            (run_id,),
-        )
-        return [r[0] for r in rows]
+    def first_pending_phase(self, run_id: str) -> int | None:
+        """The lowest phase with a pending item (None: nothing pending), read from an index."""
+        row = self._db.execute(
+            "SELECT MIN(phase) FROM items WHERE run_id = ? AND outcome IS NULL", (run_id,)
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
 
 
 INTEGRITY = "integrity"
@@ -801,12 +821,18 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
         db.execute("UPDATE runs SET details = ? WHERE run_id = ?", (json.dumps(recorded), run_id))
 
 
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Indexes by batch state, by batch in item order, and of pending items by phase."""
+    db.execute("DROP INDEX IF EXISTS items_by_batch")
+    _create_schema(db)
+
+
 JOURNAL_FILE = sqlite.FileKind(
     name="journal",
     application_id=APPLICATION_ID,
     version=SCHEMA_VERSION,
     create=_create_schema,
-    migrations=(_migrate_0_to_1,),
+    migrations=(_migrate_0_to_1, _migrate_1_to_2),
     is_legacy=_is_v0_1_0_journal,
 )
 

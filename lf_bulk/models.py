@@ -43,6 +43,28 @@ class Submission:
     accepted: int
 
 
+@dataclass(frozen=True, slots=True)
+class InputCounts:
+    """The rows of an input, named as in summary.json (and the journal's runs table)."""
+
+    input_rows: int
+    valid: int
+    invalid: int
+    duplicates: int
+
+    def describe(self) -> str:
+        """``'3 rows: 1 valid, 2 invalid, 0 duplicates'``."""
+        rows = "row" if self.input_rows == 1 else "rows"
+        twins = "duplicate" if self.duplicates == 1 else "duplicates"
+        return (
+            f"{self.input_rows} {rows}: {self.valid} valid, {self.invalid} invalid, "
+            f"{self.duplicates} {twins}"
+        )
+
+
+NO_INPUT = InputCounts(0, 0, 0, 0)
+
+
 class Operation(StrEnum):
     ADD = "ADD"
     REMOVE = "REMOVE"
@@ -58,6 +80,22 @@ class OpStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self not in (OpStatus.PENDING, OpStatus.PROCESSING)
+
+
+class OutcomeCode(StrEnum):
+    """What happened (or, in a dry run's plan, would happen) to one input row: the `outcome` of
+    the journal's items and of the reports. The values are the stored and reported text."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    ALREADY_MEMBER = "already_member"
+    NOT_MEMBER = "not_member"
+    FAILED = "failed"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    PENDING = "pending"
+    WOULD_ADD = "would_add"
+    WOULD_REMOVE = "would_remove"
 
 
 @dataclass(frozen=True, slots=True)

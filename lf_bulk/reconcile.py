@@ -34,7 +34,7 @@ from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, RejectedRo
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem
-from lf_bulk.models import Operation
+from lf_bulk.models import InputCounts, Operation
 from lf_bulk.sources import InputTable
 from lf_bulk.xlsx import Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
@@ -553,7 +553,7 @@ def reconcile(
         report_dir=str(report_dir / "run"),
         endpoint=endpoint,
         # The run's items are the planned changes: its counts (and progress) are theirs.
-        counts=(len(items), len(items), 0, 0),
+        counts=InputCounts(len(items), len(items), 0, 0),
     )
     result = drive(run_journal, run_id)
     after = diff(desired, read_actual(client, scope), named)

@@ -29,6 +29,7 @@ from typing import Final
 
 from lf_bulk import xlsx
 from lf_bulk.errors import InputError
+from lf_bulk.models import OutcomeCode
 from lf_bulk.sqlite import foreign_link
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
 
@@ -49,24 +50,24 @@ __all__ = [
 ]
 
 OUTCOMES: Final = (
-    "added",
-    "removed",
-    "already_member",
-    "not_member",
-    "failed",
-    "invalid",
-    "duplicate",
-    "pending",
+    OutcomeCode.ADDED,
+    OutcomeCode.REMOVED,
+    OutcomeCode.ALREADY_MEMBER,
+    OutcomeCode.NOT_MEMBER,
+    OutcomeCode.FAILED,
+    OutcomeCode.INVALID,
+    OutcomeCode.DUPLICATE,
+    OutcomeCode.PENDING,
 )
 """The per-ICCID outcome vocabulary, in report order."""
 
 DRY_RUN_OUTCOMES: Final = (
-    "would_add",
-    "would_remove",
-    "already_member",
-    "not_member",
-    "invalid",
-    "duplicate",
+    OutcomeCode.WOULD_ADD,
+    OutcomeCode.WOULD_REMOVE,
+    OutcomeCode.ALREADY_MEMBER,
+    OutcomeCode.NOT_MEMBER,
+    OutcomeCode.INVALID,
+    OutcomeCode.DUPLICATE,
 )
 """A dry run's plan per row (nothing was sent), in report order."""
 
@@ -172,7 +173,7 @@ class RunSummary:
     started_at: str
     finished_at: str | None
     exit_code: int
-    vocabulary: tuple[str, ...] = OUTCOMES
+    vocabulary: tuple[OutcomeCode, ...] = OUTCOMES
     """The outcomes `outcomes` counts: OUTCOMES, or DRY_RUN_OUTCOMES for a dry run's plan."""
 
     def to_json(self) -> dict[str, object]:
@@ -197,15 +198,18 @@ class RunSummary:
         }
 
 
-def _complete(counts: Mapping[str, int], vocabulary: tuple[str, ...] = OUTCOMES) -> dict[str, int]:
+def _complete(
+    counts: Mapping[str, int], vocabulary: tuple[OutcomeCode, ...] = OUTCOMES
+) -> dict[str, int]:
     unknown = sorted(set(counts) - set(vocabulary))
     if unknown:
-        raise ValueError(f"unknown outcome(s) {', '.join(unknown)}; expected one of {vocabulary}")
-    return {outcome: counts.get(outcome, 0) for outcome in vocabulary}
+        expected = tuple(str(outcome) for outcome in vocabulary)
+        raise ValueError(f"unknown outcome(s) {', '.join(unknown)}; expected one of {expected}")
+    return {str(outcome): counts.get(outcome, 0) for outcome in vocabulary}
 
 
 def count_outcomes(
-    items: Iterable[ItemOutcome], vocabulary: tuple[str, ...] = OUTCOMES
+    items: Iterable[ItemOutcome], vocabulary: tuple[OutcomeCode, ...] = OUTCOMES
 ) -> dict[str, int]:
     """Items per outcome: every key of `vocabulary`, in that order, 0 when none.
 

@@ -69,13 +69,14 @@ from python_calamine import (
 from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, check, normalize, validate
+from lf_bulk.models import InputCounts
 
 __all__ = [
     "ICCID_HEADERS",
     "MAX_INPUT_BYTES",
+    "InputCounts",
     "InputRow",
     "InputTable",
-    "describe_counts",
     "read_iccids",
 ]
 
@@ -176,21 +177,13 @@ class InputTable:
         return Counter(row.reason for row in self.rows if row.reason is not None)
 
     @property
-    def counts(self) -> dict[str, int]:
-        """Row counts named as in summary.json."""
-        return {
-            "input_rows": len(self.rows),
-            "valid": len(self.valid_rows),
-            "invalid": len(self.invalid_rows),
-            "duplicates": len(self.duplicate_rows),
-        }
-
-
-def describe_counts(input_rows: int, valid: int, invalid: int, duplicates: int) -> str:
-    """``'3 rows: 1 valid, 2 invalid, 0 duplicates'`` (the names of `InputTable.counts`)."""
-    rows = "row" if input_rows == 1 else "rows"
-    twins = "duplicate" if duplicates == 1 else "duplicates"
-    return f"{input_rows} {rows}: {valid} valid, {invalid} invalid, {duplicates} {twins}"
+    def counts(self) -> InputCounts:
+        return InputCounts(
+            input_rows=len(self.rows),
+            valid=len(self.valid_rows),
+            invalid=len(self.invalid_rows),
+            duplicates=len(self.duplicate_rows),
+        )
 
 
 def read_iccids(

@@ -50,7 +50,7 @@ def test_a_lost_send_is_checked_against_membership_before_anything_is_resent(
     iccids = server.state.ungrouped_sims(10)
     run_id = new_run(journal, iccids)
     first, _second = journal.batches(run_id)
-    lost = journal.batch_iccids(run_id, first.batch_id)
+    lost = list(journal.batch_attempts(run_id, first.batch_id))
     journal.mark_sending(run_id, first.batch_id)
     with client_for(server) as client:
         client.add_sims(PILOT_GROUP, lost)  # the server took it; the answer "was lost"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lf_bulk.errors import InputError, InvalidRowsError, RejectedRow
 from lf_bulk.iccid import EXPLANATIONS, Reason, check, normalize, with_check_digit
-from lf_bulk.sources import describe_counts, read_iccids
+from lf_bulk.sources import InputCounts, read_iccids
 
 from badinput_corpus import VALID, VALID_B, write_raw_xlsx, write_text, write_xlsx
 
@@ -104,8 +104,8 @@ def test_a_web_page_is_named(suffix: str, tmp_path: Path) -> None:
 
 
 def test_counts_are_described_with_plurals() -> None:
-    assert describe_counts(1, 0, 0, 1) == "1 row: 0 valid, 0 invalid, 1 duplicate"
-    assert describe_counts(3, 1, 2, 0) == "3 rows: 1 valid, 2 invalid, 0 duplicates"
+    assert InputCounts(1, 0, 0, 1).describe() == "1 row: 0 valid, 0 invalid, 1 duplicate"
+    assert InputCounts(3, 1, 2, 0).describe() == "3 rows: 1 valid, 2 invalid, 0 duplicates"
 
 
 def test_refused_rows_message_counts_invalid_and_duplicate_rows_apart() -> None:

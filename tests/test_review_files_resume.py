@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lf_bulk.journal import Journal, PlannedItem
+from lf_bulk.models import InputCounts
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
@@ -26,7 +27,7 @@ def unfinished_run(home: Path, sandbox: SandboxServer, report: Path) -> str:
             items=[PlannedItem(row, i, "ADD", PILOT_GROUP) for row, i in enumerate(iccids, 2)],
             batch_size=2,
             report_dir=str(report),
-            counts=(3, 3, 0, 0),
+            counts=InputCounts(3, 3, 0, 0),
         )
         journal.set_run_status(run_id, "not_finished", 5)
     return run_id

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, with_check_digit
-from lf_bulk.sources import InputRow, InputTable, read_iccids
+from lf_bulk.sources import InputCounts, InputRow, InputTable, read_iccids
 
 from badinput_corpus import BUILDERS, VALID, VALID_B, Builder, write_text, write_xlsx
 
@@ -360,7 +360,7 @@ def test_table_groups_rows_by_outcome() -> None:
     assert [row.row for row in table.valid_rows] == [2]
     assert [row.row for row in table.invalid_rows] == [3, 5]
     assert [row.row for row in table.duplicate_rows] == [4]
-    assert table.counts == {"input_rows": 4, "valid": 1, "invalid": 2, "duplicates": 1}
+    assert table.counts == InputCounts(input_rows=4, valid=1, invalid=2, duplicates=1)
     assert table.reason_counts == {
         Reason.NOT_DIGITS: 1,
         Reason.DUPLICATE: 1,

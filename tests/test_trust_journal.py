@@ -12,6 +12,7 @@ import pytest
 
 from lf_bulk import journal as journal_module
 from lf_bulk.journal import Journal, PlannedItem
+from lf_bulk.models import InputCounts
 from lf_bulk.sandbox.seed import DEMO_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
@@ -174,7 +175,7 @@ def unfinished_run(home: Path, sandbox: SandboxServer, report: Path) -> tuple[st
             items=items,
             batch_size=3,
             report_dir=str(report),
-            counts=(7, 6, 1, 0),
+            counts=InputCounts(7, 6, 1, 0),
         )
         journal.set_run_status(run_id, "not_finished", 5)
     return run_id, iccids

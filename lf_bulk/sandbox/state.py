@@ -319,13 +319,6 @@ class SandboxState:
             row = self._db.execute("SELECT group_id FROM sims WHERE iccid = ?", (iccid,)).fetchone()
         return None if row is None else row[0]
 
-    def owner_of(self, iccid: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT partner_code FROM sims WHERE iccid = ?", (iccid,)
-            ).fetchone()
-        return None if row is None else row[0]
-
     def orders(self, partner: str | None = None) -> list[dict[str, Any]]:
         """Every order (of `partner`, when given), oldest order id first, in the wire shape."""
         with self._lock:
