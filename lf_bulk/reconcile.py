@@ -83,7 +83,7 @@ REMOVE_PHASE = 0
 ADD_PHASE = 1
 DEFAULT_MAX_CHANGES = 500
 DEFAULT_MAX_REMOVAL_RATIO = 0.1
-BATCH_SIZE = 500
+BATCH_SIZE = wire.DEFAULT_BATCH_SIZE
 NO_GROUP = "no_group"
 WITHHELD_DETAIL = "removal withheld: the desired file has invalid rows; fix them to remove"
 

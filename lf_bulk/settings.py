@@ -27,6 +27,7 @@ from lf_bulk.errors import ConfigError, InvalidSetting
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.redaction import mask, register_secret
 from lf_bulk.retrying import RetryPolicy
+from lf_bulk.sandbox import seed
 from lf_bulk.sqlite import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ BASE_URLS = {
     "uat": "https://wx.linksfield.net/topup_test",
     "prod": "https://wx.linksfield.net/topup",
 }
-SANDBOX_PARTNER_CODE = "P000270"
+SANDBOX_PARTNER_CODE = seed.PARTNER
 DEFAULT_HOME = Path(".lf-bulk")
 USER_CONFIG = Path("~/.config/lf-bulk/config.toml")
 FOLDER_CONFIG = Path("lf-bulk.toml")
