@@ -45,7 +45,8 @@ LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 
 # Switches that make a run destructive or unattended: only a command line turns them on.
 COMMAND_LINE_ONLY = frozenset({"apply", "yes", "allow_insecure_http"})
-# Safety limits a config file may lower but never raise above their defaults.
+# Safety limits a config file may lower but never raise above their defaults (reconcile's
+# DEFAULT_MAX_CHANGES and DEFAULT_MAX_REMOVAL_RATIO; importing reconcile here would load pandas).
 RAISE_ONLY_LIMITS: Mapping[str, float] = {"max_changes": 500, "max_removal_ratio": 0.1}
 
 

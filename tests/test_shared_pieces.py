@@ -248,3 +248,11 @@ def test_the_readme_layout_names_every_module(package: str) -> None:
     modules = _module_names(package)
     assert sorted(modules - named) == [], "modules missing from the README's Layout"
     assert len(modules) > 10
+
+
+def test_the_limits_a_config_may_only_lower_are_reconciles_defaults() -> None:
+    # settings does not import reconcile (it would load pandas into every command's start).
+    assert settings.RAISE_ONLY_LIMITS == {
+        "max_changes": reconcile.DEFAULT_MAX_CHANGES,
+        "max_removal_ratio": reconcile.DEFAULT_MAX_REMOVAL_RATIO,
+    }
