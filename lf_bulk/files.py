@@ -1,6 +1,7 @@
 """Files and folders as every writer of this project makes them, and text safe in a spreadsheet.
 
     make_folders       a folder and its parents, never writable by others
+    make_missing_folders  the same with a mode of the caller's (owner-only homes), no checks
     prove_writable     create and remove a probe file: can we write here?
     atomic_file        a UTF-8 text file that replaces its target only when complete
     atomic_binary      the same for bytes (the .xlsx writer)
