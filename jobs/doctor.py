@@ -9,7 +9,7 @@ import click
 from jobs.context import AppContext, describe_config_files, pass_app
 from jobs.errors import JobExit
 from lf_bulk import errors
-from lf_bulk.doctor import Check, run_checks
+from lf_bulk.doctor import Check, describe_contract, run_checks
 from lf_bulk.exitcodes import ExitCode
 
 
@@ -36,6 +36,7 @@ def doctor(app: AppContext) -> None:
         click.echo(f"FAIL start        {error}")
         raise JobExit(ExitCode.FATAL) from None
     click.echo(f"base URL     {session.base_url}")
+    click.echo(f"contract     {describe_contract(session.client.profile)}")
     checks = run_checks(session.client)
     for check in checks:
         click.echo(str(_Line(check)))

@@ -14,8 +14,8 @@ from jobs.options import GROUP_ID, sheet_option
 from jobs.progress import progress_bar
 from lf_bulk import orders as lib
 from lf_bulk.client import LinksfieldClient
+from lf_bulk.files import make_folders
 from lf_bulk.models import MemberPage
-from lf_bulk.xlsx import make_folders
 
 OUTPUT_SUFFIXES = (".xlsx", ".csv")
 

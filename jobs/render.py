@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
+from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.wire import clean_text
-from lf_bulk.xlsx import atomic_file, make_folders, neutralise
 
 Row = Mapping[str, object]
 

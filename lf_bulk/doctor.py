@@ -1,4 +1,5 @@
-"""Set-up checks: reachability, signature, envelope and clock, each a pass or a reason."""
+"""Set-up checks: reachability, signature, envelope and clock, each a pass or a reason; and the
+API contract the checks speak."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from lf_bulk import errors
+from lf_bulk import errors, wire
 from lf_bulk.client import LinksfieldClient
 
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -19,6 +20,11 @@ class Check:
     name: str
     passed: bool
     detail: str
+
+
+def describe_contract(profile: wire.WireProfile) -> str:
+    """The contract version `profile` speaks and where it is written down, e.g. for a UAT ticket."""
+    return f"{profile.contract_version} ({wire.CONTRACT_DOC})"
 
 
 def run_checks(client: LinksfieldClient) -> list[Check]:

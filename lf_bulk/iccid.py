@@ -105,8 +105,9 @@ EXCEL_ERRORS = frozenset(
 )
 _FORMULA_TEXT_START = '="'
 
-# Text such as "8.98524E+19" is what Excel writes to a CSV for an ICCID it had stored as a number.
-_SCIENTIFIC_NOTATION = re.compile(r"[0-9](?:[.,][0-9]*)?[eE]\+?[0-9]+")
+ROUNDED_NUMBER = re.compile(r"[0-9](?:[.,][0-9]*)?[eE][+-]?[0-9]+")
+"""Text such as "8.98524E+19" or "7.00000001E+15": how Excel shows, and writes to a CSV, a long
+number it stored in a cell. The digits past the fifteenth are lost, so such an id is unusable."""
 
 
 def normalize(raw: str) -> str:
@@ -126,6 +127,11 @@ def normalize(raw: str) -> str:
             text = text[2:-1].strip()
         else:
             return text
+
+
+def looks_rounded(text: str) -> bool:
+    """Whether `text` is a number a spreadsheet rounded (see `ROUNDED_NUMBER`)."""
+    return ROUNDED_NUMBER.fullmatch(text) is not None
 
 
 def luhn_valid(digits: str) -> bool:
@@ -194,7 +200,7 @@ def _reason(iccid: str) -> Reason | None:
     if not iccid:
         return Reason.EMPTY
     if not (iccid.isascii() and iccid.isdigit()):
-        if _SCIENTIFIC_NOTATION.fullmatch(iccid):
+        if looks_rounded(iccid):
             return Reason.NUMERIC_CELL
         if iccid in EXCEL_ERRORS:
             return Reason.EXCEL_ERROR

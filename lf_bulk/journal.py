@@ -35,6 +35,7 @@ from lf_bulk import sqlite
 from lf_bulk.errors import RunNotFound, RunTampered
 from lf_bulk.models import NO_INPUT, InputCounts, OutcomeCode
 from lf_bulk.redaction import redact
+from lf_bulk.wire import DEFAULT_BATCH_SIZE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -668,7 +669,7 @@ class Journal:
         outcomes: dict[str, Outcome],
         retry: Sequence[str] = (),
         retry_after: float = 0.0,
-        max_batch: int = 500,
+        max_batch: int = DEFAULT_BATCH_SIZE,
         error: str = "",
         retry_mark: str | None = None,
         resettle: Sequence[str] = (),

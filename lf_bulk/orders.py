@@ -33,10 +33,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lf_bulk import errors, wire
 from lf_bulk.client import LinksfieldClient
-from lf_bulk.iccid import Reason
+from lf_bulk.files import atomic_file, neutralise
+from lf_bulk.iccid import Reason, looks_rounded
 from lf_bulk.models import Order
-from lf_bulk.sources import ICCID_HEADERS, InputRow, read_iccids
-from lf_bulk.xlsx import Column, Kind, Sheet, atomic_file, neutralise, write_workbook
+from lf_bulk.sources import InputRow, is_iccid_header, read_iccids
+from lf_bulk.xlsx import Column, Kind, Sheet, write_workbook
 
 __all__ = [
     "KEY_ALIASES",
@@ -91,9 +92,6 @@ _COLUMN_KINDS: Mapping[str, Kind] = {
     "amount": "money",
     **dict.fromkeys(TIME_FIELDS, "datetime"),
 }
-_HEADER_NOISE = re.compile(r"[\s_\-.#:]+")
-# How a long number Excel stored in a cell reads as text, e.g. "7.00000001E+15": digits are lost.
-_ROUNDED_NUMBER = re.compile(r"[0-9](?:[.,][0-9]*)?[eE][+-]?[0-9]+")
 _INNER_JUNK = re.compile(r"[\s\x00-\x1f\x7f]")
 _EXPLANATIONS: Mapping[str, str] = {
     NOT_FOUND: "The API found no order for this key.",
@@ -166,7 +164,7 @@ def read_keys(
     table = read_iccids(
         path, sheet=sheet, extra_columns=KEY_ALIASES, require_column=False, stdin=stdin
     )
-    has_iccid_column = _is_iccid_header(table.column) or (
+    has_iccid_column = is_iccid_header(table.column) or (
         table.column == "" and any(row.raw or row.reason is not None for row in table.rows)
     )
     has_id_values = any(row.extra.get(kind) for row in table.rows for kind in KEY_ALIASES)
@@ -209,7 +207,7 @@ def _key_row(row: InputRow, *, with_iccid: bool) -> KeyRow:
 def _id_reason(value: str) -> str | None:
     if len(value) > MAX_KEY_LENGTH:
         return TOO_LONG
-    if _ROUNDED_NUMBER.fullmatch(value):
+    if looks_rounded(value):
         return str(Reason.NUMERIC_CELL)
     if _INNER_JUNK.search(value):
         return BAD_CHARACTERS
@@ -218,17 +216,6 @@ def _id_reason(value: str) -> str | None:
 
 def _shortened(value: str, limit: int = 40) -> str:
     return value if len(value) <= limit else f"{value[:limit]}...({len(value)} characters)"
-
-
-def _header_key(text: str) -> str:
-    return _HEADER_NOISE.sub("", text.casefold())
-
-
-_ICCID_HEADER_KEYS = frozenset(_header_key(header) for header in ICCID_HEADERS)
-
-
-def _is_iccid_header(header: str) -> bool:
-    return _header_key(header) in _ICCID_HEADER_KEYS
 
 
 # ---------------------------------------------------------------- lookups

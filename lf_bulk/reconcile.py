@@ -27,16 +27,17 @@ from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
-from lf_bulk import wire, xlsx
+from lf_bulk import wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import DriveResult
 from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, RejectedRow
 from lf_bulk.exitcodes import ExitCode
+from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem
 from lf_bulk.models import InputCounts, Operation
 from lf_bulk.sources import InputTable
-from lf_bulk.xlsx import Column, Sheet, Summary, atomic_file, neutralise, write_workbook
+from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
 
 
 class Category(StrEnum):
@@ -82,7 +83,7 @@ REMOVE_PHASE = 0
 ADD_PHASE = 1
 DEFAULT_MAX_CHANGES = 500
 DEFAULT_MAX_REMOVAL_RATIO = 0.1
-BATCH_SIZE = 500
+BATCH_SIZE = wire.DEFAULT_BATCH_SIZE
 NO_GROUP = "no_group"
 WITHHELD_DETAIL = "removal withheld: the desired file has invalid rows; fix them to remove"
 
@@ -729,7 +730,7 @@ def write_reconcile_report(
     run_id: str = "",
     refused: str = "",
 ) -> Path:
-    xlsx.make_folders(report_dir)
+    make_folders(report_dir)
     final = after or before
     write_items_csv(report_dir / ITEMS_CSV, before, after)
     write_drift_csv(report_dir / DRIFT_CSV, final.findings, withhold=final.withholds_removals)

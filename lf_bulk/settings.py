@@ -27,6 +27,7 @@ from lf_bulk.errors import ConfigError, InvalidSetting
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.redaction import mask, register_secret
 from lf_bulk.retrying import RetryPolicy
+from lf_bulk.sandbox import seed
 from lf_bulk.sqlite import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ BASE_URLS = {
     "uat": "https://wx.linksfield.net/topup_test",
     "prod": "https://wx.linksfield.net/topup",
 }
-SANDBOX_PARTNER_CODE = "P000270"
+SANDBOX_PARTNER_CODE = seed.PARTNER
 DEFAULT_HOME = Path(".lf-bulk")
 USER_CONFIG = Path("~/.config/lf-bulk/config.toml")
 FOLDER_CONFIG = Path("lf-bulk.toml")
@@ -44,7 +45,8 @@ LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 
 # Switches that make a run destructive or unattended: only a command line turns them on.
 COMMAND_LINE_ONLY = frozenset({"apply", "yes", "allow_insecure_http"})
-# Safety limits a config file may lower but never raise above their defaults.
+# Safety limits a config file may lower but never raise above their defaults (reconcile's
+# DEFAULT_MAX_CHANGES and DEFAULT_MAX_REMOVAL_RATIO; importing reconcile here would load pandas).
 RAISE_ONLY_LIMITS: Mapping[str, float] = {"max_changes": 500, "max_removal_ratio": 0.1}
 
 

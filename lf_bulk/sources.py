@@ -68,7 +68,7 @@ from python_calamine import (
 
 from lf_bulk import workbooks
 from lf_bulk.errors import InputError
-from lf_bulk.iccid import Reason, check, normalize, validate
+from lf_bulk.iccid import Reason, looks_rounded, normalize, validate
 from lf_bulk.models import InputCounts
 
 __all__ = [
@@ -759,11 +759,19 @@ def _is_blank_row(cells: Sequence[Cell]) -> bool:
     return all(_is_blank(cell) for cell in cells)
 
 
-def _header_key(text: str) -> str:
+def header_key(text: str) -> str:
+    """`text` as headers are compared: case, spaces, underscores, dashes, dots, '#' and ':'
+    ignored ("SIM_ID", "sim id" and "Sim-Id" are one header)."""
     return _HEADER_NOISE.sub("", text.casefold())
 
 
-_ICCID_KEYS = [_header_key(header) for header in ICCID_HEADERS]
+_ICCID_KEYS = [header_key(header) for header in ICCID_HEADERS]
+_ICCID_KEY_SET = frozenset(_ICCID_KEYS)
+
+
+def is_iccid_header(text: str) -> bool:
+    """Whether `text` is one of `ICCID_HEADERS`, compared as `header_key` does."""
+    return header_key(text) in _ICCID_KEY_SET
 
 
 # --- from a grid to rows -------------------------------------------------------------------
@@ -833,7 +841,7 @@ def _find_layout(loaded: _Loaded, height: int, wanted: _Wanted, source: str) -> 
         for index in range(first, min(height, first + _HEADER_SCAN_ROWS))
         if not _is_blank_row(grid.row(index))
     ]
-    keys = [_header_key(wanted.column)] if wanted.column else _ICCID_KEYS
+    keys = [header_key(wanted.column)] if wanted.column else _ICCID_KEYS
     for index in candidates:
         headers = _row_texts(grid, index)
         found = _find_column(headers, keys)
@@ -856,8 +864,8 @@ def _holds_iccid(cell: Cell) -> bool:
 def _require_single_column(
     loaded: _Loaded, index: int, headers: list[str], found: int, source: str
 ) -> None:
-    key = _header_key(headers[found])
-    twins = [column for column, header in enumerate(headers) if _header_key(header) == key]
+    key = header_key(headers[found])
+    twins = [column for column, header in enumerate(headers) if header_key(header) == key]
     if len(twins) < 2:
         return
     labels = [_column_label(loaded, column) for column in twins]
@@ -928,7 +936,7 @@ def _header_layout(
     header_index: int, iccid_index: int | None, headers: list[str], wanted: _Wanted
 ) -> _Layout:
     extra_indexes = {
-        name: _find_column(headers, [_header_key(alias) for alias in (*aliases, name)])
+        name: _find_column(headers, [header_key(alias) for alias in (*aliases, name)])
         for name, aliases in wanted.extra_columns.items()
     }
     column_name = headers[iccid_index].strip() if iccid_index is not None else ""
@@ -944,14 +952,14 @@ def _find_column(headers: list[str], keys: list[str]) -> int | None:
     """Index of the header matching the earliest of `keys`, None when none does."""
     positions: dict[str, int] = {}
     for index, header in enumerate(headers):
-        positions.setdefault(_header_key(header), index)
+        positions.setdefault(header_key(header), index)
     return next((positions[key] for key in keys if key and key in positions), None)
 
 
 def _is_extra_header(header: str, wanted: _Wanted) -> bool:
-    key = _header_key(header)
+    key = header_key(header)
     return any(
-        key == _header_key(alias)
+        key == header_key(alias)
         for name, aliases in wanted.extra_columns.items()
         for alias in (*aliases, name)
     )
@@ -963,11 +971,7 @@ def _looks_like_value(cell: Cell) -> bool:
         return True
     text = normalize(_cell_text(cell))
     digits = sum(character.isdigit() for character in text)
-    return digits >= _HEADERLESS_MIN_DIGITS or text.isdigit() or _looks_rounded(text)
-
-
-def _looks_rounded(text: str) -> bool:
-    return check(text)[1] is Reason.NUMERIC_CELL
+    return digits >= _HEADERLESS_MIN_DIGITS or text.isdigit() or looks_rounded(text)
 
 
 def _missing_column_message(

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lf_bulk.errors import DatabaseTooNew, ForeignDatabase, HomeError, UnsafeFile
+from lf_bulk.files import make_missing_folders, prove_writable
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
 BUSY_TIMEOUT_MS = 30_000
@@ -75,7 +75,7 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
         existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
         if existing != path:  # check the way before creating anything along it
             _trusted_route(existing, what, shown=path, itself=True)
-        _make_missing_folders(path)
+        make_missing_folders(path, mode=0o700)
         real = _trusted_route(path, what, shown=path)
         info = os.stat(real)
         if not stat.S_ISDIR(info.st_mode):
@@ -87,9 +87,7 @@ def ensure_private_dir(path: Path, *, what: str = "--home") -> Path:
             )
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(real, 0o700)
-        probe = real / f".lf-bulk-probe-{secrets.token_hex(6)}"
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        os.unlink(probe)
+        prove_writable(real)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise HomeError(
@@ -146,13 +144,6 @@ def foreign_link(path: Path) -> tuple[Path, int] | None:
                 return walked, info.st_uid
             walked = Path(os.path.realpath(walked))
     return None
-
-
-def _make_missing_folders(path: Path) -> None:
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for folder in reversed(missing):
-        with suppress(FileExistsError):
-            os.mkdir(folder, 0o700)
 
 
 def open_private_file(path: Path, flags: int, *, what: str) -> int:
@@ -240,7 +231,7 @@ def connect(
                 f"another user (uid {link[1]}); lf-bulk does not follow it. Choose another path"
             )
         try:
-            _make_missing_folders(path.parent)
+            make_missing_folders(path.parent, mode=0o700)
         except OSError as exc:
             raise HomeError(
                 f"the folder {path.parent} cannot be created ({exc.strerror or exc}); "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -112,8 +112,19 @@ class WireProfile:
         default_factory=lambda: {"Content-Type": "application/json", "Accept-Language": "en-US"}
     )
 
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Every endpoint of the profile by its field name ("groups", "add", ...), in order."""
+        return {
+            item.name: getattr(self, item.name)
+            for item in fields(self)
+            if isinstance(getattr(self, item.name), Endpoint)
+        }
+
 
 CONTRACT_V1 = WireProfile()
+
+DEFAULT_BATCH_SIZE = CONTRACT_V1.default_max_iccids
+"""ICCIDs per add/remove request unless told otherwise: the most the contract accepts in one."""
 
 
 # ---------------------------------------------------------------- ids and text

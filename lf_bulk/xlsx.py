@@ -22,31 +22,32 @@ Every cell is written with the writer for its column kind (never a type-guessing
 such as "#N/A", "1e5" or "=1+1" stays text. Rows stream to disk as they are written, one row in
 memory at a time.
 
-Files are written atomically: a crash leaves the previous file or none, never half a workbook.
+Files are written atomically (`lf_bulk.files.atomic_binary`): a crash leaves the previous file or
+none, never half a workbook. `atomic_file`, `make_folders` and `neutralise` live in `lf_bulk.files`
+and are re-exported here for the writers that import them with the workbook pieces.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import math
-import os
 import re
-import secrets
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain, islice
 from numbers import Integral
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol, TextIO
+from typing import Literal, Protocol
 
 # XlsxWriter has inline type hints but (in some releases) no py.typed marker; the protocols
 # below declare the part of its API we use.
 from xlsxwriter import Workbook  # type: ignore[import-untyped, unused-ignore]
 from xlsxwriter.exceptions import FileCreateError  # type: ignore[import-untyped, unused-ignore]
+
+from lf_bulk.files import atomic_binary, atomic_file, make_folders, neutralise
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -81,7 +82,6 @@ _MAX_COLUMNS = 16_384
 # Excel's largest number is 9.99999999999999E+307.
 _MAX_EXPONENT = 307
 
-_FORMULA_TRIGGERS = frozenset("=+-@\t\r")
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
 _SAMPLE_ROWS = 200
@@ -136,17 +136,6 @@ class Summary:
     sheet_name: str = "Summary"
 
 
-def neutralise(value: str) -> str:
-    """Defuse formula injection: prefix "'" to text a spreadsheet would read as a formula.
-
-    Applies to text beginning with '=', '+', '-', '@', tab or carriage return (the OWASP list),
-    for every text cell we write, in .xlsx and in CSV alike. Idempotent.
-    """
-    if value and value[0] in _FORMULA_TRIGGERS:
-        return "'" + value
-    return value
-
-
 def _cut(text: str, limit: int) -> str:
     # Excel counts sheet-name length in UTF-16 code units; never split a surrogate pair.
     units = 0
@@ -183,75 +172,6 @@ def _unique_sheet_name(name: str, taken: set[str]) -> str:
         candidate = _cut(safe_sheet_name(name), MAX_SHEET_NAME - len(suffix)).rstrip("'") + suffix
     taken.add(candidate.casefold())
     return candidate
-
-
-def make_folders(path: Path) -> Path:
-    """Create the folder `path` and its missing parents, never writable by others (whatever the
-    umask: under umask 0 they would be 0777, and anyone could swap the reports in them)."""
-    path = Path(path)
-    for folder in reversed([p for p in (path, *path.parents) if not os.path.lexists(p)]):
-        with suppress(FileExistsError):
-            os.mkdir(folder, 0o755)
-    if not path.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
-    return path
-
-
-@contextmanager
-def atomic_file(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
-    """A UTF-8 text file that replaces `path` when the block succeeds (removed on error)."""
-    with (
-        _atomic(path) as descriptor,
-        os.fdopen(descriptor, "w", encoding="utf-8", newline=newline, closefd=False) as out,
-    ):
-        yield out
-
-
-@contextmanager
-def atomic_binary(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces `path` when the block succeeds (removed on error)."""
-    with _atomic(path) as descriptor, os.fdopen(descriptor, "wb", closefd=False) as out:
-        yield out
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[int]:
-    """A descriptor of a fresh temporary file next to `path` that replaces it on success.
-
-    Everything is written through the descriptor that created the file (O_EXCL|O_NOFOLLOW), never
-    by reopening its name: in a folder others may write to, the name can be swapped for a link to
-    one of the user's files meanwhile (XlsxWriter reopens a file name, so it gets a file object).
-    The file is created without write access for others whatever the umask, flushed to disk
-    before the rename (after a crash `path` is the old file or the complete new one), and only
-    renamed while its name still leads to it; the rename replaces whatever is at `path`, a planted
-    link included, instead of writing through it.
-    """
-    path = Path(path)
-    temp = _temp_name(path)
-    descriptor = _create_temp(temp)
-    try:
-        try:
-            yield descriptor
-            os.fsync(descriptor)
-            if not os.path.samestat(os.fstat(descriptor), os.lstat(temp)):
-                raise FileExistsError(
-                    errno.EEXIST, f"{temp} was replaced by someone else while it was written"
-                )
-        finally:
-            os.close(descriptor)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-
-
-def _create_temp(temp: Path) -> int:
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(temp, flags, 0o644)
 
 
 # --- the part of XlsxWriter we use -------------------------------------------------------------

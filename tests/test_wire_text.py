@@ -217,16 +217,20 @@ def test_orders_workbook_with_hostile_text_is_written_clean(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "canned",
+    ("canned", "exit_code"),
     [
-        Canned(b'{"code":"1002","message":"\\u001b[2Jgone \\ud800","data":null}'),
-        Canned(b"<html>\x1b[2J\x1b]0;pwned\x07 proxy</html>", status=200),
+        # 1004 says the group is unknown: a usage error (exit 2), see jobs/errors.py.
+        (Canned(b'{"code":"1004","message":"\\u001b[2Jgone \\ud800","data":null}'), 2),
+        (Canned(b"<html>\x1b[2J\x1b]0;pwned\x07 proxy</html>", status=200), 1),
     ],
     ids=["business error", "unrecognised body"],
 )
-def test_api_messages_reach_the_terminal_escaped(tmp_path: Path, canned: Canned) -> None:
+def test_api_messages_reach_the_terminal_escaped(
+    tmp_path: Path, canned: Canned, exit_code: int
+) -> None:
     with hostile_api({"/G1/sims": canned}) as api:
-        result = expect(invoke([*api.cli_args(str(tmp_path)), "groups", "members", "G1"]), 1)
+        args = [*api.cli_args(str(tmp_path)), "groups", "members", "G1"]
+        result = expect(invoke(args), exit_code)
     assert_clean(result.output)
     assert "\\x1b[2J" in result.stderr
 

@@ -45,15 +45,11 @@ def create_app(
 ) -> Starlette:
     spec = coerce_faults(faults)
     endpoints = _Endpoints(state, profile)
-    handlers = {
-        profile.groups: endpoints.groups,
-        profile.members: endpoints.members,
-        profile.add: endpoints.add,
-        profile.remove: endpoints.remove,
-        profile.async_result: endpoints.async_result,
-        profile.order: endpoints.order,
-    }
-    routes = [Route(ep.path, handler, methods=[ep.method]) for ep, handler in handlers.items()]
+    # Each endpoint of the profile is served by the _Endpoints method of the same name.
+    routes = [
+        Route(endpoint.path, getattr(endpoints, name), methods=[endpoint.method])
+        for name, endpoint in profile.endpoints().items()
+    ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(ApiGate, state=state, spec=spec, profile=profile)],
@@ -335,15 +331,7 @@ class ApiGate:
         self.spec = spec
         self.dice = FaultDice(spec)
         self.limiter = RateLimiter(spec.rate, spec.bucket_capacity, spec.concurrency)
-        endpoints = (
-            profile.groups,
-            profile.members,
-            profile.add,
-            profile.remove,
-            profile.async_result,
-            profile.order,
-        )
-        self.patterns = [_path_pattern(ep.path) for ep in endpoints]
+        self.patterns = [_path_pattern(ep.path) for ep in profile.endpoints().values()]
         self.mutating_methods = {profile.add.method, profile.remove.method}
         self.mutations_served = 0  # for the deterministic `drop_first` fault
 

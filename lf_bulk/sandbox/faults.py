@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lf_bulk.sandbox.seed import PARTNER
 from lf_bulk.sandbox.state import Rules
 
 DAY = 86_400.0
@@ -71,6 +70,8 @@ _FIELD_OF_KEY = {
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h|d)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, None: 1.0}
+# The state's rules hold the simulator's defaults; the spec starts from them.
+_DEFAULT_RULES = Rules()
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,16 @@ class FaultSpec:
     drop_rate: float = 0.0
     drop_first: int = 0
     hold: float = 0.0
-    async_delay: tuple[float, float] = (1.0, 2.0)
-    sim_locked_rate: float = 0.0
-    sim_internal_rate: float = 0.0
-    expiry: float = 7 * DAY
-    max_iccids: int = 500
+    async_delay: tuple[float, float] = _DEFAULT_RULES.async_delay
+    sim_locked_rate: float = _DEFAULT_RULES.sim_locked_rate
+    sim_internal_rate: float = _DEFAULT_RULES.sim_internal_rate
+    expiry: float = _DEFAULT_RULES.result_ttl
+    max_iccids: int = _DEFAULT_RULES.max_iccids
     rate: float = 10.0
     burst: float | None = None
     concurrency: int = 3
-    partners: tuple[str, ...] = (PARTNER,)
-    seed: int | None = None
+    partners: tuple[str, ...] = tuple(sorted(_DEFAULT_RULES.partners))
+    seed: int | None = _DEFAULT_RULES.seed
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:

@@ -107,7 +107,7 @@ class Rules:
     """How operations behave; `faults.FaultSpec.rules()` builds one from a spec string."""
 
     partners: frozenset[str] = frozenset({seed.PARTNER})
-    max_iccids: int = 500
+    max_iccids: int = wire.CONTRACT_V1.default_max_iccids
     result_ttl: float = 7 * 86_400.0
     async_delay: tuple[float, float] = (1.0, 2.0)
     sim_locked_rate: float = 0.0
