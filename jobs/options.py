@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from lf_bulk import errors, wire
+from lf_bulk import errors, runs, wire
+from lf_bulk import reconcile as rc
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,4 +92,87 @@ wait_options = compose(
         type=click.FloatRange(min=0),
         help="Stop waiting after this many seconds (exit 5; `runs wait RUN` continues).",
     ),
+)
+
+runs_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds."
+)
+
+FILE_HELP = """
+FILE is a .csv, .tsv or .txt list, or an Excel workbook (.xlsx, .xlsm; --sheet picks the
+sheet); - reads standard input (text, or an .xlsx workbook). The ICCID column is found by its
+header (ICCID, SIM_ID, ICCID number...) in the first 100 rows, or named with --column; a
+one-column list needs no header.
+
+Every row that cannot be sent gets a reason code: empty, not_digits, bad_length, bad_prefix,
+bad_checksum, numeric_cell (Excel stored the ICCID as a number and lost its last digits),
+excel_error (a formula shows #N/A or another error), duplicate. Any such row stops the job
+before anything is sent (exit 2) and is listed in the report, unless --skip-invalid.
+"""
+
+sims_job_options = compose(
+    click.argument("group", type=GROUP_ID),
+    click.argument("file", metavar="FILE"),
+    input_file_options,
+    click.option(
+        "--dry-run", is_flag=True, help="Show the plan and write it as a report; send nothing."
+    ),
+    skip_invalid_option,
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1, 10_000),
+        default=runs.DEFAULT_BATCH_SIZE,
+        show_default=True,
+        help="ICCIDs per request; lowered automatically to the server's limit.",
+    ),
+    wait_options,
+    report_dir_option,
+)
+
+
+class Ratio(click.FloatRange):
+    """A fraction from 0 to 1; NaN, which FloatRange lets through (no comparison fails), is not."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        if math.isnan(converted):
+            self.fail(f"{value!r} is not a number from 0 to 1.", param, ctx)
+        return converted
+
+
+RATIO = Ratio(0, 1)
+
+reconcile_options = compose(
+    click.argument("file"),
+    click.option(
+        "--group", type=GROUP_ID, help="The group for rows without a group column (and in scope)."
+    ),
+    click.option(
+        "--all-groups",
+        is_flag=True,
+        help="Look for desired SIMs in every group of the account (finds moves, not just adds).",
+    ),
+    click.option(
+        "--apply",
+        is_flag=True,
+        help="Fix the drift: removals first, then additions. Only on the command line.",
+    ),
+    click.option("--no-apply", is_flag=True, help="Never apply, whatever else says so."),
+    click.option(
+        "--max-changes",
+        type=click.IntRange(min=0),
+        default=rc.DEFAULT_MAX_CHANGES,
+        show_default=True,
+        help="Refuse to apply a plan with more API changes than this (a move counts 2).",
+    ),
+    click.option(
+        "--max-removal-ratio",
+        type=RATIO,
+        default=rc.DEFAULT_MAX_REMOVAL_RATIO,
+        show_default=True,
+        help="Refuse to apply a plan that removes more than this fraction of a group's members.",
+    ),
+    input_file_options,
+    skip_invalid_option,
+    report_dir_option,
 )
