@@ -6,10 +6,11 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
-from lf_bulk import errors, runs, wire
+from lf_bulk import errors, orders, runs, wire
 from lf_bulk import reconcile as rc
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -175,4 +176,40 @@ reconcile_options = compose(
     input_file_options,
     skip_invalid_option,
     report_dir_option,
+)
+
+
+def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
+    try:
+        return orders.zone_named(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+export_options = compose(
+    click.argument("file", required=False, metavar="[FILE]"),
+    click.option(
+        "--group",
+        "group_id",
+        type=GROUP_ID,
+        metavar="GROUP",
+        help="Export the orders of every SIM in GROUP (instead of a FILE).",
+    ),
+    sheet_option,
+    click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="An .xlsx workbook, or .csv for the orders alone [default: ./orders-<timestamp>.xlsx].",
+    ),
+    click.option(
+        "--timezone",
+        "zone",
+        metavar="ZONE",
+        default="UTC",
+        show_default=True,
+        callback=_zone,
+        help="The time zone the API's times are in (IANA name, e.g. Europe/London); times are "
+        "written as given and the sheet says which zone they are in.",
+    ),
 )
