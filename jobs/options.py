@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from jobs.config import read_config
 from lf_bulk import errors, orders, runs, wire
 from lf_bulk import reconcile as rc
+from lf_bulk.settings import DEFAULT_HOME, ENVIRONMENTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -212,4 +214,76 @@ export_options = compose(
         help="The time zone the API's times are in (IANA name, e.g. Europe/London); times are "
         "written as given and the sheet says which zone they are in.",
     ),
+)
+
+
+global_options = compose(
+    click.option(
+        "--config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="LF_BULK_CONFIG",
+        is_eager=True,
+        expose_value=False,
+        callback=read_config,
+        help="TOML config file [default: ./lf-bulk.toml, then ~/.config/lf-bulk/config.toml].",
+    ),
+    click.option(
+        "--env",
+        type=click.Choice(ENVIRONMENTS),
+        default="sandbox",
+        envvar="LF_BULK_ENV",
+        show_default=True,
+        help="Which API: the embedded simulator, Linksfield UAT, or production.",
+    ),
+    click.option("--base-url", envvar="LF_BULK_BASE_URL", help="Override the environment's URL."),
+    click.option(
+        "--allow-insecure-http",
+        is_flag=True,
+        help="Allow a plain-http base URL under --env prod, or to another machine (command line only).",
+    ),
+    click.option(
+        "--partner-code",
+        envvar="LF_BULK_PARTNER_CODE",
+        help="Partner code issued by Linksfield (required for uat and prod).",
+    ),
+    click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="LF_BULK_HOME",
+        default=DEFAULT_HOME,
+        show_default=True,
+        help="Where the run journal and the sandbox state live.",
+    ),
+    click.option(
+        "--rate",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Requests per second at most (polling included).",
+    ),
+    click.option(
+        "--max-in-flight",
+        type=click.IntRange(1, 32),
+        default=3,
+        show_default=True,
+        help="Requests in flight at most.",
+    ),
+    click.option(
+        "--retry-deadline",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        help="Give up retrying one request after this many seconds.",
+    ),
+    click.option(
+        "--sandbox-faults",
+        envvar="LF_BULK_SANDBOX_FAULTS",
+        hidden=True,
+        help="Fault spec for the in-process sandbox (testing).",
+    ),
+    click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug)."),
+    click.option(
+        "-q", "--quiet", is_flag=True, help="Only data and report paths on stdout; errors."
+    ),
+    click.option("--no-progress", is_flag=True, help="No progress bars."),
 )
