@@ -41,8 +41,13 @@ def bars(app: AppContext) -> Callable[[int], AbstractContextManager[Progress]]:
     return two_bars
 
 
-def render_run(app: AppContext, result: runs.RunResult) -> None:
-    """Print a driven run's report folder and what to do next, and exit with its code."""
+def render_run(app: AppContext, result: runs.RunResult | None) -> None:
+    """Print a driven run's report folder and what to do next, and exit with its code.
+
+    None (nothing to do) exits 0; a run not driven (its messages said why) exits with its code.
+    """
+    if result is None or not result.driven:
+        raise JobExit(ExitCode.OK if result is None else result.exit_code)
     click.echo(str(result.report_dir))
     app.info(runs.summary_line(result.run_id, result.counts))
     explain_result(

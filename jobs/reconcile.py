@@ -15,7 +15,6 @@ from jobs.errors import JobExit
 from jobs.options import reconcile_options
 from lf_bulk import reconcile as rc
 from lf_bulk import runs
-from lf_bulk.sources import read_iccids
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bool, int, float)
@@ -46,8 +45,7 @@ def reconcile(
         max_changes=_typed("max_changes", max_changes, rc.DEFAULT_MAX_CHANGES),
         max_removal_ratio=_typed("max_removal_ratio", max_removal_ratio, rc.DEFAULT_MAX_REMOVAL_RATIO),
     )  # fmt: skip
-    extra = {"group": list(rc.GROUP_COLUMN_ALIASES)}
-    table = read_iccids(file, sheet=sheet, column=column, extra_columns=extra)
+    table = runs.read_desired(file, sheet=sheet, column=column)
     result = runs.reconcile(
         client_of(app), app.settings, table, options, group_id=group,
         sheet_named=sheet is not None, skip_invalid=skip_invalid, report_dir=report_dir,

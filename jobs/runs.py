@@ -8,12 +8,10 @@ import click
 
 from jobs.context import AppContext, pass_app
 from jobs.driving import bars, client_of, open_journal, render_run
-from jobs.errors import JobExit
 from jobs.options import runs_timeout_option, wait_options
 from jobs.render import table
 from lf_bulk import runs as lib
 from lf_bulk.engine import EngineOptions
-from lf_bulk.exitcodes import ExitCode
 
 LIST_COLUMNS = ["run_id", "operation", "group_id", "status", "started_at", "outcomes"]
 
@@ -55,13 +53,10 @@ def resume(app: AppContext, run: str | None, timeout: float | None) -> None:
     is settled by the group's membership before any of it is sent again. Failed and cancelled
     runs cannot be continued.
     """
-    journal, engine = open_journal(app), EngineOptions(timeout=timeout)
-    result = lib.resume(
-        journal, client_of(app), app.settings, run, engine, progress=bars(app), say=app.info
-    )
-    if result is None:
-        raise JobExit(ExitCode.OK)
-    render_run(app, result)
+    render_run(app, lib.resume(
+        open_journal(app), client_of(app), app.settings, run, EngineOptions(timeout=timeout),
+        progress=bars(app), say=app.info,
+    ))  # fmt: skip
 
 
 @runs.command(name="wait")
@@ -70,13 +65,10 @@ def resume(app: AppContext, run: str | None, timeout: float | None) -> None:
 @pass_app
 def wait_for(app: AppContext, run: str, timeout: float | None) -> None:
     """Wait for RUN (e.g. one started with --no-wait) to finish, then write its reports."""
-    journal, engine = open_journal(app), EngineOptions(timeout=timeout)
-    render_run(
-        app,
-        lib.drive(
-            journal, client_of(app), run, app.settings, engine, progress=bars(app), say=app.info
-        ),
-    )
+    render_run(app, lib.drive(
+        open_journal(app), client_of(app), run, app.settings, EngineOptions(timeout=timeout),
+        progress=bars(app), say=app.info,
+    ))  # fmt: skip
 
 
 @runs.command()
@@ -85,13 +77,11 @@ def wait_for(app: AppContext, run: str, timeout: float | None) -> None:
 @pass_app
 def retry(app: AppContext, run: str, no_wait: bool, timeout: float | None) -> None:
     """Re-send the ICCIDs of RUN whose failure may pass on a retry (SIM_LOCKED, INTERNAL, lost)."""
-    journal, engine = open_journal(app), EngineOptions(wait=not no_wait, timeout=timeout)
-    result = lib.retry(
-        journal, client_of(app), app.settings, run, engine, progress=bars(app), say=app.info
-    )
-    if not result.driven:
-        raise JobExit(result.exit_code)
-    render_run(app, result)
+    engine = EngineOptions(wait=not no_wait, timeout=timeout)
+    render_run(app, lib.retry(
+        open_journal(app), client_of(app), app.settings, run, engine, progress=bars(app),
+        say=app.info,
+    ))  # fmt: skip
 
 
 @runs.command()

@@ -39,7 +39,7 @@ from lf_bulk.locking import exclusive, exclusive_all, is_held
 from lf_bulk.models import Operation
 from lf_bulk.reports import prepare_report_dir
 from lf_bulk.settings import Settings
-from lf_bulk.sources import InputTable, describe_counts
+from lf_bulk.sources import InputTable, describe_counts, read_iccids
 
 JOURNAL_FILE = "journal.db"
 # The wire profile's largest batch: the engine lowers it further to what the server allows.
@@ -409,6 +409,14 @@ def summary_line(run_id: str, counts: dict[str, int]) -> str:
 # ---------------------------------------------------------------- reconcile
 
 
+def read_desired(
+    path: str | Path, *, sheet: str | None = None, column: str | None = None
+) -> InputTable:
+    """A desired-state file for `reconcile`: ICCIDs and, when it has one, their group column."""
+    extra = {"group": list(rc.GROUP_COLUMN_ALIASES)}
+    return read_iccids(path, sheet=sheet, column=column, extra_columns=extra)
+
+
 @contextmanager
 def _report_dir_on_refusal(target: Path) -> Iterator[None]:
     try:
@@ -435,7 +443,7 @@ def reconcile(
     """Compare the membership desired in `table` with the groups, and with `options.apply` fix
     the drift under the locks of every group it may touch; the report is written either way.
 
-    `table` is read with the group column (`rc.GROUP_COLUMN_ALIASES` as `extra_columns`);
+    `table` is read with its group column (`read_desired`);
     `journal` opens the run journal (default: the one under `settings.home`, closed at the end).
     """
     rc.check_one_sheet(table, sheet_named=sheet_named)
@@ -511,6 +519,7 @@ __all__: Sequence[str] = (
     "dry_run",
     "listing",
     "open_journal",
+    "read_desired",
     "reconcile",
     "resume",
     "retry",
