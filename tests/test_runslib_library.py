@@ -194,3 +194,30 @@ def test_run_stopped_lives_in_the_error_tree_and_keeps_its_old_name() -> None:
     assert engine.RunStopped is errors.RunStopped
     assert issubclass(errors.RunStopped, errors.LfBulkError)
     assert "RunStopped" in (errors.__doc__ or "")
+
+
+def test_cancel_and_retry_from_python_refuse_what_the_run_state_forbids(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = settings_for(sandbox, tmp_path / "h")
+    table = read_iccids(write_list(tmp_path / "s.csv", sandbox.state.ungrouped_sims(2)))
+    with open_session(settings) as session, runs.open_journal(settings.home) as journal:
+        submitted = runs.start(
+            journal,
+            session.client,
+            settings,
+            table,
+            Operation.ADD,
+            PILOT_GROUP,
+            EngineOptions(wait=False),
+            report_dir=tmp_path / "r",
+        )
+        with pytest.raises(errors.RunRefused, match="not finished; `lf-bulk runs resume"):
+            runs.retry(journal, session.client, settings, submitted.run_id)
+        cancelled = runs.cancel(journal, settings, submitted.run_id)
+        assert not cancelled.driven and cancelled.exit_code == ExitCode.SOME_FAILED
+        assert cancelled.report_dir == submitted.report_dir
+        assert (cancelled.report_dir / "summary.json").is_file()
+        with pytest.raises(errors.RunRefused, match="cannot be continued") as refused:
+            runs.drive(journal, session.client, submitted.run_id, settings)
+        assert isinstance(refused.value, errors.InputError)  # exit 2: nothing was sent
