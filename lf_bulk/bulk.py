@@ -153,7 +153,13 @@ def refuse_invalid(
     """Write the report of an input that cannot be sent, and the error that says why."""
     items = _refused_outcomes(table, operation, group_id)
     summary = _unsent_summary(
-        run_id, operation, group_id, count_input(table), items, batches=0, exit_code=ExitCode.BAD_INPUT
+        run_id,
+        operation,
+        group_id,
+        count_input(table),
+        items,
+        batches=0,
+        exit_code=ExitCode.BAD_INPUT,
     )
     write_run_report(report_dir, items, summary)
     return InvalidRowsError(table.source, rejected_rows(table), str(report_dir))

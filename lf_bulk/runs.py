@@ -12,7 +12,7 @@ every check that can fail before them has passed (no journal file, no sandbox fo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +33,21 @@ from lf_bulk.errors import (
     RunStopped,
 )
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import FINISHED, NOT_RESUMABLE, TERMINAL_STATUSES, Journal, RunRecord
-from lf_bulk.journal import new_run_id as new_run_id
+from lf_bulk.journal import (
+    FINISHED,
+    NOT_RESUMABLE,
+    TERMINAL_STATUSES,
+    Journal,
+    RunRecord,
+    new_run_id,
+)
 from lf_bulk.locking import exclusive, exclusive_all, is_held
 from lf_bulk.models import Operation
 from lf_bulk.reports import prepare_report_dir
 from lf_bulk.settings import Settings
 from lf_bulk.sources import InputTable, describe_counts, read_iccids
 
-JOURNAL_FILE = "journal.db"
+JOURNAL_NAME = "journal.db"
 # The wire profile's largest batch: the engine lowers it further to what the server allows.
 DEFAULT_BATCH_SIZE = wire.CONTRACT_V1.default_max_iccids
 
@@ -87,7 +93,7 @@ class DryRun:
 
 
 def open_journal(home: Path) -> Journal:
-    return Journal(home / JOURNAL_FILE)
+    return Journal(home / JOURNAL_NAME)
 
 
 def endpoint_of(settings: Settings) -> str:
@@ -509,7 +515,7 @@ def reconcile(
             )
 
 
-__all__: Sequence[str] = (
+__all__ = (
     "DEFAULT_BATCH_SIZE",
     "DryRun",
     "RunResult",

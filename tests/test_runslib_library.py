@@ -107,7 +107,7 @@ def test_invalid_rows_raise_with_their_report_and_send_nothing(
     assert "--skip-invalid" in str(raised.value)
     assert (tmp_path / "r" / "items.csv").is_file()
     assert sandbox.state.mutation_log() == []
-    assert not (settings.home / runs.JOURNAL_FILE).exists()
+    assert not (settings.home / runs.JOURNAL_NAME).exists()
 
 
 def test_a_run_submitted_without_waiting_is_resumed_from_python(

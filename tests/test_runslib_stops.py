@@ -19,7 +19,7 @@ from clihelp import base_args, expect, invoke
 
 def foreign_run(home: Path, iccids: list[str], report_dir: Path) -> str:
     """A run to a group of another partner: the server refuses it, so it stops for good."""
-    with Journal(home / runs.JOURNAL_FILE) as journal:
+    with Journal(home / runs.JOURNAL_NAME) as journal:
         items = [PlannedItem(n + 2, i, Operation.ADD, FOREIGN_GROUP) for n, i in enumerate(iccids)]
         return journal.create_run(
             kind="sims",
