@@ -68,4 +68,6 @@ class ErrorMappingGroup(click.Group):
         try:
             return super().invoke(ctx)
         except errors.LfBulkError as error:
+            if error.report_dir is not None:  # the failure's report: its folder is data, on stdout
+                click.echo(str(error.report_dir))
             raise to_click_exception(error) from None

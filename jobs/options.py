@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
-from lf_bulk import errors, wire
+from jobs.config import read_config
+from lf_bulk import errors, orders, runs, wire
+from lf_bulk import reconcile as rc
+from lf_bulk.settings import DEFAULT_HOME, ENVIRONMENTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,4 +95,195 @@ wait_options = compose(
         type=click.FloatRange(min=0),
         help="Stop waiting after this many seconds (exit 5; `runs wait RUN` continues).",
     ),
+)
+
+runs_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds."
+)
+
+FILE_HELP = """
+FILE is a .csv, .tsv or .txt list, or an Excel workbook (.xlsx, .xlsm; --sheet picks the
+sheet); - reads standard input (text, or an .xlsx workbook). The ICCID column is found by its
+header (ICCID, SIM_ID, ICCID number...) in the first 100 rows, or named with --column; a
+one-column list needs no header.
+
+Every row that cannot be sent gets a reason code: empty, not_digits, bad_length, bad_prefix,
+bad_checksum, numeric_cell (Excel stored the ICCID as a number and lost its last digits),
+excel_error (a formula shows #N/A or another error), duplicate. Any such row stops the job
+before anything is sent (exit 2) and is listed in the report, unless --skip-invalid.
+"""
+
+sims_job_options = compose(
+    click.argument("group", type=GROUP_ID),
+    click.argument("file", metavar="FILE"),
+    input_file_options,
+    click.option(
+        "--dry-run", is_flag=True, help="Show the plan and write it as a report; send nothing."
+    ),
+    skip_invalid_option,
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1, 10_000),
+        default=runs.DEFAULT_BATCH_SIZE,
+        show_default=True,
+        help="ICCIDs per request; lowered automatically to the server's limit.",
+    ),
+    wait_options,
+    report_dir_option,
+)
+
+
+class Ratio(click.FloatRange):
+    """A fraction from 0 to 1; NaN, which FloatRange lets through (no comparison fails), is not."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        if math.isnan(converted):
+            self.fail(f"{value!r} is not a number from 0 to 1.", param, ctx)
+        return converted
+
+
+RATIO = Ratio(0, 1)
+
+reconcile_options = compose(
+    click.argument("file"),
+    click.option(
+        "--group", type=GROUP_ID, help="The group for rows without a group column (and in scope)."
+    ),
+    click.option(
+        "--all-groups",
+        is_flag=True,
+        help="Look for desired SIMs in every group of the account (finds moves, not just adds).",
+    ),
+    click.option(
+        "--apply",
+        is_flag=True,
+        help="Fix the drift: removals first, then additions. Only on the command line.",
+    ),
+    click.option("--no-apply", is_flag=True, help="Never apply, whatever else says so."),
+    click.option(
+        "--max-changes",
+        type=click.IntRange(min=0),
+        default=rc.DEFAULT_MAX_CHANGES,
+        show_default=True,
+        help="Refuse to apply a plan with more API changes than this (a move counts 2).",
+    ),
+    click.option(
+        "--max-removal-ratio",
+        type=RATIO,
+        default=rc.DEFAULT_MAX_REMOVAL_RATIO,
+        show_default=True,
+        help="Refuse to apply a plan that removes more than this fraction of a group's members.",
+    ),
+    input_file_options,
+    skip_invalid_option,
+    report_dir_option,
+)
+
+
+def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
+    try:
+        return orders.zone_named(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+export_options = compose(
+    click.argument("file", required=False, metavar="[FILE]"),
+    click.option(
+        "--group",
+        "group_id",
+        type=GROUP_ID,
+        metavar="GROUP",
+        help="Export the orders of every SIM in GROUP (instead of a FILE).",
+    ),
+    sheet_option,
+    click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="An .xlsx workbook, or .csv for the orders alone [default: ./orders-<timestamp>.xlsx].",
+    ),
+    click.option(
+        "--timezone",
+        "zone",
+        metavar="ZONE",
+        default="UTC",
+        show_default=True,
+        callback=_zone,
+        help="The time zone the API's times are in (IANA name, e.g. Europe/London); times are "
+        "written as given and the sheet says which zone they are in.",
+    ),
+)
+
+
+global_options = compose(
+    click.option(
+        "--config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="LF_BULK_CONFIG",
+        is_eager=True,
+        expose_value=False,
+        callback=read_config,
+        help="TOML config file [default: ./lf-bulk.toml, then ~/.config/lf-bulk/config.toml].",
+    ),
+    click.option(
+        "--env",
+        type=click.Choice(ENVIRONMENTS),
+        default="sandbox",
+        envvar="LF_BULK_ENV",
+        show_default=True,
+        help="Which API: the embedded simulator, Linksfield UAT, or production.",
+    ),
+    click.option("--base-url", envvar="LF_BULK_BASE_URL", help="Override the environment's URL."),
+    click.option(
+        "--allow-insecure-http",
+        is_flag=True,
+        help="Allow a plain-http base URL under --env prod, or to another machine (command line only).",
+    ),
+    click.option(
+        "--partner-code",
+        envvar="LF_BULK_PARTNER_CODE",
+        help="Partner code issued by Linksfield (required for uat and prod).",
+    ),
+    click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="LF_BULK_HOME",
+        default=DEFAULT_HOME,
+        show_default=True,
+        help="Where the run journal and the sandbox state live.",
+    ),
+    click.option(
+        "--rate",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Requests per second at most (polling included).",
+    ),
+    click.option(
+        "--max-in-flight",
+        type=click.IntRange(1, 32),
+        default=3,
+        show_default=True,
+        help="Requests in flight at most.",
+    ),
+    click.option(
+        "--retry-deadline",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        help="Give up retrying one request after this many seconds.",
+    ),
+    click.option(
+        "--sandbox-faults",
+        envvar="LF_BULK_SANDBOX_FAULTS",
+        hidden=True,
+        help="Fault spec for the in-process sandbox (testing).",
+    ),
+    click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug)."),
+    click.option(
+        "-q", "--quiet", is_flag=True, help="Only data and report paths on stdout; errors."
+    ),
+    click.option("--no-progress", is_flag=True, help="No progress bars."),
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import RETRYABLE_FAILURES
 from lf_bulk.errors import InputError, InvalidRowsError, RejectedRow
+from lf_bulk.exitcodes import ExitCode
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import (
     FINISHED,
@@ -143,7 +144,13 @@ def refuse_invalid(
     """Write the report of an input that cannot be sent, and the error that says why."""
     items = _refused_outcomes(table, operation, group_id)
     summary = _unsent_summary(
-        run_id, operation, group_id, count_input(table), items, batches=0, exit_code=2
+        run_id,
+        operation,
+        group_id,
+        count_input(table),
+        items,
+        batches=0,
+        exit_code=ExitCode.BAD_INPUT,
     )
     write_run_report(report_dir, items, summary)
     return InvalidRowsError(table.source, rejected_rows(table), str(report_dir))
@@ -241,7 +248,7 @@ def write_dry_run_report(
         plan.counts,
         items,
         batches=plan.batches,
-        exit_code=0,
+        exit_code=ExitCode.OK,
         vocabulary=DRY_RUN_OUTCOMES,
     )
     extra = [

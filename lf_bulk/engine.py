@@ -93,16 +93,7 @@ class DriveResult:
     stopped: StopReason = StopReason.NONE
 
 
-class RunStopped(errors.LfBulkError):
-    """The run cannot go on now (API unreachable, group gone); the journal says what next.
-
-    `permanent`: resuming cannot help (the group is gone, the server refuses the batch); the run
-    is marked `failed` and `runs resume` skips it.
-    """
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+RunStopped = errors.RunStopped  # its home is lf_bulk.errors; the old name stays importable
 
 
 def outcome_of(operation: str, succeeded: bool, reason_code: str, reason: str) -> Outcome:

@@ -4,10 +4,14 @@
     ├── ConfigError              a setting is missing, untrusted or not allowed (exit 1)
     │   └── InvalidSetting       a setting's value is malformed; nothing was sent (exit 2)
     ├── InputError               a bad input file or argument; nothing was sent (exit 2)
-    │   └── InvalidRowsError     some rows failed validation; carries the rows and their reasons
+    │   ├── InvalidRowsError     some rows failed validation; carries the rows and their reasons
+    │   └── RunRefused           a run cannot be continued, retried or cancelled in its state
     ├── PlanRefused              a plan is larger than the user allowed (exit 2)
+    ├── RunStopped               a run cannot go on now; the journal says what next (exit 1)
+    ├── ReportError              a run's reports could not be written; the run is journaled (exit 1)
     ├── JournalError             the run journal cannot be used
     │   ├── RunNotFound          no run with that id
+    │   ├── RunChanged           a run changed under us between the checks and its lock (exit 1)
     │   ├── RunLocked            another process drives that run or those groups (exit 1)
     │   └── RunTampered          a run's batches/items disagree with what it planned (exit 1)
     ├── HomeError                a folder or file under --home cannot be used safely (exit 1)
@@ -32,6 +36,8 @@
             ├── RateLimited          1429, with `retry_after` (retryable)
             └── ServerError          1500 (retryable)
 
+An error whose failure left a report behind carries its folder in `report_dir` (the CLI prints it
+on stdout before the message).
 Every message is redacted (`lf_bulk.redaction`) when shown: no error can carry the credential.
 `is_retryable` is the one place that decides what a retry may follow; `proves_not_acted` the one
 place that decides which failures of a mutating call (add, remove) prove the server did nothing,
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lf_bulk.redaction import redact
@@ -50,6 +57,8 @@ from lf_bulk.redaction import redact
 
 class LfBulkError(Exception):
     """Base of every error lf-bulk raises on purpose."""
+
+    report_dir: Path | None = None
 
     def __str__(self) -> str:
         return redact(super().__str__())
@@ -94,9 +103,17 @@ class RejectedRow:
 class InvalidRowsError(InputError):
     """Validation rejected rows and the user did not ask to skip them."""
 
-    def __init__(self, path: str, rows: list[RejectedRow], report_path: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        rows: list[RejectedRow],
+        report_path: str | None = None,
+        *,
+        advice: str = "",
+    ) -> None:
         self.rows = rows
         self.report_path = report_path
+        self.advice = advice
         shown = "; ".join(f"row {r.row}: {r.reason} ({r.value!r})" for r in rows[:10])
         more = f"; and {len(rows) - 10} more" if len(rows) > 10 else ""
         duplicates = sum(1 for r in rows if r.reason == "duplicate")
@@ -105,11 +122,32 @@ class InvalidRowsError(InputError):
             for count, kind in ((len(rows) - duplicates, "invalid"), (duplicates, "duplicate"))
             if count
         ]
-        super().__init__(f"{' and '.join(counted)}: {shown}{more}", path=path)
+        text = f"{' and '.join(counted)}: {shown}{more}"
+        super().__init__(f"{text}\n{advice}" if advice else text, path=path)
+
+
+class RunRefused(InputError):
+    """The run's state forbids what was asked (e.g. resuming a failed run); nothing was sent."""
 
 
 class PlanRefused(LfBulkError):
     pass
+
+
+class RunStopped(LfBulkError):
+    """The run cannot go on now (API unreachable, group gone); the journal says what next.
+
+    `permanent`: resuming cannot help (the group is gone, the server refuses the batch); the run
+    is marked `failed` and `runs resume` skips it.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class ReportError(LfBulkError):
+    """A run's reports could not be written; the run itself is recorded in the journal."""
 
 
 class JournalError(LfBulkError):
@@ -122,6 +160,10 @@ class RunNotFound(JournalError):
 
 class RunLocked(JournalError):
     pass
+
+
+class RunChanged(JournalError):
+    """Another process changed the run between our checks and our taking its lock."""
 
 
 class RunTampered(JournalError):

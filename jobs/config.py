@@ -1,0 +1,91 @@
+"""Config files for the command line: what a file may set, read before the other options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from jobs.errors import to_click_exception
+from lf_bulk.errors import ConfigError
+from lf_bulk.redaction import register_secret
+from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_config, url_password
+
+CONFIG_META_KEY = "lf_bulk.config"
+# Settings whose origin an error message may need to name.
+TRACED_SETTINGS = ("env", "base_url", "partner_code", "home")
+
+
+def config_schema(ctx: click.Context, command: click.Command) -> Schema:
+    """What a config file may set: every option of every command, a table per (sub)command."""
+    schema: dict[str, Any] = {
+        param.name: KnownSetting(param.default, _converter(ctx, param))
+        for param in command.params
+        if param.name and param.name != "config" and isinstance(param, click.Option)
+    }
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            schema[name.replace("-", "_")] = config_schema(ctx, sub)
+    return schema
+
+
+def _converter(ctx: click.Context, param: click.Parameter) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        try:
+            return param.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise ValueError(exc.message) from None
+
+    return convert
+
+
+def read_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    # Eager, so the files' values become defaults before the other options are read: flags and
+    # environment variables still win over them.
+    try:
+        config = load_config(value, config_schema(ctx, ctx.command))
+    except ConfigError as error:
+        raise to_click_exception(error) from None
+    ctx.meta[CONFIG_META_KEY] = config
+    if config.values:
+        ctx.default_map = {**config.values, **(ctx.default_map or {})}
+    return value
+
+
+def setting_origins(ctx: click.Context, config: LoadedConfig) -> dict[str, str]:
+    """Where each traced setting came from, in words an error message can use."""
+    options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    origins = {}
+    for name in TRACED_SETTINGS:
+        source = ctx.get_parameter_source(name)
+        option = options[name]
+        if source is ParameterSource.COMMANDLINE:
+            origins[name] = max(option.opts, key=len)
+        elif source is ParameterSource.ENVIRONMENT:
+            origins[name] = str(option.envvar)
+        elif source is ParameterSource.DEFAULT_MAP:
+            origins[name] = f"config file {config.origin_of(name)} ({name})"
+    return origins
+
+
+def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
+    """The root command's options as settings; secrets are registered for redaction first."""
+    register_secret(given["partner_code"])
+    register_secret(url_password(given["base_url"]) if given["base_url"] else None)
+    config: LoadedConfig = ctx.meta.get(CONFIG_META_KEY) or LoadedConfig()
+    return Settings(
+        env=given["env"],
+        base_url=given["base_url"],
+        partner_code=given["partner_code"],
+        home=given["home"],
+        rate_per_second=given["rate"],
+        max_in_flight=given["max_in_flight"],
+        retry_deadline=given["retry_deadline"],
+        sandbox_faults=given["sandbox_faults"],
+        allow_insecure_http=given["allow_insecure_http"],
+        config_files=config.files,
+        origins=setting_origins(ctx, config),
+    )

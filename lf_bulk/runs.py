@@ -1,0 +1,541 @@
+"""Runs as a library: add or remove SIMs, drive a journaled run, resume, retry, cancel, reconcile.
+
+Every function takes plain arguments (settings, a journal, a client) and returns a result
+object; people watching get callbacks (`progress` builds the engine's `Progress` for a run of
+`total` SIMs, `say` takes a line for people), never a terminal. `jobs/` is the Click shell
+around these functions and prints what they return.
+
+`journal` and `client` may be given as zero-argument callables: they are then opened only once
+every check that can fail before them has passed (no journal file, no sandbox for a refusal).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias, TypeVar
+
+from lf_bulk import bulk, wire
+from lf_bulk import reconcile as rc
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.engine import (
+    RETRYABLE_FAILURES,
+    DriveResult,
+    EngineOptions,
+    Progress,
+    RunDriver,
+    StopReason,
+)
+from lf_bulk.errors import (
+    InputError,
+    InvalidRowsError,
+    PlanRefused,
+    ReportError,
+    RunChanged,
+    RunLocked,
+    RunRefused,
+    RunStopped,
+)
+from lf_bulk.exitcodes import ExitCode
+from lf_bulk.journal import (
+    FINISHED,
+    NOT_RESUMABLE,
+    TERMINAL_STATUSES,
+    Journal,
+    RunRecord,
+    new_run_id,
+)
+from lf_bulk.locking import exclusive, exclusive_all, is_held
+from lf_bulk.models import Operation
+from lf_bulk.reports import prepare_report_dir
+from lf_bulk.settings import Settings
+from lf_bulk.sources import InputTable, read_iccids
+
+JOURNAL_NAME = "journal.db"
+# The wire profile's largest batch: the engine lowers it further to what the server allows.
+DEFAULT_BATCH_SIZE = wire.DEFAULT_BATCH_SIZE
+
+DEFAULT_OPTIONS = EngineOptions()
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Lazy: TypeAlias = T | Callable[[], T]
+Say = Callable[[str], None]
+ProgressFactory = Callable[[int], AbstractContextManager[Progress]]
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def no_progress(total: int) -> AbstractContextManager[Progress]:
+    return nullcontext(Progress())
+
+
+def _get(value: Lazy[T]) -> T:
+    return value() if callable(value) else value
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run ended: its exit code, outcome counts, and the folder of its reports."""
+
+    run_id: str
+    exit_code: ExitCode
+    counts: dict[str, int]
+    report_dir: Path
+    stopped: str = ""  # why the run is not finished, when it is not
+    retryable: int = 0  # failures `retry` could send again
+    driven: bool = True  # False: nothing was sent (e.g. nothing to retry)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    run_id: str
+    plan: bulk.DryRunPlan
+    report_dir: Path
+
+
+def open_journal(home: Path) -> Journal:
+    return Journal(home / JOURNAL_NAME)
+
+
+def endpoint_of(settings: Settings) -> str:
+    """The API a run talks to, as the journal records it (never a password)."""
+    return f"{settings.env} {settings.display_base_url or ''}".strip()
+
+
+def check_same_endpoint(run: RunRecord, endpoint: str) -> None:
+    if run.endpoint and run.endpoint != endpoint:
+        env, _, url = run.endpoint.partition(" ")
+        hint = f"--env {env}" + (f" --base-url {url}" if url else "")
+        raise RunRefused(
+            f"run {run.run_id} was started against {run.endpoint!r}; continue it with {hint}"
+        )
+
+
+def require_resumable(run: RunRecord) -> None:
+    if run.status in NOT_RESUMABLE:
+        why = run.details.get("stop_reason", "")
+        raise RunRefused(
+            f"run {run.run_id} is {run.status}"
+            + (f" ({why})" if why else "")
+            + "; it cannot be continued. Its report is in "
+            + (run.report_dir or "its report folder")
+        )
+
+
+def write_reports(journal: Journal, run_id: str, exit_code: int) -> Path:
+    run = journal.run(run_id)
+    try:
+        return bulk.write_reports(journal, run, exit_code)
+    except OSError as exc:
+        raise ReportError(
+            f"run {run_id}: its reports could not be written to {run.report_dir} "
+            f"({exc.strerror or exc}); the run itself is recorded in the journal: fix the "
+            f"folder, then `lf-bulk runs wait {run_id}` writes them"
+        ) from None
+
+
+def drive(
+    journal: Journal,
+    client: Lazy[LinksfieldClient],
+    run_id: str,
+    settings: Settings,
+    options: EngineOptions = DEFAULT_OPTIONS,
+    *,
+    progress: ProgressFactory = no_progress,
+    say: Say = _silent,
+    before: Callable[[], None] | None = None,
+) -> RunResult:
+    """Drive the run to its end (or a stop) and write its reports where the run started.
+
+    Everything that can fail before the first call is checked first: the endpoint, whether the
+    run can go on at all, the report folder. `before` runs under the run's lock. A `RunStopped`
+    carries the folder of the reports written for the stop in `report_dir`.
+    """
+    run = journal.run(run_id)
+    check_same_endpoint(run, endpoint_of(settings))
+    require_resumable(run)
+    say(f"run {run_id}")
+    with exclusive(
+        settings.home, bulk.run_lock_name(run_id), f"run {run_id}", holder=f"run {run_id}"
+    ):
+        journal.verify_run(run_id)  # first: the report folder below is the journal's word
+        # The folder the run started with may have gone since: find out before sending, not after.
+        prepare_report_dir(Path(run.report_dir))
+        if before is not None:
+            before()
+        api = _get(client)
+        try:
+            with progress(run.valid) as watcher:
+                result = RunDriver(journal, api, run_id, options=options, progress=watcher).drive()
+        except RunStopped as error:
+            error.report_dir = write_reports(journal, run_id, ExitCode.FATAL)
+            raise
+    log.info("run %s: writing reports", run_id)
+    report_dir = write_reports(journal, run_id, result.exit_code)
+    retryable = journal.failure_count(run_id, RETRYABLE_FAILURES)
+    return RunResult(run_id, result.exit_code, result.counts, report_dir, result.stopped, retryable)
+
+
+def _checked_input(
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    report_dir: Path | None,
+    *,
+    skip_invalid: bool,
+    say: Say,
+) -> tuple[str, Path]:
+    """A new run id and its report folder, once the input may be sent; else its refusal report."""
+    counts = bulk.count_input(table)
+    say(f"{table.source}: {table.counts.describe()}")
+    run_id = new_run_id()
+    target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
+    if (counts.invalid or counts.duplicates) and not skip_invalid:
+        error = bulk.refuse_invalid(table, operation, group_id, target, run_id)
+        refused = InvalidRowsError(
+            table.source,
+            error.rows,
+            error.report_path,
+            advice="Nothing was sent. Fix the file, or pass --skip-invalid to send only the "
+            f"valid rows. The rejected rows are listed in {target / 'items.csv'}",
+        )
+        refused.report_dir = target
+        raise refused
+    if not counts.valid:
+        # `--skip-invalid` with nothing left is a broken file, not a success: cron must notice.
+        bulk.refuse_invalid(table, operation, group_id, target, run_id)
+        empty = InputError(
+            f"no valid ICCID to send ({counts.invalid} invalid, {counts.duplicates} duplicates); "
+            f"nothing was sent. The rows and their reasons are in {target / 'items.csv'}",
+            path=table.source,
+        )
+        empty.report_dir = target
+        raise empty
+    return run_id, target
+
+
+def dry_run(
+    client: Lazy[LinksfieldClient],
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    skip_invalid: bool = False,
+    report_dir: Path | None = None,
+    say: Say = _silent,
+) -> DryRun:
+    """What `start` would do, from read-only calls only; the plan is written as a report."""
+    run_id, target = _checked_input(
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
+    )
+    api = _get(client)
+    bulk.require_group(api, group_id)
+    plan = bulk.dry_run_plan(api, table, operation, group_id, batch_size)
+    written = bulk.write_dry_run_report(target, run_id, table, operation, group_id, plan)
+    return DryRun(run_id, plan, written)
+
+
+def start(
+    journal: Lazy[Journal],
+    client: Lazy[LinksfieldClient],
+    settings: Settings,
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    options: EngineOptions = DEFAULT_OPTIONS,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    skip_invalid: bool = False,
+    report_dir: Path | None = None,
+    progress: ProgressFactory = no_progress,
+    say: Say = _silent,
+) -> RunResult:
+    """Add (or remove) the ICCIDs of `table` to `group_id` as a journaled run, and drive it.
+
+    Invalid or duplicate rows refuse the whole input (`InvalidRowsError`, its report written)
+    unless `skip_invalid`; everything that can fail is checked before the run exists.
+    """
+    run_id, target = _checked_input(
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
+    )
+    api = _get(client)
+    bulk.require_group(api, group_id)
+    opened = _get(journal)
+    bulk.start_run(
+        opened,
+        table,
+        operation,
+        group_id,
+        batch_size=batch_size,
+        report_dir=target,
+        endpoint=endpoint_of(settings),
+        run_id=run_id,
+    )
+    return drive(opened, api, run_id, settings, options, progress=progress, say=say)
+
+
+def resume(
+    journal: Journal,
+    client: Lazy[LinksfieldClient],
+    settings: Settings,
+    run_id: str | None = None,
+    options: EngineOptions = DEFAULT_OPTIONS,
+    *,
+    progress: ProgressFactory = no_progress,
+    say: Say = _silent,
+) -> RunResult | None:
+    """Continue `run_id` (default: the newest unfinished run); None when there is nothing to do."""
+    if run_id is None:
+        newest = journal.newest_unfinished()
+        if newest is None:
+            say(
+                "nothing to resume: every run in the journal is finished, failed or cancelled "
+                "(`lf-bulk runs list` shows them)"
+            )
+            return None
+        run_id = newest.run_id
+    return drive(journal, client, run_id, settings, options, progress=progress, say=say)
+
+
+def retry(
+    journal: Journal,
+    client: Lazy[LinksfieldClient],
+    settings: Settings,
+    run_id: str,
+    options: EngineOptions = DEFAULT_OPTIONS,
+    *,
+    progress: ProgressFactory = no_progress,
+    say: Say = _silent,
+) -> RunResult:
+    """Send again the ICCIDs of a finished run whose failure may pass on a retry."""
+    record = journal.run(run_id)
+    require_resumable(record)
+    if is_held(settings.home, bulk.run_lock_name(run_id)):
+        raise RunLocked(
+            f"run {run_id} is being driven by another lf-bulk process; wait for it to finish, "
+            "then retry"
+        )
+    if record.status != FINISHED:
+        status = bulk.shown_status(record, settings.home)
+        raise RunRefused(
+            f"run {run_id} is {status}, not finished; `lf-bulk runs resume {run_id}` first"
+        )
+    if not journal.failure_count(run_id, RETRYABLE_FAILURES):
+        say(
+            f"run {run_id}: nothing to retry: no failure is one a retry could fix "
+            f"(see {Path(record.report_dir) / 'items.csv'})"
+        )
+        code = ExitCode(record.exit_code) if record.exit_code is not None else ExitCode.OK
+        counts = journal.outcome_counts(run_id)
+        return RunResult(run_id, code, counts, Path(record.report_dir), driven=False)
+
+    def requeue() -> None:
+        # Under the run's lock: nobody else can have started driving it since the checks.
+        if journal.run(run_id).status != FINISHED:
+            raise RunChanged(f"run {run_id} changed meanwhile; `lf-bulk runs show {run_id}`")
+        count = journal.requeue_failed(run_id, sorted(RETRYABLE_FAILURES), record.batch_size)
+        say(f"run {run_id}: {count} retryable failure(s) to send again")
+
+    return drive(
+        journal, client, run_id, settings, options, progress=progress, say=say, before=requeue
+    )
+
+
+def cancel(journal: Journal, settings: Settings, run_id: str) -> RunResult:
+    """Cancel a run for good and write its reports (`driven` False: nothing more is sent).
+
+    ICCIDs never sent end `failed` (CANCELLED); ICCIDs already sent stay `pending`.
+    """
+    record = journal.run(run_id)
+    if record.status in TERMINAL_STATUSES:
+        raise RunRefused(f"run {run_id} is already {record.status}; nothing to cancel")
+    lock = bulk.run_lock_name(run_id)
+    with exclusive(settings.home, lock, f"run {run_id}", holder=f"run {run_id}"):
+        journal.verify_run(run_id)  # the report folder below is the journal's word
+        prepare_report_dir(Path(record.report_dir))
+        journal.cancel_run(run_id, "cancelled with `lf-bulk runs cancel`", ExitCode.SOME_FAILED)
+        report_dir = bulk.write_reports(journal, journal.run(run_id), ExitCode.SOME_FAILED)
+    counts = journal.outcome_counts(run_id)
+    return RunResult(run_id, ExitCode.SOME_FAILED, counts, report_dir, driven=False)
+
+
+def listing(journal: Journal, home: Path) -> list[dict[str, object]]:
+    """Every run, newest first, as `runs list` shows it."""
+    return [
+        {
+            "run_id": r.run_id,
+            "operation": r.operation,
+            "group_id": r.group_id,
+            "status": bulk.shown_status(r, home),
+            "started_at": r.started_at,
+            "outcomes": journal.outcome_counts(r.run_id),
+        }
+        for r in journal.runs()
+    ]
+
+
+def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
+    """One run as `runs show` shows it: settings, batches by state, outcomes, what next."""
+    record = journal.run(run_id)
+    status = bulk.shown_status(record, home)
+    batches: dict[str, int] = {}
+    for batch in journal.batches(run_id):
+        batches[batch.state] = batches.get(batch.state, 0) + 1
+    return {
+        "run_id": record.run_id,
+        "kind": record.kind,
+        "operation": record.operation,
+        "group_id": record.group_id,
+        "status": status,
+        "stop_reason": record.details.get("stop_reason", ""),
+        "next": bulk.next_step(journal, record, status),
+        "source": record.source,
+        "endpoint": record.endpoint,
+        "input_rows": record.input_rows,
+        "valid": record.valid,
+        "invalid": record.invalid,
+        "duplicates": record.duplicates,
+        "batches": batches,
+        "outcomes": journal.outcome_counts(run_id),
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "exit_code": record.exit_code,
+        "report_dir": record.report_dir,
+    }
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+
+
+def summary_line(run_id: str, counts: dict[str, int]) -> str:
+    return f"run {run_id}: {counts_text(counts) or 'nothing to do'}"
+
+
+# ---------------------------------------------------------------- reconcile
+
+
+def read_desired(
+    path: str | Path, *, sheet: str | None = None, column: str | None = None
+) -> InputTable:
+    """A desired-state file for `reconcile`: ICCIDs and, when it has one, their group column."""
+    extra = {"group": list(rc.GROUP_COLUMN_ALIASES)}
+    return read_iccids(path, sheet=sheet, column=column, extra_columns=extra)
+
+
+@contextmanager
+def _report_dir_on_refusal(target: Path) -> Iterator[None]:
+    try:
+        yield
+    except PlanRefused as error:
+        error.report_dir = target
+        raise
+
+
+def reconcile(
+    client: Lazy[LinksfieldClient],
+    settings: Settings,
+    table: InputTable,
+    options: rc.ReconcileOptions,
+    *,
+    group_id: str | None = None,
+    sheet_named: bool = False,
+    skip_invalid: bool = False,
+    report_dir: Path | None = None,
+    journal: Callable[[], Journal] | None = None,
+    progress: ProgressFactory = no_progress,
+    say: Say = _silent,
+) -> rc.ReconcileResult:
+    """Compare the membership desired in `table` with the groups, and with `options.apply` fix
+    the drift under the locks of every group it may touch; the report is written either way.
+
+    `table` is read with its group column (`read_desired`);
+    `journal` opens the run journal (default: the one under `settings.home`, closed at the end).
+    """
+    rc.check_one_sheet(table, sheet_named=sheet_named)
+    rc.check_columns(table)
+    desired = rc.desired_rows(table, group_id)
+    named = rc.named_groups(desired, group_id)
+    run_id = new_run_id()
+    say(f"run {run_id}")
+    target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
+    try:
+        rc.check_desired(
+            table, desired, named, skip_invalid=skip_invalid, report_dir=target, run_id=run_id
+        )
+    except InvalidRowsError as error:
+        refused = InvalidRowsError(
+            table.source,
+            error.rows,
+            error.report_path,
+            advice="Nothing was compared or sent. Fix the file, or pass --skip-invalid to apply "
+            "only additions and moves (no removal while any row is invalid). The rejected rows "
+            f"are listed in {target / rc.ITEMS_CSV}",
+        )
+        refused.report_dir = target
+        raise refused from None
+    except InputError as error:
+        error.report_dir = target
+        raise
+    api = _get(client)
+    with ExitStack() as stack:
+
+        def open_run_journal() -> Journal:
+            if journal is not None:
+                return journal()
+            return stack.enter_context(open_journal(settings.home))
+
+        def drive_run(opened: Journal, run: str) -> DriveResult:
+            result = drive(opened, api, run, settings, progress=progress)
+            return DriveResult(result.exit_code, result.counts, StopReason(result.stopped))
+
+        # With all_groups a move may take a SIM out of any group of the account: lock them all.
+        locked = rc.groups_to_lock(api, named, all_groups=options.all_groups)
+        with (
+            exclusive_all(
+                settings.home,
+                [f"group-{g}" for g in locked],
+                f"reconcile of {', '.join(named)}",
+                holder=f"reconcile run {run_id}",
+            ),
+            _report_dir_on_refusal(target),
+        ):
+            return rc.reconcile(
+                api,
+                desired,
+                named,
+                options,
+                run_id=run_id,
+                report_dir=target,
+                journal=open_run_journal,
+                drive=drive_run,
+                source=table.source,
+                endpoint=endpoint_of(settings),
+                say=say,
+            )
+
+
+__all__ = (
+    "DEFAULT_BATCH_SIZE",
+    "DryRun",
+    "RunResult",
+    "cancel",
+    "details",
+    "drive",
+    "dry_run",
+    "listing",
+    "open_journal",
+    "read_desired",
+    "reconcile",
+    "resume",
+    "retry",
+    "start",
+    "summary_line",
+)
