@@ -39,10 +39,6 @@ from lf_bulk.sources import InputTable
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 
 
-def count_input(table: InputTable) -> InputCounts:
-    return table.counts
-
-
 def planned_items(table: InputTable, operation: Operation, group_id: str) -> list[PlannedItem]:
     """One item per input row; rows that will never be sent carry their outcome already."""
     items = []
@@ -147,7 +143,7 @@ def refuse_invalid(
         run_id,
         operation,
         group_id,
-        count_input(table),
+        table.counts,
         items,
         batches=0,
         exit_code=ExitCode.BAD_INPUT,
@@ -163,11 +159,6 @@ def require_group(client: LinksfieldClient, group_id: str) -> None:
             f"group {group_id} does not exist for this partner code; nothing was sent "
             f"(`lf-bulk groups list` shows the groups)"
         )
-
-
-def require_something_valid(table: InputTable) -> None:
-    if not count_input(table).valid:
-        raise InputError("no valid ICCID to send: nothing to do", path=table.source)
 
 
 def start_run(
@@ -193,7 +184,7 @@ def start_run(
         source=table.source,
         report_dir=str(report_dir_for(run_id, report_dir)),
         endpoint=endpoint,
-        counts=count_input(table),
+        counts=table.counts,
     )
 
 
@@ -222,7 +213,7 @@ def dry_run_plan(
     met = planned[OutcomeCode.ALREADY_MEMBER] + planned[OutcomeCode.NOT_MEMBER]
     to_change = planned[OutcomeCode.WOULD_ADD] + planned[OutcomeCode.WOULD_REMOVE]
     return DryRunPlan(
-        counts=count_input(table),
+        counts=table.counts,
         # A run sends every valid ICCID: the server, not this plan, has the last word.
         batches=-(-(met + to_change) // batch_size),
         goal_already_met=met,

@@ -192,7 +192,7 @@ def _checked_input(
     say: Say,
 ) -> tuple[str, Path]:
     """A new run id and its report folder, once the input may be sent; else its refusal report."""
-    counts = bulk.count_input(table)
+    counts = table.counts
     say(f"{table.source}: {table.counts.describe()}")
     run_id = new_run_id()
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))

@@ -13,7 +13,16 @@ import pytest
 from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import PILOT_GROUP
 
-from clihelp import FAST_SERVER, base_args, expect, invoke, read_items, subprocess_cli, write_list
+from clihelp import (
+    FAST_SERVER,
+    base_args,
+    expect,
+    invoke,
+    read_items,
+    subprocess_cli,
+    wait_for_run,
+    write_list,
+)
 from conftest import MakeSandbox
 from inprocess import accepted_counts, taken_then_sent_again
 
@@ -27,18 +36,6 @@ def newest_run(home: Path) -> str:
         runs = journal.runs()
     assert runs, "the job recorded no run"
     return runs[0].run_id
-
-
-def wait_for_run(home: Path, timeout: float = 30) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (home / "journal.db").exists():
-            with Journal(home / "journal.db") as journal:
-                runs = journal.runs()
-            if runs:
-                return runs[0].run_id
-        time.sleep(0.05)
-    raise AssertionError("the job never recorded its run")
 
 
 def crash_trial(
