@@ -10,6 +10,7 @@ envelope, with the HTTP status `wire.HTTP_STATUS_OF_CODE` pairs with its code.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import re
@@ -333,7 +334,9 @@ class ApiGate:
         self.limiter = RateLimiter(spec.rate, spec.bucket_capacity, spec.concurrency)
         self.patterns = [_path_pattern(ep.path) for ep in profile.endpoints().values()]
         self.mutating_methods = {profile.add.method, profile.remove.method}
-        self.mutations_served = 0  # for the deterministic `drop_first` fault
+        # Numbers the add/remove answers for the deterministic `drop_first` fault. `next()` on a
+        # count is atomic, so calls served from several threads each get their own number.
+        self._mutation_numbers = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path_params = self._match(scope) if scope["type"] == "http" else None
@@ -386,8 +389,7 @@ class ApiGate:
             reply = await self._run_app(scope, exchange)
             dropped = fate.dropped
             if exchange.mutating:
-                self.mutations_served += 1
-                dropped = dropped or self.mutations_served <= self.spec.drop_first
+                dropped = dropped or next(self._mutation_numbers) <= self.spec.drop_first
                 if self.spec.hold:
                     await asyncio.sleep(self.spec.hold)  # the work is done; the answer is late
             await self._finish(exchange, reply, send, dropped=dropped)
