@@ -382,7 +382,9 @@ class RunDriver:
                 batch.group_id,
                 error,
             )
-            self.journal.mark_answer_lost(self.run_id, batch.batch_id, str(error))
+            self.journal.mark_answer_lost(
+                self.run_id, batch.batch_id, str(error), lost_at=self.clock()
+            )
             return
         raise error
 
@@ -462,7 +464,11 @@ class RunDriver:
             log.warning(
                 "batch %d: its send was interrupted; it is settled by membership", batch.batch_id
             )
-            self.journal.mark_answer_lost(self.run_id, batch.batch_id, "interrupted while sending")
+            # The process died while sending: the server may have taken the batch at any moment
+            # up to now, so the window starts now.
+            self.journal.mark_answer_lost(
+                self.run_id, batch.batch_id, "interrupted while sending", lost_at=self.clock()
+            )
 
     def _settle_by_membership(self, batch: BatchRecord, reason_code: str) -> None:
         """Settle a batch whose answer was lost: a goal met now was met by this run's send (it was

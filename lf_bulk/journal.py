@@ -613,12 +613,18 @@ class Journal:
             )
             self._event(run_id, batch_id, SUBMITTED, request_id)
 
-    def mark_answer_lost(self, run_id: str, batch_id: int, error: str) -> None:
-        """The send may have taken effect but its answer was lost: settle it, never re-send it."""
+    def mark_answer_lost(self, run_id: str, batch_id: int, error: str, *, lost_at: float) -> None:
+        """The send may have taken effect but its answer was lost: settle it, never re-send it.
+
+        `lost_at` is when the loss was seen. The server can have accepted the batch at any moment
+        up to then (after transport retries the send refused, or after a crash), so the
+        asynchronous window is counted from it, never from when the send began.
+        """
         with self._tx() as db:
             db.execute(
-                "UPDATE batches SET state = ?, error = ? WHERE run_id = ? AND batch_id = ?",
-                (ANSWER_LOST, error, run_id, batch_id),
+                "UPDATE batches SET state = ?, error = ?, submitted_at = MAX(COALESCE(submitted_at,"
+                " 0), ?) WHERE run_id = ? AND batch_id = ?",
+                (ANSWER_LOST, error, lost_at, run_id, batch_id),
             )
             self._event(run_id, batch_id, ANSWER_LOST, error)
 
