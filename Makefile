@@ -46,7 +46,7 @@ bench: install
 	$(PY) -m bench.run
 
 chaos: install
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n 4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) .lf-bulk lf-bulk-reports .pytest_cache .mypy_cache
