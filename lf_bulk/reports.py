@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
@@ -29,6 +28,7 @@ from typing import Final
 
 from lf_bulk import xlsx
 from lf_bulk.errors import InputError
+from lf_bulk.files import prove_writable
 from lf_bulk.models import OutcomeCode
 from lf_bulk.sqlite import foreign_link
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutralise, write_workbook
@@ -94,12 +94,10 @@ def prepare_report_dir(path: Path) -> Path:
     before its first API call, not after it.
     """
     path = Path(path).absolute()
-    probe = path / f".lf-bulk-probe-{secrets.token_hex(4)}"
     _check_report_dir_is_ours(path)
     try:
         xlsx.make_folders(path)
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        probe.unlink()
+        prove_writable(path)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise InputError(
