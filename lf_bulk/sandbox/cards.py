@@ -361,13 +361,5 @@ def _number(iccid: str) -> int:
     return zlib.crc32(iccid.encode())
 
 
-_TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-
-
 def _token(iccid: str, length: int) -> str:
-    number = int.from_bytes(hashlib.sha256(iccid.encode()).digest(), "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, len(_TOKEN_ALPHABET))
-        chars.append(_TOKEN_ALPHABET[digit])
-    return "".join(chars)
+    return hashlib.sha256(f"lf-bulk-sandbox:{iccid}".encode()).hexdigest()[:length]
