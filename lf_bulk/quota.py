@@ -41,8 +41,8 @@ DEFAULT_DAILY_QUOTA = 5_000
 DEFAULT_QUOTA_RESERVE = 500
 # Days of counts kept; older ones are dropped when the ledger is opened.
 KEEP_DAYS = 31
-# PBKDF2 rounds for the account key: about 30 ms once per process, and a guess costs as much.
-HASH_ROUNDS = 60_000
+# PBKDF2 rounds for the account key: about 12 ms once per home and process; a guess costs as much.
+HASH_ROUNDS = 20_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS salt (
@@ -404,11 +404,11 @@ def check_plan(calls_needed: int, ledger: QuotaLedger, *, spend_reserve: bool = 
     return plan
 
 
-def calls_for_bulk(valid: int, batch_size: int, *, polls_per_batch: int = 2) -> int:
+def calls_for_bulk(valid: int, batch_size: int, *, polls_each: int = 2) -> int:
     """About how many requests an add/remove of `valid` ICCIDs costs: the group check, one send
     per batch and a few polls each (operations usually finish within two polls)."""
     batches = -(-valid // max(1, batch_size))
-    return 1 + batches * (1 + polls_per_batch)
+    return 1 + batches * (1 + polls_each)
 
 
 __all__ = (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lf_bulk import iccid, journal, orders, reconcile, settings, sources, wire, xlsx
+from lf_bulk import iccid, journal, orders, quota, reconcile, settings, sources, wire, xlsx
 from lf_bulk.sandbox import faults, seed, state
 from lf_bulk.sandbox.server import SandboxServer
 
@@ -255,4 +255,6 @@ def test_the_limits_a_config_may_only_lower_are_reconciles_defaults() -> None:
     assert settings.RAISE_ONLY_LIMITS == {
         "max_changes": reconcile.DEFAULT_MAX_CHANGES,
         "max_removal_ratio": reconcile.DEFAULT_MAX_REMOVAL_RATIO,
+        "daily_quota": quota.DEFAULT_DAILY_QUOTA,
     }
+    assert settings.LOWER_ONLY_LIMITS == {"quota_reserve": quota.DEFAULT_QUOTA_RESERVE}
