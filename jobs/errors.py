@@ -32,6 +32,8 @@ def exit_code_for(error: errors.LfBulkError) -> ExitCode:
     usage = errors.InputError | errors.PlanRefused | errors.InvalidSetting | errors.GroupNotFound
     if isinstance(error, usage):
         return ExitCode.BAD_INPUT
+    if isinstance(error, errors.QuotaExhausted):  # a clean stop: resumable after the reset
+        return ExitCode.NOT_FINISHED
     return ExitCode.FATAL
 
 

@@ -339,6 +339,14 @@ class LedgerGate:
         self.ledger.mark_server_exhausted(resets_at)
 
 
+def retry_server(client: object) -> None:
+    """Let `client` send once more although the server said today's quota is spent (what `runs
+    resume` does: the server may have reset before our clock's midnight)."""
+    gate = getattr(client, "quota", None)
+    if isinstance(gate, LedgerGate):
+        gate.retry_server = True
+
+
 # ---------------------------------------------------------------- plans
 
 
@@ -425,4 +433,5 @@ __all__ = (
     "describe_reset",
     "next_reset",
     "plan_for",
+    "retry_server",
 )

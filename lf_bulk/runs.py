@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 
-from lf_bulk import bulk, wire
+from lf_bulk import bulk, quota, wire
 from lf_bulk import reconcile as rc
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import (
@@ -33,6 +33,7 @@ from lf_bulk.errors import (
     InputError,
     InvalidRowsError,
     PlanRefused,
+    QuotaExhausted,
     ReportError,
     RunChanged,
     RunLocked,
@@ -150,12 +151,15 @@ def drive(
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
     before: Callable[[], None] | None = None,
+    retry_server_quota: bool = False,
 ) -> RunResult:
     """Drive the run to its end (or a stop) and write its reports where the run started.
 
     Everything that can fail before the first call is checked first: the endpoint, whether the
     run can go on at all, the report folder. `before` runs under the run's lock. A `RunStopped`
-    carries the folder of the reports written for the stop in `report_dir`.
+    or `QuotaExhausted` (the day's quota is spent: the run is `not_finished`, exit 5) carries the
+    folder of the reports written for the stop in `report_dir`. `retry_server_quota`: send even
+    though the server said today's quota is spent (it may have reset before our clock's midnight).
     """
     run = journal.run(run_id)
     check_same_endpoint(run, endpoint_of(settings))
@@ -170,11 +174,16 @@ def drive(
         if before is not None:
             before()
         api = _get(client)
+        if retry_server_quota:
+            quota.retry_server(api)
         try:
             with progress(run.valid) as watcher:
                 result = RunDriver(journal, api, run_id, options=options, progress=watcher).drive()
         except RunStopped as error:
             error.report_dir = write_reports(journal, run_id, ExitCode.FATAL)
+            raise
+        except QuotaExhausted as error:
+            error.report_dir = write_reports(journal, run_id, ExitCode.NOT_FINISHED)
             raise
     log.info("run %s: writing reports", run_id)
     report_dir = write_reports(journal, run_id, result.exit_code)
@@ -291,7 +300,10 @@ def resume(
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
 ) -> RunResult | None:
-    """Continue `run_id` (default: the newest unfinished run); None when there is nothing to do."""
+    """Continue `run_id` (default: the newest unfinished run); None when there is nothing to do.
+
+    A run stopped by the day's quota is tried again even if the server said the quota is spent.
+    """
     if run_id is None:
         newest = journal.newest_unfinished()
         if newest is None:
@@ -301,7 +313,10 @@ def resume(
             )
             return None
         run_id = newest.run_id
-    return drive(journal, client, run_id, settings, options, progress=progress, say=say)
+    return drive(
+        journal, client, run_id, settings, options, progress=progress, say=say,
+        retry_server_quota=True,
+    )  # fmt: skip
 
 
 def retry(
