@@ -347,6 +347,13 @@ def retry_server(client: object) -> None:
         gate.retry_server = True
 
 
+def allow_reserve(client: object) -> None:
+    """Let `client` spend the requests kept for reconcile: only reconcile's calls do."""
+    gate = getattr(client, "quota", None)
+    if isinstance(gate, LedgerGate):
+        gate.spend_reserve = True
+
+
 # ---------------------------------------------------------------- plans
 
 
@@ -427,6 +434,7 @@ __all__ = (
     "QuotaLedger",
     "QuotaPlan",
     "QuotaSource",
+    "allow_reserve",
     "calls_for_bulk",
     "check_plan",
     "describe_plan",

@@ -176,6 +176,8 @@ def drive(
         api = _get(client)
         if retry_server_quota:
             quota.retry_server(api)
+        if run.kind == "reconcile":
+            quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept for it
         try:
             with progress(run.valid) as watcher:
                 result = RunDriver(journal, api, run_id, options=options, progress=watcher).drive()
@@ -500,6 +502,7 @@ def reconcile(
         error.report_dir = target
         raise
     api = _get(client)
+    quota.allow_reserve(api)  # the nightly reconcile must never be starved by other jobs
     with ExitStack() as stack:
 
         def open_run_journal() -> Journal:

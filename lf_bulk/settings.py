@@ -25,7 +25,7 @@ import httpx
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import ConfigError, InvalidSetting
 from lf_bulk.pacing import RequestPacer
-from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
+from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedger
 from lf_bulk.redaction import mask, register_secret
 from lf_bulk.retrying import RetryPolicy
 from lf_bulk.sandbox import seed
@@ -429,14 +429,29 @@ class ApiSession:
     client: LinksfieldClient
     settings: Settings
     base_url: str
+    # Every request of the session is counted here (the client's gate), and plans read it.
+    quota: QuotaLedger
+    service_urls: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_sandbox(self) -> bool:
         return self.settings.in_process_sandbox
 
 
+def open_quota_ledger(settings: Settings) -> QuotaLedger:
+    """The daily quota ledger of the settings' account, in `<home>/quota.db`."""
+    return QuotaLedger.in_home(
+        settings.home,
+        settings.quota_identity(),
+        daily_quota=settings.daily_quota,
+        reserve=settings.quota_reserve,
+    )
+
+
 @contextmanager
-def open_session(settings: Settings) -> Iterator[ApiSession]:
+def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator[ApiSession]:
+    """The API client for `settings`, its requests counted in the quota ledger; `spend_reserve`
+    lets it use the requests kept for reconcile (see `lf_bulk.quota`)."""
     settings.validate()
     register_secret(settings.partner_code)
     partner_code = settings.effective_partner_code()
@@ -450,13 +465,16 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
             server = stack.enter_context(
                 running_sandbox(settings.home / "sandbox.db", settings.sandbox_faults)
             )
-            base_url = server.base_url
+            # The simulator serves every service's paths on one port.
+            service_urls = dict.fromkeys(SERVICES, server.base_url)
         else:
-            base_url = settings.remote_base_url()
+            service_urls = settings.remote_service_urls()
+        ledger = stack.enter_context(open_quota_ledger(settings))
+        gate = ledger.gate(spend_reserve=spend_reserve)
         try:
             # The embedded sandbox is reached directly: no proxy variable applies to it.
             client = LinksfieldClient(
-                base_url,
+                service_urls[TOPUP],
                 partner_code,
                 pacer=pacer,
                 retry=retry,
@@ -471,4 +489,12 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
                 f"with `pip install 'httpx[socks]'` in lf-bulk's environment, or unset {names}"
             ) from None
         stack.enter_context(client)
-        yield ApiSession(client=client, settings=settings, base_url=client.base_url)
+        del gate  # passed to the client by core v2
+        shown = {service: without_userinfo(url) for service, url in service_urls.items()}
+        yield ApiSession(
+            client=client,
+            settings=settings,
+            base_url=client.base_url,
+            quota=ledger,
+            service_urls=shown,
+        )
