@@ -306,22 +306,3 @@ def proves_not_acted(error: BaseException) -> bool:
     if isinstance(error, BusinessError):
         return error.http_status in (429, 503)
     return False
-
-
-class QuotaExhausted(LfBulkError):
-    """STAND-IN until core v2 lands (reverted before merging main)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        resets_at: Any,
-        used: int | None = None,
-        limit: int | None = None,
-        source: str = "ledger",
-    ) -> None:
-        super().__init__(message)
-        self.resets_at = resets_at
-        self.used = used
-        self.limit = limit
-        self.source = source
