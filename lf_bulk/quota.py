@@ -309,7 +309,11 @@ class QuotaLedger:
                 f"{used:,} requests counted here today); it resets at {reset}"
             )
         else:
-            kept = "" if spend_reserve else f"; {self.reserve:,} more are kept for reconcile"
+            kept = (
+                f"; {self.reserve:,} more are kept for reconcile"
+                if self.reserve and not spend_reserve
+                else ""
+            )
             message = (
                 f"the daily request quota is spent: {used:,} of {budget:,} requests used today "
                 f"by our ledger (--daily-quota {self.daily_quota:,}{kept}); it resets at {reset}"
@@ -342,15 +346,15 @@ class LedgerGate:
 def retry_server(client: object) -> None:
     """Let `client` send once more although the server said today's quota is spent (what `runs
     resume` does: the server may have reset before our clock's midnight)."""
-    gate = getattr(client, "quota", None)
-    if isinstance(gate, LedgerGate):
+    gate = ledger_gate(client)
+    if gate is not None:
         gate.retry_server = True
 
 
 def allow_reserve(client: object) -> None:
     """Let `client` spend the requests kept for reconcile: only reconcile's calls do."""
-    gate = getattr(client, "quota", None)
-    if isinstance(gate, LedgerGate):
+    gate = ledger_gate(client)
+    if gate is not None:
         gate.spend_reserve = True
 
 
@@ -419,6 +423,23 @@ def check_plan(calls_needed: int, ledger: QuotaLedger, *, spend_reserve: bool = 
     return plan
 
 
+def ledger_gate(client: object) -> LedgerGate | None:
+    """The ledger gate `client` counts its requests in; None when it counts in none."""
+    gate = getattr(client, "quota", None)
+    return gate if isinstance(gate, LedgerGate) else None
+
+
+def client_plan(client: object, calls_needed: int, *, check: bool = True) -> QuotaPlan | None:
+    """The quota plan of a job on `client` (None when it counts in no ledger); `check` refuses
+    the job when nothing at all is left today (see `check_plan`)."""
+    gate = ledger_gate(client)
+    if gate is None:
+        return None
+    if check:
+        return check_plan(calls_needed, gate.ledger, spend_reserve=gate.spend_reserve)
+    return plan_for(calls_needed, gate.ledger, spend_reserve=gate.spend_reserve)
+
+
 def calls_for_bulk(valid: int, batch_size: int, *, polls_each: int = 2) -> int:
     """About how many requests an add/remove of `valid` ICCIDs costs: the group check, one send
     per batch and a few polls each (operations usually finish within two polls)."""
@@ -437,8 +458,10 @@ __all__ = (
     "allow_reserve",
     "calls_for_bulk",
     "check_plan",
+    "client_plan",
     "describe_plan",
     "describe_reset",
+    "ledger_gate",
     "next_reset",
     "plan_for",
     "retry_server",

@@ -247,6 +247,10 @@ def dry_run(
         table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
     )
     api = _get(client)
+    calls = quota.calls_for_bulk(table.counts.valid, batch_size)
+    needs = quota.client_plan(api, calls, check=False)
+    if needs is not None:
+        say(f"quota: the run {needs.describe()}")
     bulk.require_group(api, group_id)
     plan = bulk.dry_run_plan(api, table, operation, group_id, batch_size)
     written = bulk.write_dry_run_report(target, run_id, table, operation, group_id, plan)
@@ -277,6 +281,11 @@ def start(
         table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
     )
     api = _get(client)
+    # Refused here when nothing at all is left today; a run that needs more than is left says so
+    # and stops cleanly when the quota runs out (exit 5), to be resumed after the reset.
+    needs = quota.client_plan(api, quota.calls_for_bulk(table.counts.valid, batch_size))
+    if needs is not None and not needs.fits:
+        say(f"quota: the run {needs.describe()}; {needs.advice()}")
     bulk.require_group(api, group_id)
     opened = _get(journal)
     bulk.start_run(

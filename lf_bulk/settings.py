@@ -24,6 +24,7 @@ import httpx
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import ConfigError, InvalidSetting
+from lf_bulk.models import Service
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedger
 from lf_bulk.redaction import mask, register_secret
@@ -34,9 +35,9 @@ from lf_bulk.sqlite import ensure_private_dir
 log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("sandbox", "uat", "prod")
-# The three services' base URLs per environment (linksfield-api.md §1), keyed by `models.Service`.
-TOPUP, VSHOP, PAYMENT = SERVICES = ("topup", "vshop", "payment")
-SERVICE_URLS: Mapping[str, Mapping[str, str]] = {
+# The three services' base URLs per environment (linksfield-api.md §1).
+TOPUP, VSHOP, PAYMENT = SERVICES = (Service.TOPUP, Service.VSHOP, Service.PAYMENT)
+SERVICE_URLS: Mapping[str, Mapping[Service, str]] = {
     "uat": {
         TOPUP: "https://wx.linksfield.net/topup_test",
         VSHOP: "https://wx.linksfield.net/vshop_uat",
@@ -302,18 +303,18 @@ class Settings:
     def remote_base_url(self) -> str:
         return self.remote_service_url(TOPUP)
 
-    def _set_url(self, service: str) -> str | None:
+    def _set_url(self, service: Service) -> str | None:
         """The URL a setting gives `service`: its own override, else `base_url`; None if none."""
         own = {VSHOP: self.vshop_url, PAYMENT: self.payment_url}.get(service)
         return own or self.base_url
 
-    def _url_origin(self, service: str) -> str:
+    def _url_origin(self, service: Service) -> str:
         own = SERVICE_URL_SETTINGS[service]
         if service != TOPUP and getattr(self, own):
             return self.origin(own)
         return self.origin("base_url") if self.base_url else f"--env {self.env}"
 
-    def remote_service_url(self, service: str) -> str:
+    def remote_service_url(self, service: Service) -> str:
         """The base URL of `service` (`models.Service` value) on a real or served API."""
         url = self._set_url(service)
         if url:
@@ -324,7 +325,7 @@ class Settings:
             f"unknown environment {self.env!r}; choose one of {', '.join(ENVIRONMENTS)}"
         )
 
-    def remote_service_urls(self) -> dict[str, str]:
+    def remote_service_urls(self) -> dict[Service, str]:
         return {service: self.remote_service_url(service) for service in SERVICES}
 
     def quota_identity(self) -> str:
@@ -371,7 +372,7 @@ class Settings:
                 "the reserve is the part of the day kept for reconcile"
             )
 
-    def _check_url(self, service: str) -> None:
+    def _check_url(self, service: Service) -> None:
         raw = self.remote_service_url(service)
         shown = without_userinfo(raw)
         origin = self._url_origin(service)
@@ -431,7 +432,7 @@ class ApiSession:
     base_url: str
     # Every request of the session is counted here (the client's gate), and plans read it.
     quota: QuotaLedger
-    service_urls: Mapping[str, str] = field(default_factory=dict)
+    service_urls: Mapping[Service, str] = field(default_factory=dict)
 
     @property
     def is_sandbox(self) -> bool:
@@ -470,7 +471,6 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
         else:
             service_urls = settings.remote_service_urls()
         ledger = stack.enter_context(open_quota_ledger(settings))
-        gate = ledger.gate(spend_reserve=spend_reserve)
         try:
             # The embedded sandbox is reached directly: no proxy variable applies to it.
             client = LinksfieldClient(
@@ -479,6 +479,8 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
                 pacer=pacer,
                 retry=retry,
                 trust_env=not settings.in_process_sandbox,
+                service_urls=service_urls,
+                quota=ledger.gate(spend_reserve=spend_reserve),
             )
         except ImportError as exc:
             names = " / ".join(socks_proxy_variables()) or "a *_PROXY variable"
@@ -489,7 +491,6 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
                 f"with `pip install 'httpx[socks]'` in lf-bulk's environment, or unset {names}"
             ) from None
         stack.enter_context(client)
-        del gate  # passed to the client by core v2
         shown = {service: without_userinfo(url) for service, url in service_urls.items()}
         yield ApiSession(
             client=client,

@@ -1,0 +1,208 @@
+"""Running out of the day's quota is a clean stop: exit 5, nothing lost, nothing sent twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lf_bulk import errors
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.exitcodes import ExitCode
+from lf_bulk.journal import FINISHED, NOT_FINISHED, Journal
+from lf_bulk.models import OutcomeCode
+from lf_bulk.pacing import RequestPacer
+from lf_bulk.quota import QuotaLedger
+from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
+from lf_bulk.sandbox.server import SandboxServer
+
+from clihelp import base_args, expect, invoke, read_items, write_list
+from inprocess import World, accepted_counts, open_world, taken_then_sent_again
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    opened = open_world(tmp_path)
+    yield opened
+    opened.close()
+
+
+def ledger_for(world: World, path: Path, daily_quota: int) -> QuotaLedger:
+    """A ledger on the world's fake clock, counting the world client's requests."""
+    ledger = QuotaLedger(
+        path,
+        "test\nP1",
+        daily_quota=daily_quota,
+        reserve=0,
+        clock=lambda: datetime.fromtimestamp(world.clock(), UTC),
+    )
+    world.client.quota = ledger.gate()
+    return ledger
+
+
+def test_a_run_out_of_quota_stops_cleanly_and_resumes_after_the_reset_sending_nothing_twice(
+    world: World, tmp_path: Path
+) -> None:
+    iccids = world.state.ungrouped_sims(20)
+    run_id = world.new_run(iccids, PILOT_GROUP, batch_size=5)
+    with ledger_for(world, tmp_path / "quota.db", daily_quota=3) as ledger:
+        with pytest.raises(errors.QuotaExhausted) as raised:
+            world.driver(run_id).drive()
+
+        stop = raised.value
+        assert stop.source == "ledger" and (stop.used, stop.limit) == (3, 3)
+        assert f"lf-bulk runs resume {run_id}" in str(stop)
+        assert "3 of 3 requests used today" in str(stop)
+        run = world.journal.run(run_id)
+        assert (run.status, run.exit_code) == (NOT_FINISHED, ExitCode.NOT_FINISHED)
+        assert "quota" in run.details["stop_reason"]
+        sent = sum(accepted_counts(world.state).values())
+        assert sent == 15  # three batches went out before the quota ran out, the fourth did not
+        assert ledger.used_today() == 3
+
+        days = 1
+        while True:  # a day at a time: three requests a day
+            world.clock.sleep(24 * 3600)
+            days += 1
+            try:
+                result = world.driver(run_id).drive()
+                break
+            except errors.QuotaExhausted:
+                assert days < 10
+
+    assert result.exit_code == ExitCode.OK
+    assert days >= 3  # one send and four polls (at least) were left after the first day
+    assert world.journal.run(run_id).status == FINISHED
+    assert {i.outcome for i in world.journal.items(run_id)} == {OutcomeCode.ADDED}
+    assert set(accepted_counts(world.state).values()) == {1}
+    assert taken_then_sent_again(world.state) == {}
+
+
+def test_a_poll_refused_by_the_quota_keeps_the_batch_for_the_resume(
+    world: World, tmp_path: Path
+) -> None:
+    iccids = world.state.ungrouped_sims(5)
+    run_id = world.new_run(iccids, PILOT_GROUP, batch_size=5)
+    with ledger_for(world, tmp_path / "quota.db", daily_quota=1):
+        with pytest.raises(errors.QuotaExhausted):
+            world.driver(run_id).drive()
+        assert [i.outcome for i in world.journal.items(run_id)] == [None] * 5
+        world.clock.sleep(24 * 3600)
+        assert world.driver(run_id).drive().exit_code == ExitCode.OK  # one poll was enough
+    assert set(accepted_counts(world.state).values()) == {1}
+
+
+def daily_quota_server(answers: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        answers.append(request)
+        return httpx.Response(
+            429,
+            headers={"Retry-After": "3600"},
+            json={"code": "1429", "message": "daily quota", "data": {"quota": "DAILY"}},
+        )
+
+    return httpx.MockTransport(handler)
+
+
+def test_the_servers_daily_answer_stops_every_later_client_without_a_request(
+    tmp_path: Path,
+) -> None:
+    requests: list[httpx.Request] = []
+    ledger = QuotaLedger(tmp_path / "quota.db", "test\nP1")
+
+    def client(**gate: bool) -> LinksfieldClient:
+        return LinksfieldClient(
+            "https://api.test/topup",
+            PARTNER,
+            transport=daily_quota_server(requests),
+            pacer=RequestPacer(1000, 3, sleep=lambda s: None),
+            sleep=lambda s: None,
+            quota=ledger.gate(**gate),
+        )
+
+    with ledger, client() as first, client() as second:
+        with pytest.raises(errors.QuotaExhausted) as raised:
+            first.list_groups()
+        assert raised.value.source == "server"
+        assert len(requests) == 1  # never retried
+        with pytest.raises(errors.QuotaExhausted) as again:
+            second.list_groups()
+        assert again.value.source == "server"
+        assert len(requests) == 1  # the ledger knew: nothing was sent
+        spent_until = ledger.server_spent_until()
+        assert spent_until is not None
+        assert 3590 < (spent_until - datetime.now(UTC)).total_seconds() <= 3600
+        with client(retry_server=True) as resuming, pytest.raises(errors.QuotaExhausted):
+            resuming.list_groups()
+        assert len(requests) == 2  # `runs resume` asks the server once more
+
+
+# ---------------------------------------------------------------- from the command line
+
+
+def test_sims_add_out_of_quota_exits_5_and_runs_resume_finishes_it(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    iccids = sandbox.state.ungrouped_sims(12)
+    file = write_list(tmp_path / "s.csv", iccids)
+    args = base_args(home, sandbox.base_url)
+    tight = [*args, "--daily-quota", "3", "--quota-reserve", "0"]
+
+    stopped = expect(
+        invoke([*tight, "sims", "add", PILOT_GROUP, str(file), "--batch-size", "3"]), 5
+    )
+
+    report_dir = Path(stopped.stdout.strip().splitlines()[-1])
+    assert "daily request quota is spent" in stopped.stderr
+    assert "3 of 3 requests used today by our ledger" in stopped.stderr
+    assert "resets at 00:00 UTC" in stopped.stderr
+    assert "lf-bulk runs resume" in stopped.stderr
+    outcomes = {row["iccid"]: row["outcome"] for row in read_items(report_dir)}
+    assert sorted(outcomes) == sorted(iccids)
+    assert "pending" in outcomes.values()
+    listed = json.loads(expect(invoke([*args, "runs", "list", "--format", "json"]), 0).stdout)
+    assert listed[0]["status"] == NOT_FINISHED
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["exit_code"] == ExitCode.NOT_FINISHED
+
+    still = expect(invoke([*tight, "runs", "resume"]), 5)  # the same day: it stops again
+    assert "quota" in still.stderr
+    resumed = expect(invoke([*args, "--daily-quota", "1000", "runs", "resume"]), 0)
+    assert Path(resumed.stdout.strip()) == report_dir
+    assert {row["outcome"] for row in read_items(report_dir)} == {"added"}
+    counts: dict[str, int] = {}
+    for record in sandbox.state.mutation_log():
+        if record.request_id:
+            for iccid in record.iccids:
+                counts[iccid] = counts.get(iccid, 0) + 1
+    assert counts == dict.fromkeys(iccids, 1)
+    with QuotaLedger(
+        home / "quota.db", f"{sandbox.base_url}\n{PARTNER}", daily_quota=1000, reserve=500
+    ) as ledger:
+        assert ledger.used_today() >= 3 + 3  # both runs counted in the one ledger
+
+
+def test_a_job_is_refused_before_a_run_exists_when_nothing_is_left_today(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    file = write_list(tmp_path / "s.csv", sandbox.state.ungrouped_sims(3))
+    args = [*base_args(home, sandbox.base_url), "--daily-quota", "600"]
+    expect(invoke([*args, "groups", "list"]), 0)  # 1 of the 100 left outside the reserve
+    with QuotaLedger(
+        home / "quota.db", f"{sandbox.base_url}\n{PARTNER}", daily_quota=600, reserve=500
+    ) as ledger:
+        for _ in range(99):
+            ledger.gate().take()
+    refused = expect(invoke([*args, "sims", "add", PILOT_GROUP, str(file)]), 5)
+    assert "nothing was sent" in refused.stderr
+    assert "500 more are kept for reconcile" in refused.stderr
+    assert sandbox.state.mutation_log() == []
+    if (home / "journal.db").exists():
+        with Journal(home / "journal.db") as journal:
+            assert journal.runs() == []
