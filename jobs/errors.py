@@ -44,6 +44,8 @@ def advice_for(error: errors.LfBulkError) -> str:
         return " The server does not know this partner code: check --partner-code and --env."
     if isinstance(error, errors.TlsError):
         return ""
+    if isinstance(error, errors.QuotaExhausted) and "after the reset" not in str(error):
+        return " Nothing more was sent: run the command again after the reset."
     if isinstance(error, errors.ConnectionRefused):
         return (
             " The API could not be reached after retries: nothing listens at that address;"

@@ -17,7 +17,7 @@ from lf_bulk.journal import FINISHED, NOT_FINISHED, Journal
 from lf_bulk.models import OutcomeCode
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import QuotaLedger
-from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
+from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP, TRACKER_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke, read_items, write_list
@@ -206,3 +206,26 @@ def test_a_job_is_refused_before_a_run_exists_when_nothing_is_left_today(
     if (home / "journal.db").exists():
         with Journal(home / "journal.db") as journal:
             assert journal.runs() == []
+
+
+def test_an_order_export_that_cannot_finish_today_is_not_started(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    target = tmp_path / "o.xlsx"
+    args = [*base_args(home, sandbox.base_url), "--daily-quota", "510"]
+    members = len(sandbox.state.members(TRACKER_GROUP))
+    assert members > 10
+
+    refused = expect(
+        invoke([*args, "orders", "export", "--group", TRACKER_GROUP, "-o", str(target)]), 5
+    )
+
+    assert f"the order export needs {members:,} calls" in refused.stderr
+    assert "left today (resets 00:00 UTC" in refused.stderr
+    assert "Nothing was sent" in refused.stderr
+    assert not target.exists()
+    with QuotaLedger(
+        home / "quota.db", f"{sandbox.base_url}\n{PARTNER}", daily_quota=510, reserve=500
+    ) as ledger:
+        assert ledger.used_today() == 1  # the member page, no order look-up
