@@ -229,3 +229,59 @@ def test_an_order_export_that_cannot_finish_today_is_not_started(
         home / "quota.db", f"{sandbox.base_url}\n{PARTNER}", daily_quota=510, reserve=500
     ) as ledger:
         assert ledger.used_today() == 1  # the member page, no order look-up
+
+
+# ---------------------------------------------------------------- the reserve is reconcile's
+
+
+def desired_file(path: Path, sandbox: SandboxServer, extra: list[str]) -> Path:
+    return write_list(path, [*sandbox.state.members(PILOT_GROUP), *extra])
+
+
+def spend(home: Path, sandbox: SandboxServer, count: int, daily_quota: int) -> None:
+    with QuotaLedger(
+        home / "quota.db", f"{sandbox.base_url}\n{PARTNER}", daily_quota=daily_quota, reserve=500
+    ) as ledger:
+        for _ in range(count):
+            ledger.gate(spend_reserve=True).take()
+
+
+def test_only_reconcile_spends_the_reserve(sandbox: SandboxServer, tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    new = sandbox.state.ungrouped_sims(3)
+    args = [*base_args(home, sandbox.base_url), "--daily-quota", "600"]
+    spend(home, sandbox, 100, daily_quota=600)  # all but the reserve
+
+    add = write_list(tmp_path / "add.csv", new)
+    expect(invoke([*args, "sims", "add", PILOT_GROUP, str(add)]), 5)
+    assert sandbox.state.mutation_log() == []
+
+    desired = desired_file(tmp_path / "desired.csv", sandbox, new)
+    fixed = invoke([*args, "reconcile", str(desired), "--group", PILOT_GROUP, "--apply"])
+    expect(fixed, 0)
+    assert set(new) <= set(sandbox.state.members(PILOT_GROUP))
+
+
+def test_a_reconcile_apply_out_of_quota_reports_the_drift_and_resumes(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    new = sandbox.state.ungrouped_sims(3)
+    args = [*base_args(home, sandbox.base_url), "--daily-quota", "600"]
+    spend(home, sandbox, 597, daily_quota=600)  # 3 left: groups, members, one send
+    desired = desired_file(tmp_path / "desired.csv", sandbox, new)
+    report_dir = tmp_path / "r"
+
+    stopped = invoke([
+        *args, "reconcile", str(desired), "--group", PILOT_GROUP, "--apply",
+        "--report-dir", str(report_dir),
+    ])  # fmt: skip
+
+    expect(stopped, 5)
+    assert str(report_dir) in stopped.stdout
+    assert "quota is spent" in stopped.stderr and "lf-bulk runs resume" in stopped.stderr
+    drift = json.loads((report_dir / "summary.json").read_text())
+    assert drift["exit_code"] == ExitCode.NOT_FINISHED
+    assert "missing" in (report_dir / "drift.csv").read_text()
+    expect(invoke([*base_args(home, sandbox.base_url), "runs", "resume"]), 0)
+    assert set(new) <= set(sandbox.state.members(PILOT_GROUP))
