@@ -381,6 +381,11 @@ class QuotaPlan:
             f"(resets {describe_reset(self.resets_at, self.now)})"
         )
 
+    def line(self, what: str) -> str:
+        """``'quota: the run needs 31 calls; 4,200 left today (...)'``, with the advice if any."""
+        advice = self.advice()
+        return f"quota: {what} {self.describe()}" + (f"; {advice}" if advice else "")
+
     def advice(self) -> str:
         """What a job that does not fit will do; empty when it fits."""
         if self.fits:

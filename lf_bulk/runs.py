@@ -250,7 +250,7 @@ def dry_run(
     calls = quota.calls_for_bulk(table.counts.valid, batch_size)
     needs = quota.client_plan(api, calls, check=False)
     if needs is not None:
-        say(f"quota: the run {needs.describe()}")
+        say(needs.line("the run"))
     bulk.require_group(api, group_id)
     plan = bulk.dry_run_plan(api, table, operation, group_id, batch_size)
     written = bulk.write_dry_run_report(target, run_id, table, operation, group_id, plan)
@@ -285,7 +285,7 @@ def start(
     # and stops cleanly when the quota runs out (exit 5), to be resumed after the reset.
     needs = quota.client_plan(api, quota.calls_for_bulk(table.counts.valid, batch_size))
     if needs is not None and not needs.fits:
-        say(f"quota: the run {needs.describe()}; {needs.advice()}")
+        say(needs.line("the run"))
     bulk.require_group(api, group_id)
     opened = _get(journal)
     bulk.start_run(
@@ -520,6 +520,12 @@ def reconcile(
             return stack.enter_context(open_journal(settings.home))
 
         def drive_run(opened: Journal, run: str) -> DriveResult:
+            record = opened.run(run)
+            # The apply's sends and polls, then one read of the members to see it converged.
+            calls = quota.calls_for_bulk(record.valid, record.batch_size) - 1 + len(named)
+            needs = quota.client_plan(api, calls, check=False)
+            if needs is not None:
+                say(needs.line("the apply"))
             result = drive(opened, api, run, settings, progress=progress)
             return DriveResult(result.exit_code, result.counts, StopReason(result.stopped))
 
