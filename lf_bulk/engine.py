@@ -239,7 +239,10 @@ class RunDriver:
                     stopping = StopReason.INTERRUPTED
                     done, _ = wait(in_flight)
                 for future in done:
-                    self._handle(in_flight.pop(future), future)
+                    try:
+                        self._handle(in_flight.pop(future), future)
+                    except errors.QuotaExhausted as error:  # e.g. settling an expired request
+                        self._quota_spent = self._quota_spent or error
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
