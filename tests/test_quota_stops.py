@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from lf_bulk import errors
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import FINISHED, NOT_FINISHED, Journal
+from lf_bulk.journal import FINISHED, NOT_FINISHED, PLANNED, SUBMITTED, Journal
 from lf_bulk.models import OutcomeCode
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import QuotaLedger
@@ -62,6 +63,9 @@ def test_a_run_out_of_quota_stops_cleanly_and_resumes_after_the_reset_sending_no
         assert "quota" in run.details["stop_reason"]
         sent = sum(accepted_counts(world.state).values())
         assert sent == 15  # three batches went out before the quota ran out, the fourth did not
+        # The refused batch is known unsent (planned again), never "answer lost" to be settled.
+        states = sorted(b.state for b in world.journal.batches(run_id))
+        assert states == [PLANNED, SUBMITTED, SUBMITTED, SUBMITTED]
         assert ledger.used_today() == 3
 
         days = 1
@@ -285,3 +289,15 @@ def test_a_reconcile_apply_out_of_quota_reports_the_drift_and_resumes(
     assert "missing" in (report_dir / "drift.csv").read_text()
     expect(invoke([*base_args(home, sandbox.base_url), "runs", "resume"]), 0)
     assert set(new) <= set(sandbox.state.members(PILOT_GROUP))
+
+
+def test_the_embedded_sandbox_counts_in_the_ledger_under_its_own_code(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    expect(invoke(["--home", str(home), "groups", "list"]), 0)
+    expect(invoke(["--home", str(home), "groups", "list"]), 0)
+    doctor = expect(invoke(["--home", str(home), "doctor"]), 0)
+    assert "quota today  2 of 5,000 requests used today (500 kept for reconcile)" in doctor.stdout
+    for service in ("topup", "vshop", "payment"):
+        assert re.search(rf"^{service} URL +http://127\.0\.0\.1:\d+$", doctor.stdout, re.M)
+    with QuotaLedger(home / "quota.db", f"sandbox\n{PARTNER}") as ledger:
+        assert ledger.used_today() == 3  # doctor's own look-up counted too
