@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from lf_bulk import errors, wire
+from lf_bulk import errors, quota, wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
@@ -184,8 +184,13 @@ class RunDriver:
 
     def _quota_stop(self, spent: errors.QuotaExhausted) -> errors.QuotaExhausted:
         """Record a quota stop (resumable, exit 5) and the error that tells the user about it."""
+        used, gate = spent.used, quota.ledger_gate(self.client)
+        counted = ""
+        if used is None and gate is not None:  # the server's word: say what we counted
+            used = gate.ledger.used_today()
+            counted = f" ({used:,} requests counted here today)"
         message = (
-            f"run {self.run_id} stopped: {spent}. Nothing is lost: continue it with "
+            f"run {self.run_id} stopped: {spent}{counted}. Nothing is lost: continue it with "
             f"`lf-bulk runs resume {self.run_id}` after the reset"
         )
         self.journal.set_run_status(
@@ -194,7 +199,7 @@ class RunDriver:
         stop = errors.QuotaExhausted(
             message,
             resets_at=spent.resets_at,
-            used=spent.used,
+            used=used,
             limit=spent.limit,
             source=spent.source,
         )

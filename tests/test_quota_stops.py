@@ -11,18 +11,28 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lf_bulk import errors
+from lf_bulk import errors, quota
 from lf_bulk.client import LinksfieldClient
+from lf_bulk.engine import RunDriver
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import FINISHED, NOT_FINISHED, PLANNED, SUBMITTED, Journal
 from lf_bulk.models import OutcomeCode
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import QuotaLedger
+from lf_bulk.sandbox.app import create_app
+from lf_bulk.sandbox.faults import FaultSpec
 from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP, TRACKER_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke, read_items, write_list
-from inprocess import World, accepted_counts, open_world, taken_then_sent_again
+from inprocess import (
+    WORLD_FAULTS,
+    InProcessTransport,
+    World,
+    accepted_counts,
+    open_world,
+    taken_then_sent_again,
+)
 
 
 @pytest.fixture
@@ -301,3 +311,71 @@ def test_the_embedded_sandbox_counts_in_the_ledger_under_its_own_code(tmp_path: 
         assert re.search(rf"^{service} URL +http://127\.0\.0\.1:\d+$", doctor.stdout, re.M)
     with QuotaLedger(home / "quota.db", f"sandbox\n{PARTNER}") as ledger:
         assert ledger.used_today() == 3  # doctor's own look-up counted too
+
+
+class DailyQuotaTransport(httpx.BaseTransport):
+    """The sandbox app behind a server-side daily quota: past `allowed` requests, 429 DAILY."""
+
+    def __init__(self, inner: httpx.BaseTransport, allowed: int) -> None:
+        self.inner = inner
+        self.allowed = allowed
+        self.seen = 0
+        self.refused = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen += 1
+        if self.seen > self.allowed:
+            self.refused += 1
+            return httpx.Response(
+                429,
+                headers={"Retry-After": "3600"},
+                json={"code": "1429", "message": "daily quota", "data": {"quota": "DAILY"}},
+            )
+        return self.inner.handle_request(request)
+
+
+def test_the_servers_daily_answer_stops_a_run_that_resume_finishes_once_the_server_allows(
+    world: World, tmp_path: Path
+) -> None:
+    server = DailyQuotaTransport(
+        InProcessTransport(create_app(world.state, FaultSpec.parse(WORLD_FAULTS))), allowed=2
+    )
+    ledger = QuotaLedger(
+        tmp_path / "quota.db",
+        "test\nP1",
+        clock=lambda: datetime.fromtimestamp(world.clock(), UTC),
+    )
+    client = LinksfieldClient(
+        "http://sandbox.test",
+        PARTNER,
+        transport=server,
+        pacer=RequestPacer(100_000, 4, clock=world.clock, sleep=world.clock.sleep),
+        sleep=world.clock.sleep,
+        clock=world.clock,
+        quota=ledger.gate(),
+    )
+    iccids = world.state.ungrouped_sims(20)
+    run_id = world.new_run(iccids, PILOT_GROUP, batch_size=5)
+
+    def driver() -> RunDriver:
+        return RunDriver(world.journal, client, run_id, clock=world.clock, sleep=world.clock.sleep)
+
+    with ledger, client:
+        with pytest.raises(errors.QuotaExhausted) as raised:
+            driver().drive()
+        assert raised.value.source == "server"
+        assert re.search(r"\(\d requests counted here today\)\. Nothing is lost", str(raised.value))
+        assert f"lf-bulk runs resume {run_id}" in str(raised.value)
+        refused_before = server.refused
+        assert refused_before >= 1
+        with pytest.raises(errors.QuotaExhausted):
+            driver().drive()  # the ledger knows the server's word: nothing is sent
+        assert server.refused == refused_before and server.seen == 2 + refused_before
+
+        server.allowed = 10_000  # the server's day reset before our clock's midnight
+        quota.retry_server(client)  # what `runs resume` does
+        assert driver().drive().exit_code == ExitCode.OK
+
+    assert set(accepted_counts(world.state).values()) == {1}
+    assert len(accepted_counts(world.state)) == 20
+    assert taken_then_sent_again(world.state) == {}
