@@ -62,14 +62,13 @@ LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 COMMAND_LINE_ONLY = frozenset({"apply", "yes", "allow_insecure_http"})
 # Safety limits a config file may lower but never raise above their defaults (reconcile's
 # DEFAULT_MAX_CHANGES and DEFAULT_MAX_REMOVAL_RATIO; importing reconcile here would load pandas).
-RAISE_ONLY_LIMITS: Mapping[str, float] = {
-    "max_changes": 500,
-    "max_removal_ratio": 0.1,
-    # More requests a day than the contract's 5,000 would spend what the server may not give.
-    "daily_quota": DEFAULT_DAILY_QUOTA,
-}
-# Protections a config file may raise but never lower: the requests kept for reconcile.
-LOWER_ONLY_LIMITS: Mapping[str, float] = {"quota_reserve": DEFAULT_QUOTA_RESERVE}
+RAISE_ONLY_LIMITS: Mapping[str, float] = {"max_changes": 500, "max_removal_ratio": 0.1}
+# Global settings (top-level keys only: `[sandbox.serve] daily_quota` is the simulator's own) that
+# a config file may only lower: more requests a day than the contract's 5,000 would spend what the
+# server may not give...
+RAISE_ONLY_GLOBALS: Mapping[str, float] = {"daily_quota": DEFAULT_DAILY_QUOTA}
+# ...or only raise: the requests kept for reconcile.
+LOWER_ONLY_GLOBALS: Mapping[str, float] = {"quota_reserve": DEFAULT_QUOTA_RESERVE}
 
 
 @dataclass(frozen=True)
@@ -170,8 +169,10 @@ def _check_keys(
             )
         if key in RAISE_ONLY_LIMITS:
             _check_limit(value, spec, path, dotted, RAISE_ONLY_LIMITS[key])
-        if key in LOWER_ONLY_LIMITS:
-            _check_floor(value, spec, path, dotted, LOWER_ONLY_LIMITS[key])
+        if dotted in RAISE_ONLY_GLOBALS:
+            _check_limit(value, spec, path, dotted, RAISE_ONLY_GLOBALS[dotted])
+        if dotted in LOWER_ONLY_GLOBALS:
+            _check_floor(value, spec, path, dotted, LOWER_ONLY_GLOBALS[dotted])
         if spec is None:
             kind = "table" if isinstance(value, dict) else "key"
             close = difflib.get_close_matches(key, list(schema), n=1)

@@ -260,6 +260,6 @@ def test_the_limits_a_config_may_only_lower_are_reconciles_defaults() -> None:
     assert settings.RAISE_ONLY_LIMITS == {
         "max_changes": reconcile.DEFAULT_MAX_CHANGES,
         "max_removal_ratio": reconcile.DEFAULT_MAX_REMOVAL_RATIO,
-        "daily_quota": quota.DEFAULT_DAILY_QUOTA,
     }
-    assert settings.LOWER_ONLY_LIMITS == {"quota_reserve": quota.DEFAULT_QUOTA_RESERVE}
+    assert settings.RAISE_ONLY_GLOBALS == {"daily_quota": quota.DEFAULT_DAILY_QUOTA}
+    assert settings.LOWER_ONLY_GLOBALS == {"quota_reserve": quota.DEFAULT_QUOTA_RESERVE}
