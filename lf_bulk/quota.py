@@ -150,7 +150,8 @@ class QuotaLedger:
         self.daily_quota = daily_quota
         self.reserve = reserve
         self.clock = clock
-        self._lock = threading.Lock()
+        # Re-entrant: `exhausted` reads the count inside `take` and on its own.
+        self._lock = threading.RLock()
         self._db = sqlite.connect(self.path, LEDGER_KIND, check_same_thread=False)
         try:
             self._account = account_key(self._salt(), identity)
@@ -160,8 +161,18 @@ class QuotaLedger:
             raise
 
     @classmethod
-    def in_home(cls, home: Path, identity: str, **options: object) -> QuotaLedger:
-        return cls(Path(home) / QUOTA_FILE, identity, **options)  # type: ignore[arg-type]
+    def in_home(
+        cls,
+        home: Path,
+        identity: str,
+        *,
+        daily_quota: int = DEFAULT_DAILY_QUOTA,
+        reserve: int = DEFAULT_QUOTA_RESERVE,
+        clock: Clock = utc_now,
+    ) -> QuotaLedger:
+        return cls(
+            Path(home) / QUOTA_FILE, identity, daily_quota=daily_quota, reserve=reserve, clock=clock
+        )
 
     def __enter__(self) -> QuotaLedger:
         return self
@@ -297,10 +308,10 @@ class QuotaLedger:
     def exhausted(
         self, source: QuotaSource, resets_at: datetime, *, spend_reserve: bool = False
     ) -> QuotaExhausted:
-        """The error that says the day is spent, with the numbers (the caller holds the lock
-        or accepts a count read a moment apart)."""
+        """The error that says the day is spent, with the numbers."""
         now = self.clock()
-        used = self._used(self._today())
+        with self._lock:
+            used = self._used(self._today())
         budget = self.budget(spend_reserve=spend_reserve)
         reset = describe_reset(resets_at, now)
         if source is QuotaSource.SERVER:
