@@ -284,7 +284,7 @@ def start(
     # Refused here when nothing at all is left today; a run that needs more than is left says so
     # and stops cleanly when the quota runs out (exit 5), to be resumed after the reset.
     needs = quota.client_plan(api, quota.calls_for_bulk(table.counts.valid, batch_size))
-    if needs is not None and not needs.fits:
+    if needs is not None:
         say(needs.line("the run"))
     bulk.require_group(api, group_id)
     opened = _get(journal)
