@@ -380,3 +380,57 @@ def test_the_servers_daily_answer_stops_a_run_that_resume_finishes_once_the_serv
     assert set(accepted_counts(world.state).values()) == {1}
     assert len(accepted_counts(world.state)) == 20
     assert taken_then_sent_again(world.state) == {}
+
+
+class CountingTransport(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return self.inner.handle_request(request)
+
+
+def test_no_day_sends_the_server_more_than_the_quota_whatever_the_faults(
+    world: World, tmp_path: Path
+) -> None:
+    spec = FaultSpec.parse(f"{WORLD_FAULTS},429=0.15,5xx=0.1,seed=7")
+    server = CountingTransport(InProcessTransport(create_app(world.state, spec)))
+    ledger = QuotaLedger(
+        tmp_path / "quota.db",
+        "test\nP1",
+        daily_quota=25,
+        reserve=0,
+        clock=lambda: datetime.fromtimestamp(world.clock(), UTC),
+    )
+    client = LinksfieldClient(
+        "http://sandbox.test",
+        PARTNER,
+        transport=server,
+        pacer=RequestPacer(100_000, 4, clock=world.clock, sleep=world.clock.sleep),
+        sleep=world.clock.sleep,
+        clock=world.clock,
+        quota=ledger.gate(),
+    )
+    iccids = world.state.ungrouped_sims(40)
+    run_id = world.new_run(iccids, PILOT_GROUP, batch_size=2)
+    per_day: list[int] = []
+    with ledger, client:
+        for _ in range(20):
+            before = server.requests
+            try:
+                result = RunDriver(
+                    world.journal, client, run_id, clock=world.clock, sleep=world.clock.sleep
+                ).drive()
+            except errors.QuotaExhausted:
+                per_day.append(server.requests - before)
+                world.clock.sleep(24 * 3600)
+                continue
+            per_day.append(server.requests - before)
+            break
+    assert result.exit_code == ExitCode.OK, per_day
+    assert len(per_day) >= 3 and max(per_day) <= 25, per_day
+    assert per_day[:-1] == [25] * (len(per_day) - 1)  # every stopped day used all it had
+    assert set(accepted_counts(world.state).values()) == {1}
+    assert taken_then_sent_again(world.state) == {}
