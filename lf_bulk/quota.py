@@ -215,10 +215,8 @@ class QuotaLedger:
         now = self.clock()
         used, left = self.used_today(), self.left_today(spend_reserve=spend_reserve)
         server = self.server_spent_until()
-        text = (
-            f"{used:,} of {self.daily_quota:,} requests used today "
-            f"({self.reserve:,} kept for reconcile); {left:,} left"
-        )
+        kept = f" ({self.reserve:,} kept for reconcile)" if self.reserve else ""
+        text = f"{used:,} of {self.daily_quota:,} requests used today{kept}; {left:,} left"
         if server is not None:
             text += "; the server said the day's quota is spent"
         return f"{text}; resets {describe_reset(self.resets_at(), now)}"
