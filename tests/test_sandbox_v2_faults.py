@@ -224,6 +224,20 @@ def test_the_quota_day_is_the_utc_day_of_the_sandbox_clock(tmp_path: Path) -> No
         assert state.take_quota(seed.PARTNER) is None
 
 
+def test_two_processes_on_one_state_file_share_the_quota(
+    tmp_path: Path, fresh_world: Callable[..., Path]
+) -> None:
+    path = fresh_world(tmp_path / "s.db", seed.MIN_SIMS)
+    rules = FaultSpec.parse("daily_quota=3").rules()
+    with SandboxState(path, rules=rules) as one, SandboxState(path, rules=rules) as other:
+        assert [one.take_quota(seed.PARTNER), other.take_quota(seed.PARTNER)] == [None, None]
+        assert one.take_quota(seed.PARTNER) is None
+        assert other.take_quota(seed.PARTNER) is not None
+        assert one.quota_used() == other.quota_used() == 3
+        other.new_day()
+        assert one.quota_used() == 0
+
+
 def test_without_a_quota_nothing_is_counted(sandbox: SandboxServer) -> None:
     for _ in range(3):
         assert groups_list(sandbox).status_code == 200
