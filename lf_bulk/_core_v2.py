@@ -110,3 +110,14 @@ class QuotaExhausted(LfBulkError):
         self.used = used
         self.limit = limit
         self.source = source
+
+
+class OutcomeV2(StrEnum):
+    """Stand-in for the values `OutcomeCode` gains in core v2."""
+
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+    LOOKED_UP = "looked_up"
+    CANCELLED = "cancelled"
+    NO_RENEWAL = "no_renewal"
+    NOT_FOUND = "not_found"

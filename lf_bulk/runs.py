@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 from lf_bulk import bulk, wire
 from lf_bulk import reconcile as rc
@@ -42,6 +42,7 @@ from lf_bulk.errors import (
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
     FINISHED,
+    LOOKUP_KIND,
     NOT_RESUMABLE,
     TERMINAL_STATUSES,
     Journal,
@@ -158,6 +159,19 @@ def drive(
     carries the folder of the reports written for the stop in `report_dir`.
     """
     run = journal.run(run_id)
+    if run.kind == LOOKUP_KIND:
+        from lf_bulk import lookups  # it builds on this module
+
+        # Any: until core v2, LinksfieldClient lacks the Vshop methods of lookups.LookupClient.
+        return lookups.drive_lookup(
+            journal,
+            cast(Any, client),
+            run_id,
+            settings,
+            timeout=options.timeout,
+            progress=progress,
+            say=say,
+        )
     check_same_endpoint(run, endpoint_of(settings))
     require_resumable(run)
     say(f"run {run_id}")
@@ -317,6 +331,11 @@ def retry(
     """Send again the ICCIDs of a finished run whose failure may pass on a retry."""
     record = journal.run(run_id)
     require_resumable(record)
+    if record.kind == LOOKUP_KIND:
+        raise RunRefused(
+            f"run {run_id} is a look-up run: look-ups are not retried; `lf-bulk runs resume "
+            f"{run_id}` asks again for the rows still pending, or start the look-up again"
+        )
     if is_held(settings.home, bulk.run_lock_name(run_id)):
         raise RunLocked(
             f"run {run_id} is being driven by another lf-bulk process; wait for it to finish, "
@@ -360,6 +379,10 @@ def cancel(journal: Journal, settings: Settings, run_id: str) -> RunResult:
     with exclusive(settings.home, lock, f"run {run_id}", holder=f"run {run_id}"):
         journal.verify_run(run_id)  # the report folder below is the journal's word
         prepare_report_dir(Path(record.report_dir))
+        if record.kind == LOOKUP_KIND:
+            from lf_bulk import lookups  # it builds on this module
+
+            return lookups.cancel_lookup(journal, run_id)
         journal.cancel_run(run_id, "cancelled with `lf-bulk runs cancel`", ExitCode.SOME_FAILED)
         report_dir = bulk.write_reports(journal, journal.run(run_id), ExitCode.SOME_FAILED)
     counts = journal.outcome_counts(run_id)
@@ -388,6 +411,9 @@ def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
     batches: dict[str, int] = {}
     for batch in journal.batches(run_id):
         batches[batch.state] = batches.get(batch.state, 0) + 1
+    looked_up: dict[str, object] = {}
+    if record.kind == LOOKUP_KIND:
+        looked_up["calls"] = journal.call_counts(run_id)
     return {
         "run_id": record.run_id,
         "kind": record.kind,
@@ -408,6 +434,7 @@ def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
         "finished_at": record.finished_at,
         "exit_code": record.exit_code,
         "report_dir": record.report_dir,
+        **looked_up,
     }
 
 
