@@ -809,12 +809,15 @@ class _Driver:
     def _failed(self, work: _Work, error: errors.LfBulkError) -> tuple[bool, _Stop]:
         item, mutating = work.item, work.step.call is Call.CANCEL_RENEWAL
         code = getattr(error, "code", "") or type(error).__name__
+        busy = isinstance(error, SystemBusy)  # retryable, and the call was not acted on
         global_failure = isinstance(error, errors.TlsError | errors.ConfigError) or (
             isinstance(error, errors.BusinessError)
+            and not busy
             and not errors.is_retryable(error)
             and not isinstance(error, errors.ServerError)
         )
-        lost = mutating and not global_failure and not errors.proves_not_acted(error)
+        not_acted = busy or errors.proves_not_acted(error)
+        lost = mutating and not global_failure and not not_acted
         if lost:
             # The cancel may have been done: keep it `sending`; the next step looks first.
             self.asked.setdefault(item.item_id, []).append(Asked(Call.CANCEL_RENEWAL, None, {}))
