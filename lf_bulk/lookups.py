@@ -38,19 +38,18 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from lf_bulk import bulk, errors, iccid, runs
-from lf_bulk._core_v2 import (
-    CardInfo,
-    HeldPlan,
-    OutcomeV2,
-    PlanOffer,
+from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
+from lf_bulk.errors import (
+    InputError,
+    InvalidRowsError,
     QuotaExhausted,
-    Renewal,
     RenewalNotFound,
+    ReportError,
+    RunRefused,
+    RunStopped,
     SystemBusy,
     VshopError,
 )
-from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
-from lf_bulk.errors import InputError, InvalidRowsError, ReportError, RunRefused, RunStopped
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.iccid import EXPLANATIONS, Reason
@@ -69,7 +68,7 @@ from lf_bulk.journal import (
     utc_now,
 )
 from lf_bulk.locking import exclusive
-from lf_bulk.models import InputCounts, OutcomeCode
+from lf_bulk.models import CardInfo, HeldPlan, InputCounts, OutcomeCode, PlanOffer, Renewal
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.reports import (
     ITEMS_CSV,
@@ -188,12 +187,12 @@ def register_reporter(kind: LookupKind, reporter: Reporter) -> None:
     _REPORTERS[kind] = reporter
 
 
-VERIFIED: Final = OutcomeV2.VERIFIED
-REJECTED: Final = OutcomeV2.REJECTED
-LOOKED_UP: Final = OutcomeV2.LOOKED_UP
-CANCELLED: Final = OutcomeV2.CANCELLED
-NO_RENEWAL: Final = OutcomeV2.NO_RENEWAL
-NOT_FOUND: Final = OutcomeV2.NOT_FOUND
+VERIFIED: Final = OutcomeCode.VERIFIED
+REJECTED: Final = OutcomeCode.REJECTED
+LOOKED_UP: Final = OutcomeCode.LOOKED_UP
+CANCELLED: Final = OutcomeCode.CANCELLED
+NO_RENEWAL: Final = OutcomeCode.NO_RENEWAL
+NOT_FOUND: Final = OutcomeCode.NOT_FOUND
 
 LOOKUP_OUTCOMES: Final = (
     str(VERIFIED),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import TypeAlias, TypeVar
 
 from lf_bulk import bulk, wire
 from lf_bulk import reconcile as rc
@@ -162,15 +162,8 @@ def drive(
     if run.kind == LOOKUP_KIND:
         from lf_bulk import lookups  # it builds on this module
 
-        # Any: until core v2, LinksfieldClient lacks the Vshop methods of lookups.LookupClient.
         return lookups.drive_lookup(
-            journal,
-            cast(Any, client),
-            run_id,
-            settings,
-            timeout=options.timeout,
-            progress=progress,
-            say=say,
+            journal, client, run_id, settings, timeout=options.timeout, progress=progress, say=say
         )
     check_same_endpoint(run, endpoint_of(settings))
     require_resumable(run)

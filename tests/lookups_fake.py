@@ -13,17 +13,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from lf_bulk import errors
-from lf_bulk._core_v2 import (
-    CardInfo,
-    CardNotFound,
-    CardNotOwned,
-    HeldPlan,
-    PlanOffer,
-    QuotaExhausted,
-    Renewal,
-    RenewalNotFound,
-)
+from lf_bulk.errors import CardNotFound, CardNotOwned, QuotaExhausted, RenewalNotFound
 from lf_bulk.iccid import with_check_digit
+from lf_bulk.models import CardInfo, HeldPlan, PlanOffer, Renewal
 from lf_bulk.pacing import RequestPacer
 
 PARTNER_CODE = "PARTNER-SECRET-7731"

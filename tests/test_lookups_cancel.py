@@ -11,7 +11,6 @@ import pytest
 
 from lf_bulk import errors, lookups
 from lf_bulk import runs as runs_lib
-from lf_bulk._core_v2 import SystemBusy
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
 from lf_bulk.lookups import Call, LookupKind
@@ -109,7 +108,7 @@ def test_a_cancel_refused_as_busy_is_not_journaled_as_sent_and_resume_sends_it(
 ) -> None:
     api = FakeVshop()
     sim = api.add_card(make_iccid(1), renewal=True)
-    api.fail("cancel_renewal", sim, SystemBusy("SYSTEM_BUSY", "busy"))
+    api.fail("cancel_renewal", sim, errors.SystemBusy("SYSTEM_BUSY", "busy"))
     first = lookups.start_lookup(
         journal, api, settings, pairs(sim), LookupKind.CANCEL_RENEWAL, options=YES
     )
