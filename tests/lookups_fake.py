@@ -7,10 +7,14 @@ or lose the answer of a chosen call.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+
+import httpx
 
 from lf_bulk import errors
 from lf_bulk.errors import CardNotFound, CardNotOwned, QuotaExhausted, RenewalNotFound
@@ -125,3 +129,78 @@ class FakeVshop:
 
 def tomorrow() -> datetime:
     return datetime.now(UTC) + timedelta(days=1)
+
+
+class VshopServer:
+    """Answers Vshop paths from its own truth; `quota` requests a day, then 429 DAILY."""
+
+    def __init__(self) -> None:
+        self.cards: dict[str, str] = {}
+        self.renewals: dict[str, dict[str, Any]] = {}
+        self.quota: int | None = None
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.drop_cancel_answers = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        path, iccid = request.url.path.rsplit("/", 1)[-1], str(body.get("deviceCode", ""))
+        if self.quota is not None:
+            if self.quota <= 0:
+                daily = {"code": "1429", "message": "daily quota", "data": {"quota": "DAILY"}}
+                return httpx.Response(429, json=daily, headers={"Retry-After": "3600"})
+            self.quota -= 1
+        self.seen[(path, iccid)] += 1
+        if iccid not in self.cards:
+            return _failure("CARD_NOT_FOUND")
+        if path == "singleVerify":
+            return _success({"deviceCode": iccid, "cardStatus": self.cards[iccid], "area": "欧洲"})
+        if path == "queryAutoRenewalRecord":
+            return _success(self.renewals.get(iccid))
+        if path == "cancelAutoRenewalRecord":
+            renewal = self.renewals.get(iccid)
+            if renewal is None or renewal["orderNo"] != body.get("orderNo"):
+                return _failure("RENEWAL_NOT_FOUND")
+            del self.renewals[iccid]
+            if self.drop_cancel_answers:
+                self.drop_cancel_answers -= 1
+                raise httpx.ReadError("connection reset by peer", request=request)
+            return _success({})
+        return _failure("INVALID_PARAMETER")
+
+
+def _success(data: Any) -> httpx.Response:
+    return httpx.Response(200, json={"operateCode": "S", "message": "ok", "data": data})
+
+
+def _failure(code: str) -> httpx.Response:
+    return httpx.Response(200, json={"operateCode": "F", "errorCode": code, "message": code})
+
+
+def wire_renewal(iccid: str) -> dict[str, Any]:
+    return {"deviceCode": iccid, "orderNo": f"R{iccid[-5:]}", "payId": f"P{iccid[-5:]}",
+            "orderPeriod": "1", "packageType": "MONTH", "partnerCode": "P1",
+            "servicePlanShowName": "EU 1GB", "subscriptionTime": "2026.11.01"}  # fmt: skip
+
+
+VSHOP_PATHS = frozenset(
+    {"singleVerify", "singleServicePlanPage", "singleQueryOrder", "queryAutoRenewalRecord",
+     "cancelAutoRenewalRecord"}
+)  # fmt: skip
+
+
+class VshopBesideTopup(httpx.BaseTransport):
+    """Vshop paths answered by a `VshopServer`, every other path sent to a real server."""
+
+    def __init__(self, vshop: VshopServer) -> None:
+        self.vshop = vshop
+        self.real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.rsplit("/", 1)[-1] in VSHOP_PATHS:
+            response = self.vshop(request)
+            response.read()
+            return response
+        return self.real.handle_request(request)
+
+    def close(self) -> None:
+        self.real.close()

@@ -3,11 +3,8 @@ the server's daily quota stops a run cleanly, and a dropped cancel answer is set
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,58 +17,7 @@ from lf_bulk.journal import Journal
 from lf_bulk.lookups import LookupKind
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.settings import Settings
-from tests.lookups_fake import make_iccid
-
-
-class VshopServer:
-    """Answers Vshop paths from its own truth; `quota` requests a day, then 429 DAILY."""
-
-    def __init__(self) -> None:
-        self.cards: dict[str, str] = {}
-        self.renewals: dict[str, dict[str, Any]] = {}
-        self.quota: int | None = None
-        self.seen: Counter[tuple[str, str]] = Counter()
-        self.drop_cancel_answers = 0
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        path, iccid = request.url.path.rsplit("/", 1)[-1], str(body.get("deviceCode", ""))
-        if self.quota is not None:
-            if self.quota <= 0:
-                daily = {"code": "1429", "message": "daily quota", "data": {"quota": "DAILY"}}
-                return httpx.Response(429, json=daily, headers={"Retry-After": "3600"})
-            self.quota -= 1
-        self.seen[(path, iccid)] += 1
-        if iccid not in self.cards:
-            return _failure("CARD_NOT_FOUND")
-        if path == "singleVerify":
-            return _success({"deviceCode": iccid, "cardStatus": self.cards[iccid], "area": "欧洲"})
-        if path == "queryAutoRenewalRecord":
-            return _success(self.renewals.get(iccid))
-        if path == "cancelAutoRenewalRecord":
-            renewal = self.renewals.get(iccid)
-            if renewal is None or renewal["orderNo"] != body.get("orderNo"):
-                return _failure("RENEWAL_NOT_FOUND")
-            del self.renewals[iccid]
-            if self.drop_cancel_answers:
-                self.drop_cancel_answers -= 1
-                raise httpx.ReadError("connection reset by peer", request=request)
-            return _success({})
-        return _failure("INVALID_PARAMETER")
-
-
-def _success(data: Any) -> httpx.Response:
-    return httpx.Response(200, json={"operateCode": "S", "message": "ok", "data": data})
-
-
-def _failure(code: str) -> httpx.Response:
-    return httpx.Response(200, json={"operateCode": "F", "errorCode": code, "message": code})
-
-
-def renewal(iccid: str) -> dict[str, Any]:
-    return {"deviceCode": iccid, "orderNo": f"R{iccid[-5:]}", "payId": f"P{iccid[-5:]}",
-            "orderPeriod": "1", "packageType": "MONTH", "partnerCode": "P1",
-            "servicePlanShowName": "EU 1GB", "subscriptionTime": "2026.11.01"}  # fmt: skip
+from tests.lookups_fake import VshopServer, make_iccid, wire_renewal
 
 
 @pytest.fixture
@@ -118,7 +64,7 @@ def test_a_dropped_cancel_answer_through_the_wire_is_settled_by_looking(
     server = VshopServer()
     sim = make_iccid(1)
     server.cards = {sim: "ACTIVE"}
-    server.renewals = {sim: renewal(sim)}
+    server.renewals = {sim: wire_renewal(sim)}
     server.drop_cancel_answers = 1
     with client_for(server) as api:
         result = lookups.start_lookup(journal, api, settings, [(sim, "G1")],
@@ -126,5 +72,8 @@ def test_a_dropped_cancel_answer_through_the_wire_is_settled_by_looking(
     assert server.seen[("cancelAutoRenewalRecord", sim)] == 1
     answers = lookups.load_run(journal, result.run_id).answers
     assert (answers[0].outcome, answers[0].reason_code) == ("cancelled", "LOST")
-    assert answers[0].renewal is not None and answers[0].renewal.order_no == renewal(sim)["orderNo"]
+    assert (
+        answers[0].renewal is not None
+        and answers[0].renewal.order_no == wire_renewal(sim)["orderNo"]
+    )
     assert result.exit_code == ExitCode.OK
