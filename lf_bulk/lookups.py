@@ -537,6 +537,10 @@ def drive_lookup(
             try:
                 with progress(len(driver.pending)) as watcher:
                     stop = driver.drive(watcher, timeout)
+            except KeyboardInterrupt:
+                # Outside the wait for answers: what was in flight is asked again on resume (a
+                # cancel among them stays `sending`, so it is looked at before anything is sent).
+                stop = _Stop("interrupted")
             finally:
                 if stop is None:  # an unexpected error: leave the run resumable
                     journal.set_run_status(run_id, NOT_FINISHED, ExitCode.FATAL)
@@ -662,46 +666,53 @@ class _Driver:
         pool = ThreadPoolExecutor(max_workers=self.api.pacer.max_in_flight)
         try:
             while True:
-                if not stop.why and deadline is not None and self.clock() >= deadline:
-                    stop = _Stop("timed out")
-                while not stop.why and queue and len(in_flight) < self.api.pacer.max_in_flight:
-                    item = self.pending[queue.popleft()]
-                    step = self._step(item)
-                    if step.call is None:
-                        self._finish(item, step)
-                        watcher.finished(1)
-                    elif step.final and not finals_open:
-                        held_back.append(item.item_id)
-                    elif self._from_cache(item, step):
-                        queue.appendleft(item.item_id)
-                    else:
-                        work = self._start(item, step)
-                        in_flight[pool.submit(self._ask, work)] = work
-                if not in_flight:
-                    if stop.why or not (queue or held_back):
-                        break
-                    if not queue:
-                        finals_open = True
-                        queue.extend(held_back)
-                        held_back.clear()
-                    continue
                 try:
+                    if not stop.why and deadline is not None and self.clock() >= deadline:
+                        stop = _Stop("timed out")
+                    while not stop.why and queue and len(in_flight) < self.api.pacer.max_in_flight:
+                        item = self.pending[queue.popleft()]
+                        step = self._step(item)
+                        if step.call is None:
+                            self._finish(item, step)
+                            watcher.finished(1)
+                        elif step.final and not finals_open:
+                            held_back.append(item.item_id)
+                        elif self._from_cache(item, step):
+                            queue.appendleft(item.item_id)
+                        else:
+                            work = self._start(item, step)
+                            in_flight[pool.submit(self._ask, work)] = work
+                    if not in_flight:
+                        if stop.why or not (queue or held_back):
+                            break
+                        if not queue:
+                            finals_open = True
+                            queue.extend(held_back)
+                            held_back.clear()
+                        continue
                     done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        work = in_flight.pop(future)
+                        again, stopped = self._handle(work, future)
+                        if again:
+                            queue.appendleft(work.item.item_id)
+                        if stopped.why and (not stop.why or stopped.fatal):
+                            stop = stopped
                 except KeyboardInterrupt:
-                    # Let calls already on the wire finish so that their answers are recorded.
-                    stop = _Stop("interrupted")
-                    done, _ = wait(in_flight)
-                for future in done:
-                    work = in_flight.pop(future)
-                    again, stopped = self._handle(work, future)
-                    if again:
-                        queue.appendleft(work.item.item_id)
-                    if stopped.why and (not stop.why or stopped.fatal):
-                        stop = stopped
+                    # Send nothing more, but let the calls on the wire finish and journal their
+                    # answers (an answer lost here is asked again; a cancel stays `sending`).
+                    if not stop.fatal:
+                        stop = _Stop("interrupted")
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        # A stop can leave SIMs whose last answer decided them: give them their outcome now.
+        for item in list(self.pending.values()):
+            step = self._step(item)
+            if step.call is None:
+                self._finish(item, step)
+                watcher.finished(1)
         return stop
 
     def _step(self, item: ItemRecord) -> Step:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import csv
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,3 +263,31 @@ def test_options_changed_in_the_journal_refuse_the_run(
     with pytest.raises(errors.RunTampered):
         lookups.drive_lookup(journal, api, result.run_id, settings)
     assert not api.calls
+
+
+def test_ctrl_c_records_the_answers_in_flight_and_resume_asks_only_the_rest(
+    settings: Settings, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = FakeVshop(max_in_flight=2)
+    sims = [api.add_card(make_iccid(n)) for n in range(1, 7)]
+    answer = api.verify_card
+
+    def verify_then_ctrl_c(iccid: str) -> object:
+        if iccid == sims[1]:
+            _thread.interrupt_main()  # as Ctrl-C would, while the driver waits for answers
+            time.sleep(0.2)
+        return answer(iccid)
+
+    monkeypatch.setattr(api, "verify_card", verify_then_ctrl_c)
+    first = lookups.start_lookup(journal, api, settings, pairs(*sims), LookupKind.VERIFY)
+    assert first.exit_code == ExitCode.NOT_FINISHED and first.stopped == "interrupted"
+    assert journal.run(first.run_id).status == "not_finished"
+    answers = lookups.load_run(journal, first.run_id).answers
+    recorded = {a.iccid for a in answers if a.outcome == "verified"}
+    assert sims[1] in recorded  # the call on the wire at Ctrl-C was answered and journaled
+    assert len(recorded) < len(sims)
+    monkeypatch.setattr(api, "verify_card", answer)
+    again = lookups.drive_lookup(journal, api, first.run_id, settings)
+    assert again.exit_code == ExitCode.OK
+    assert {api.calls[("verify", sim)] for sim in recorded} == {1}  # never asked again
+    assert sum(api.calls.values()) <= len(sims) + api.pacer.max_in_flight
