@@ -27,6 +27,7 @@ import csv
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -85,6 +86,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE: Final = 12 * 3600.0
 """Seconds a cached answer may be reused by a new run (`--max-age`, default 12h; 0: fresh)."""
+
+
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([smhd]?)\s*", re.IGNORECASE)
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_max_age(text: str) -> float:
+    """`--max-age` in seconds: `0` (every answer fresh), or a whole number with a unit `s`, `m`,
+    `h` or `d` (`90m`, `12h`, `2d`). ValueError names what is accepted."""
+    found = _DURATION.fullmatch(text)
+    if found is None or (not found[2] and int(found[1]) != 0):
+        raise ValueError(
+            f"{text!r} is not a duration: give 0 (fresh answers) or a number with a unit, "
+            "e.g. 90m, 12h or 2d"
+        )
+    return float(int(found[1]) * _UNIT_SECONDS[(found[2] or "s").lower()])
 
 
 class LookupKind(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import csv
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,3 +292,48 @@ def test_ctrl_c_records_the_answers_in_flight_and_resume_asks_only_the_rest(
     assert again.exit_code == ExitCode.OK
     assert {api.calls[("verify", sim)] for sim in recorded} == {1}  # never asked again
     assert sum(api.calls.values()) <= len(sims) + api.pacer.max_in_flight
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0", 0.0), ("90s", 90.0), ("30m", 1800.0), ("12h", 43200.0),
+                          ("2D", 172800.0), (" 1 h ", 3600.0)]
+)  # fmt: skip
+def test_max_age_reads_durations(text: str, seconds: float) -> None:
+    assert lookups.parse_max_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["12", "-1h", "1.5h", "h", "", "12 hours", "1e3s"])
+def test_max_age_refuses_what_is_no_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        lookups.parse_max_age(text)
+
+
+def test_a_cached_answer_that_cannot_be_read_is_asked_again(
+    settings: Settings, journal: Journal
+) -> None:
+    api = FakeVshop()
+    sim = api.add_card(make_iccid(1))
+    lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+    with sqlite3.connect(settings.home / CACHE_NAME) as db:
+        db.execute('UPDATE answers SET answer = \'{"value": {"nonsense": 1}}\'')
+    db.close()
+    result = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+    assert api.calls[("verify", sim)] == 2
+    assert lookups.load_run(journal, result.run_id).answers[0].outcome == "verified"
+
+
+def test_a_version_2_journal_gains_the_answers_table(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "old" / "journal.db"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE answers")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    api = FakeVshop()
+    sim = api.add_card(make_iccid(1))
+    with Journal(path) as journal:
+        result = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+        assert journal.call_counts(result.run_id) == {"verify api": 1}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    db.close()
