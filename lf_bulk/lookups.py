@@ -333,6 +333,11 @@ def _next_cancel_step(asked: Sequence[Asked], *, yes: bool) -> Step:
             return Step(call=Call.RENEWAL)
         if last.answer.ok:
             return Step(call=Call.RENEWAL, final=True)
+        if last.answer.code == REASON_RENEWAL_GONE and sends > 1:
+            return _done(
+                CANCELLED, REASON_LOST, "an earlier cancel of this run, whose answer was lost, "
+                "took effect after the renewal was looked at",
+            )  # fmt: skip
         if last.answer.code == REASON_RENEWAL_GONE:
             return _done(
                 NO_RENEWAL, last.answer.code, "the renewal was gone before the cancel reached it"
