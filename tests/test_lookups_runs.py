@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from lf_bulk import errors, lookups
+from lf_bulk import bulk, errors, lookups
 from lf_bulk import runs as runs_lib
 from lf_bulk.answers import CACHE_NAME
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
+from lf_bulk.locking import exclusive
 from lf_bulk.lookups import LookupKind
 from lf_bulk.settings import Settings
 from lf_bulk.sources import read_iccids
@@ -337,3 +338,15 @@ def test_a_version_2_journal_gains_the_answers_table(settings: Settings, tmp_pat
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()
+
+
+def test_a_run_driven_elsewhere_is_locked(settings: Settings, journal: Journal) -> None:
+    api = FakeVshop()
+    sim = api.add_card(make_iccid(1))
+    api.quota_left = 0
+    first = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+    api.quota_left = None
+    lock = bulk.run_lock_name(first.run_id)
+    with exclusive(settings.home, lock, "run", holder="test"), pytest.raises(errors.RunLocked):
+        lookups.drive_lookup(journal, api, first.run_id, settings)
+    assert ("verify", sim) not in api.calls
