@@ -40,6 +40,7 @@ from typing import Any, Final, Protocol
 
 from lf_bulk import bulk, errors, iccid, runs
 from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
+from lf_bulk.engine import Progress
 from lf_bulk.errors import (
     InputError,
     InvalidRowsError,
@@ -678,12 +679,13 @@ class _Driver:
 
     # ------------------------------------------------------------ the loop
 
-    def drive(self, watcher: Any, timeout: float | None) -> _Stop:
+    def drive(self, watcher: Progress, timeout: float | None) -> _Stop:
         deadline = None if timeout is None else self.clock() + timeout
         queue: deque[int] = deque(self.pending)
         held_back: list[int] = []  # re-reads, made once every other call is done
         finals_open = False
         in_flight: dict[Future[Answer], _Work] = {}
+        started: set[int] = set()  # SIMs taken up in this drive, for the progress bar
         stop = _Stop()
         pool = ThreadPoolExecutor(max_workers=self.api.pacer.max_in_flight)
         try:
@@ -693,6 +695,9 @@ class _Driver:
                         stop = _Stop("timed out")
                     while not stop.why and queue and len(in_flight) < self.api.pacer.max_in_flight:
                         item = self.pending[queue.popleft()]
+                        if item.item_id not in started:
+                            started.add(item.item_id)
+                            watcher.submitted(1)
                         step = self._step(item)
                         if step.call is None:
                             self._finish(item, step)

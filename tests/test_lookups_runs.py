@@ -7,7 +7,8 @@ import csv
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from lf_bulk import bulk, errors, lookups
 from lf_bulk import runs as runs_lib
 from lf_bulk.answers import CACHE_NAME
+from lf_bulk.engine import Progress
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
 from lf_bulk.locking import exclusive
@@ -350,3 +352,23 @@ def test_a_run_driven_elsewhere_is_locked(settings: Settings, journal: Journal) 
     with exclusive(settings.home, lock, "run", holder="test"), pytest.raises(errors.RunLocked):
         lookups.drive_lookup(journal, api, first.run_id, settings)
     assert ("verify", sim) not in api.calls
+
+
+def test_progress_counts_each_sim_taken_up_and_finished(
+    settings: Settings, journal: Journal
+) -> None:
+    api = FakeVshop()
+    sims = [api.add_card(make_iccid(n)) for n in range(1, 5)]
+    seen = {"total": 0, "submitted": 0, "finished": 0}
+
+    @contextmanager
+    def watch(total: int) -> Iterator[Progress]:
+        seen["total"] = total
+
+        def count(key: str) -> Callable[[int], None]:
+            return lambda n: seen.__setitem__(key, seen[key] + n)
+
+        yield Progress(submitted=count("submitted"), finished=count("finished"))
+
+    lookups.start_lookup(journal, api, settings, pairs(*sims), LookupKind.STATUS, progress=watch)
+    assert seen == {"total": 4, "submitted": 4, "finished": 4}
