@@ -38,7 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from lf_bulk import bulk, errors, iccid, runs
+from lf_bulk import bulk, errors, iccid, quota, runs
 from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
 from lf_bulk.engine import Progress
 from lf_bulk.errors import (
@@ -497,6 +497,11 @@ def start_lookup(
     if not counts.valid:
         raise _refuse(items, counts, source, kind, run_id, target, no_valid_row=True)
     api = runs._get(client)
+    # Refused here (nothing sent, no run) when nothing at all is left today; a run that needs
+    # more than is left says so, then stops cleanly when the quota runs out (exit 5).
+    needs = quota.client_plan(api, counts.valid * len(CALLS[kind]))
+    if needs is not None:
+        say(needs.line("the look-up (at most; answers younger than --max-age are reused)"))
     opened = runs._get(journal)
     opened.create_run(
         run_id=run_id,
@@ -532,13 +537,15 @@ def drive_lookup(
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
     clock: Callable[[], float] = time.time,
+    retry_server_quota: bool = False,
 ) -> runs.RunResult:
     """Drive (or resume) the look-up run `run_id` to its end or a stop, then call its reporter.
 
     Stops cleanly (status `not_finished`, exit 5, why in `stopped`) when the day's quota is
     spent, on Ctrl-C and on `timeout`; a SIM whose calls kept failing stays `pending` (exit 5:
     `runs resume` asks again). Calls that fail one after another `MAX_FAILURES_IN_A_ROW` times
-    stop the run with `RunStopped` (exit 1), its reports written.
+    stop the run with `RunStopped` (exit 1), its reports written. `retry_server_quota`: ask
+    even though the server said today's quota is spent (`runs resume`: it may have reset).
     """
     record = journal.run(run_id)
     if record.kind != LOOKUP_KIND:
@@ -553,6 +560,8 @@ def drive_lookup(
         options = _checked_options(journal, record)
         prepare_report_dir(Path(record.report_dir))
         api = runs._get(client)
+        if retry_server_quota:
+            quota.retry_server(api)
         with AnswerCache(settings.home / CACHE_NAME) as cache:
             driver = _Driver(journal, api, cache, record, options, settings, clock=clock)
             journal.set_run_status(run_id, RUNNING, None)

@@ -168,8 +168,9 @@ def drive(
         from lf_bulk import lookups  # it builds on this module
 
         return lookups.drive_lookup(
-            journal, client, run_id, settings, timeout=options.timeout, progress=progress, say=say
-        )
+            journal, client, run_id, settings, timeout=options.timeout, progress=progress,
+            say=say, retry_server_quota=retry_server_quota,
+        )  # fmt: skip
     check_same_endpoint(run, endpoint_of(settings))
     require_resumable(run)
     say(f"run {run_id}")
