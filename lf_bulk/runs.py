@@ -367,6 +367,10 @@ def start_verified(
                 REASON_NOT_VERIFIED,
                 f"the card could not be verified ({answer.reason_code}: {answer.reason})",
             )
+    verified = table.counts.valid - len(preset)
+    needs = quota.client_plan(api, quota.calls_for_bulk(verified, batch_size))
+    if needs is not None:
+        say(needs.line(f"the {operation.lower()} of the {verified:,} verified card(s)"))
     bulk.start_run(
         opened,
         table,
