@@ -608,9 +608,11 @@ def _checked_options(journal: Journal, record: RunRecord) -> dict[str, Any]:
 def _conclude(journal: Journal, run_id: str, stop: _Stop) -> runs.RunResult:
     counts = journal.outcome_counts(run_id)
     pending = counts.get(OutcomeCode.PENDING, 0)
+    if pending and not stop.why:
+        stop = _Stop(f"the calls for {pending} SIM(s) failed; they stay pending, see the report")
     status = NOT_FINISHED if pending or stop.fatal else FINISHED
     provisional = ExitCode.FATAL if stop.fatal else ExitCode.NOT_FINISHED
-    journal.set_run_status(run_id, status, provisional, reason=stop.why or None)
+    journal.set_run_status(run_id, status, provisional, reason=stop.why)
     run = load_run(journal, run_id)
     reporter = _REPORTERS.get(run.kind, default_reporter)
     try:
@@ -625,7 +627,7 @@ def _conclude(journal: Journal, run_id: str, stop: _Stop) -> runs.RunResult:
         code = ExitCode.FATAL
     elif pending:
         code = ExitCode.NOT_FINISHED
-    journal.set_run_status(run_id, status, code, reason=stop.why or None)
+    journal.set_run_status(run_id, status, code, reason=stop.why)
     stopped = stop.why if pending or stop.fatal else ""
     return runs.RunResult(run_id, ExitCode(code), counts, run.report_dir, stopped)
 

@@ -163,6 +163,7 @@ def test_a_failed_call_leaves_its_sim_pending_and_resume_finishes_it(
     assert first.exit_code == ExitCode.NOT_FINISHED
     pending = {a.iccid: a for a in lookups.load_run(journal, first.run_id).answers}[flaky]
     assert pending.outcome == "pending" and pending.reason_code == "TransportError"
+    assert first.stopped == "the calls for 1 SIM(s) failed; they stay pending, see the report"
     again = lookups.drive_lookup(journal, api, first.run_id, settings)
     assert again.exit_code == ExitCode.OK
     assert api.calls[("verify", ok)] == 1 and api.calls[("verify", flaky)] == 2
