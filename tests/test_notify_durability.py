@@ -1,0 +1,142 @@
+"""What a 2xx promises survives: a receiver killed with SIGKILL, and a receiver under load."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+from notifyhelp import event, load, push, start_receiver
+
+from lf_bulk import wire
+from lf_bulk.notify.receiver import StoreWriter, create_receiver_app, parse_keys, running_receiver
+from lf_bulk.notify.store import Delivery, Outcome, PushStore
+
+KEY_HEX = "8f3a0c1d2e4b5a69788796a5b4c3d2e1"
+
+
+def stored(home: Path) -> dict[str, int]:
+    """order id -> deliveries counted, read by a fresh process's view of the file."""
+    with PushStore.open(home) as store:
+        events = store.events()
+    keys = Counter(e.business_key for e in events)
+    assert all(n == 1 for n in keys.values()), keys
+    return {e.order_id: e.deliveries for e in events}
+
+
+def test_every_push_answered_200_survives_a_sigkill_of_the_receiver(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    receiver = start_receiver(home)
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def sender(first: int) -> None:
+        with httpx.Client(timeout=5) as client:
+            for n in range(first, 100_000, 8):
+                if stop.is_set():
+                    return
+                order_id = f"O{n - 8 if n % 5 == 4 else n}"  # every fifth push a re-send
+                try:
+                    answer = push(client, receiver.url, event(order_id, transaction_id=f"T{n}"))
+                except httpx.HTTPError:
+                    return  # killed mid-request: no 2xx, no promise
+                if answer.status_code == 200:
+                    accepted.append(order_id)
+
+    threads = [threading.Thread(target=sender, args=(first,)) for first in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(accepted) < 150 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    receiver.kill()  # while eight pushes are in flight
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(accepted) >= 150, receiver.stop()
+    kept = stored(home)
+    missing = set(accepted) - set(kept)
+    assert not missing, f"answered 200 but lost: {sorted(missing)[:10]}"
+    for order_id, times in Counter(accepted).items():
+        assert kept[order_id] >= times  # each delivery that got a 200 is counted
+
+
+class _HeldStore(PushStore):
+    """A real store whose commits wait until the test lets them go."""
+
+    release = threading.Event()
+
+    def record(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        assert self.release.wait(10)
+        return super().record(deliveries)
+
+
+def test_the_200_is_sent_only_after_the_commit(tmp_path: Path) -> None:
+    store = _HeldStore.open(tmp_path / "home", check_same_thread=False)
+    writer = StoreWriter(store)
+    app = create_receiver_app(writer, parse_keys("key-1", KEY_HEX))
+    answers: list[int] = []
+
+    async def post() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            body = event("O1")
+            headers = wire.sign_push(body, "key-1", KEY_HEX)
+            answer = await client.post("/", content=wire.push_body_bytes(body), headers=headers)
+            answers.append(answer.status_code)
+
+    thread = threading.Thread(target=asyncio.run, args=(post(),))
+    thread.start()
+    thread.join(0.5)
+    assert answers == [], "answered before the event was committed"
+    _HeldStore.release.set()
+    thread.join(10)
+    writer.close()
+    assert answers == [200]
+    assert [e.order_id for e in store.events()] == ["O1"]
+    store.close()
+
+
+def _duplicated_order_ids(count: int, duplicates: float, seed: int) -> list[str]:
+    """`count` pushes of which a `duplicates` share re-send an order pushed before."""
+    rng = random.Random(seed)
+    ids: list[str] = []
+    for n in range(count):
+        ids.append(rng.choice(ids) if ids and rng.random() < duplicates else f"O{n}")
+    return ids
+
+
+def test_a_burst_with_duplicates_loses_nothing(tmp_path: Path) -> None:
+    # The fast variant of the load test below: in-process, 150 pushes at 300/s.
+    ids = _duplicated_order_ids(150, 0.2, seed=1)
+    with running_receiver(tmp_path / "home", parse_keys("key-1", KEY_HEX)) as url:
+        result = load(url, ids, rate=300, workers=8)
+    assert Counter(status for _, status, _ in result.answers) == {200: len(ids)}
+    kept = stored(tmp_path / "home")
+    assert kept == dict(Counter(ids))
+
+
+@pytest.mark.slow
+def test_load_200_pushes_a_second_with_20_percent_duplicates_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    ids = _duplicated_order_ids(3000, 0.2, seed=7)
+    receiver = start_receiver(tmp_path / "home")
+    try:
+        result = load(receiver.url, ids, rate=250, workers=24)
+    finally:
+        receiver.stop()
+    statuses = Counter(status for _, status, _ in result.answers)
+    p50, p99 = result.percentile(0.5), result.percentile(0.99)
+    print(f"\nload: {result.sent} pushes in {result.seconds:.1f}s = {result.rate:.0f}/s, "
+          f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, {statuses}")  # fmt: skip
+    assert statuses == {200: len(ids)}
+    assert result.rate >= 200
+    assert p99 < 1.0
+    assert stored(tmp_path / "home") == dict(Counter(ids))
