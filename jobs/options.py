@@ -309,3 +309,12 @@ since_option = click.option(
 until_option = click.option(
     "--until", metavar="T", callback=_when, help="Only pushes first received before T (same forms)."
 )
+
+from_pushes_options = compose(
+    click.option(
+        "--from-pushes",
+        is_flag=True,
+        help="Export the orders pushed to `notify serve` (in --home) instead of looking keys up.",
+    ),
+    since_option,
+)

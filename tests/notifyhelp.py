@@ -76,11 +76,11 @@ class ReceiverProcess:
         return "".join(self.stderr) + self.process.stderr.read()
 
 
-def start_receiver(home: Path, *extra: str) -> ReceiverProcess:
+def start_receiver(home: Path, *extra: str, verbose: bool = False) -> ReceiverProcess:
     """`lf-bulk notify serve --port 0` in a subprocess, the key in its environment."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LF_BULK_NOTIFY_KEY": KEY_HEX}
     process = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "--home", str(home), "notify", "serve", "--port", "0",
+        [sys.executable, "-m", "jobs", *(["-vv"] if verbose else []), "--home", str(home), "notify", "serve", "--port", "0",
          "--key-id", KEY_ID, *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
