@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 ANSWER_SECONDS = 4.0
 """How long a push waits for its commit before a 503 (Linksfield's deadline is 5 s)."""
-MAX_BATCH = 512
+MAX_PUSHES_PER_COMMIT = 512
 """Pushes committed in one transaction at most."""
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 5
@@ -99,7 +99,7 @@ class StoreWriter:
             if first is None:
                 break
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            while len(batch) < MAX_PUSHES_PER_COMMIT:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
