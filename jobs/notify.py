@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,10 +20,11 @@ from lf_bulk import order_export
 from lf_bulk.errors import ConfigError, InvalidSetting
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.notify import export as lib
-from lf_bulk.notify.receiver import ReceiverKeys, parse_keys, serve
 from lf_bulk.redaction import register_secret
-from lf_bulk.sandbox.server import is_loopback
-from lf_bulk.settings import LoadedConfig
+from lf_bulk.settings import LoadedConfig, is_loopback
+
+if TYPE_CHECKING:
+    from lf_bulk.notify.receiver import ReceiverKeys
 
 KEY_VARIABLE = "LF_BULK_NOTIFY_KEY"
 KEY_SETTING = "notify_key"
@@ -59,6 +62,8 @@ def _key_hex(app: AppContext) -> tuple[str, str]:
 def _keys(app: AppContext, key_id: str | None) -> ReceiverKeys:
     if not key_id:
         raise click.UsageError("give --key-id ID: the key id Linksfield shows with the key")
+    from lf_bulk.notify.receiver import parse_keys  # uvicorn loads only for `serve`
+
     value, origin = _key_hex(app)
     for part in value.split(","):
         register_secret(part.strip() or None)
@@ -111,6 +116,7 @@ def serve_command(
             f"--certfile and --keyfile, or keep --host 127.0.0.1 behind a TLS proxy ({PROXY_DOC})"
         )
     keys = _keys(app, key_id)
+    from lf_bulk.notify.receiver import serve
 
     def announce(url: str, store: Path) -> None:
         click.echo(f"receiving pushes at {url} (key id {keys.key_id}, store {store})", err=True)
@@ -122,6 +128,12 @@ def serve_command(
         )  # fmt: skip
     except KeyboardInterrupt:
         click.echo("receiver stopped", err=True)
+    except ssl.SSLError as error:
+        raise JobError(
+            f"cannot serve https with --certfile {certfile} and --keyfile {keyfile} ({error}): "
+            "both must be PEM files, the key the certificate's own",
+            ExitCode.FATAL,
+        ) from None
     except OSError as error:
         reason = error.strerror or str(error)
         raise JobError(f"cannot start the receiver: {reason}", ExitCode.FATAL) from None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import ssl
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 
@@ -181,3 +184,40 @@ def test_serve_as_a_process_stores_and_its_log_never_holds_the_key(tmp_path: Pat
     assert KEY_HEX not in log and KEY_HEX.upper() not in log
     listed = run(["--home", str(tmp_path / "home"), "notify", "list", "--format", "json"])
     assert [r["order_id"] for r in json.loads(listed.stdout)] == ["O1"]
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_serve_refuses_certificate_files_it_cannot_use(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    args = ["--home", str(tmp_path / "home"), "notify", "serve", "--key-id", KEY_ID, "--port", "0"]
+    env = {"LF_BULK_NOTIFY_KEY": KEY_HEX}
+    wrong = run([*args, "--certfile", str(bad), "--keyfile", str(key)], env)
+    assert wrong.exit_code == 1 and str(bad) in wrong.stderr and "PEM" in wrong.stderr
+    half = run([*args, "--certfile", str(cert)], env)
+    assert half.exit_code == 2 and "--keyfile" in half.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_serve_https_with_certfile_and_keyfile(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    receiver = start_receiver(tmp_path / "home", "--certfile", str(cert), "--keyfile", str(key))
+    try:
+        assert receiver.url.startswith("https://127.0.0.1:")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+            assert push(client, receiver.url, event("O1")).status_code == 200
+    finally:
+        receiver.stop()
