@@ -17,7 +17,13 @@ from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_
 CONFIG_META_KEY = "lf_bulk.config"
 # Secrets a config file (or the environment) may hold but no command-line flag may take: other
 # users of the machine can read a process's arguments.
-FILE_ONLY_SETTINGS: Schema = {"notify_key": KnownSetting(None, str)}
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string in quotes")
+    return value
+
+
+FILE_ONLY_SETTINGS: Schema = {"notify_key": KnownSetting(None, _text)}
 # Settings whose origin an error message may need to name.
 TRACED_SETTINGS = ("env", "base_url", "partner_code", "home")
 

@@ -42,7 +42,7 @@ def export(
     columns and totals: no keys needed, nothing looked up.
     """
     if [file is not None, group_id is not None, from_pushes].count(True) != 1:
-        raise click.UsageError("give one of FILE, --group GROUP or --from-pushes")
+        raise click.UsageError("give either FILE or --group GROUP (not both), or --from-pushes")
     if since is not None and not from_pushes:
         raise click.UsageError("--since goes with --from-pushes")
     target = _output_path(output)
