@@ -15,6 +15,8 @@ from lf_bulk.redaction import register_secret
 from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_config, url_password
 
 CONFIG_META_KEY = "lf_bulk.config"
+
+
 # Secrets a config file (or the environment) may hold but no command-line flag may take: other
 # users of the machine can read a process's arguments.
 def _text(value: Any) -> str:

@@ -66,7 +66,8 @@ def _keys(app: AppContext, key_id: str | None) -> ReceiverKeys:
 
     value, origin = _key_hex(app)
     for part in value.split(","):
-        register_secret(part.strip() or None)
+        for form in (part.strip(), part.strip().lower(), part.strip().upper()):
+            register_secret(form or None)
     try:
         return parse_keys(key_id, value)
     except ValueError as error:

@@ -901,6 +901,23 @@ def sign_push(
     }
 
 
+def make_recharge_event(
+    transaction_id: str, event_time_ms: int, data: Mapping[str, object]
+) -> dict[str, Any]:
+    """A Recharge Success body (the sandbox's pusher): `data` keyed by `PUSH_DATA_FIELDS`, every
+    value sent as a string (as section 2's examples send scalars); a re-send of the same order
+    gets a new `transaction_id` and the same `data`."""
+    unknown = sorted(set(data) - set(PUSH_DATA_FIELDS))
+    if unknown:
+        raise ValueError(f"not fields of a Recharge Success event: {', '.join(unknown)}")
+    return {
+        "transactionId": transaction_id,
+        "eventType": PUSH_EVENT_RECHARGE_SUCCESS,
+        "eventTime": str(event_time_ms),
+        "data": {name: "" if value is None else str(value) for name, value in data.items()},
+    }
+
+
 def push_body_bytes(body: Mapping[str, Any]) -> bytes:
     """How a pusher writes the body on the wire (any JSON text of it verifies the same)."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

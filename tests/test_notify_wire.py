@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from decimal import Decimal
 
 import pytest
 
@@ -105,3 +106,24 @@ def test_the_key_must_be_hex_and_is_never_quoted() -> None:
         wire.push_key("not-hex-secret")
     assert "not-hex-secret" not in str(caught.value)
     assert wire.push_key(KEY_HEX.upper()) == bytes.fromhex(KEY_HEX)
+
+
+def test_a_made_event_reads_back_and_keys_on_its_order() -> None:
+    data = {"order_id": "O9", "orderNo": "N9", "deviceCode": "89852420180910340793",
+            "payAmount": Decimal("7.50"), "payCurrency": "GBP", "orderPeriod": 3, "payId": "P9"}  # fmt: skip
+    body = wire.make_recharge_event("T1", 1780000000000, data)
+    again = wire.make_recharge_event("T2", 1780000000001, data)
+    assert (
+        wire.push_business_key(body)
+        == wire.push_business_key(again)
+        == "RECHARGE_SUCCESS/order_id=O9"
+    )
+    read = wire.parse_push_event(body)
+    assert (read.amount, read.periods, read.iccid, read.currency) == (
+        "7.50",
+        "3",
+        "89852420180910340793",
+        "GBP",
+    )
+    with pytest.raises(ValueError, match="transactionId"):
+        wire.make_recharge_event("T1", 1, {"transactionId": "x"})
