@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from notifyhelp import event, load, push, start_receiver
+from starlette.applications import Starlette
 
 from lf_bulk import wire
+from lf_bulk.notify import receiver as receiver_module
 from lf_bulk.notify.receiver import StoreWriter, create_receiver_app, parse_keys, running_receiver
 from lf_bulk.notify.store import Delivery, Outcome, PushStore
 
@@ -67,39 +69,70 @@ def test_every_push_answered_200_survives_a_sigkill_of_the_receiver(tmp_path: Pa
         assert kept[order_id] >= times  # each delivery that got a 200 is counted
 
 
-class _HeldStore(PushStore):
-    """A real store whose commits wait until the test lets them go."""
-
+def held_store(home: Path) -> tuple[PushStore, threading.Event]:
+    """A real store whose commits wait until the test sets the event."""
     release = threading.Event()
 
-    def record(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        assert self.release.wait(10)
-        return super().record(deliveries)
+    class HeldStore(PushStore):
+        def record(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+            assert release.wait(10)
+            return super().record(deliveries)
+
+    return HeldStore.open(home, check_same_thread=False), release
 
 
-def test_the_200_is_sent_only_after_the_commit(tmp_path: Path) -> None:
-    store = _HeldStore.open(tmp_path / "home", check_same_thread=False)
-    writer = StoreWriter(store)
-    app = create_receiver_app(writer, parse_keys("key-1", KEY_HEX))
-    answers: list[int] = []
-
+def post_in_thread(app: Starlette, order_id: str, answers: list[int]) -> threading.Thread:
     async def post() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
-            body = event("O1")
+            body = event(order_id)
             headers = wire.sign_push(body, "key-1", KEY_HEX)
             answer = await client.post("/", content=wire.push_body_bytes(body), headers=headers)
             answers.append(answer.status_code)
 
     thread = threading.Thread(target=asyncio.run, args=(post(),))
     thread.start()
+    return thread
+
+
+def test_the_200_is_sent_only_after_the_commit(tmp_path: Path) -> None:
+    store, release = held_store(tmp_path / "home")
+    writer = StoreWriter(store)
+    app = create_receiver_app(writer, parse_keys("key-1", KEY_HEX))
+    answers: list[int] = []
+    thread = post_in_thread(app, "O1", answers)
     thread.join(0.5)
     assert answers == [], "answered before the event was committed"
-    _HeldStore.release.set()
+    release.set()
     thread.join(10)
     writer.close()
     assert answers == [200]
     assert [e.order_id for e in store.events()] == ["O1"]
+    store.close()
+
+
+def test_a_push_not_stored_in_time_gets_503_and_is_stored_at_most_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(receiver_module, "ANSWER_SECONDS", 0.3)
+    store, release = held_store(tmp_path / "home")
+    writer = StoreWriter(store)
+    app = create_receiver_app(writer, parse_keys("key-1", KEY_HEX))
+    answers: list[int] = []
+    first = post_in_thread(app, "O1", answers)  # its commit starts, and waits
+    time.sleep(0.1)
+    second = post_in_thread(app, "O2", answers)  # waits in the queue behind it
+    first.join(5)
+    second.join(5)
+    assert answers == [503, 503]
+    release.set()
+    resent = post_in_thread(app, "O2", answers)  # Linksfield sends it again
+    resent.join(5)
+    writer.close()
+    assert answers[2] == 200
+    # O1's commit had begun: it is stored (a re-send would be a duplicate); O2's had not: it was
+    # dropped when its caller gave up, and the re-send stored it once.
+    assert {e.order_id: e.deliveries for e in store.events()} == {"O1": 1, "O2": 1}
     store.close()
 
 
