@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -173,3 +174,37 @@ def test_load_200_pushes_a_second_with_20_percent_duplicates_loses_nothing(
     assert result.rate >= 200
     assert p99 < 1.0
     assert stored(tmp_path / "home") == dict(Counter(ids))
+
+
+def test_a_push_the_store_cannot_take_fails_alone(tmp_path: Path) -> None:
+    release = threading.Event()
+    poisoned: list[Delivery] = []
+
+    class Store(PushStore):
+        def record(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+            assert release.wait(10)
+            if any(d in poisoned for d in deliveries):
+                raise OSError("disk error")
+            return super().record(deliveries)
+
+    store = Store.open(tmp_path / "home", check_same_thread=False)
+    writer = StoreWriter(store)
+    headers = wire.read_push_headers(wire.sign_push(event("O0"), "key-1", KEY_HEX))
+    assert isinstance(headers, wire.PushHeaders)
+    bad = event("O-bad")
+    bad["data"] = {**bad["data"], "orderPeriod": "9" * 30}  # type: ignore[dict-item]
+    bodies = [event("O0"), event("O1"), bad, event("O2")]
+    deliveries = [Delivery(b"{}", body, headers, datetime.now(UTC)) for body in bodies]
+    poisoned.append(deliveries[2])
+    futures = [writer.submit(deliveries[0])]
+    time.sleep(0.1)  # O0's commit has begun and waits: the other three queue up behind it
+    futures += [writer.submit(d) for d in deliveries[1:]]
+    release.set()
+    writer.close()  # after one commit of O0, then one group of three that falls back to singles
+    assert [f.exception(timeout=5) is None for f in futures] == [True, True, False, True]
+    assert [e.order_id for e in store.events()] == ["O0", "O1", "O2"]
+    poisoned.clear()
+    assert store.record([deliveries[2]]) == [Outcome.STORED]
+    periods = {e.order_id: e.periods for e in store.events()}
+    assert periods["O-bad"] is None and periods["O2"] == 2  # not a count: kept in the body only
+    store.close()

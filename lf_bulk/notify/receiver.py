@@ -121,11 +121,24 @@ class StoreWriter:
         try:
             outcomes = self.store.record([delivery for delivery, _ in batch])
         except Exception as error:  # the disk, a lock held too long: each push gets a 503
-            log.error("could not store %d push(es): %s", len(batch), error)
-            for _, done in batch:
-                done.set_exception(error)
+            if len(batch) > 1:
+                # One by one, so that a push the store cannot take fails alone.
+                for one in batch:
+                    self._store_one(*one)
+                return
+            log.error("could not store a push: %s", error)
+            batch[0][1].set_exception(error)
             return
         for (_, done), outcome in zip(batch, outcomes, strict=True):
+            done.set_result(outcome)
+
+    def _store_one(self, delivery: Delivery, done: Future[Outcome]) -> None:
+        try:
+            (outcome,) = self.store.record([delivery])
+        except Exception as error:
+            log.error("could not store a push: %s", error)
+            done.set_exception(error)
+        else:
             done.set_result(outcome)
 
 

@@ -161,11 +161,16 @@ def _decimal_text(text: str) -> str | None:
     return str(amount) if amount.is_finite() else None
 
 
-def _int_or_none(text: str) -> int | None:
+MAX_PERIODS = 10_000
+"""More periods than any plan is bought for: a larger number is not a count (kept in the body)."""
+
+
+def _periods(text: str) -> int | None:
     try:
-        return int(text)
+        periods = int(text) if len(text) <= 6 else None
     except ValueError:
         return None
+    return periods if periods is not None and 0 <= periods <= MAX_PERIODS else None
 
 
 class PushStore:
@@ -250,7 +255,7 @@ class PushStore:
                 fields.iccid,
                 fields.package_code,
                 fields.plan,
-                _int_or_none(fields.periods),
+                _periods(fields.periods),
                 _decimal_text(fields.amount),
                 fields.currency,
                 fields.pay_id,
