@@ -877,7 +877,8 @@ def push_signature(
     body: Mapping[str, Any], timestamp: str, key: bytes, profile: PushProfile = PUSH_V2
 ) -> str:
     """Lowercase hex HMAC-SHA1 of the signed content (UTF-8) with the key's bytes."""
-    content = push_sign_content(body, timestamp, profile).encode("utf-8")
+    # A lone surrogate (JSON allows "\ud800") has no UTF-8 form: its code is hashed as it is.
+    content = push_sign_content(body, timestamp, profile).encode("utf-8", "surrogatepass")
     return hmac.new(key, content, hashlib.sha1).hexdigest()
 
 
@@ -920,7 +921,7 @@ def make_recharge_event(
 
 def push_body_bytes(body: Mapping[str, Any]) -> bytes:
     """How a pusher writes the body on the wire (any JSON text of it verifies the same)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 @dataclass(frozen=True)

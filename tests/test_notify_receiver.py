@@ -174,3 +174,27 @@ def test_a_clock_ten_minutes_off_either_way_is_the_limit(tmp_path: Path) -> None
         ):
             answer = client.post("/", content=wire.push_body_bytes(body), headers=headers)
         assert answer.status_code == status, offset
+
+
+def test_a_lone_surrogate_in_the_json_is_stored_cleaned_not_a_500(
+    receiver: httpx.Client, tmp_path: Path
+) -> None:
+    for body in (
+        event("O\ud800"),
+        {"transactionId": "T9", "eventType": "OTHER", "data": {"note": "\udfff"}},
+    ):
+        raw = json.dumps(body).encode()  # ASCII, the surrogate as an escape, as JSON allows
+        headers = wire.sign_push(body, KEY_ID, KEY_HEX)
+        assert receiver.post("/", content=raw, headers=headers).status_code == 200
+    with PushStore.open(tmp_path / "home") as store:
+        assert [e.order_id for e in store.events()] == ["O\ufffd", ""]
+
+
+def test_raw_utf8_text_verifies_and_is_kept(receiver: httpx.Client, tmp_path: Path) -> None:
+    body = event("O1")
+    body["data"] = {**body["data"], "servicePlanShowName": "欧洲 5GB/月"}  # type: ignore[dict-item]
+    raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    headers = wire.sign_push(body, KEY_ID, KEY_HEX)
+    assert receiver.post("/", content=raw, headers=headers).status_code == 200
+    with PushStore.open(tmp_path / "home") as store:
+        assert [e.plan for e in store.events()] == ["欧洲 5GB/月"]

@@ -148,7 +148,7 @@ def business_key(event: Mapping[str, Any]) -> str:
     if key is not None:
         return key
     kept = {k: v for k, v in event.items() if k != "transactionId"}
-    digest = hashlib.sha256(canonical_json(kept).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(canonical_json(kept).encode("utf-8", "surrogatepass")).hexdigest()
     event_type = wire.clean_text(str(event.get("eventType") or "?"))
     return f"{event_type}/body-sha256={digest}"
 
