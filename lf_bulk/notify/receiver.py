@@ -186,7 +186,11 @@ def create_receiver_app(
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
         if not isinstance(event, dict):
             return JSONResponse({"error": "the body is not a JSON object"}, status_code=400)
-        if not wire.verify_push_signature(event, headers, keys.keys, profile):
+        try:
+            signed = wire.verify_push_signature(event, headers, keys.keys, profile)
+        except (ValueError, RecursionError):  # JSON that parses but cannot be written back
+            return JSONResponse({"error": "the body cannot be read"}, status_code=400)
+        if not signed:
             return _refused(wire.PushRejection.BAD_SIGNATURE, request)
         delivery = Delivery(body, event, headers, datetime.now(UTC))
         try:
