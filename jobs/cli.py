@@ -15,6 +15,7 @@ from jobs.ops import ops
 from jobs.options import global_options
 from jobs.orders import orders
 from jobs.reconcile import reconcile
+from jobs.renewals import renewals
 from jobs.runs import runs
 from jobs.sandbox import sandbox
 from jobs.sims import sims
@@ -54,7 +55,7 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
             click.echo(warning, err=True)
 
 
-for command in (groups, sims, runs, reconcile, orders, ops, doctor, sandbox):
+for command in (groups, sims, renewals, runs, reconcile, orders, ops, doctor, sandbox):
     cli.add_command(command)
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
+from lf_bulk.fleet import OPTION_OUTPUT
 from lf_bulk.lookups import OPTION_AREA, LookupKind, LookupRun, SimAnswers, register_reporter
 from lf_bulk.models import OutcomeCode, PlanOffer
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
@@ -40,7 +41,6 @@ __all__ = [
     "write_catalogue",
 ]
 
-OPTION_OUTPUT: Final = "output"
 
 PLAN_COLUMNS: Final = (
     Column("package_code", "text", width=20),

@@ -25,17 +25,19 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.errors import InputError
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.lookups import LookupKind, LookupRun, SimAnswers, register_reporter
-from lf_bulk.models import CardStatus, HeldPlan, HeldStatus, OutcomeCode
+from lf_bulk.models import CardStatus, HeldPlan, HeldStatus, MemberPage, OutcomeCode
 from lf_bulk.xlsx import Column, Sheet, Summary, Table, write_workbook
 
 __all__ = [
@@ -49,11 +51,15 @@ __all__ = [
     "build_report",
     "flags_of",
     "fleet_rows",
+    "member_rows",
     "report_status",
     "write_fleet",
 ]
 
 DEFAULT_EXPIRING_WITHIN: Final = 7
+OPTION_OUTPUT: Final = "output"
+"""`options` key of a look-up run: the absolute path of the workbook (or .csv) to write."""
+OPTION_EXPIRING_WITHIN: Final = "expiring_within"
 
 
 class Flag(StrEnum):
@@ -398,6 +404,31 @@ def write_fleet_csv(path: Path, rows: Iterable[FleetRow]) -> None:
             )
 
 
+def member_rows(
+    client: LinksfieldClient,
+    group_ids: Sequence[str] | None,
+    *,
+    on_page: Callable[[MemberPage], None] | None = None,
+) -> list[tuple[str, str]]:
+    """`(iccid, group_id)` of every member of `group_ids` (None: every group of the account).
+
+    A group the account does not have is refused (`InputError`) before any member is read.
+    """
+    known = [group.group_id for group in client.list_groups()]
+    wanted = known if group_ids is None else list(dict.fromkeys(group_ids))
+    missing = [g for g in wanted if g not in known]
+    if missing:
+        raise InputError(
+            f"group {', '.join(missing)} does not exist for this partner code; nothing was "
+            "looked up (`lf-bulk groups list` shows the groups)"
+        )
+    pairs: dict[str, str] = {}
+    for group_id in wanted:
+        for iccid in client.list_members(group_id, on_page=on_page):
+            pairs.setdefault(iccid, group_id)
+    return list(pairs.items())
+
+
 FLEET_JSON: Final = "fleet.json"
 
 
@@ -407,11 +438,11 @@ def report_status(run: LookupRun) -> ExitCode:
     report = build_report(
         run.answers,
         datetime.now(UTC).date(),
-        int(options.get("expiring_within", DEFAULT_EXPIRING_WITHIN)),
+        int(options.get(OPTION_EXPIRING_WITHIN, DEFAULT_EXPIRING_WITHIN)),
         source=run.record.source,
         run_id=run.record.run_id,
     )
-    output = Path(str(options.get("output") or run.report_dir / "fleet.xlsx"))
+    output = Path(str(options.get(OPTION_OUTPUT) or run.report_dir / "fleet.xlsx"))
     write_fleet(output, report)
     text = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
     with atomic_file(run.report_dir / FLEET_JSON) as out:

@@ -28,6 +28,7 @@ from typing import Final
 
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, make_folders, neutralise
+from lf_bulk.fleet import OPTION_OUTPUT
 from lf_bulk.lookups import OPTION_YES, LookupKind, LookupRun, SimAnswers, register_reporter
 from lf_bulk.models import OutcomeCode, Renewal
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
@@ -45,7 +46,6 @@ __all__ = [
     "write_renewal_list",
 ]
 
-OPTION_OUTPUT: Final = "output"
 WOULD_CANCEL: Final = "WOULD_CANCEL"
 
 RENEWAL_COLUMNS: Final = (

@@ -1,0 +1,88 @@
+"""The look-up commands' shell: usage errors before anything is sent, durations, output paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from jobs import context
+from jobs.cli import cli
+from jobs.lookup_options import parse_duration, prepare_output
+
+
+def run(args: list[str], *, expect: int) -> Result:
+    result = CliRunner().invoke(cli, ["--no-progress", *args])
+    assert result.exit_code == expect, f"{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture
+def no_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the API must not be called")
+
+    monkeypatch.setattr(context, "open_session", refuse)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sims", "status"], "give one of FILE, --group"),
+        (["sims", "status", "x.csv", "--group", "G1"], "give one of FILE, --group"),
+        (["sims", "plans", "--group", "G1", "--all-groups"], "give one of FILE, --group"),
+        (["renewals", "list", "x.csv", "--all-groups"], "give one of FILE, --group"),
+        (["sims", "status", "--group", "G1", "-o", "fleet.txt"], "use a .xlsx or .csv"),
+        (["sims", "status", "--group", "G1", "--max-age", "12x"], "not a duration"),
+        (["sims", "status", "--group", "G 1"], "Invalid value for '--group'"),
+        (["sims", "status", "--group", "G1", "--expiring-within", "-1"], "--expiring-within"),
+        (["sims", "plans", "--group", "G1", "-o", "nowhere/x.xlsx"], "is not a folder"),
+        (["renewals", "cancel"], "Missing argument 'FILE'"),
+    ],
+)
+def test_usage_errors_exit_2_before_any_call(no_api: None, args: list[str], message: str) -> None:
+    assert message in run(args, expect=2).stderr
+
+
+@pytest.mark.parametrize("command", [["sims", "status"], ["sims", "plans"], ["renewals", "list"]])
+def test_an_invalid_row_stops_the_job_before_any_call(
+    no_api: None, tmp_path: Path, command: list[str]
+) -> None:
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n8988303000000000010\n8988303000000000011\n", encoding="utf-8")
+    result = run([*command, str(source), "-o", str(tmp_path / "out.xlsx")], expect=2)
+    assert "bad_checksum" in result.stderr or "invalid" in result.stderr
+    assert not (tmp_path / "out.xlsx").exists()
+
+
+def test_an_unknown_group_exits_2_and_looks_nothing_up(tmp_path: Path) -> None:
+    result = run(
+        ["--home", str(tmp_path / "home"), "sims", "status", "--group", "G999", "-o",
+         str(tmp_path / "f.xlsx")],
+        expect=2,
+    )  # fmt: skip
+    assert "group G999 does not exist" in result.stderr
+    assert not (tmp_path / "f.xlsx").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0.0), ("90", 90.0), ("45s", 45.0), ("30m", 1800.0), ("12h", 43200.0),
+     ("2d", 172800.0), (" 1.5H ", 5400.0)],
+)  # fmt: skip
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "-1h", "1w", "1h30m", "nan"])
+def test_not_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_the_default_output_is_dated_and_absolute(tmp_path: Path) -> None:
+    target = prepare_output(None, "fleet")
+    assert target.is_absolute() and target.name.startswith("fleet-") and target.suffix == ".xlsx"
+    assert prepare_output(tmp_path / "F.CSV", "fleet") == tmp_path / "F.CSV"
