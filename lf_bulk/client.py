@@ -1,8 +1,10 @@
-"""The Linksfield Topup API client: one method per endpoint, on httpx.
+"""The Linksfield API client: one method per endpoint of the three services, on httpx.
 
 The transport is the seam: tests pass `httpx.MockTransport`, cassettes or a real sandbox URL. Every
-request is paced by a shared `RequestPacer`, retried per `RetryPolicy`, and turned into model objects
-or a typed error from `lf_bulk.errors` by the wire profile.
+request is counted against the day's quota (a `QuotaGate`, when given), paced by a shared
+`RequestPacer`, retried per `RetryPolicy`, and turned into model objects or a typed error from
+`lf_bulk.errors` by the wire profile. Each service (bundle groups and orders, Vshop, Payment) has
+its own base URL; a service without one uses `base_url`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,26 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import httpx
 
 from lf_bulk import errors, redaction, wire
-from lf_bulk.models import AsyncResult, Group, MemberPage, Operation, Order, Submission
+from lf_bulk.models import (
+    AsyncResult,
+    CardInfo,
+    Group,
+    HeldPlan,
+    MemberPage,
+    Operation,
+    Order,
+    PlanOffer,
+    Renewal,
+    Service,
+    Submission,
+)
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
 
@@ -33,12 +49,41 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 _RETRY_AFTER_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
+class QuotaGate(Protocol):
+    """The day's request quota, as the client sees it (`lf_bulk.quota` keeps the count)."""
+
+    def take(self) -> None:
+        """Count one request about to be sent; raise `QuotaExhausted` when none is left."""
+
+    def server_exhausted(self, resets_at: datetime) -> None:
+        """The server said the day's quota is spent, until `resets_at`."""
+
+
+@dataclass(frozen=True)
+class _ServiceUrl:
+    url: httpx.URL  # without userinfo
+    display: str  # as it may be shown: never a password
+    auth: tuple[str, str] | None
+
+
+def _service_url(raw: str) -> _ServiceUrl:
+    url = httpx.URL(raw.rstrip("/"))
+    if not url.userinfo:
+        return _ServiceUrl(url, raw.rstrip("/"), None)
+    # Credentials in the URL are sent as Basic auth but never shown.
+    redaction.register_secret(url.password)
+    safe = url.copy_with(username=None, password=None)
+    return _ServiceUrl(safe, str(safe), (url.username, url.password))
+
+
 class LinksfieldClient:
     def __init__(
         self,
         base_url: str,
         partner_code: str,
         *,
+        service_urls: Mapping[Service, str] | None = None,
+        quota: QuotaGate | None = None,
         profile: wire.WireProfile = wire.CONTRACT_V1,
         transport: httpx.BaseTransport | None = None,
         pacer: RequestPacer | None = None,
@@ -48,27 +93,27 @@ class LinksfieldClient:
         trust_env: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        url = httpx.URL(base_url.rstrip("/"))
-        # Credentials in the URL are sent as Basic auth but never shown: `base_url` is display-safe.
-        auth = (url.username, url.password) if url.userinfo else None
-        redaction.register_secret(url.password)
-        safe_url = url.copy_with(username=None, password=None) if auth else url
-        self.base_url = str(safe_url) if auth else base_url.rstrip("/")
+        given = dict(service_urls or {})
+        self._services = {s: _service_url(given.get(s) or base_url) for s in Service}
+        # Display-safe (no password): what messages, the journal and `doctor` show.
+        self.base_url = self._services[Service.TOPUP].display
+        self.service_urls = {s: u.display for s, u in self._services.items()}
         self.partner_code = partner_code
+        self.quota = quota
         self.trust_env = trust_env
         self.profile = profile
         self.pacer = pacer or RequestPacer()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self._http = httpx.Client(
-            base_url=safe_url,
             transport=transport,
             timeout=timeout,
             verify=verify_tls,
             trust_env=trust_env,
-            auth=auth,
             headers=dict(profile.headers),
         )
 
@@ -166,6 +211,51 @@ class LinksfieldClient:
         except errors.OrderNotFound:
             return []
 
+    # ------------------------------------------------------------ contract v2: Vshop
+
+    def verify_card(self, iccid: str) -> CardInfo:
+        """The card's status and area; `CardNotFound`, `CardNotOwned`... when it is not usable."""
+        data = self._call(self.profile.verify, params=wire.device_params(iccid))
+        return wire.parse_card(data, iccid)
+
+    def plan_page(
+        self, iccid: str, page_no: int, page_size: int, area: str | None = None
+    ) -> tuple[int, list[PlanOffer]]:
+        size = min(page_size, self.profile.max_plan_page_size)
+        params = wire.plan_page_params(iccid, page_no, size, area)
+        return wire.parse_plan_page(self._call(self.profile.plans, params=params))
+
+    def list_plans(self, iccid: str, area: str | None = None) -> list[PlanOffer]:
+        """Every plan the SIM can buy (all pages), in the server's order, each code once."""
+        size = self.profile.max_plan_page_size
+        plans: dict[str, PlanOffer] = {}
+        page_no = 1
+        while True:
+            total, page = self.plan_page(iccid, page_no, size, area)
+            for plan in page:
+                plans.setdefault(plan.package_code, plan)
+            if not page or page_no * size >= total:
+                return list(plans.values())
+            page_no += 1
+
+    def held_plans(self, iccid: str) -> list[HeldPlan]:
+        """The plans the SIM holds: in use, bought and not started, expired."""
+        data = self._call(self.profile.held_orders, params=wire.device_params(iccid))
+        return wire.parse_held_plans(data)
+
+    def find_renewal(self, iccid: str) -> Renewal | None:
+        """The SIM's active auto-renewal, or None."""
+        try:
+            data = self._call(self.profile.renewal, params=wire.device_params(iccid))
+        except errors.RenewalNotFound:
+            return None
+        return wire.parse_renewal(data, iccid)
+
+    def cancel_renewal(self, iccid: str, order_no: str, pay_id: str) -> None:
+        """Cancel an auto-renewal (for good). Mutating: a lost answer is the caller's to settle."""
+        params = wire.cancel_renewal_params(iccid, order_no, pay_id)
+        self._call(self.profile.cancel_renewal, params=params, mutating=True)
+
     # ------------------------------------------------------------ plumbing
 
     def _call(
@@ -177,15 +267,22 @@ class LinksfieldClient:
         mutating: bool = False,
     ) -> Any:
         """One API call, retried per the policy; a `mutating` call only after a failure that
-        proves the server did not act (any other failure is the caller's to settle)."""
-        request = wire.build_request(
-            self.profile, endpoint, self.partner_code, path_params=path_params, params=params
-        )
-        redaction.register_signature(str((request.query or request.body or {}).get("sign", "")))
+        proves the server did not act (any other failure is the caller's to settle).
+
+        Every attempt is built anew (a Vshop call's `tradeTime` and signature are per attempt)
+        and counted against the day's quota before it is sent.
+        """
+        service = self._services[endpoint.service]
+        request = self._build(endpoint, path_params, params)
 
         def attempt() -> Any:
+            nonlocal request
+            if endpoint.trade is not wire.TradeGlobals.NONE:
+                request = self._build(endpoint, path_params, params)
             with self.pacer.slot():
-                return self._send_once(request)
+                if self.quota is not None:
+                    self.quota.take()
+                return self._send_once(service, request)
 
         def on_retry(error: BaseException, wait: float) -> None:
             # A network failure is worth a word at default verbosity; throttling is routine.
@@ -203,11 +300,32 @@ class LinksfieldClient:
             retryable=errors.proves_not_acted if mutating else errors.is_retryable,
         )
 
-    def _send_once(self, request: wire.WireRequest) -> Any:
+    def _build(
+        self,
+        endpoint: wire.Endpoint,
+        path_params: Mapping[str, str] | None,
+        params: Mapping[str, Any] | None,
+    ) -> wire.WireRequest:
+        request = wire.build_request(
+            self.profile,
+            endpoint,
+            self.partner_code,
+            path_params=path_params,
+            params=params,
+            clock=self._clock,
+        )
+        redaction.register_signature(str((request.query or request.body or {}).get("sign", "")))
+        return request
+
+    def _send_once(self, service: _ServiceUrl, request: wire.WireRequest) -> Any:
         log.debug("%s %s", request.method, request.path)
+        base_url = service.display
         try:
             outgoing = self._http.build_request(
-                request.method, request.path, params=request.query, json=request.body
+                request.method,
+                str(service.url).rstrip("/") + request.path,
+                params=request.query,
+                json=request.body,
             )
         except httpx.InvalidURL as exc:
             # Ids are validated at the edge and encoded by the wire profile; this is what is
@@ -216,31 +334,27 @@ class LinksfieldClient:
                 f"cannot send {request.method} {wire.shown_text(request.path)}: {exc}"
             ) from None
         try:
-            response = self._http.send(outgoing, stream=True)
+            response = self._http.send(outgoing, stream=True, auth=service.auth)
             try:
                 response.read()
             except httpx.DecodingError as exc:
-                raise _undecodable(self.base_url, response, exc) from None
+                raise _undecodable(base_url, response, exc) from None
             finally:
                 response.close()
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise errors.ConnectFailed(
-                f"{self.base_url}: could not connect ({type(exc).__name__})"
+                f"{base_url}: could not connect ({type(exc).__name__})"
             ) from None
         except httpx.TimeoutException as exc:
-            raise errors.TransportError(
-                f"{self.base_url}: timed out ({type(exc).__name__})"
-            ) from None
+            raise errors.TransportError(f"{base_url}: timed out ({type(exc).__name__})") from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             # A permanent mistake in the URL: retrying cannot help.
-            raise errors.InvalidSetting(
-                f"{self.base_url}: not a usable http(s) URL ({exc})"
-            ) from None
+            raise errors.InvalidSetting(f"{base_url}: not a usable http(s) URL ({exc})") from None
         except httpx.TransportError as exc:
-            raise _transport_error(self.base_url, exc) from None
-        return self._interpret(response, request)
+            raise _transport_error(base_url, exc) from None
+        return self._interpret(response, request, base_url)
 
-    def _interpret(self, response: httpx.Response, request: wire.WireRequest) -> Any:
+    def _interpret(self, response: httpx.Response, request: wire.WireRequest, base_url: str) -> Any:
         body = wire.decode_json(response.text)
         envelope = wire.parse_envelope(body)
         if envelope is None:
@@ -248,16 +362,34 @@ class LinksfieldClient:
             if response.status_code >= 400:
                 raise errors.HttpStatusError(
                     response.status_code,
-                    f"HTTP {response.status_code} from {self.base_url}: {snippet}",
+                    f"HTTP {response.status_code} from {base_url}: {snippet}",
                 )
-            raise errors.EnvelopeError(f"unrecognised answer from {self.base_url}: {snippet}")
+            raise errors.EnvelopeError(f"unrecognised answer from {base_url}: {snippet}")
         if envelope.ok:
             return envelope.data
+        if wire.is_daily_quota(envelope):
+            raise self._daily_quota_spent(response, base_url)
         retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
         if response.status_code == 429 and retry_after is not None:
             self.pacer.hold_off(retry_after)
         raise wire.business_error(
             envelope, http_status=response.status_code, retry_after=retry_after
+        )
+
+    def _daily_quota_spent(self, response: httpx.Response, base_url: str) -> errors.QuotaExhausted:
+        """The server's word that the day's quota is spent: a stop until its Retry-After (or the
+        next UTC midnight), told to the quota gate so that no other call is sent today."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        wait = _retry_after_seconds(response.headers.get("Retry-After"), limit=None)
+        resets_at = now + timedelta(seconds=wait) if wait is not None else next_utc_midnight(now)
+        if self.quota is not None:
+            self.quota.server_exhausted(resets_at)
+        return errors.QuotaExhausted(
+            f"{base_url} says today's request quota for this partner code is spent "
+            f"(HTTP {response.status_code}, quota DAILY); it resets at "
+            f"{resets_at:%Y-%m-%d %H:%M} UTC",
+            resets_at=resets_at,
+            source="server",
         )
 
     def _redacted(self, text: str, request: wire.WireRequest) -> str:
@@ -312,16 +444,29 @@ def _undecodable(
     return errors.EnvelopeError(message)
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def next_utc_midnight(now: datetime) -> datetime:
+    """When the UTC day of `now` ends (the daily quota's reset, contract v2 section 5)."""
+    return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+
+
+# A day's quota resets within a day: a Retry-After beyond this is not believed.
+MAX_QUOTA_WAIT_SECONDS = 86_400.0
+
+
+def _retry_after_seconds(
+    value: str | None, limit: float | None = MAX_RETRY_AFTER_SECONDS
+) -> float | None:
+    """Retry-After in seconds (digits or an HTTP date), at most `limit` (None: a day)."""
+    cap = MAX_QUOTA_WAIT_SECONDS if limit is None else limit
     if not value:
         return None
     value = value.strip()
     # ASCII digits only: str.isdigit() also takes '²' (one byte, 0xB2, in a latin-1 header),
     # which float() refuses.
     if _RETRY_AFTER_DIGITS.fullmatch(value):
-        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+        return min(float(value), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_SECONDS)
+    return min(max(0.0, when.timestamp() - time.time()), cap)

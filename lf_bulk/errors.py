@@ -7,6 +7,8 @@
     │   ├── InvalidRowsError     some rows failed validation; carries the rows and their reasons
     │   └── RunRefused           a run cannot be continued, retried or cancelled in its state
     ├── PlanRefused              a plan is larger than the user allowed (exit 2)
+    ├── QuotaExhausted           the day's request quota is spent, by our ledger or the server's
+    │                            word (429 with quota DAILY): a clean stop until `resets_at` (exit 5)
     ├── RunStopped               a run cannot go on now; the journal says what next (exit 1)
     ├── ReportError              a run's reports could not be written; the run is journaled (exit 1)
     ├── JournalError             the run journal cannot be used
@@ -34,7 +36,17 @@
             ├── RequestIdUnknown     1006
             ├── OrderNotFound        1007
             ├── RateLimited          1429, with `retry_after` (retryable)
-            └── ServerError          1500 (retryable)
+            ├── ServerError          1500 (retryable)
+            └── VshopError           a Vshop/Payment error code (contract v2)
+                ├── CardNotFound         CARD_NOT_FOUND
+                ├── CardNotOwned         CARD_NOT_OWNED (another partner's card)
+                ├── CardInactive         CARD_INACTIVE
+                ├── PlanNotFound         PLAN_NOT_FOUND
+                ├── VshopOrderNotFound   ORDER_NOT_FOUND
+                ├── RenewalNotFound      RENEWAL_NOT_FOUND
+                ├── DuplicateOrderNo     DUPLICATE_ORDER_NO
+                ├── PayNotFound          PAY_NOT_FOUND
+                └── SystemBusy           SYSTEM_BUSY (retryable; the call was not acted on)
 
 An error whose failure left a report behind carries its folder in `report_dir` (the CLI prints it
 on stdout before the message).
@@ -49,6 +61,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +145,30 @@ class RunRefused(InputError):
 
 class PlanRefused(LfBulkError):
     pass
+
+
+class QuotaExhausted(LfBulkError):
+    """The day's request quota is spent: nothing more is sent until `resets_at` (UTC).
+
+    `source` is "ledger" (our own count in `<home>` reached the limit) or "server" (the server
+    answered 429 with `data.quota` DAILY). Never retried by the transport: waiting hours inside a
+    request is not a retry, it is a stop that `runs resume` continues.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resets_at: datetime,
+        source: str,
+        used: int | None = None,
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+        self.source = source
+        self.used = used
+        self.limit = limit
 
 
 class RunStopped(LfBulkError):
@@ -279,11 +316,51 @@ class ServerError(BusinessError):
     pass
 
 
+class VshopError(BusinessError):
+    """An error code of the Vshop or Payment service (contract v2, `wire.VSHOP_ERROR_CLASSES`)."""
+
+
+class CardNotFound(VshopError):
+    pass
+
+
+class CardNotOwned(VshopError):
+    pass
+
+
+class CardInactive(VshopError):
+    pass
+
+
+class PlanNotFound(VshopError):
+    pass
+
+
+class VshopOrderNotFound(VshopError):
+    pass
+
+
+class RenewalNotFound(VshopError):
+    pass
+
+
+class DuplicateOrderNo(VshopError):
+    pass
+
+
+class PayNotFound(VshopError):
+    pass
+
+
+class SystemBusy(VshopError):
+    """The service refused the call for load: nothing was done, so it may be sent again."""
+
+
 def is_retryable(error: BaseException) -> bool:
     """Whether a request that raised `error` may be sent again unchanged."""
     if isinstance(error, TlsError):
         return False
-    if isinstance(error, TransportError | RateLimited | ServerError):
+    if isinstance(error, TransportError | RateLimited | ServerError | SystemBusy):
         return True
     if isinstance(error, HttpStatusError):
         return error.status_code == 429 or error.status_code >= 500
@@ -293,13 +370,14 @@ def is_retryable(error: BaseException) -> bool:
 def proves_not_acted(error: BaseException) -> bool:
     """Whether a mutating request that raised `error` provably did nothing, so may be sent again.
 
-    Only 429 (throttled), 503 (unavailable) and a connection that was never made qualify. A
+    Only 429 (throttled), 503 (unavailable), `SYSTEM_BUSY` and a connection that was never made
+    qualify. A
     timeout, a reset, a 500/502/504 or a dropped answer may come after the server acted: the caller
     must settle such a call (read the membership), never send it blindly again.
     """
     if isinstance(error, TlsError):
         return False
-    if isinstance(error, ConnectFailed | RateLimited):
+    if isinstance(error, ConnectFailed | RateLimited | SystemBusy):
         return True
     if isinstance(error, HttpStatusError):
         return error.status_code in (429, 503)

@@ -96,6 +96,13 @@ class OutcomeCode(StrEnum):
     PENDING = "pending"
     WOULD_ADD = "would_add"
     WOULD_REMOVE = "would_remove"
+    # Per-SIM look-ups and changes (contract v2, design notes §6).
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+    LOOKED_UP = "looked_up"
+    CANCELLED = "cancelled"
+    NO_RENEWAL = "no_renewal"
+    NOT_FOUND = "not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +148,79 @@ class Order:
     expire_time: str
     auto_renewal: str
     extra: Mapping[str, object] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- contract v2: Vshop and Payment
+
+
+class Service(StrEnum):
+    """The three Linksfield services, each with its own base URL per environment."""
+
+    TOPUP = "topup"  # bundle groups and orders
+    VSHOP = "vshop"  # the Mall service: cards, plans, held orders, renewals, partner orders
+    PAYMENT = "payment"  # the Cashier service
+
+
+class CardStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    SUSPENDED = "SUSPENDED"
+
+
+@dataclass(frozen=True, slots=True)
+class CardInfo:
+    """The answer of card login verification: the card exists, is the partner's, and its state."""
+
+    iccid: str
+    card_status: str
+    area: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOffer:
+    """A data plan a SIM can buy; `price` is exact (never a float)."""
+
+    package_code: str
+    name: str
+    area: str
+    data_mb: int | None
+    validity_days: int | None
+    price: Decimal | None
+    currency: str
+    auto_renewal: bool
+
+
+class HeldStatus(StrEnum):
+    """`orderStatus` of a plan a SIM holds."""
+
+    NOT_STARTED = "1"  # bought, not started
+    IN_USE = "2"
+    EXPIRED = "3"  # assumed
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPlan:
+    """A plan a SIM holds. Dates stay the API's `yyyy-MM-dd` text ("" when absent)."""
+
+    status: str
+    name: str
+    time: int | None
+    unit: str
+    expire_date: str
+    remaining_days: int | None
+    order_no: str
+    package_code: str
+    start_date: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A SIM's active auto-renewal; a cancel needs its `order_no` and `pay_id`."""
+
+    iccid: str
+    order_no: str
+    pay_id: str
+    plan_name: str
+    periods: int | None
+    package_type: str
+    subscription_time: str  # `yyyy.MM.dd`, as the API writes it

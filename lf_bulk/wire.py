@@ -2,8 +2,9 @@
 
 Linksfield documents the paths, the global parameters and the signature (see `signing.py`). The
 request and response tables were not available, so the rest (field names, envelope, error codes,
-whether path parameters are signed, page sizes) is "contract v1", written down in
-`docs/api-contract.md` with what a UAT account should check. Everything assumed lives here, so that
+whether path parameters are signed, page sizes) is "contract v1" (groups, orders) and "contract v2"
+(quota, Vshop, Payment), written down in `docs/api-contract.md` with what a UAT account should
+check. Everything assumed lives here, so that
 a real UAT account can correct it in one place. The sandbox speaks the same profile.
 
 It is also where ids and text cross the border: `validate_id` (the id alphabet, used at the edge),
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -27,18 +29,24 @@ from lf_bulk import errors
 from lf_bulk.models import (
     AsyncResult,
     Bundle,
+    CardInfo,
     Group,
+    HeldPlan,
     MemberPage,
     Operation,
     OpStatus,
     Order,
+    PlanOffer,
+    Renewal,
+    Service,
     SimResult,
     Submission,
 )
 from lf_bulk.signing import SIGN_FIELD, sign
 
 # The version of the contract document this profile implements (`doctor` names it).
-CONTRACT_VERSION = "v1"
+# v1: bundle groups and orders; v2 adds the daily quota, Vshop and Payment (sections 5-7).
+CONTRACT_VERSION = "v2"
 CONTRACT_DOC = "docs/api-contract.md"
 
 CODE_OK = "0000"
@@ -52,6 +60,23 @@ CODE_ORDER_NOT_FOUND = "1007"
 CODE_RATE_LIMITED = "1429"
 CODE_INTERNAL = "1500"
 
+# Vshop and Payment error codes (contract v2, assumed).
+VSHOP_CARD_NOT_FOUND = "CARD_NOT_FOUND"
+VSHOP_CARD_NOT_OWNED = "CARD_NOT_OWNED"
+VSHOP_CARD_INACTIVE = "CARD_INACTIVE"
+VSHOP_PLAN_NOT_FOUND = "PLAN_NOT_FOUND"
+VSHOP_ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+VSHOP_RENEWAL_NOT_FOUND = "RENEWAL_NOT_FOUND"
+VSHOP_DUPLICATE_ORDER_NO = "DUPLICATE_ORDER_NO"
+VSHOP_INVALID_PARAMETER = "INVALID_PARAMETER"
+VSHOP_SYSTEM_BUSY = "SYSTEM_BUSY"
+PAY_NOT_FOUND = "PAY_NOT_FOUND"
+# A 429 whose `data.quota` is this is the day's quota, not a burst (Retry-After: next midnight).
+QUOTA_FIELD = "quota"
+QUOTA_DAILY = "DAILY"
+# How far `tradeTime` may be from the server's clock before it answers INVALID_PARAMETER.
+TRADE_TIME_TOLERANCE_SECONDS = 600
+
 ERROR_CLASSES: Mapping[str, type[errors.BusinessError]] = {
     CODE_INVALID_PARAMETER: errors.InvalidParameter,
     CODE_UNKNOWN_PARTNER: errors.UnknownPartner,
@@ -62,6 +87,16 @@ ERROR_CLASSES: Mapping[str, type[errors.BusinessError]] = {
     CODE_ORDER_NOT_FOUND: errors.OrderNotFound,
     CODE_RATE_LIMITED: errors.RateLimited,
     CODE_INTERNAL: errors.ServerError,
+    VSHOP_CARD_NOT_FOUND: errors.CardNotFound,
+    VSHOP_CARD_NOT_OWNED: errors.CardNotOwned,
+    VSHOP_CARD_INACTIVE: errors.CardInactive,
+    VSHOP_PLAN_NOT_FOUND: errors.PlanNotFound,
+    VSHOP_ORDER_NOT_FOUND: errors.VshopOrderNotFound,
+    VSHOP_RENEWAL_NOT_FOUND: errors.RenewalNotFound,
+    VSHOP_DUPLICATE_ORDER_NO: errors.DuplicateOrderNo,
+    VSHOP_INVALID_PARAMETER: errors.InvalidParameter,
+    VSHOP_SYSTEM_BUSY: errors.SystemBusy,
+    PAY_NOT_FOUND: errors.PayNotFound,
 }
 
 # The HTTP status the sandbox pairs with each code (contract v1 table).
@@ -84,10 +119,30 @@ RETRYABLE_REASONS = frozenset({REASON_SIM_LOCKED, REASON_INTERNAL})
 ORDER_KEYS = ("purchase_order_id", "order_id", "sim_id")  # documented lookup precedence
 
 
+class TradeGlobals(StrEnum):
+    """Which trade parameters a call carries besides partnerCode, version and sign."""
+
+    NONE = "none"  # contract v1 calls
+    VSHOP = "vshop"  # tradeTime, tradeType, terminal, mark, languageCode
+    PAYMENT = "payment"  # tradeTime, tradeType
+
+
+VSHOP_TERMINAL = "1"
+VSHOP_MARK = "0"
+VSHOP_LANGUAGE_CODE = "1"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
+    service: Service = Service.TOPUP
+    trade: TradeGlobals = TradeGlobals.NONE
+
+    @property
+    def trade_type(self) -> str:
+        """`tradeType`: the last segment of the endpoint's path (e.g. "singleVerify")."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
 
     def path_params(self) -> tuple[str, ...]:
         return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
@@ -104,9 +159,26 @@ class WireProfile:
     remove: Endpoint = Endpoint("DELETE", "/mall/bundle-groups/{group_id}/sims")
     async_result: Endpoint = Endpoint("GET", "/async-result/{request_id}")
     order: Endpoint = Endpoint("GET", "/mall/order")
+    # Contract v2: one SIM per call, POST, on the Vshop and Payment base URLs.
+    verify: Endpoint = Endpoint("POST", "/singleVerify", Service.VSHOP, TradeGlobals.VSHOP)
+    plans: Endpoint = Endpoint("POST", "/singleServicePlanPage", Service.VSHOP, TradeGlobals.VSHOP)
+    held_orders: Endpoint = Endpoint("POST", "/singleQueryOrder", Service.VSHOP, TradeGlobals.VSHOP)
+    renewal: Endpoint = Endpoint(
+        "POST", "/queryAutoRenewalRecord", Service.VSHOP, TradeGlobals.VSHOP
+    )
+    cancel_renewal: Endpoint = Endpoint(
+        "POST", "/cancelAutoRenewalRecord", Service.VSHOP, TradeGlobals.VSHOP
+    )
+    create_order: Endpoint = Endpoint(
+        "POST", "/synPartner/SynOrderInfo", Service.VSHOP, TradeGlobals.VSHOP
+    )
+    payment_result: Endpoint = Endpoint(
+        "POST", "/resultQuery", Service.PAYMENT, TradeGlobals.PAYMENT
+    )
     # The global rule says path parameters are signed; the GET pages mention only the query string.
     sign_path_params: bool = True
     max_page_size: int = 1000
+    max_plan_page_size: int = 100
     default_max_iccids: int = 500
     headers: Mapping[str, str] = field(
         default_factory=lambda: {"Content-Type": "application/json", "Accept-Language": "en-US"}
@@ -122,6 +194,8 @@ class WireProfile:
 
 
 CONTRACT_V1 = WireProfile()
+"""The profile of this release: contract v1 (groups, orders) and v2 (Vshop, Payment), despite
+its name, which the code has used since v0.1.0."""
 
 DEFAULT_BATCH_SIZE = CONTRACT_V1.default_max_iccids
 """ICCIDs per add/remove request unless told otherwise: the most the contract accepts in one."""
@@ -271,12 +345,18 @@ def build_request(
     *,
     path_params: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> WireRequest:
-    """Fill in the global parameters and the signature, GET in the query and others in the body."""
+    """Fill in the global parameters and the signature, GET in the query and others in the body.
+
+    A Vshop or Payment call gets its trade parameters too, with `tradeTime` from `clock`: build
+    the request anew for every attempt, so that each carries a fresh time and signature.
+    """
     path_params = dict(path_params or {})
     sent: dict[str, Any] = {
         "partnerCode": partner_code,
         "version": profile.version,
+        **trade_params(endpoint, clock),
         **{k: _as_sent(v) for k, v in (params or {}).items() if v is not None and v != ""},
     }
     signed = {**sent, **path_params} if profile.sign_path_params else sent
@@ -290,6 +370,20 @@ def build_request(
     if endpoint.method == "GET":
         return WireRequest(endpoint.method, path, {k: str(v) for k, v in sent.items()}, None)
     return WireRequest(endpoint.method, path, None, sent)
+
+
+def trade_params(endpoint: Endpoint, clock: Callable[[], float] = time.time) -> dict[str, str]:
+    """The trade parameters `endpoint` carries (none for contract v1 calls)."""
+    if endpoint.trade is TradeGlobals.NONE:
+        return {}
+    params = {"tradeTime": str(round(clock() * 1000)), "tradeType": endpoint.trade_type}
+    if endpoint.trade is TradeGlobals.VSHOP:
+        params |= {
+            "terminal": VSHOP_TERMINAL,
+            "mark": VSHOP_MARK,
+            "languageCode": VSHOP_LANGUAGE_CODE,
+        }
+    return params
 
 
 def _as_sent(value: Any) -> Any:
@@ -335,13 +429,36 @@ def parse_envelope(body: Any) -> Envelope | None:
         message = str(status.get("message", ""))
         return Envelope(code == "CB-00-0000", code, message, body.get("data"))
     if "operateCode" in body:
-        code = str(body["operateCode"])
-        return Envelope(code == "S", code, str(body.get("message", "")), body.get("data"))
+        # The Vshop envelope: "S" or "F", the reason of an "F" in errorCode.
+        ok = str(body["operateCode"]) == "S"
+        code = "S" if ok else str(body.get("errorCode") or body["operateCode"])
+        return Envelope(ok, code, str(body.get("message", "")), body.get("data"))
+    if "tradeRstCode" in body:
+        code = str(body["tradeRstCode"])
+        message = str(body.get("tradeRstMessage", body.get("message", "")))
+        return Envelope(code == CODE_OK, code, message, body.get("data"))
     return None
 
 
 def make_envelope(code: str, message: str, data: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "data": data}
+
+
+def make_vshop_envelope(code: str, message: str, data: Any = None) -> dict[str, Any]:
+    """The Vshop envelope: `code` is CODE_OK for success, else the error code (or 1429...)."""
+    if code == CODE_OK:
+        return {"operateCode": "S", "message": message, "data": data}
+    return {"operateCode": "F", "errorCode": code, "message": message, "data": data}
+
+
+def is_daily_quota(envelope: Envelope) -> bool:
+    """Whether an error answer says the day's quota is spent (not a burst to retry in a second)."""
+    data = envelope.data
+    return (
+        envelope.code == CODE_RATE_LIMITED
+        and isinstance(data, dict)
+        and str(data.get(QUOTA_FIELD, "")).upper() == QUOTA_DAILY
+    )
 
 
 def business_error(
@@ -512,7 +629,7 @@ ORDER_FIELDS = (
 )
 
 
-def _decimal(value: Any) -> Decimal | None:
+def _decimal(value: Any, what: str = "order: amount") -> Decimal | None:
     if value is None or value == "":
         return None
     if isinstance(value, float):
@@ -523,7 +640,7 @@ def _decimal(value: Any) -> Decimal | None:
     except InvalidOperation:
         amount = None
     if amount is None or not amount.is_finite():
-        raise errors.EnvelopeError(f"order: amount {value!r} is not a decimal")
+        raise errors.EnvelopeError(f"{what} {value!r} is not a decimal")
     return amount
 
 
@@ -554,3 +671,107 @@ def parse_order(item: Any) -> Order:
 def parse_orders(data: Any) -> list[Order]:
     data = _require_dict(data, "orders")
     return [parse_order(o) for o in data.get("orders") or []]
+
+
+# ---------------------------------------------------------------- contract v2 data
+
+
+def _text(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    return "" if value is None else str(value)
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "y", "yes")
+
+
+def device_params(iccid: str, **more: Any) -> dict[str, Any]:
+    """The body of a per-SIM Vshop call: `deviceCode` is the ICCID."""
+    return {"deviceCode": iccid, **more}
+
+
+def plan_page_params(
+    iccid: str, page_no: int, page_size: int, area: str | None = None
+) -> dict[str, Any]:
+    return device_params(iccid, area=area, pageNo=page_no, pageSize=page_size)
+
+
+def cancel_renewal_params(iccid: str, order_no: str, pay_id: str) -> dict[str, Any]:
+    if not order_no or not pay_id:
+        raise errors.InputError(
+            "a renewal cancel needs the orderNo and payId its look-up returned; nothing sent"
+        )
+    return device_params(iccid, orderNo=order_no, payId=pay_id)
+
+
+def parse_card(data: Any, iccid: str) -> CardInfo:
+    data = _require_dict(data, "card")
+    return CardInfo(
+        iccid=_text(data, "deviceCode") or iccid,
+        card_status=_text(data, "cardStatus").upper(),
+        area=_text(data, "area"),
+    )
+
+
+def parse_plan(item: Any) -> PlanOffer:
+    item = _require_dict(item, "plan")
+    price = _decimal(item.get("price"), "plan price")
+    return PlanOffer(
+        package_code=_text(item, "packageCode"),
+        name=_text(item, "servicePlanShowName"),
+        area=_text(item, "area"),
+        data_mb=_opt_int(item.get("dataMb")),
+        validity_days=_opt_int(item.get("validityDays")),
+        price=price,
+        currency=_text(item, "currency").upper(),
+        auto_renewal=_flag(item.get("autoRenewal")),
+    )
+
+
+def parse_plan_page(data: Any) -> tuple[int, list[PlanOffer]]:
+    """(total, plans of this page)."""
+    data = _require_dict(data, "plans")
+    listed = data.get("list") or []
+    if not isinstance(listed, list):
+        raise errors.EnvelopeError("plans: expected a list in 'list'")
+    return _int(data.get("total"), len(listed)), [parse_plan(p) for p in listed]
+
+
+def parse_held_plans(data: Any) -> list[HeldPlan]:
+    data = _require_dict(data, "held orders")
+    listed = data.get("orderList") or []
+    if not isinstance(listed, list):
+        raise errors.EnvelopeError("held orders: expected a list in 'orderList'")
+    held = []
+    for item in listed:
+        item = _require_dict(item, "held order")
+        held.append(
+            HeldPlan(
+                status=_text(item, "orderStatus"),
+                name=_text(item, "servicePlanShowName"),
+                time=_opt_int(item.get("time")),
+                unit=_text(item, "unit"),
+                expire_date=_text(item, "expireDate"),
+                remaining_days=_opt_int(item.get("remainingDays")),
+                order_no=_text(item, "orderNo"),
+                package_code=_text(item, "packageCode"),
+                start_date=_text(item, "startDate"),
+            )
+        )
+    return held
+
+
+def parse_renewal(data: Any, iccid: str) -> Renewal | None:
+    """The SIM's active auto-renewal, or None (`data` is null when there is none)."""
+    if data is None or data == {} or data == []:
+        return None
+    data = _require_dict(data, "renewal")
+    return Renewal(
+        iccid=_text(data, "deviceCode") or iccid,
+        order_no=_text(data, "orderNo"),
+        pay_id=_text(data, "payId"),
+        plan_name=_text(data, "servicePlanShowName"),
+        periods=_opt_int(data.get("orderPeriod")),
+        package_type=_text(data, "packageType"),
+        subscription_time=_text(data, "subscriptionTime"),
+    )

@@ -58,8 +58,13 @@ def test_every_endpoint_method_and_path_is_documented(doc: str, name: str) -> No
     assert any(f"`WireProfile.{name}`" in row for row in rows), rows
 
 
-def test_profile_knows_every_endpoint_the_doc_calls_v1() -> None:
-    assert set(ENDPOINTS) == {"groups", "members", "add", "remove", "async_result", "order"}
+def test_profile_knows_every_endpoint_of_contract_v1_and_v2() -> None:
+    v1 = {"groups", "members", "add", "remove", "async_result", "order"}
+    v2 = {"verify", "plans", "held_orders", "renewal", "cancel_renewal"}
+    v2 |= {"create_order", "payment_result"}
+    assert set(ENDPOINTS) == v1 | v2
+    for name in v2:
+        assert ENDPOINTS[name].trade is not wire.TradeGlobals.NONE, name
 
 
 @pytest.mark.parametrize(
@@ -135,7 +140,7 @@ def test_every_assumption_names_where_it_lives(doc: str) -> None:
 def test_the_doc_has_the_uat_checklist_and_the_planned_v2_section(doc: str) -> None:
     headings = [line.lstrip("#").strip() for line in doc.splitlines() if line.startswith("#")]
     assert "Checking against UAT" in headings
-    assert "Contract v2 (planned; not implemented yet)" in headings
+    assert "Contract v2: daily quota, Vshop and Payment" in headings
     checklist = doc.split("Checking against UAT", 1)[1].split("\n## ", 1)[0]
     assert len(re.findall(r"^- \[ \]", checklist, flags=re.MULTILINE)) >= 8
     for command in ("lf-bulk", "doctor", "groups list", "groups members", "ops status"):

@@ -50,6 +50,7 @@ def create_app(
     routes = [
         Route(endpoint.path, getattr(endpoints, name), methods=[endpoint.method])
         for name, endpoint in profile.endpoints().items()
+        if hasattr(endpoints, name)
     ]
     return Starlette(
         routes=routes,
