@@ -32,6 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from lf_bulk import wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import InputError
 from lf_bulk.exitcodes import ExitCode
@@ -71,10 +72,7 @@ class Flag(StrEnum):
 
 
 # The Vshop codes of a card that is not ours to look at (unknown, or another partner's).
-CARD_NOT_FOUND: Final = "CARD_NOT_FOUND"
-CARD_NOT_OWNED: Final = "CARD_NOT_OWNED"
-CARD_INACTIVE: Final = "CARD_INACTIVE"
-NOT_FOUND_CODES: Final = frozenset({CARD_NOT_FOUND, CARD_NOT_OWNED})
+NOT_FOUND_CODES: Final = frozenset({wire.VSHOP_CARD_NOT_FOUND, wire.VSHOP_CARD_NOT_OWNED})
 
 # Rows that never reached the API: they belong on the Not found sheet, not the Fleet sheet.
 NOT_LOOKED_UP: Final = frozenset({OutcomeCode.INVALID, OutcomeCode.DUPLICATE})
@@ -137,7 +135,7 @@ def flags_of(answers: SimAnswers, today: date, expiring_within: int) -> list[Fla
             flags.append(Flag.EXPIRING)
     card = answers.card
     inactive = card is not None and card.card_status != CardStatus.ACTIVE
-    if inactive or answers.reason_code == CARD_INACTIVE:
+    if inactive or answers.reason_code == wire.VSHOP_CARD_INACTIVE:
         flags.append(Flag.CARD_INACTIVE)
     return flags
 
