@@ -182,7 +182,7 @@ def start(
 def render(app: AppContext, result: runs.RunResult, shown: Path, line: str = "") -> None:
     """`shown` (the output file, or the report folder) on stdout, what next on stderr; exit."""
     click.echo(str(shown))
-    app.info(line or runs.summary_line(result.run_id, result.counts))
+    app.info(runs.summary_line(result.run_id, result.counts) + (f"; {line}" if line else ""))
     if result.exit_code == ExitCode.NOT_FINISHED:
         why = f" ({result.stopped})" if result.stopped else ""
         app.info(

@@ -143,7 +143,7 @@ def status(
         app, rows, lookups.LookupKind.STATUS, options=options, max_age=max_age,
         report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
     )  # fmt: skip
-    lk.render(app, result, target)
+    lk.render(app, result, target, fleet.summary_line_in(result.report_dir))
 
 
 @sims.command(help="""Write the plans the SIMs can buy: sheet Plans (one row per plan with

@@ -430,6 +430,16 @@ def member_rows(
 FLEET_JSON: Final = "fleet.json"
 
 
+def summary_line_in(report_dir: Path) -> str:
+    """The one-line summary the STATUS reporter left in `report_dir`; "" when there is none."""
+    try:
+        written = json.loads((report_dir / FLEET_JSON).read_text(encoding="utf-8"))
+        flags = ", ".join(f"{flag} {n}" for flag, n in written["flags"].items() if n)
+        return f"{written['sims']} SIMs, {written['flagged']} flagged ({flags or 'none'})"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
 def report_status(run: LookupRun) -> ExitCode:
     """The STATUS look-up's reporter: the fleet workbook at the run's output, its exit code."""
     options = run.options

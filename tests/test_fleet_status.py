@@ -6,6 +6,7 @@ Hand-made answers, no API: what the look-up run hands the reporter.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -212,3 +213,14 @@ def test_a_failed_look_up_shows_why_and_no_flag() -> None:
     )
     [row] = build_report([sim], TODAY, 7).rows
     assert (row.flags, row.outcome, row.reason) == ((), "failed", "the server was busy")
+
+
+def test_the_reporters_summary_line_is_read_back_for_stderr(tmp_path: Path) -> None:
+    report = build_report(mixed(), TODAY, 7)
+    (tmp_path / fleet.FLEET_JSON).write_text(json.dumps(report.to_json()))
+    assert (
+        fleet.summary_line_in(tmp_path) == "4 SIMs, 3 flagged (no_plan 1, expiring 1, not_found 1)"
+    )
+    (tmp_path / fleet.FLEET_JSON).write_text("[1]")
+    assert fleet.summary_line_in(tmp_path) == ""
+    assert fleet.summary_line_in(tmp_path / "missing") == ""

@@ -1,0 +1,166 @@
+"""The look-up commands end to end: the CLI against the real sandbox over 127.0.0.1.
+
+The sandbox's own state is the oracle: each row of the fleet workbook must say what the sandbox
+holds for that card (status, plans, renewal), and its call log says what was asked, and cancelled.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from click.testing import CliRunner, Result
+
+from jobs.cli import cli
+from lf_bulk.iccid import check
+from lf_bulk.sandbox.seed import DEMO_GROUP, FOREIGN_GROUP
+from lf_bulk.sandbox.server import SandboxServer
+from lf_bulk.settings import SANDBOX_PARTNER_CODE
+
+FAST = "rate=400,concurrency=8"
+CLIENT = ["--rate", "200", "--max-in-flight", "4", "--no-progress"]
+
+
+def unknown_iccid() -> str:
+    """A well-formed ICCID the sandbox has never seen (its check digit right)."""
+    for digit in range(10):
+        candidate = f"898830399999999999{digit}"
+        if check(candidate).reason is None:
+            return candidate
+    raise AssertionError("no check digit fits")
+
+
+@pytest.fixture
+def server(make_sandbox: Any) -> SandboxServer:
+    started: SandboxServer = make_sandbox(FAST)
+    return started
+
+
+def run(server: SandboxServer, home: Path, *args: str, expect: int) -> Result:
+    base = ["--home", str(home), "--env", "uat", "--partner-code", SANDBOX_PARTNER_CODE]
+    base += ["--base-url", server.base_url, *CLIENT]
+    result = CliRunner().invoke(cli, [*base, *args])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.exit_code == expect, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def expected_flags(server: SandboxServer, iccid: str, today: date, within: int) -> list[str]:
+    """The flags, from the sandbox's truth (its wire dicts), by the design notes' words."""
+    card = server.state.card(iccid)
+    if card is None or card["partner_code"] != SANDBOX_PARTNER_CODE:
+        return ["not_found"]
+    held = server.state.held_plans(iccid)
+    in_use = [h for h in held if h["orderStatus"] == "2"]
+    pending = [h for h in held if h["orderStatus"] == "1"]
+    flags = []
+    if not in_use:
+        flags.append("pending_only" if pending else "no_plan")
+    else:
+        ends = max(date.fromisoformat(h["expireDate"]) for h in in_use)
+        if ends <= today + timedelta(days=within):
+            flags.append("expiring")
+    if card["card_status"] != "ACTIVE":
+        flags.append("card_inactive")
+    return flags
+
+
+def fleet_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_status_of_a_group_matches_the_sandbox_and_a_second_run_reuses_the_answers(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "fleet.csv"
+    result = run(
+        server, tmp_path / "home", "sims", "status", "--group", DEMO_GROUP, "-o", str(out),
+        "--report-dir", str(tmp_path / "r1"), expect=4,
+    )  # fmt: skip
+    assert result.stdout.strip() == str(out)
+    rows = fleet_csv(out)
+    members = server.state.members(DEMO_GROUP)
+    assert [r["iccid"] for r in rows] == members
+    today = server.state.today()
+    kinds = set()
+    for row in rows:
+        flags = row["flags"].split()
+        assert flags == expected_flags(server, row["iccid"], today, 7), row
+        kinds.update(flags)
+        assert row["card_status"] == server.state.card(row["iccid"])["card_status"]
+        in_use = [h for h in server.state.held_plans(row["iccid"]) if h["orderStatus"] == "2"]
+        if in_use:
+            assert row["expire_date"] == max(h["expireDate"] for h in in_use)
+        renewal = server.state.renewal(row["iccid"])
+        assert row["auto_renewal"] == (renewal["servicePlanShowName"] if renewal else "")
+    assert kinds == {"no_plan", "pending_only", "expiring", "card_inactive"}
+    asked = sum(server.state.vshop_call_counts(acted_only=False).values())
+    assert asked >= len(members)
+
+    again = tmp_path / "fleet-again.xlsx"
+    run(
+        server, tmp_path / "home", "sims", "status", "--group", DEMO_GROUP, "-o", str(again),
+        "--report-dir", str(tmp_path / "r2"), expect=4,
+    )  # fmt: skip
+    assert sum(server.state.vshop_call_counts(acted_only=False).values()) == asked
+    book = openpyxl.load_workbook(again)
+    assert book.sheetnames == ["Summary", "Fleet", "Not found"]
+    assert book["Fleet"].max_row == len(members) + 1
+
+
+def test_status_of_a_file_puts_unknown_and_foreign_cards_on_not_found(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    ours = server.state.members(DEMO_GROUP)[:3]
+    foreign = server.state.members(FOREIGN_GROUP)[0]
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n" + "\n".join([*ours, foreign, unknown_iccid()]) + "\n")
+    out = tmp_path / "fleet.xlsx"
+    run(server, tmp_path / "home", "sims", "status", str(source), "-o", str(out), expect=4)
+    book = openpyxl.load_workbook(out)
+    missing = list(book["Not found"].iter_rows(min_row=3, values_only=True))
+    assert [(m[1], m[4]) for m in missing] == [
+        (foreign, "CARD_NOT_OWNED"),
+        (unknown_iccid(), "CARD_NOT_FOUND"),
+    ]
+
+
+def test_plans_of_a_file_lists_exact_prices(server: SandboxServer, tmp_path: Path) -> None:
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n" + "\n".join(server.state.members(DEMO_GROUP)[:4]) + "\n")
+    out = tmp_path / "plans.csv"
+    run(server, tmp_path / "home", "sims", "plans", str(source), "-o", str(out), expect=0)
+    rows = fleet_csv(out)
+    assert rows and all(r["price"] and "e" not in r["price"].lower() for r in rows)
+    assert all(1 <= int(r["sims"]) <= 4 for r in rows)
+
+
+def test_renewals_list_then_cancel_plan_then_cancel(server: SandboxServer, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    listed = tmp_path / "renewals.csv"
+    run(server, home, "renewals", "list", "--group", DEMO_GROUP, "-o", str(listed), expect=0)
+    renewing = [r["iccid"] for r in fleet_csv(listed)]
+    truth = [i for i in server.state.members(DEMO_GROUP) if server.state.renewal(i)]
+    assert renewing == truth and renewing
+
+    plan = run(
+        server, home, "renewals", "cancel", str(listed), "--report-dir", str(tmp_path / "p"),
+        expect=0,
+    )  # fmt: skip
+    assert plan.stdout.strip() == str(tmp_path / "p")
+    assert server.state.cancelled_renewals() == {}
+    items = fleet_csv(tmp_path / "p" / "items.csv")
+    assert {i["reason_code"] for i in items} == {"WOULD_CANCEL"}
+
+    run(
+        server, home, "renewals", "cancel", str(listed), "--yes", "--report-dir",
+        str(tmp_path / "c"), expect=0,
+    )  # fmt: skip
+    assert sorted(server.state.cancelled_renewals()) == sorted(renewing)
+    items = fleet_csv(tmp_path / "c" / "items.csv")
+    assert {i["outcome"] for i in items} == {"cancelled"}
