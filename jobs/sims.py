@@ -26,8 +26,18 @@ def sims() -> None:
     """Add SIMs to a group or remove them; verify cards, their plans and status (Vshop)."""
 
 
+verify_option = click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every card with the Vshop service first (one call per SIM, its own run); "
+    "cards it rejects (not found, another partner's, not active) are never sent and are "
+    "reported `rejected`.",
+)
+
+
 @sims.command(help="Add the ICCIDs listed in FILE to GROUP.\n" + FILE_HELP)
 @sims_job_options
+@verify_option
 @pass_app
 def add(app: AppContext, /, **options: object) -> None:
     run_job(app, Operation.ADD, **options)  # type: ignore[arg-type]
@@ -35,6 +45,7 @@ def add(app: AppContext, /, **options: object) -> None:
 
 @sims.command(help="Remove the ICCIDs listed in FILE from GROUP.\n" + FILE_HELP)
 @sims_job_options
+@verify_option
 @pass_app
 def remove(app: AppContext, /, **options: object) -> None:
     run_job(app, Operation.REMOVE, **options)  # type: ignore[arg-type]
@@ -54,7 +65,13 @@ def run_job(
     no_wait: bool,
     timeout: float | None,
     report_dir: Path | None,
+    verify: bool = False,
 ) -> None:
+    if verify and dry_run:
+        raise click.UsageError(
+            "--verify looks every card up (one call per SIM); a dry run sends nothing: "
+            "leave one of them out"
+        )
     if report_dir is not None:  # before any report or run is written: nothing left behind
         prepare_report_dir(report_dir)
     stdin = sys.stdin.buffer if file == "-" else None
@@ -75,7 +92,8 @@ def run_job(
         raise JobExit(ExitCode.OK)
     engine = EngineOptions(wait=not no_wait, timeout=timeout)
     journal, client = (lambda: open_journal(app)), client_of(app)
-    result = runs.start(
+    start = runs.start_verified if verify else runs.start
+    result = start(
         journal, client, app.settings, table, operation, group, engine, batch_size=batch_size,
         skip_invalid=skip_invalid, report_dir=report_dir, progress=bars(app), say=app.info,
     )  # fmt: skip

@@ -4,9 +4,10 @@ and the reports of a run."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import RETRYABLE_FAILURES
@@ -37,13 +38,41 @@ from lf_bulk.reports import (
 from lf_bulk.sources import InputTable
 
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
+VERIFIED_BY: Final = "verified_by"
+"""Run details key of an add/remove run with `--verify`: the id of its VERIFY look-up run."""
 
 
-def planned_items(table: InputTable, operation: Operation, group_id: str) -> list[PlannedItem]:
-    """One item per input row; rows that will never be sent carry their outcome already."""
+VERIFIED_OUTCOMES: Final = (*OUTCOMES, OutcomeCode.REJECTED)
+"""The outcomes of an add/remove run with `--verify`: a rejected card is never sent."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The outcome of a valid row decided before the run (a card `--verify` rejected)."""
+
+    outcome: OutcomeCode
+    reason_code: str
+    reason: str
+
+
+def planned_items(
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    preset: Mapping[int, Preset] | None = None,
+) -> list[PlannedItem]:
+    """One item per input row; rows that will never be sent carry their outcome already
+    (invalid, duplicate, or what `preset` says for their row number)."""
     items = []
+    decided = preset or {}
     for row in table.rows:
-        if row.reason is None:
+        if row.reason is None and row.row in decided:
+            known = decided[row.row]
+            items.append(
+                PlannedItem(row.row, row.iccid, operation, group_id, outcome=known.outcome,
+                            reason_code=known.reason_code, reason=known.reason)
+            )  # fmt: skip
+        elif row.reason is None:
             items.append(PlannedItem(row.row, row.iccid, operation, group_id))
         else:
             outcome = (
@@ -172,6 +201,8 @@ def start_run(
     endpoint: str,
     kind: str = "sims",
     run_id: str | None = None,
+    preset: Mapping[int, Preset] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> str:
     run_id = run_id or new_run_id()
     return journal.create_run(
@@ -179,7 +210,8 @@ def start_run(
         kind=kind,
         operation=str(operation),
         group_id=group_id,
-        items=planned_items(table, operation, group_id),
+        items=planned_items(table, operation, group_id, preset),
+        details=details,
         batch_size=batch_size,
         source=table.source,
         report_dir=str(report_dir_for(run_id, report_dir)),
@@ -260,6 +292,7 @@ def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
         for i in journal.items(run.run_id)
     ]
     run = journal.run(run.run_id)
+    vocabulary = VERIFIED_OUTCOMES if run.details.get(VERIFIED_BY) else OUTCOMES
     sent_batches = [b for b in journal.batches(run.run_id) if b.request_id]
     summary = RunSummary(
         run_id=run.run_id,
@@ -270,12 +303,15 @@ def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
         invalid=run.invalid,
         duplicates=run.duplicates,
         batches=len(sent_batches),
-        outcomes=count_outcomes(items),
+        outcomes=count_outcomes(items, vocabulary),
         started_at=run.started_at,
         finished_at=run.finished_at,
         exit_code=exit_code,
+        vocabulary=vocabulary,
     )
-    return write_run_report(Path(run.report_dir), items, summary)
+    verified = run.details.get(VERIFIED_BY)
+    extra = [("Verified by run", str(verified))] if verified else []
+    return write_run_report(Path(run.report_dir), items, summary, extra_facts=extra)
 
 
 # ---------------------------------------------------------------- runs as people see them

@@ -546,7 +546,9 @@ class RunDriver:
         if counts.get(OutcomeCode.PENDING):
             self.journal.set_run_status(self.run_id, NOT_FINISHED, ExitCode.NOT_FINISHED)
             return DriveResult(ExitCode.NOT_FINISHED, counts, stopped or StopReason.PENDING)
-        code = ExitCode.SOME_FAILED if counts.get(OutcomeCode.FAILED) else ExitCode.OK
+        # A card rejected by `--verify` was never sent: the run did not reach its goal for it.
+        missed = counts.get(OutcomeCode.FAILED) or counts.get(OutcomeCode.REJECTED)
+        code = ExitCode.SOME_FAILED if missed else ExitCode.OK
         self.journal.set_run_status(self.run_id, FINISHED, code)
         return DriveResult(code, counts)
 

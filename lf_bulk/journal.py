@@ -93,6 +93,18 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_batch_in_order ON items (run_id, batch_id, item_id);
 CREATE INDEX IF NOT EXISTS items_pending_by_phase ON items (run_id, phase) WHERE outcome IS NULL;
+CREATE TABLE IF NOT EXISTS answers (
+    run_id TEXT NOT NULL,
+    item_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    call TEXT NOT NULL,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL DEFAULT '{}',
+    answer TEXT NOT NULL DEFAULT '',
+    fetched_at REAL,
+    source TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, item_id, seq)
+);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     batch_id INTEGER,
@@ -103,9 +115,10 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 APPLICATION_ID = 0x4C464A4E  # "LFJN" in the SQLite header: this file is an lf-bulk journal
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: application id, schema version, and every run's integrity record (0: lf-bulk 0.1.0).
-2: indexes that keep an engine tick proportional to the open batches, not to the run."""
+2: indexes that keep an engine tick proportional to the open batches, not to the run.
+3: the `answers` of look-up runs: per item, each call in order, its request and its answer."""
 
 
 class RunStatus(StrEnum):
@@ -152,6 +165,17 @@ OPEN_STATES = (PLANNED, SUBMITTED, ANSWER_LOST)
 PENDING_LOST_MARK = "LOST"  # reason_code of a pending item whose last send's answer was lost
 
 PENDING = OutcomeCode.PENDING
+
+UNBATCHED = 0
+"""The batch_id of an item of a run without batches (a look-up run) that is still to be asked;
+NULL keeps meaning "never to be sent" (invalid, duplicate), as the integrity record says."""
+
+
+class CallState(StrEnum):
+    """A look-up call in the `answers` table."""
+
+    SENDING = "sending"  # a mutating call is (or was) on the wire; its answer not recorded
+    ANSWERED = "answered"
 
 
 def utc_now() -> str:
@@ -231,6 +255,20 @@ ITEM_COLUMNS = tuple(ItemRecord.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
+class CallRecord:
+    """One call of a look-up item: `request` and `answer` are the JSON texts stored."""
+
+    item_id: int
+    seq: int
+    call: str
+    state: str
+    request: str
+    answer: str
+    fetched_at: float | None
+    source: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     outcome: OutcomeCode
     reason_code: str = ""
@@ -281,8 +319,12 @@ class Journal:
         counts: InputCounts = NO_INPUT,
         details: dict[str, Any] | None = None,
         run_id: str | None = None,
+        batched: bool = True,
     ) -> str:
-        """Record a run, its items, and batches of `batch_size` per operation, group and phase."""
+        """Record a run, its items, and batches of `batch_size` per operation, group and phase.
+
+        Without `batched` (a look-up run) no batch is made: every item to be asked is UNBATCHED.
+        """
         run_id = run_id or new_run_id()
         planned = (
             (n, it.row, it.iccid, it.operation, it.group_id, it.phase, it.outcome is not None)
@@ -319,7 +361,9 @@ class Journal:
                 if it.outcome is None
             ]
             batch_of: dict[int, int] = {}
-            for batch in _chunk(pending, batch_size, first_id=1):
+            if not batched:
+                batch_of = {item_id: UNBATCHED for item_id, *_ in pending}
+            for batch in _chunk(pending, batch_size, first_id=1) if batched else ():
                 self._insert_batch(run_id, batch, not_before=0.0)
                 batch_of.update(dict.fromkeys(batch.item_ids, batch.batch_id))
             db.executemany(
@@ -373,9 +417,12 @@ class Journal:
         if actual != recorded:
             raise RunTampered(refuse("its items differ from the ones it planned"))
         if run.kind != RECONCILE_KIND:
+            # A look-up run's items name the group each SIM was found in, one operation for all.
+            any_group = run.kind == LOOKUP_KIND
             stray = self._db.execute(
-                "SELECT COUNT(*) FROM items WHERE run_id = ? AND (operation != ? OR group_id != ?)",
-                (run_id, run.operation, run.group_id),
+                "SELECT COUNT(*) FROM items WHERE run_id = ? AND (operation != ? OR"
+                " (group_id != ? AND NOT ?))",
+                (run_id, run.operation, run.group_id, any_group),
             ).fetchone()[0]
             if stray:
                 raise RunTampered(
@@ -772,9 +819,120 @@ class Journal:
         ).fetchone()
         return None if row[0] is None else int(row[0])
 
+    # ------------------------------------------------------------ look-up calls
+
+    def lookup_items(self, run_id: str) -> list[ItemRecord]:
+        """The items of a look-up run still to be asked (pending, not invalid or duplicate)."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE run_id = ? AND outcome IS NULL"
+            " AND batch_id IS NOT NULL ORDER BY item_id",
+            (run_id,),
+        )
+        return [ItemRecord(*r) for r in rows]
+
+    def calls(self, run_id: str) -> dict[int, list[CallRecord]]:
+        """Every recorded call of a look-up run, per item, in the order they were made."""
+        rows = self._db.execute(
+            "SELECT item_id, seq, call, state, request, answer, fetched_at, source FROM answers"
+            " WHERE run_id = ? ORDER BY item_id, seq",
+            (run_id,),
+        )
+        calls: dict[int, list[CallRecord]] = {}
+        for r in rows:
+            calls.setdefault(r[0], []).append(CallRecord(*r))
+        return calls
+
+    def record_answer(
+        self,
+        run_id: str,
+        item_id: int,
+        seq: int,
+        call: str,
+        answer: str,
+        *,
+        fetched_at: float,
+        source: str,
+        request: str = "{}",
+    ) -> None:
+        """Record the answer to call `seq` of an item (a `sending` call of that seq gets it)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO answers (run_id, item_id, seq, call, state, request, answer,"
+                " fetched_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id,"
+                " item_id, seq) DO UPDATE SET state = excluded.state, answer = excluded.answer,"
+                " fetched_at = excluded.fetched_at, source = excluded.source",
+                (run_id, item_id, seq, call, CallState.ANSWERED, request, answer, fetched_at,
+                 source),
+            )  # fmt: skip
+
+    def mark_call_sending(
+        self, run_id: str, item_id: int, seq: int, call: str, request: str
+    ) -> None:
+        """Committed before a mutating call goes out: from here on the server may have it."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO answers (run_id, item_id, seq, call, state, request)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, item_id, seq, call, CallState.SENDING, request),
+            )
+            self._event(run_id, None, f"{call} sending", f"item {item_id}")
+
+    def forget_unsent_call(self, run_id: str, item_id: int, seq: int) -> None:
+        """A `sending` call whose failure proves the server did not act: as if never made."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM answers WHERE run_id = ? AND item_id = ? AND seq = ? AND state = ?",
+                (run_id, item_id, seq, CallState.SENDING),
+            )
+
+    def set_item_outcome(
+        self, run_id: str, item_id: int, outcome: str | None, reason_code: str, reason: str
+    ) -> None:
+        """An item's final outcome, or (outcome None) why it is still pending."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE items SET outcome = ?, reason_code = ?, reason = ?, attempts = ("
+                "SELECT COUNT(*) FROM answers WHERE run_id = ? AND item_id = ? AND source != ?)"
+                " WHERE run_id = ? AND item_id = ? AND outcome IS NULL",
+                (outcome, reason_code, redact(reason), run_id, item_id, "cache", run_id, item_id),
+            )
+
+    def call_counts(self, run_id: str) -> dict[str, int]:
+        """Calls of a look-up run by how they were answered: `<call> <source>`, or `<call>
+        sending` for a mutating call whose answer is not recorded."""
+        rows = self._db.execute(
+            "SELECT call || ' ' || CASE WHEN state = ? THEN state ELSE source END, COUNT(*)"
+            " FROM answers WHERE run_id = ? GROUP BY 1 ORDER BY 1",
+            (CallState.SENDING, run_id),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def cancel_lookup_run(self, run_id: str, reason: str, exit_code: int) -> int:
+        """Stop a look-up run for good: items never asked fail as CANCELLED; an item whose
+        mutating call may have reached the server stays pending. Returns the items failed."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE items SET outcome = ?, reason_code = 'CANCELLED',"
+                " reason = 'the run was cancelled before this SIM was looked up'"
+                " WHERE run_id = ? AND outcome IS NULL AND NOT EXISTS (SELECT 1 FROM answers a"
+                " WHERE a.run_id = items.run_id AND a.item_id = items.item_id AND a.state = ?)",
+                (OutcomeCode.FAILED, run_id, CallState.SENDING),
+            )
+            db.execute(
+                "UPDATE items SET reason_code = 'CANCELLED', reason = 'the run was cancelled"
+                " while a change to this SIM was being sent; its result was not read'"
+                " WHERE run_id = ? AND outcome IS NULL",
+                (run_id,),
+            )
+        self.set_run_status(run_id, CANCELLED, exit_code, reason=reason)
+        return int(cursor.rowcount)
+
 
 INTEGRITY = "integrity"
 RECONCILE_KIND = "reconcile"
+LOOKUP_KIND = "lookup"
 
 
 def _integrity(
@@ -834,12 +992,17 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     _create_schema(db)
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """The answers table of look-up runs."""
+    _create_schema(db)
+
+
 JOURNAL_FILE = sqlite.FileKind(
     name="journal",
     application_id=APPLICATION_ID,
     version=SCHEMA_VERSION,
     create=_create_schema,
-    migrations=(_migrate_0_to_1, _migrate_1_to_2),
+    migrations=(_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3),
     is_legacy=_is_v0_1_0_journal,
 )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 
@@ -42,6 +42,7 @@ from lf_bulk.errors import (
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
     FINISHED,
+    LOOKUP_KIND,
     NOT_RESUMABLE,
     TERMINAL_STATUSES,
     Journal,
@@ -49,7 +50,7 @@ from lf_bulk.journal import (
     new_run_id,
 )
 from lf_bulk.locking import exclusive, exclusive_all, is_held
-from lf_bulk.models import Operation
+from lf_bulk.models import Operation, OutcomeCode
 from lf_bulk.reports import prepare_report_dir
 from lf_bulk.settings import Settings
 from lf_bulk.sources import InputTable, read_iccids
@@ -59,6 +60,7 @@ JOURNAL_NAME = "journal.db"
 DEFAULT_BATCH_SIZE = wire.DEFAULT_BATCH_SIZE
 
 DEFAULT_OPTIONS = EngineOptions()
+REASON_NOT_VERIFIED = "NOT_VERIFIED"
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,6 +160,12 @@ def drive(
     carries the folder of the reports written for the stop in `report_dir`.
     """
     run = journal.run(run_id)
+    if run.kind == LOOKUP_KIND:
+        from lf_bulk import lookups  # it builds on this module
+
+        return lookups.drive_lookup(
+            journal, client, run_id, settings, timeout=options.timeout, progress=progress, say=say
+        )
     check_same_endpoint(run, endpoint_of(settings))
     require_resumable(run)
     say(f"run {run_id}")
@@ -281,6 +289,78 @@ def start(
     return drive(opened, api, run_id, settings, options, progress=progress, say=say)
 
 
+def start_verified(
+    journal: Lazy[Journal],
+    client: Lazy[LinksfieldClient],
+    settings: Settings,
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    options: EngineOptions = DEFAULT_OPTIONS,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    skip_invalid: bool = False,
+    report_dir: Path | None = None,
+    max_age: float | None = None,
+    progress: ProgressFactory = no_progress,
+    say: Say = _silent,
+) -> RunResult:
+    """`start` with `--verify`: every card is verified first, in a VERIFY look-up run of its own
+    (its reports in `verify/` under the run's report folder), and only the verified ones are sent.
+
+    Rejected cards are recorded in the add/remove run as `rejected`, with the Vshop code as the
+    reason (exit 3); a card whose verification failed is `failed` (NOT_VERIFIED). When the
+    verification does not finish (quota, Ctrl-C), nothing is sent and its result is returned:
+    resume it, then start the job again (the answers are reused for `max_age`).
+    """
+    from lf_bulk import lookups  # it builds on this module
+
+    run_id, target = _checked_input(
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
+    )
+    api = _get(client)
+    bulk.require_group(api, group_id)
+    opened = _get(journal)
+    say(f"run {run_id}: verifying every card first")
+    verification = lookups.start_lookup(
+        opened, api, settings, table, lookups.LookupKind.VERIFY, skip_invalid=True,
+        report_dir=target / "verify", say=say, progress=progress,
+        max_age=lookups.DEFAULT_MAX_AGE if max_age is None else max_age,
+    )  # fmt: skip
+    if verification.exit_code == ExitCode.NOT_FINISHED:
+        return replace(
+            verification,
+            stopped=f"the verification is not finished ({verification.stopped}); nothing was "
+            f"sent to {group_id}. `lf-bulk runs resume {verification.run_id}` finishes it; then "
+            "run this command again (the answers are reused)",
+        )
+    preset = {}
+    for answer in lookups.load_run(opened, verification.run_id).answers:
+        if answer.outcome == OutcomeCode.REJECTED:
+            preset[answer.row] = bulk.Preset(
+                OutcomeCode.REJECTED, answer.reason_code, answer.reason or answer.reason_code
+            )
+        elif answer.outcome == OutcomeCode.FAILED:
+            preset[answer.row] = bulk.Preset(
+                OutcomeCode.FAILED,
+                REASON_NOT_VERIFIED,
+                f"the card could not be verified ({answer.reason_code}: {answer.reason})",
+            )
+    bulk.start_run(
+        opened,
+        table,
+        operation,
+        group_id,
+        batch_size=batch_size,
+        report_dir=target,
+        endpoint=endpoint_of(settings),
+        run_id=run_id,
+        preset=preset,
+        details={bulk.VERIFIED_BY: verification.run_id},
+    )
+    return drive(opened, api, run_id, settings, options, progress=progress, say=say)
+
+
 def resume(
     journal: Journal,
     client: Lazy[LinksfieldClient],
@@ -317,6 +397,11 @@ def retry(
     """Send again the ICCIDs of a finished run whose failure may pass on a retry."""
     record = journal.run(run_id)
     require_resumable(record)
+    if record.kind == LOOKUP_KIND:
+        raise RunRefused(
+            f"run {run_id} is a look-up run: look-ups are not retried; `lf-bulk runs resume "
+            f"{run_id}` asks again for the rows still pending, or start the look-up again"
+        )
     if is_held(settings.home, bulk.run_lock_name(run_id)):
         raise RunLocked(
             f"run {run_id} is being driven by another lf-bulk process; wait for it to finish, "
@@ -360,6 +445,10 @@ def cancel(journal: Journal, settings: Settings, run_id: str) -> RunResult:
     with exclusive(settings.home, lock, f"run {run_id}", holder=f"run {run_id}"):
         journal.verify_run(run_id)  # the report folder below is the journal's word
         prepare_report_dir(Path(record.report_dir))
+        if record.kind == LOOKUP_KIND:
+            from lf_bulk import lookups  # it builds on this module
+
+            return lookups.cancel_lookup(journal, run_id)
         journal.cancel_run(run_id, "cancelled with `lf-bulk runs cancel`", ExitCode.SOME_FAILED)
         report_dir = bulk.write_reports(journal, journal.run(run_id), ExitCode.SOME_FAILED)
     counts = journal.outcome_counts(run_id)
@@ -388,6 +477,9 @@ def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
     batches: dict[str, int] = {}
     for batch in journal.batches(run_id):
         batches[batch.state] = batches.get(batch.state, 0) + 1
+    looked_up: dict[str, object] = {}
+    if record.kind == LOOKUP_KIND:
+        looked_up["calls"] = journal.call_counts(run_id)
     return {
         "run_id": record.run_id,
         "kind": record.kind,
@@ -408,6 +500,7 @@ def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
         "finished_at": record.finished_at,
         "exit_code": record.exit_code,
         "report_dir": record.report_dir,
+        **looked_up,
     }
 
 
@@ -537,5 +630,6 @@ __all__ = (
     "resume",
     "retry",
     "start",
+    "start_verified",
     "summary_line",
 )
