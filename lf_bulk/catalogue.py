@@ -26,7 +26,14 @@ from typing import Final
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.fleet import OPTION_OUTPUT
-from lf_bulk.lookups import OPTION_AREA, LookupKind, LookupRun, SimAnswers, register_reporter
+from lf_bulk.lookups import (
+    OPTION_AREA,
+    LookupKind,
+    LookupRun,
+    SimAnswers,
+    default_reporter,
+    register_reporter,
+)
 from lf_bulk.models import OutcomeCode, PlanOffer
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
 
@@ -211,6 +218,7 @@ def report_plans(run: LookupRun) -> ExitCode:
         area=str(run.options.get(OPTION_AREA) or ""),
         run_id=run.record.run_id,
     )
+    default_reporter(run)  # items.csv and summary.json: every input row, once
     write_catalogue(
         Path(str(run.options.get(OPTION_OUTPUT) or run.report_dir / "plans.xlsx")), catalogue
     )

@@ -37,7 +37,7 @@ from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import InputError
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
-from lf_bulk.lookups import LookupKind, LookupRun, SimAnswers, register_reporter
+from lf_bulk.lookups import LookupKind, LookupRun, SimAnswers, default_reporter, register_reporter
 from lf_bulk.models import CardStatus, HeldPlan, HeldStatus, MemberPage, OutcomeCode
 from lf_bulk.xlsx import Column, Sheet, Summary, Table, write_workbook
 
@@ -450,6 +450,7 @@ def report_status(run: LookupRun) -> ExitCode:
         source=run.record.source,
         run_id=run.record.run_id,
     )
+    default_reporter(run)  # items.csv and summary.json: every input row, once
     output = Path(str(options.get(OPTION_OUTPUT) or run.report_dir / "fleet.xlsx"))
     write_fleet(output, report)
     text = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"

@@ -29,7 +29,14 @@ from typing import Final
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.fleet import OPTION_OUTPUT
-from lf_bulk.lookups import OPTION_YES, LookupKind, LookupRun, SimAnswers, register_reporter
+from lf_bulk.lookups import (
+    OPTION_YES,
+    LookupKind,
+    LookupRun,
+    SimAnswers,
+    default_reporter,
+    register_reporter,
+)
 from lf_bulk.models import OutcomeCode, Renewal
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
 
@@ -179,6 +186,7 @@ def _csv_cell(value: object) -> str:
 def report_renewals(run: LookupRun) -> ExitCode:
     """The RENEWALS look-up's reporter: the list at the run's output; its exit code."""
     listing = build_renewal_list(run.answers, source=run.record.source, run_id=run.record.run_id)
+    default_reporter(run)  # items.csv and summary.json: every input row, once
     output = run.options.get(OPTION_OUTPUT) or run.report_dir / "renewals.xlsx"
     write_renewal_list(Path(str(output)), listing)
     return listing.exit_code
