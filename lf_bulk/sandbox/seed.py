@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from lf_bulk.iccid import with_check_digit
+from lf_bulk.sandbox import cards as vshop_cards
 
 PARTNER = "P000270"  # the partner the sandbox serves by default
 OTHER_PARTNER = "P000999"  # owns some SIMs, so that SIM_NOT_OWNED can happen
@@ -70,6 +71,8 @@ class World:
     groups: tuple[GroupPlan, ...]
     sims: list[tuple[str, str, str | None]] = field(repr=False)  # (iccid, partner, group_id)
     orders: list[SeedOrder] = field(repr=False)
+    cards: list[vshop_cards.CardSeed] = field(repr=False, default_factory=list)
+    renewals: list[vshop_cards.RenewalSeed] = field(repr=False, default_factory=list)
 
 
 def _bundle(bundle_id: str, name: str, data_mb: int, days: int, price: str) -> BundleSeed:
@@ -180,7 +183,9 @@ def build_world(sims: int = DEFAULT_SIMS) -> World:
     sim_rows = _assign_sims(iccids, sims)
     rng = random.Random(_WORLD_SEED)
     orders = _orders(sim_rows, scaled(ORDERS, sims), rng)
-    return World(groups=GROUP_PLANS, sims=sim_rows, orders=orders)
+    cards = vshop_cards.build_cards(sim_rows)
+    renewals = vshop_cards.build_renewals(cards)
+    return World(GROUP_PLANS, sim_rows, orders, cards, renewals)
 
 
 # ---------------------------------------------------------------- SIMs
