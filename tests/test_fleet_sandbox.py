@@ -160,3 +160,62 @@ def test_renewals_list_then_cancel_plan_then_cancel(server: SandboxServer, tmp_p
     assert sorted(server.state.cancelled_renewals()) == sorted(renewing)
     items = fleet_csv(tmp_path / "c" / "items.csv")
     assert {i["outcome"] for i in items} == {"cancelled"}
+
+
+def test_a_status_run_stopped_by_the_servers_daily_quota_resumes_to_the_same_workbook(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    server = make_sandbox(f"{FAST},daily_quota=150")
+    home, out = tmp_path / "home", tmp_path / "fleet.csv"
+    stopped = run(server, home, "sims", "status", "--group", DEMO_GROUP, "-o", str(out), expect=5)
+    assert stopped.stdout.strip() == str(out)
+    assert "runs resume" in stopped.stderr
+    first = fleet_csv(out)
+    assert {r["outcome"] for r in first} >= {"pending"}  # written at the stop, pending shown
+    run_id = next(w for w in stopped.stderr.split() if w[:8].isdigit() and "-" in w)
+
+    server.state.new_day()
+    resumed = run(server, home, "runs", "resume", run_id, expect=4)
+    assert "Traceback" not in resumed.stderr
+    rows = fleet_csv(out)
+    assert [r["iccid"] for r in rows] == server.state.members(DEMO_GROUP)
+    assert "pending" not in {r["outcome"] for r in rows}
+    today = server.state.today()
+    assert all(r["flags"].split() == expected_flags(server, r["iccid"], today, 7) for r in rows)
+    looked_up = server.state.vshop_call_counts()
+    assert looked_up and max(looked_up.values()) == 1  # nobody looked up twice
+
+
+def test_quiet_prints_only_the_output_path(server: SandboxServer, tmp_path: Path) -> None:
+    out = tmp_path / "renewals.xlsx"
+    base = ["--home", str(tmp_path / "home"), "--env", "uat", "--partner-code"]
+    base += [SANDBOX_PARTNER_CODE, "--base-url", server.base_url, *CLIENT, "-q"]
+    result = CliRunner().invoke(
+        cli, [*base, "renewals", "list", "--group", DEMO_GROUP, "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{out}\n"
+    assert result.stderr == ""
+
+
+def test_verify_rejects_unknown_foreign_and_inactive_cards(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    good = server.state.iccids_with(card_status="ACTIVE", group_id=DEMO_GROUP, limit=1)
+    inactive = server.state.iccids_with(card_status="INACTIVE", limit=1)
+    foreign = server.state.members(FOREIGN_GROUP)[0]
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n" + "\n".join([*good, *inactive, foreign, unknown_iccid()]) + "\n")
+    result = run(
+        server, tmp_path / "home", "sims", "verify", str(source), "--report-dir",
+        str(tmp_path / "v"), expect=3,
+    )  # fmt: skip
+    assert result.stdout.strip() == str(tmp_path / "v")
+    items = fleet_csv(tmp_path / "v" / "items.csv")
+    assert [(i["outcome"], i["reason_code"]) for i in items] == [
+        ("verified", ""),
+        ("rejected", "CARD_INACTIVE"),
+        ("rejected", "CARD_NOT_OWNED"),
+        ("rejected", "CARD_NOT_FOUND"),
+    ]
+    assert items[1]["card_status"] == "INACTIVE"
