@@ -219,3 +219,29 @@ def test_verify_rejects_unknown_foreign_and_inactive_cards(
         ("rejected", "CARD_NOT_FOUND"),
     ]
     assert items[1]["card_status"] == "INACTIVE"
+
+
+@pytest.mark.parametrize(
+    "sims", [pytest.param(12, id="12-sims"), pytest.param(67, id="67-sims", marks=pytest.mark.slow)]
+)
+def test_renewals_cancel_under_lost_answers_and_busy_cancels_each_listed_renewal_once(
+    make_sandbox: Any, tmp_path: Path, sims: int
+) -> None:
+    server = make_sandbox(f"{FAST},drop=0.25,busy=0.1,seed=7")
+    members = server.state.members(DEMO_GROUP)[:sims]
+    assert len(members) == sims
+    renewing = {i for i in members if server.state.renewal(i)}
+    assert renewing and len(renewing) < sims
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n" + "\n".join(members) + "\n")
+    run(
+        server, tmp_path / "home", "renewals", "cancel", str(source), "--yes", "--report-dir",
+        str(tmp_path / "c"), expect=0,
+    )  # fmt: skip
+    assert set(server.state.cancelled_renewals()) == renewing
+    sent = server.state.vshop_call_counts()
+    assert all(sent[("cancelAutoRenewalRecord", i)] == 1 for i in renewing)
+    items = fleet_csv(tmp_path / "c" / "items.csv")
+    assert {i["iccid"]: i["outcome"] for i in items} == {
+        i: "cancelled" if i in renewing else "no_renewal" for i in members
+    }
