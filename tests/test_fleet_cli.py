@@ -10,6 +10,9 @@ from click.testing import CliRunner, Result
 from jobs import context
 from jobs.cli import cli
 from jobs.lookup_options import parse_duration, prepare_output
+from lf_bulk import fleet
+from lf_bulk.errors import InputError
+from lf_bulk.models import Group
 
 
 def run(args: list[str], *, expect: int) -> Result:
@@ -57,16 +60,6 @@ def test_an_invalid_row_stops_the_job_before_any_call(
     assert not (tmp_path / "out.xlsx").exists()
 
 
-def test_an_unknown_group_exits_2_and_looks_nothing_up(tmp_path: Path) -> None:
-    result = run(
-        ["--home", str(tmp_path / "home"), "sims", "status", "--group", "G999", "-o",
-         str(tmp_path / "f.xlsx")],
-        expect=2,
-    )  # fmt: skip
-    assert "group G999 does not exist" in result.stderr
-    assert not (tmp_path / "f.xlsx").exists()
-
-
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("0", 0.0), ("90", 90.0), ("45s", 45.0), ("30m", 1800.0), ("12h", 43200.0),
@@ -86,3 +79,37 @@ def test_the_default_output_is_dated_and_absolute(tmp_path: Path) -> None:
     target = prepare_output(None, "fleet")
     assert target.is_absolute() and target.name.startswith("fleet-") and target.suffix == ".xlsx"
     assert prepare_output(tmp_path / "F.CSV", "fleet") == tmp_path / "F.CSV"
+
+
+class FakeGroups:
+    """The two client calls `fleet.member_rows` makes, over a fixed account."""
+
+    def __init__(self, members: dict[str, list[str]]) -> None:
+        self.members = members
+        self.listed: list[str] = []
+
+    def list_groups(self) -> list[Group]:
+        return [Group(g, g, len(m)) for g, m in self.members.items()]
+
+    def list_members(self, group_id: str, *, on_page: object = None) -> list[str]:
+        self.listed.append(group_id)
+        return self.members[group_id]
+
+
+ACCOUNT = {"G1": ["8988303000000000010", "8988303000000000028"], "G2": ["8988303000000000036"]}
+
+
+def test_member_rows_of_some_groups_and_of_all() -> None:
+    client = FakeGroups(ACCOUNT)
+    assert fleet.member_rows(client, ["G2", "G2"]) == [("8988303000000000036", "G2")]  # type: ignore[arg-type]
+    assert client.listed == ["G2"]
+    assert fleet.member_rows(client, None) == [  # type: ignore[arg-type]
+        ("8988303000000000010", "G1"), ("8988303000000000028", "G1"), ("8988303000000000036", "G2"),
+    ]  # fmt: skip
+
+
+def test_member_rows_refuses_an_unknown_group_before_reading_any_member() -> None:
+    client = FakeGroups(ACCOUNT)
+    with pytest.raises(InputError, match="group G3 does not exist"):
+        fleet.member_rows(client, ["G1", "G3"])  # type: ignore[arg-type]
+    assert client.listed == []

@@ -7,6 +7,7 @@ holds for that card (status, plans, renewal), and its call log says what was ask
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from jobs.cli import cli
 from lf_bulk.iccid import with_check_digit
+from lf_bulk.sandbox.cards import AREA_EUROPE, plans_for
 from lf_bulk.sandbox.seed import DEMO_GROUP, FOREIGN_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
@@ -126,14 +128,25 @@ def test_status_of_a_file_puts_unknown_and_foreign_cards_on_not_found(
     ]
 
 
-def test_plans_of_a_file_lists_exact_prices(server: SandboxServer, tmp_path: Path) -> None:
+def test_plans_of_a_file_match_the_sandboxs_catalogue_with_exact_prices(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    sims = server.state.members(DEMO_GROUP)[:20]
     source = tmp_path / "sims.csv"
-    source.write_text("iccid\n" + "\n".join(server.state.members(DEMO_GROUP)[:4]) + "\n")
+    source.write_text("iccid\n" + "\n".join(sims) + "\n")
     out = tmp_path / "plans.csv"
-    run(server, tmp_path / "home", "sims", "plans", str(source), "-o", str(out), expect=0)
+    run(
+        server, tmp_path / "home", "sims", "plans", str(source), "--area", AREA_EUROPE, "-o",
+        str(out), expect=0,
+    )  # fmt: skip
+    expected: Counter[tuple[str, str]] = Counter()
+    for iccid in sims:
+        card = server.state.card(iccid)
+        if card is not None and card["card_status"] == "ACTIVE":
+            expected.update((p.package_code, p.price) for p in plans_for(card["area"], AREA_EUROPE))
     rows = fleet_csv(out)
-    assert rows and all(r["price"] and "e" not in r["price"].lower() for r in rows)
-    assert all(1 <= int(r["sims"]) <= 4 for r in rows)
+    assert {(r["package_code"], r["price"]): int(r["sims"]) for r in rows} == dict(expected)
+    assert rows and {r["area"] for r in rows} == {AREA_EUROPE}
 
 
 def test_renewals_list_then_cancel_plan_then_cancel(server: SandboxServer, tmp_path: Path) -> None:
@@ -245,3 +258,16 @@ def test_renewals_cancel_under_lost_answers_and_busy_cancels_each_listed_renewal
     assert {i["iccid"]: i["outcome"] for i in items} == {
         i: "cancelled" if i in renewing else "no_renewal" for i in members
     }
+
+
+def test_an_unknown_group_exits_2_and_looks_nothing_up(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "f.xlsx"
+    result = run(
+        server, tmp_path / "home", "sims", "status", "--group", DEMO_GROUP, "--group", "G999",
+        "-o", str(out), expect=2,
+    )  # fmt: skip
+    assert "group G999 does not exist" in result.stderr
+    assert not out.exists()
+    assert not server.state.vshop_calls()
