@@ -166,9 +166,9 @@ PENDING_LOST_MARK = "LOST"  # reason_code of a pending item whose last send's an
 
 PENDING = OutcomeCode.PENDING
 
-UNBATCHED = 0
-"""The batch_id of an item of a run without batches (a look-up run) that is still to be asked;
-NULL keeps meaning "never to be sent" (invalid, duplicate), as the integrity record says."""
+LOOKUP_SLOT = 0
+"""The batch_id of every item of a look-up run (which has no batches) that is to be asked; NULL
+keeps meaning "never to be sent" (invalid, duplicate), as the integrity record says."""
 
 
 class CallState(StrEnum):
@@ -319,11 +319,11 @@ class Journal:
         counts: InputCounts = NO_INPUT,
         details: dict[str, Any] | None = None,
         run_id: str | None = None,
-        batched: bool = True,
+        lookup: bool = False,
     ) -> str:
         """Record a run, its items, and batches of `batch_size` per operation, group and phase.
 
-        Without `batched` (a look-up run) no batch is made: every item to be asked is UNBATCHED.
+        A `lookup` run gets no batch: every item to be asked is in the LOOKUP_SLOT.
         """
         run_id = run_id or new_run_id()
         planned = (
@@ -361,9 +361,9 @@ class Journal:
                 if it.outcome is None
             ]
             batch_of: dict[int, int] = {}
-            if not batched:
-                batch_of = {item_id: UNBATCHED for item_id, *_ in pending}
-            for batch in _chunk(pending, batch_size, first_id=1) if batched else ():
+            if lookup:
+                batch_of = {item_id: LOOKUP_SLOT for item_id, *_ in pending}
+            for batch in _chunk(pending, batch_size, first_id=1) if not lookup else ():
                 self._insert_batch(run_id, batch, not_before=0.0)
                 batch_of.update(dict.fromkeys(batch.item_ids, batch.batch_id))
             db.executemany(

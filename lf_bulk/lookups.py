@@ -491,7 +491,7 @@ def start_lookup(
             OPTIONS_DIGEST: _options_digest(stored),
             "max_age": max(0.0, float(max_age)),
         },
-        batched=False,
+        lookup=True,
     )
     return drive_lookup(opened, api, run_id, settings, timeout=timeout, progress=progress, say=say)
 

@@ -156,5 +156,5 @@ def test_a_version_1_journal_gets_the_indexes_and_keeps_its_runs(tmp_path: Path)
             )
         }
     db.close()
-    assert version == journal_module.SCHEMA_VERSION == 2
+    assert version == journal_module.SCHEMA_VERSION == 3
     assert indexes == {"items_by_batch_in_order", "items_pending_by_phase", "batches_by_state"}
