@@ -88,7 +88,7 @@ def test_a_share_of_vshop_calls_is_busy_and_the_share_repeats_with_a_seed(
         client = Vshop(server)
         try:
             iccids = server.state.iccids_with(limit=40)
-            return [client.call(VERIFY, deviceCode=i).json()["errorCode"] for i in iccids]
+            return [client.call(VERIFY, deviceCode=i).json().get("errorCode", "") for i in iccids]
         finally:
             client.close()
 
@@ -288,3 +288,23 @@ def test_serve_takes_a_daily_quota(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_embedded_sandbox_takes_its_daily_quota_from_the_sandbox_faults_setting(
+    tmp_path: Path, fresh_world: Callable[..., Path]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    fresh_world(home / "sandbox.db", 2_000)
+    env = {"LF_BULK_SANDBOX_FAULTS": "daily_quota=1"}
+    runner = CliRunner()
+    args = ["--home", str(home), "groups", "list", "--format", "json"]
+
+    first = runner.invoke(cli, args, env=env)
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, args, env=env)
+    assert second.exit_code != 0 and "Traceback" not in second.output
+    assert "quota" in second.output.lower()
+    reset = runner.invoke(cli, ["--home", str(home), "sandbox", "new-day"])
+    assert reset.exit_code == 0, reset.output
+    assert runner.invoke(cli, args, env=env).exit_code == 0

@@ -291,7 +291,10 @@ def test_vshop_paths_answer_the_vshop_envelope_and_v1_paths_the_canonical_one(
 ) -> None:
     (iccid,) = state_of(reader).iccids_with(limit=1)
     body = reader.call(VERIFY, deviceCode=iccid).json()
-    assert set(body) == {"operateCode", "errorCode", "message", "data"}
+    assert set(body) == {"operateCode", "message", "data"} and body["operateCode"] == "S"
+    failed = reader.call(VERIFY, deviceCode=seed.unseeded_iccid(3)).json()
+    assert set(failed) == {"operateCode", "errorCode", "message", "data"}
+    assert failed["operateCode"] == "F" and failed["errorCode"] == cards.CARD_NOT_FOUND
     wrong_method = reader.http.get(VERIFY)
     assert wrong_method.status_code == 405
     request = wire.build_request(wire.CONTRACT_V1, wire.CONTRACT_V1.groups, seed.PARTNER)

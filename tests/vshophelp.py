@@ -67,7 +67,7 @@ class Vshop:
         response = self.call(path, **params)
         body = response.json()
         assert response.status_code == 200, body
-        assert (body["operateCode"], body["errorCode"]) == ("S", ""), body
+        assert body["operateCode"] == "S" and not body.get("errorCode"), body
         return body["data"]
 
     def error(self, path: str, **params: Any) -> str:

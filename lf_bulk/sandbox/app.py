@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lf_bulk import wire
-from lf_bulk.models import Operation
+from lf_bulk.models import Operation, Service
 from lf_bulk.sandbox import cards, vshop
 from lf_bulk.sandbox.faults import Fate, FaultDice, FaultSpec, coerce_faults
 from lf_bulk.sandbox.params import int_param, request_params
@@ -42,7 +42,6 @@ from lf_bulk.sandbox.state import MutationRecord, QuotaSpent, Refusal, SandboxSt
 from lf_bulk.signing import SIGN_FIELD, verify
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-QUOTA_DAILY = "DAILY"  # data.quota of a 429 that the daily quota caused
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -88,14 +87,21 @@ def create_app(
 @dataclass(frozen=True)
 class ServedRoute:
     name: str  # the wire profile's field name: "add", "verify", ...
-    method: str
-    path: str
-    vshop: bool  # a Vshop or Payment endpoint (contract v2): the Vshop envelope
+    endpoint: wire.Endpoint
     pattern: re.Pattern[str] = field(compare=False)
 
     @property
-    def trade_type(self) -> str:
-        return vshop.trade_type(self.path)
+    def method(self) -> str:
+        return self.endpoint.method
+
+    @property
+    def path(self) -> str:
+        return self.endpoint.path
+
+    @property
+    def vshop(self) -> bool:
+        """A Vshop or Payment endpoint (contract v2): the Vshop envelope."""
+        return self.endpoint.service is not Service.TOPUP
 
     @property
     def logs_mutation(self) -> bool:
@@ -109,18 +115,10 @@ class ServedRoute:
 
 
 def served_routes(profile: wire.WireProfile) -> list[ServedRoute]:
-    """Contract v1's endpoints from `profile`, then Vshop and Payment (the profile's paths, when
-    it names them)."""
-    routes = [
-        ServedRoute(name, endpoint.method, endpoint.path, False, _path_pattern(endpoint.path))
+    return [
+        ServedRoute(name, endpoint, _path_pattern(endpoint.path))
         for name, endpoint in profile.endpoints().items()
-        if name not in vshop.VSHOP_PATHS
     ]
-    for name, default_path in vshop.VSHOP_PATHS.items():
-        endpoint = getattr(profile, name, None)
-        path = endpoint.path if isinstance(endpoint, wire.Endpoint) else default_path
-        routes.append(ServedRoute(name, "POST", path, True, _path_pattern(path)))
-    return routes
 
 
 # ---------------------------------------------------------------- endpoints
@@ -348,7 +346,7 @@ class _Exchange:
         params = self.params()
         return VshopCall(
             at=self.at,
-            trade_type=self.route.trade_type,
+            trade_type=self.route.endpoint.trade_type,
             device_code=_text_in(params, "deviceCode"),
             pay_id=_text_in(params, "payId"),
             http_status=reply.status,
@@ -574,7 +572,8 @@ def _throttled(retry_after: int, route: ServedRoute) -> _Reply:
 def _quota_spent(spent: QuotaSpent, route: ServedRoute) -> _Reply:
     """429 with `data.quota = "DAILY"` and a Retry-After pointing at the next UTC midnight."""
     resets_at = datetime.fromtimestamp(spent.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data = {"quota": QUOTA_DAILY, "limit": spent.limit, "used": spent.used, "resets_at": resets_at}
+    data = {wire.QUOTA_FIELD: wire.QUOTA_DAILY, "limit": spent.limit, "used": spent.used}
+    data["resets_at"] = resets_at
     message = f"daily request quota of {spent.limit} exceeded; it resets at {resets_at}"
     reply = _refused(route, wire.CODE_RATE_LIMITED, message, data)
     reply.headers.append((b"retry-after", str(spent.retry_after).encode()))

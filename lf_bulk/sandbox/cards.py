@@ -21,31 +21,33 @@ from datetime import date, timedelta
 from enum import Enum
 from typing import Any, NamedTuple
 
+from lf_bulk import wire
+from lf_bulk.models import CardStatus, HeldStatus
+
 AREA_EUROPE = "欧洲"
 AREA_NORTH_AMERICA = "北美"
 AREA_ASIA = "亚洲"
 AREA_GLOBAL = "全球"  # a global plan can be bought by a card of any area
 AREAS = (AREA_EUROPE, AREA_NORTH_AMERICA, AREA_ASIA, AREA_GLOBAL)
 
-# Vshop and Payment error codes (contract v2, assumed; `errorCode` of the Vshop envelope).
-CARD_NOT_FOUND = "CARD_NOT_FOUND"
-CARD_NOT_OWNED = "CARD_NOT_OWNED"
-CARD_INACTIVE_CODE = "CARD_INACTIVE"
-PLAN_NOT_FOUND = "PLAN_NOT_FOUND"
-ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
-RENEWAL_NOT_FOUND = "RENEWAL_NOT_FOUND"
-DUPLICATE_ORDER_NO = "DUPLICATE_ORDER_NO"
-INVALID_PARAMETER = "INVALID_PARAMETER"
-SYSTEM_BUSY = "SYSTEM_BUSY"
-PAY_NOT_FOUND = "PAY_NOT_FOUND"
+# Vshop and Payment error codes (the wire profile names them; short names for the sandbox).
+CARD_NOT_FOUND = wire.VSHOP_CARD_NOT_FOUND
+CARD_NOT_OWNED = wire.VSHOP_CARD_NOT_OWNED
+CARD_INACTIVE_CODE = wire.VSHOP_CARD_INACTIVE
+PLAN_NOT_FOUND = wire.VSHOP_PLAN_NOT_FOUND
+RENEWAL_NOT_FOUND = wire.VSHOP_RENEWAL_NOT_FOUND
+DUPLICATE_ORDER_NO = wire.VSHOP_DUPLICATE_ORDER_NO
+INVALID_PARAMETER = wire.VSHOP_INVALID_PARAMETER
+SYSTEM_BUSY = wire.VSHOP_SYSTEM_BUSY
+PAY_NOT_FOUND = wire.PAY_NOT_FOUND
 
-CARD_ACTIVE = "ACTIVE"
-CARD_INACTIVE = "INACTIVE"
-CARD_SUSPENDED = "SUSPENDED"
+CARD_ACTIVE = CardStatus.ACTIVE.value
+CARD_INACTIVE = CardStatus.INACTIVE.value
+CARD_SUSPENDED = CardStatus.SUSPENDED.value
 
-HELD_NOT_STARTED = "1"
-HELD_IN_USE = "2"
-HELD_EXPIRED = "3"
+HELD_NOT_STARTED = HeldStatus.NOT_STARTED.value
+HELD_IN_USE = HeldStatus.IN_USE.value
+HELD_EXPIRED = HeldStatus.EXPIRED.value
 
 PACKAGE_TYPE = "MONTHLY"
 DATE_FORMAT = "%Y-%m-%d"  # held plans' dates (yyyy-MM-dd)
@@ -359,13 +361,5 @@ def _number(iccid: str) -> int:
     return zlib.crc32(iccid.encode())
 
 
-_TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-
-
 def _token(iccid: str, length: int) -> str:
-    number = int.from_bytes(hashlib.sha256(iccid.encode()).digest(), "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, len(_TOKEN_ALPHABET))
-        chars.append(_TOKEN_ALPHABET[digit])
-    return "".join(chars)
+    return hashlib.sha256(f"lf-bulk-sandbox:{iccid}".encode()).hexdigest()[:length]

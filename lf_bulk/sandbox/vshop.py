@@ -1,9 +1,9 @@
 """The sandbox's Vshop and Payment endpoints (contract v2), served on the same port as contract v1.
 
 Every call is a signed POST whose body carries, besides the globals, `tradeTime` (milliseconds;
-refused with INVALID_PARAMETER when more than `TRADE_TIME_WINDOW` from the sandbox's clock) and
-`tradeType` (the last segment of the path). Answers use the Vshop envelope
-`{"operateCode": "S" | "F", "errorCode", "message", "data"}`.
+refused with INVALID_PARAMETER when more than `wire.TRADE_TIME_TOLERANCE_SECONDS` from the
+sandbox's clock) and `tradeType` (the last segment of the path). Answers use the Vshop envelope
+`{"operateCode": "S" | "F", "errorCode", "message", "data"}` (`wire.make_vshop_envelope`).
 """
 
 from __future__ import annotations
@@ -22,45 +22,18 @@ from lf_bulk.sandbox.params import int_param, request_params, text_param
 from lf_bulk.sandbox.state import Refusal, SandboxState
 from lf_bulk.signing import SIGN_FIELD, verify
 
-TRADE_TIME_WINDOW = 600.0  # seconds either side of the sandbox's clock
 DEFAULT_PLAN_PAGE_SIZE = 10
-MAX_PLAN_PAGE_SIZE = 100
-
-# Endpoint name (the wire profile's field) -> path. Vshop and Payment share the sandbox's port
-# with contract v1: no path collides.
-VSHOP_PATHS: Mapping[str, str] = {
-    "verify": "/singleVerify",
-    "plans": "/singleServicePlanPage",
-    "held_orders": "/singleQueryOrder",
-    "renewal": "/queryAutoRenewalRecord",
-    "cancel_renewal": "/cancelAutoRenewalRecord",
-    "create_order": "/synPartner/SynOrderInfo",
-    "payment_result": "/resultQuery",
-}
-MUTATING = frozenset({"cancel_renewal", "create_order"})
+MUTATING = frozenset({"cancel_renewal", "create_order"})  # endpoint names: the calls that act
 # The HTTP status paired with a code; every other Vshop code comes with 200.
 _HTTP_STATUS = {wire.CODE_BAD_SIGNATURE: 403, wire.CODE_RATE_LIMITED: 429, wire.CODE_INTERNAL: 500}
-
-
-def trade_type(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
-def envelope(code: str | None, message: str, data: Any = None) -> dict[str, Any]:
-    """The Vshop envelope: success when `code` is None, else failure with `code` as errorCode."""
-    return {
-        "operateCode": "F" if code else "S",
-        "errorCode": code or "",
-        "message": message,
-        "data": data,
-    }
 
 
 def error_response(
     code: str, message: str, data: Any = None, status: int | None = None
 ) -> Response:
     return JSONResponse(
-        envelope(code, message, data), status_code=status or _HTTP_STATUS.get(code, 200)
+        wire.make_vshop_envelope(code, message, data),
+        status_code=status or _HTTP_STATUS.get(code, 200),
     )
 
 
@@ -74,7 +47,7 @@ class _Call:
 
 
 class VshopEndpoints:
-    """One method per endpoint name of `VSHOP_PATHS`."""
+    """One method per Vshop and Payment endpoint of the wire profile, of the same name."""
 
     def __init__(self, state: SandboxState, profile: wire.WireProfile) -> None:
         self.state = state
@@ -94,7 +67,7 @@ class VshopEndpoints:
             "pageSize",
             default=DEFAULT_PLAN_PAGE_SIZE,
             low=1,
-            high=MAX_PLAN_PAGE_SIZE,
+            high=self.profile.max_plan_page_size,
             code=cards.INVALID_PARAMETER,
         )
         return await _answer(self.state.plan_page, call.partner, iccid, area, page_no, page_size)
@@ -140,7 +113,7 @@ class VshopEndpoints:
             raise Refusal(wire.CODE_UNKNOWN_PARTNER, f"unknown partnerCode {partner}")
         if not verify(params, params[SIGN_FIELD]):
             raise Refusal(wire.CODE_BAD_SIGNATURE, "signature mismatch")
-        expected = trade_type(request.url.path)
+        expected = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         if params["tradeType"] != expected:
             shown = wire.shown_text(params["tradeType"], 40)
             raise Refusal(cards.INVALID_PARAMETER, f"tradeType {shown} is not {expected!r}")
@@ -153,14 +126,15 @@ def _check_trade_time(text: str, now: float) -> None:
         shown = wire.shown_text(text, 40)
         raise Refusal(cards.INVALID_PARAMETER, f"tradeTime {shown} is not milliseconds")
     skew = int(text) / 1000 - now
-    if abs(skew) > TRADE_TIME_WINDOW:
+    window = wire.TRADE_TIME_TOLERANCE_SECONDS
+    if abs(skew) > window:
         raise Refusal(
             cards.INVALID_PARAMETER,
             f"tradeTime is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the server's"
-            f" clock; at most {TRADE_TIME_WINDOW:.0f} s allowed",
+            f" clock; at most {window} s allowed",
         )
 
 
 async def _answer(function: Callable[..., Any], *args: Any) -> Response:
     data = await run_in_threadpool(function, *args)
-    return JSONResponse(envelope(None, "success", data))
+    return JSONResponse(wire.make_vshop_envelope(wire.CODE_OK, "success", data))
