@@ -27,6 +27,7 @@ from jobs.progress import progress_bar
 from lf_bulk import fleet, lookups, runs
 from lf_bulk.engine import Progress
 from lf_bulk.exitcodes import ExitCode
+from lf_bulk.files import prove_writable
 from lf_bulk.models import MemberPage
 from lf_bulk.sources import InputTable, read_iccids
 
@@ -121,6 +122,13 @@ def prepare_output(output: Path | None, stem: str, now: datetime | None = None) 
         raise click.BadParameter(f"{target}: use a .xlsx or .csv file name", param_hint="'-o'")
     if not target.parent.is_dir():
         raise click.BadParameter(f"{target.parent} is not a folder", param_hint="'-o'")
+    try:  # before any call: a look-up's quota is spent once, its workbook must be writable
+        prove_writable(target.parent)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise click.BadParameter(
+            f"{target.parent} cannot be written ({reason})", param_hint="'-o'"
+        ) from None
     return target
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from jobs import context
+from jobs import context, lookup_options
 from jobs.cli import cli
 from jobs.lookup_options import parse_duration, prepare_output
 from lf_bulk import fleet
@@ -113,3 +113,14 @@ def test_member_rows_refuses_an_unknown_group_before_reading_any_member() -> Non
     with pytest.raises(InputError, match="group G3 does not exist"):
         fleet.member_rows(client, ["G1", "G3"])  # type: ignore[arg-type]
     assert client.listed == []
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_call(
+    no_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(folder: Path) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(lookup_options, "prove_writable", refuse)
+    result = run(["sims", "status", "--group", "G1", "-o", str(tmp_path / "f.xlsx")], expect=2)
+    assert "cannot be written (Permission denied)" in result.stderr

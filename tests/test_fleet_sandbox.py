@@ -271,3 +271,19 @@ def test_an_unknown_group_exits_2_and_looks_nothing_up(
     assert "group G999 does not exist" in result.stderr
     assert not out.exists()
     assert not server.state.vshop_calls()
+
+
+def test_a_timeout_stops_cleanly_and_the_workbook_shows_what_is_pending(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "fleet.csv"
+    result = run(
+        server, tmp_path / "home", "sims", "status", "--group", DEMO_GROUP, "--timeout", "0",
+        "-o", str(out), expect=5,
+    )  # fmt: skip
+    assert result.stdout.strip() == str(out)
+    assert "runs resume" in result.stderr
+    rows = fleet_csv(out)
+    assert len(rows) == len(server.state.members(DEMO_GROUP))
+    assert "pending" in {r["outcome"] for r in rows}
+    assert all(r["flags"] == "" for r in rows if r["outcome"] == "pending")
