@@ -234,11 +234,10 @@ def cancel_item(sim: SimAnswers, *, planned: bool) -> list[object]:
     return [sim.row, sim.iccid, outcome, code, reason, order_no, pay_id, plan]
 
 
-def cancel_exit_code(items: Sequence[Sequence[object]], *, planned: bool) -> ExitCode:
-    """A plan: 0. A run: 5 while any row is pending, 3 when any failed, else 0."""
-    outcomes = {row[2] for row in items}
-    if planned:
-        return ExitCode.OK
+def cancel_exit_code(items: Sequence[Sequence[object]]) -> ExitCode:
+    """5 while a row is pending (a plan's WOULD_CANCEL rows are its answer, not pending), 3 when
+    any failed, else 0: a plan whose queries all came back is 0."""
+    outcomes = {row[2] for row in items if row[3] != WOULD_CANCEL}
     if OutcomeCode.PENDING in outcomes:
         return ExitCode.NOT_FINISHED
     if OutcomeCode.FAILED in outcomes:
@@ -251,7 +250,7 @@ def write_cancel_report(
 ) -> ExitCode:
     """items.csv, report.xlsx and summary.json (last) in `report_dir`; the run's exit code."""
     items = [cancel_item(sim, planned=planned) for sim in answers]
-    code = cancel_exit_code(items, planned=planned)
+    code = cancel_exit_code(items)
     make_folders(report_dir)
     with atomic_file(report_dir / "items.csv", newline="") as out:
         writer = csv.writer(out)

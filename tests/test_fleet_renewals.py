@@ -97,7 +97,8 @@ def test_the_cancel_report(tmp_path: Path) -> None:
 def test_the_cancel_plan_says_what_would_be_cancelled(tmp_path: Path, found: str) -> None:
     answers = [sim(2, A, found, renewal(A)), sim(3, B, found, None)]
     code = write_cancel_report(tmp_path, answers, run_id="R1", source="f.csv", planned=True)
-    assert code == ExitCode.OK
+    # B not asked yet ("pending") leaves the plan unfinished; answered ("looked_up"): no renewal
+    assert code == (ExitCode.OK if found == "looked_up" else ExitCode.NOT_FINISHED)
     with (tmp_path / "items.csv").open(newline="") as handle:
         items = list(csv.DictReader(handle))
     assert (items[0]["outcome"], items[0]["reason_code"]) == ("pending", "WOULD_CANCEL")
@@ -109,3 +110,14 @@ def test_a_cancel_run_with_a_row_pending_is_not_finished(tmp_path: Path) -> None
     answers = [sim(2, A, "pending", renewal(A))]
     code = write_cancel_report(tmp_path, answers, run_id="R1", source="f.csv", planned=False)
     assert code == ExitCode.NOT_FINISHED
+
+
+def test_a_plan_with_a_failed_or_unasked_query_is_not_a_clean_plan(tmp_path: Path) -> None:
+    would = sim(2, A, "looked_up", renewal(A), "WOULD_CANCEL")
+    failed = sim(3, B, "failed", None, "SYSTEM_BUSY")
+    unasked = sim(4, C, "pending", None)
+    plan = write_cancel_report(tmp_path, [would, failed], run_id="R", source="f", planned=True)
+    assert plan == ExitCode.SOME_FAILED
+    plan = write_cancel_report(tmp_path, [would, unasked], run_id="R", source="f", planned=True)
+    assert plan == ExitCode.NOT_FINISHED
+    assert write_cancel_report(tmp_path, [would], run_id="R", source="f", planned=True) == 0
