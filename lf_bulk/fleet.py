@@ -78,6 +78,9 @@ NOT_FOUND_CODES: Final = frozenset({wire.VSHOP_CARD_NOT_FOUND, wire.VSHOP_CARD_N
 NOT_LOOKED_UP: Final = frozenset({OutcomeCode.INVALID, OutcomeCode.DUPLICATE})
 KNOWS_NOTHING: Final = frozenset({OutcomeCode.FAILED, OutcomeCode.PENDING, *NOT_LOOKED_UP})
 
+NO_GROUP: Final = "(none)"
+"""The per-group table's label for SIMs read from a file, which names no group."""
+
 _DATE_FORMATS: Final = ("%Y-%m-%d", "%Y.%m.%d", "%Y/%m/%d")
 
 
@@ -280,7 +283,7 @@ class FleetReport:
             rows = groups[group_id]
             counted = Counter(flag for row in rows for flag in row.flags)
             table.append(
-                [group_id, len(rows), sum(1 for r in rows if r.flags)]
+                [group_id or NO_GROUP, len(rows), sum(1 for r in rows if r.flags)]
                 + [counted.get(flag, 0) for flag in Flag]
             )
         return table

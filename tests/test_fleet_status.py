@@ -224,3 +224,8 @@ def test_the_reporters_summary_line_is_read_back_for_stderr(tmp_path: Path) -> N
     (tmp_path / fleet.FLEET_JSON).write_text("[1]")
     assert fleet.summary_line_in(tmp_path) == ""
     assert fleet.summary_line_in(tmp_path / "missing") == ""
+
+
+def test_sims_from_a_file_count_under_no_group() -> None:
+    report = build_report([answers(group_id=""), answers(row=3, group_id="", plans=None)], TODAY)
+    assert report.by_group() == [["(none)", 2, 1, 1, 0, 0, 0, 0]]
