@@ -16,7 +16,16 @@ from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_
 
 CONFIG_META_KEY = "lf_bulk.config"
 # Settings whose origin an error message may need to name.
-TRACED_SETTINGS = ("env", "base_url", "partner_code", "home")
+TRACED_SETTINGS = (
+    "env",
+    "base_url",
+    "vshop_url",
+    "payment_url",
+    "partner_code",
+    "home",
+    "daily_quota",
+    "quota_reserve",
+)
 
 
 def config_schema(ctx: click.Context, command: click.Command) -> Schema:
@@ -74,7 +83,9 @@ def setting_origins(ctx: click.Context, config: LoadedConfig) -> dict[str, str]:
 def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
     """The root command's options as settings; secrets are registered for redaction first."""
     register_secret(given["partner_code"])
-    register_secret(url_password(given["base_url"]) if given["base_url"] else None)
+    for url_setting in ("base_url", "vshop_url", "payment_url"):
+        url = given[url_setting]
+        register_secret(url_password(url) if url else None)
     config: LoadedConfig = ctx.meta.get(CONFIG_META_KEY) or LoadedConfig()
     return Settings(
         env=given["env"],
@@ -86,6 +97,10 @@ def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
         retry_deadline=given["retry_deadline"],
         sandbox_faults=given["sandbox_faults"],
         allow_insecure_http=given["allow_insecure_http"],
+        vshop_url=given["vshop_url"],
+        payment_url=given["payment_url"],
+        daily_quota=given["daily_quota"],
+        quota_reserve=given["quota_reserve"],
         config_files=config.files,
         origins=setting_origins(ctx, config),
     )

@@ -25,7 +25,10 @@ class _Line:
 @click.command()
 @pass_app
 def doctor(app: AppContext) -> None:
-    """Check config, clock, reachability, signature and envelope; exit 0 only if all pass."""
+    """Check config, clock, reachability, signature and envelope; exit 0 only if all pass.
+
+    Also shows the three services' URLs (topup, vshop, payment) and today's request quota.
+    """
     settings = app.settings
     click.echo(f"env          {settings.env} (from {settings.origin('env')})")
     click.echo(f"config       {describe_config_files(settings)}")
@@ -35,7 +38,9 @@ def doctor(app: AppContext) -> None:
     except errors.LfBulkError as error:
         click.echo(f"FAIL start        {error}")
         raise JobExit(ExitCode.FATAL) from None
-    click.echo(f"base URL     {session.base_url}")
+    for service, url in session.service_urls.items():
+        click.echo(f"{service + ' URL':<12} {url}")
+    click.echo(f"quota today  {session.quota.describe()}")
     click.echo(f"contract     {describe_contract(session.client.profile)}")
     checks = run_checks(session.client)
     for check in checks:

@@ -32,6 +32,8 @@ def exit_code_for(error: errors.LfBulkError) -> ExitCode:
     usage = errors.InputError | errors.PlanRefused | errors.InvalidSetting | errors.GroupNotFound
     if isinstance(error, usage):
         return ExitCode.BAD_INPUT
+    if isinstance(error, errors.QuotaExhausted):  # a clean stop: resumable after the reset
+        return ExitCode.NOT_FINISHED
     return ExitCode.FATAL
 
 
@@ -42,6 +44,8 @@ def advice_for(error: errors.LfBulkError) -> str:
         return " The server does not know this partner code: check --partner-code and --env."
     if isinstance(error, errors.TlsError):
         return ""
+    if isinstance(error, errors.QuotaExhausted) and "after the reset" not in str(error):
+        return " Nothing more was sent: run the command again after the reset."
     if isinstance(error, errors.ConnectionRefused):
         return (
             " The API could not be reached after retries: nothing listens at that address;"

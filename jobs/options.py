@@ -13,6 +13,7 @@ import click
 from jobs.config import read_config
 from lf_bulk import errors, orders, runs, wire
 from lf_bulk import reconcile as rc
+from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
 from lf_bulk.settings import DEFAULT_HOME, ENVIRONMENTS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -235,7 +236,22 @@ global_options = compose(
         show_default=True,
         help="Which API: the embedded simulator, Linksfield UAT, or production.",
     ),
-    click.option("--base-url", envvar="LF_BULK_BASE_URL", help="Override the environment's URL."),
+    click.option(
+        "--base-url",
+        envvar="LF_BULK_BASE_URL",
+        help="Point every service (topup, vshop, payment) at this server instead of the "
+        "environment's URLs.",
+    ),
+    click.option(
+        "--vshop-url",
+        envvar="LF_BULK_VSHOP_URL",
+        help="The Vshop (Mall service) URL, over --base-url and the environment's.",
+    ),
+    click.option(
+        "--payment-url",
+        envvar="LF_BULK_PAYMENT_URL",
+        help="The Payment (Cashier service) URL, over --base-url and the environment's.",
+    ),
     click.option(
         "--allow-insecure-http",
         is_flag=True,
@@ -274,6 +290,24 @@ global_options = compose(
         default=60.0,
         show_default=True,
         help="Give up retrying one request after this many seconds.",
+    ),
+    click.option(
+        "--daily-quota",
+        type=click.IntRange(min=1),
+        envvar="LF_BULK_DAILY_QUOTA",
+        default=DEFAULT_DAILY_QUOTA,
+        show_default=True,
+        help="Requests a day the server allows this partner code (every service counted; "
+        "counted in <home>/quota.db across runs). A config file may only lower it.",
+    ),
+    click.option(
+        "--quota-reserve",
+        type=click.IntRange(min=0),
+        envvar="LF_BULK_QUOTA_RESERVE",
+        default=DEFAULT_QUOTA_RESERVE,
+        show_default=True,
+        help="The day's last requests, kept for reconcile (no other job spends them). A config "
+        "file may only raise it.",
     ),
     click.option(
         "--sandbox-faults",

@@ -48,6 +48,7 @@ def export(
             "they are listed on the Not found sheet and everything else is exported"
         )
     client = app.session().client
+    lib.check_quota(client, keys)
     with progress_bar(app, total=len(keys.lookups), desc="order lookups", unit="key") as bar:
         timed = lib.export_orders(client, keys, zone, on_result=lambda _: bar.update(1))
     export = timed.export

@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from lf_bulk import errors, wire
+from lf_bulk import errors, quota, wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
@@ -84,6 +84,7 @@ class StopReason(StrEnum):
     NO_WAIT = "no-wait"
     INTERRUPTED = "interrupted"
     PENDING = "pending"
+    QUOTA = "quota"  # the day's request quota is spent (our ledger or the server's 429 DAILY)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class RunDriver:
         self.max_batch = journal.run(run_id).batch_size
         self._durations: list[float] = journal.async_durations(run_id)
         self._members_cache: dict[str, set[str]] = {}
+        # The first QuotaExhausted of this drive: nothing more is sent, what is in flight lands.
+        self._quota_spent: errors.QuotaExhausted | None = None
 
     # ------------------------------------------------------------ public
 
@@ -156,6 +159,9 @@ class RunDriver:
             stopped = self._loop(deadline)
         except KeyboardInterrupt:
             stopped = StopReason.INTERRUPTED
+        except errors.QuotaExhausted as error:
+            self._quota_spent = self._quota_spent or error
+            stopped = StopReason.QUOTA
         except RunStopped as error:
             if error.permanent:
                 self.journal.set_run_status(self.run_id, FAILED, ExitCode.FATAL, reason=str(error))
@@ -171,7 +177,34 @@ class RunDriver:
                 f"run {self.run_id} stopped: {error}. Nothing is lost: continue it with "
                 f"`lf-bulk runs resume {self.run_id}`"
             ) from None
-        return self._conclude(stopped)
+        result = self._conclude(stopped)
+        if self._quota_spent is not None and result.exit_code == ExitCode.NOT_FINISHED:
+            raise self._quota_stop(self._quota_spent)
+        return result
+
+    def _quota_stop(self, spent: errors.QuotaExhausted) -> errors.QuotaExhausted:
+        """Record a quota stop (resumable, exit 5) and the error that tells the user about it."""
+        used, gate = spent.used, quota.ledger_gate(self.client)
+        counted = ""
+        if used is None and gate is not None:  # the server's word: say what we counted
+            used = gate.ledger.used_today()
+            counted = f" ({used:,} requests counted here today)"
+        message = (
+            f"run {self.run_id} stopped: {spent}{counted}. Nothing is lost: continue it with "
+            f"`lf-bulk runs resume {self.run_id}` after the reset"
+        )
+        self.journal.set_run_status(
+            self.run_id, NOT_FINISHED, ExitCode.NOT_FINISHED, reason=str(spent)
+        )
+        stop = errors.QuotaExhausted(
+            message,
+            resets_at=spent.resets_at,
+            used=used,
+            limit=spent.limit,
+            source=spent.source,
+        )
+        stop.report_dir = spent.report_dir
+        return stop
 
     # ------------------------------------------------------------ main loop
 
@@ -184,6 +217,8 @@ class RunDriver:
                 now = self.clock()
                 if not stopping and deadline is not None and now >= deadline:
                     stopping = StopReason.TIMEOUT
+                if not stopping and self._quota_spent is not None:
+                    stopping = StopReason.QUOTA
                 open_batches: list[BatchRecord] = []
                 if not stopping:
                     phase = self.journal.first_pending_phase(self.run_id)
@@ -192,7 +227,7 @@ class RunDriver:
                     open_batches = self.journal.batches(self.run_id, OPEN_STATES)
                     if not self.options.wait and self._all_sent(phase, open_batches, in_flight):
                         stopping = StopReason.NO_WAIT
-                    elif self._settle_due(open_batches, in_flight, now):
+                    elif self._settle_due_within_quota(open_batches, in_flight, now):
                         continue  # settling changed the batches: look again
                     else:
                         self._schedule(pool, in_flight, open_batches, phase, now)
@@ -209,7 +244,10 @@ class RunDriver:
                     stopping = StopReason.INTERRUPTED
                     done, _ = wait(in_flight)
                 for future in done:
-                    self._handle(in_flight.pop(future), future)
+                    try:
+                        self._handle(in_flight.pop(future), future)
+                    except errors.QuotaExhausted as error:  # e.g. settling an expired request
+                        self._quota_spent = self._quota_spent or error
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -222,6 +260,15 @@ class RunDriver:
         return not any(b.phase == phase and b.state == PLANNED for b in open_batches) and not any(
             w.kind is WorkKind.SEND for w in in_flight.values()
         )
+
+    def _settle_due_within_quota(
+        self, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work], now: float
+    ) -> bool:
+        try:
+            return self._settle_due(open_batches, in_flight, now)
+        except errors.QuotaExhausted as error:
+            self._quota_spent = self._quota_spent or error
+            return True  # look again: the loop now stops
 
     def _settle_due(
         self, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work], now: float
@@ -337,6 +384,11 @@ class RunDriver:
 
     def _on_send_error(self, work: _Work, error: BaseException) -> None:
         batch = work.batch
+        if isinstance(error, errors.QuotaExhausted):
+            # Refused before it left (our ledger) or by a 429 (the server's): nothing was taken.
+            self.journal.mark_unsent(self.run_id, batch.batch_id, str(error))
+            self._quota_spent = self._quota_spent or error
+            return
         if isinstance(error, errors.TooManyIccids):
             limit = error.max_iccids or len(work.iccids) // 2
             if not 1 <= limit < len(work.iccids):
@@ -444,6 +496,9 @@ class RunDriver:
         self.progress.finished(len(outcomes))
 
     def _on_poll_error(self, batch: BatchRecord, error: BaseException) -> None:
+        if isinstance(error, errors.QuotaExhausted):
+            self._quota_spent = self._quota_spent or error  # polled again on resume
+            return
         if isinstance(error, errors.RequestIdUnknown):
             log.warning(
                 "batch %d: request id %s expired; checking membership",
@@ -506,6 +561,8 @@ class RunDriver:
         if group_id not in self._members_cache:
             try:
                 self._members_cache[group_id] = set(self.client.list_members(group_id))
+            except errors.QuotaExhausted:
+                raise
             except errors.LfBulkError as error:
                 raise RunStopped(f"could not read the members of {group_id}: {error}") from None
         return self._members_cache[group_id]

@@ -13,7 +13,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from lf_bulk import orders as lib
+from lf_bulk import quota
 from lf_bulk.client import LinksfieldClient
+from lf_bulk.errors import QuotaExhausted
 from lf_bulk.xlsx import make_folders
 
 OUTPUT_SUFFIXES = (".xlsx", ".csv")
@@ -48,6 +50,27 @@ class TimedExport:
             f"{len(export.orders)} orders from {self.lookups} lookups in {elapsed:.1f}s{rate}; "
             f"{len(export.not_found)} key(s) not found or invalid. {export.zone_note}"
         )
+
+
+def check_quota(client: LinksfieldClient, keys: lib.KeyInput) -> None:
+    """Refuse an export whose look-ups do not fit in what is left of today's quota.
+
+    An export is not a journaled run: stopped half-way it would have to start again from the
+    first key, so it does not start unless every look-up fits (nothing is sent).
+    """
+    needed = len(keys.lookups)
+    plan = quota.client_plan(client, needed)
+    if plan is None or plan.fits:
+        return
+    raise QuotaExhausted(
+        f"the order export {plan.describe()}: not enough of today's request quota is left, and "
+        "an export is not started unless it can finish. Nothing was sent: run it again after the "
+        "reset, or export fewer keys",
+        resets_at=plan.resets_at,
+        used=None,
+        limit=plan.left,
+        source=quota.QuotaSource.LEDGER.value,
+    )
 
 
 def export_orders(

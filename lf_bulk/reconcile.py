@@ -30,7 +30,7 @@ from typing import NamedTuple
 from lf_bulk import wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import DriveResult
-from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, RejectedRow
+from lf_bulk.errors import InputError, InvalidRowsError, PlanRefused, QuotaExhausted, RejectedRow
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.iccid import EXPLANATIONS, Reason
@@ -556,7 +556,14 @@ def reconcile(
         # The run's items are the planned changes: its counts (and progress) are theirs.
         counts=InputCounts(len(items), len(items), 0, 0),
     )
-    result = drive(run_journal, run_id)
+    try:
+        result = drive(run_journal, run_id)
+    except QuotaExhausted as stop:
+        # The day's quota ran out during the apply: the drift found is still reported, and the
+        # run resumes after the reset (the next reconcile shows whether it converged).
+        write_reconcile_report(report_dir, before, exit_code=ExitCode.NOT_FINISHED, run_id=run_id)
+        stop.report_dir = report_dir
+        raise
     after = diff(desired, read_actual(client, scope), named)
     left = plan_items(after.changes, withhold_removals=after.withholds_removals)
     if result.exit_code == ExitCode.NOT_FINISHED:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 
-from lf_bulk import bulk, wire
+from lf_bulk import bulk, quota, wire
 from lf_bulk import reconcile as rc
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import (
@@ -33,6 +33,7 @@ from lf_bulk.errors import (
     InputError,
     InvalidRowsError,
     PlanRefused,
+    QuotaExhausted,
     ReportError,
     RunChanged,
     RunLocked,
@@ -152,12 +153,15 @@ def drive(
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
     before: Callable[[], None] | None = None,
+    retry_server_quota: bool = False,
 ) -> RunResult:
     """Drive the run to its end (or a stop) and write its reports where the run started.
 
     Everything that can fail before the first call is checked first: the endpoint, whether the
     run can go on at all, the report folder. `before` runs under the run's lock. A `RunStopped`
-    carries the folder of the reports written for the stop in `report_dir`.
+    or `QuotaExhausted` (the day's quota is spent: the run is `not_finished`, exit 5) carries the
+    folder of the reports written for the stop in `report_dir`. `retry_server_quota`: send even
+    though the server said today's quota is spent (it may have reset before our clock's midnight).
     """
     run = journal.run(run_id)
     if run.kind == LOOKUP_KIND:
@@ -178,11 +182,18 @@ def drive(
         if before is not None:
             before()
         api = _get(client)
+        if retry_server_quota:
+            quota.retry_server(api)
+        if run.kind == "reconcile":
+            quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept for it
         try:
             with progress(run.valid) as watcher:
                 result = RunDriver(journal, api, run_id, options=options, progress=watcher).drive()
         except RunStopped as error:
             error.report_dir = write_reports(journal, run_id, ExitCode.FATAL)
+            raise
+        except QuotaExhausted as error:
+            error.report_dir = write_reports(journal, run_id, ExitCode.NOT_FINISHED)
             raise
     log.info("run %s: writing reports", run_id)
     report_dir = write_reports(journal, run_id, result.exit_code)
@@ -244,6 +255,10 @@ def dry_run(
         table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
     )
     api = _get(client)
+    calls = quota.calls_for_bulk(table.counts.valid, batch_size)
+    needs = quota.client_plan(api, calls, check=False)
+    if needs is not None:
+        say(needs.line("the run"))
     bulk.require_group(api, group_id)
     plan = bulk.dry_run_plan(api, table, operation, group_id, batch_size)
     written = bulk.write_dry_run_report(target, run_id, table, operation, group_id, plan)
@@ -274,6 +289,11 @@ def start(
         table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
     )
     api = _get(client)
+    # Refused here when nothing at all is left today; a run that needs more than is left says so
+    # and stops cleanly when the quota runs out (exit 5), to be resumed after the reset.
+    needs = quota.client_plan(api, quota.calls_for_bulk(table.counts.valid, batch_size))
+    if needs is not None:
+        say(needs.line("the run"))
     bulk.require_group(api, group_id)
     opened = _get(journal)
     bulk.start_run(
@@ -371,7 +391,10 @@ def resume(
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
 ) -> RunResult | None:
-    """Continue `run_id` (default: the newest unfinished run); None when there is nothing to do."""
+    """Continue `run_id` (default: the newest unfinished run); None when there is nothing to do.
+
+    A run stopped by the day's quota is tried again even if the server said the quota is spent.
+    """
     if run_id is None:
         newest = journal.newest_unfinished()
         if newest is None:
@@ -381,7 +404,10 @@ def resume(
             )
             return None
         run_id = newest.run_id
-    return drive(journal, client, run_id, settings, options, progress=progress, say=say)
+    return drive(
+        journal, client, run_id, settings, options, progress=progress, say=say,
+        retry_server_quota=True,
+    )  # fmt: skip
 
 
 def retry(
@@ -578,6 +604,7 @@ def reconcile(
         error.report_dir = target
         raise
     api = _get(client)
+    quota.allow_reserve(api)  # the nightly reconcile must never be starved by other jobs
     with ExitStack() as stack:
 
         def open_run_journal() -> Journal:
@@ -586,6 +613,12 @@ def reconcile(
             return stack.enter_context(open_journal(settings.home))
 
         def drive_run(opened: Journal, run: str) -> DriveResult:
+            record = opened.run(run)
+            # The apply's sends and polls, then one read of the members to see it converged.
+            calls = quota.calls_for_bulk(record.valid, record.batch_size) - 1 + len(named)
+            needs = quota.client_plan(api, calls, check=False)
+            if needs is not None:
+                say(needs.line("the apply"))
             result = drive(opened, api, run, settings, progress=progress)
             return DriveResult(result.exit_code, result.counts, StopReason(result.stopped))
 

@@ -24,7 +24,9 @@ import httpx
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import ConfigError, InvalidSetting
+from lf_bulk.models import Service
 from lf_bulk.pacing import RequestPacer
+from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedger
 from lf_bulk.redaction import mask, register_secret
 from lf_bulk.retrying import RetryPolicy
 from lf_bulk.sandbox import seed
@@ -33,10 +35,23 @@ from lf_bulk.sqlite import ensure_private_dir
 log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("sandbox", "uat", "prod")
-BASE_URLS = {
-    "uat": "https://wx.linksfield.net/topup_test",
-    "prod": "https://wx.linksfield.net/topup",
+# The three services' base URLs per environment (linksfield-api.md §1).
+TOPUP, VSHOP, PAYMENT = SERVICES = (Service.TOPUP, Service.VSHOP, Service.PAYMENT)
+SERVICE_URLS: Mapping[str, Mapping[Service, str]] = {
+    "uat": {
+        TOPUP: "https://wx.linksfield.net/topup_test",
+        VSHOP: "https://wx.linksfield.net/vshop_uat",
+        PAYMENT: "https://wx.linksfield.net/payment_uat",
+    },
+    "prod": {
+        TOPUP: "https://wx.linksfield.net/topup",
+        VSHOP: "https://wx.linksfield.net/vshop",
+        PAYMENT: "https://wx.linksfield.net/payment",
+    },
 }
+BASE_URLS = {env: urls[TOPUP] for env, urls in SERVICE_URLS.items()}
+# The setting that overrides one service's URL (`--base-url` sets all three).
+SERVICE_URL_SETTINGS = {TOPUP: "base_url", VSHOP: "vshop_url", PAYMENT: "payment_url"}
 SANDBOX_PARTNER_CODE = seed.PARTNER
 DEFAULT_HOME = Path(".lf-bulk")
 USER_CONFIG = Path("~/.config/lf-bulk/config.toml")
@@ -48,6 +63,12 @@ COMMAND_LINE_ONLY = frozenset({"apply", "yes", "allow_insecure_http"})
 # Safety limits a config file may lower but never raise above their defaults (reconcile's
 # DEFAULT_MAX_CHANGES and DEFAULT_MAX_REMOVAL_RATIO; importing reconcile here would load pandas).
 RAISE_ONLY_LIMITS: Mapping[str, float] = {"max_changes": 500, "max_removal_ratio": 0.1}
+# Global settings (top-level keys only: `[sandbox.serve] daily_quota` is the simulator's own) that
+# a config file may only lower: more requests a day than the contract's 5,000 would spend what the
+# server may not give...
+RAISE_ONLY_GLOBALS: Mapping[str, float] = {"daily_quota": DEFAULT_DAILY_QUOTA}
+# ...or only raise: the requests kept for reconcile.
+LOWER_ONLY_GLOBALS: Mapping[str, float] = {"quota_reserve": DEFAULT_QUOTA_RESERVE}
 
 
 @dataclass(frozen=True)
@@ -148,6 +169,10 @@ def _check_keys(
             )
         if key in RAISE_ONLY_LIMITS:
             _check_limit(value, spec, path, dotted, RAISE_ONLY_LIMITS[key])
+        if dotted in RAISE_ONLY_GLOBALS:
+            _check_limit(value, spec, path, dotted, RAISE_ONLY_GLOBALS[dotted])
+        if dotted in LOWER_ONLY_GLOBALS:
+            _check_floor(value, spec, path, dotted, LOWER_ONLY_GLOBALS[dotted])
         if spec is None:
             kind = "table" if isinstance(value, dict) else "key"
             close = difflib.get_close_matches(key, list(schema), n=1)
@@ -179,6 +204,18 @@ def _check_limit(value: Any, spec: Any, path: Path, dotted: str, fallback: float
         raise ConfigError(
             f"config file {path}: {dotted!r} = {value} is above its default ({default}); a config "
             "file may only lower a safety limit: raise it on the command line of the run that needs it"
+        )
+
+
+def _check_floor(value: Any, spec: Any, path: Path, dotted: str, fallback: float) -> None:
+    default = (
+        spec.default if isinstance(spec, KnownSetting) and spec.default is not None else fallback
+    )
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < default:
+        raise ConfigError(
+            f"config file {path}: {dotted!r} = {value} is below its default ({default}); a config "
+            "file may only raise this protection: lower it on the command line of the run that "
+            "needs it"
         )
 
 
@@ -218,7 +255,7 @@ def is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     env: str = "sandbox"
-    # Neither may appear in a repr: the code is the credential, the URL may carry a password.
+    # Neither may appear in a repr: the code is the credential, a URL may carry a password.
     base_url: str | None = field(default=None, repr=False)
     partner_code: str | None = field(default=None, repr=False)
     home: Path = DEFAULT_HOME
@@ -228,6 +265,11 @@ class Settings:
     sandbox_faults: str | None = None
     allow_insecure_http: bool = False
     config_files: tuple[Path, ...] = ()
+    # One service's URL, over `base_url` (which points all three services at one server).
+    vshop_url: str | None = field(default=None, repr=False)
+    payment_url: str | None = field(default=None, repr=False)
+    daily_quota: int = DEFAULT_DAILY_QUOTA
+    quota_reserve: int = DEFAULT_QUOTA_RESERVE
     # Where each setting came from ("--base-url", "LF_BULK_BASE_URL", "config file X (base_url)"),
     # so that an error can say which one to change.
     origins: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -260,13 +302,40 @@ class Settings:
         )
 
     def remote_base_url(self) -> str:
-        if self.base_url:
-            return self.base_url
-        if self.env in BASE_URLS:
-            return BASE_URLS[self.env]
+        return self.remote_service_url(TOPUP)
+
+    def _set_url(self, service: Service) -> str | None:
+        """The URL a setting gives `service`: its own override, else `base_url`; None if none."""
+        own = {VSHOP: self.vshop_url, PAYMENT: self.payment_url}.get(service)
+        return own or self.base_url
+
+    def _url_origin(self, service: Service) -> str:
+        own = SERVICE_URL_SETTINGS[service]
+        if service != TOPUP and getattr(self, own):
+            return self.origin(own)
+        return self.origin("base_url") if self.base_url else f"--env {self.env}"
+
+    def remote_service_url(self, service: Service) -> str:
+        """The base URL of `service` (`models.Service` value) on a real or served API."""
+        url = self._set_url(service)
+        if url:
+            return url
+        if self.env in SERVICE_URLS:
+            return SERVICE_URLS[self.env][service]
         raise ConfigError(
             f"unknown environment {self.env!r}; choose one of {', '.join(ENVIRONMENTS)}"
         )
+
+    def remote_service_urls(self) -> dict[Service, str]:
+        return {service: self.remote_service_url(service) for service in SERVICES}
+
+    def quota_identity(self) -> str:
+        """The account the daily quota belongs to: the partner code at one server. The quota
+        ledger stores only a salted hash of it."""
+        if self.in_process_sandbox:
+            return f"sandbox\n{SANDBOX_PARTNER_CODE}"
+        topup = without_userinfo(self.remote_service_url(TOPUP))
+        return f"{topup}\n{self.effective_partner_code()}"
 
     def validate(self) -> None:
         """Every check that needs no network, so that a bad setting stops before any request."""
@@ -275,48 +344,77 @@ class Settings:
                 f"unknown environment {self.env!r} (from {self.origin('env')}); "
                 f"choose one of {', '.join(ENVIRONMENTS)}"
             )
+        self._check_quota()
         if self.in_process_sandbox:
-            if self.base_url:
-                raise ConfigError(
-                    f"--env sandbox (from {self.origin('env')}) runs the embedded simulator, "
-                    f"which talks to no other URL, but a base URL is set by "
-                    f"{self.origin('base_url')}: to use a served sandbox pass --env uat "
-                    f"--base-url URL --partner-code {SANDBOX_PARTNER_CODE}; otherwise remove "
-                    "the base URL"
-                )
+            for name in SERVICE_URL_SETTINGS.values():
+                if getattr(self, name):
+                    raise ConfigError(
+                        f"--env sandbox (from {self.origin('env')}) runs the embedded simulator, "
+                        f"which talks to no other URL, but a {_label(name)} is set by "
+                        f"{self.origin(name)}: to use a served sandbox pass --env uat "
+                        f"--base-url URL --partner-code {SANDBOX_PARTNER_CODE}; otherwise remove "
+                        f"the {_label(name)}"
+                    )
             return
-        self._check_url()
+        for service in SERVICES:
+            self._check_url(service)
         self.effective_partner_code()
 
-    def _check_url(self) -> None:
-        shown = without_userinfo(self.remote_base_url())
-        origin = self.origin("base_url") if self.base_url else f"--env {self.env}"
+    def _check_quota(self) -> None:
+        if self.daily_quota < 1:
+            raise InvalidSetting(
+                f"--daily-quota {self.daily_quota} (from {self.origin('daily_quota')}) allows "
+                "no request at all; give at least 1"
+            )
+        if not 0 <= self.quota_reserve < self.daily_quota:
+            raise InvalidSetting(
+                f"--quota-reserve {self.quota_reserve} (from {self.origin('quota_reserve')}) must "
+                f"be below --daily-quota {self.daily_quota} (from {self.origin('daily_quota')}): "
+                "the reserve is the part of the day kept for reconcile"
+            )
+
+    def _check_url(self, service: Service) -> None:
+        raw = self.remote_service_url(service)
+        shown = without_userinfo(raw)
+        origin = self._url_origin(service)
         try:
-            url = httpx.URL(self.remote_base_url())
+            url = httpx.URL(raw)
         except (httpx.InvalidURL, TypeError):
             url = None
+        flag = "--" + SERVICE_URL_SETTINGS[service].replace("_", "-")
+        label = "base URL" if service == TOPUP else f"{service} URL"
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise InvalidSetting(
-                f"base URL {shown!r} (from {origin}) is not an http(s) URL with a host; "
-                "pass --base-url https://host/path"
+                f"{label} {shown!r} (from {origin}) is not an http(s) URL with a host; "
+                f"pass {flag} https://host/path"
             )
         plain_http = url.scheme == "http" and not self.allow_insecure_http
         if plain_http and (self.env == "prod" or not is_loopback(url.host)):
             raise ConfigError(
-                f"--env {self.env} needs https, but the base URL {shown} (from {origin}) is "
+                f"--env {self.env} needs https, but the {label} {shown} (from {origin}) is "
                 "plain http: use https, or pass --allow-insecure-http on the command line"
             )
 
     def warnings(self) -> list[str]:
         """What a run must say about these settings, even in quiet mode."""
-        url = self.display_base_url
-        if url and not self.in_process_sandbox and url.lower().startswith("http://"):
-            host = httpx.URL(url).host
+        if self.in_process_sandbox:
+            return []
+        found = []
+        for url in dict.fromkeys(self.remote_service_urls().values()):
+            shown = without_userinfo(url)
+            if not shown.lower().startswith("http://"):
+                continue
+            host = httpx.URL(shown).host
             if self.env == "prod" or not is_loopback(host):
-                return [
-                    f"warning: plain http to {url}: the partner code and data are not encrypted"
-                ]
-        return []
+                found.append(
+                    f"warning: plain http to {shown}: the partner code and data are not encrypted"
+                )
+        return found
+
+
+def _label(setting: str) -> str:
+    """``'base URL'``, ``'vshop URL'``: a URL setting as messages name it."""
+    return setting.removesuffix("_url") + " URL"
 
 
 def socks_proxy_variables() -> list[str]:
@@ -333,14 +431,29 @@ class ApiSession:
     client: LinksfieldClient
     settings: Settings
     base_url: str
+    # Every request of the session is counted here (the client's gate), and plans read it.
+    quota: QuotaLedger
+    service_urls: Mapping[Service, str] = field(default_factory=dict)
 
     @property
     def is_sandbox(self) -> bool:
         return self.settings.in_process_sandbox
 
 
+def open_quota_ledger(settings: Settings) -> QuotaLedger:
+    """The daily quota ledger of the settings' account, in `<home>/quota.db`."""
+    return QuotaLedger.in_home(
+        settings.home,
+        settings.quota_identity(),
+        daily_quota=settings.daily_quota,
+        reserve=settings.quota_reserve,
+    )
+
+
 @contextmanager
-def open_session(settings: Settings) -> Iterator[ApiSession]:
+def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator[ApiSession]:
+    """The API client for `settings`, its requests counted in the quota ledger; `spend_reserve`
+    lets it use the requests kept for reconcile (see `lf_bulk.quota`)."""
     settings.validate()
     register_secret(settings.partner_code)
     partner_code = settings.effective_partner_code()
@@ -354,17 +467,21 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
             server = stack.enter_context(
                 running_sandbox(settings.home / "sandbox.db", settings.sandbox_faults)
             )
-            base_url = server.base_url
+            # The simulator serves every service's paths on one port.
+            service_urls = dict.fromkeys(SERVICES, server.base_url)
         else:
-            base_url = settings.remote_base_url()
+            service_urls = settings.remote_service_urls()
+        ledger = stack.enter_context(open_quota_ledger(settings))
         try:
             # The embedded sandbox is reached directly: no proxy variable applies to it.
             client = LinksfieldClient(
-                base_url,
+                service_urls[TOPUP],
                 partner_code,
                 pacer=pacer,
                 retry=retry,
                 trust_env=not settings.in_process_sandbox,
+                service_urls=service_urls,
+                quota=ledger.gate(spend_reserve=spend_reserve),
             )
         except ImportError as exc:
             names = " / ".join(socks_proxy_variables()) or "a *_PROXY variable"
@@ -375,4 +492,11 @@ def open_session(settings: Settings) -> Iterator[ApiSession]:
                 f"with `pip install 'httpx[socks]'` in lf-bulk's environment, or unset {names}"
             ) from None
         stack.enter_context(client)
-        yield ApiSession(client=client, settings=settings, base_url=client.base_url)
+        shown = {service: without_userinfo(url) for service, url in service_urls.items()}
+        yield ApiSession(
+            client=client,
+            settings=settings,
+            base_url=client.base_url,
+            quota=ledger,
+            service_urls=shown,
+        )

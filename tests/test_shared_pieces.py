@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lf_bulk import iccid, journal, orders, reconcile, settings, sources, wire, xlsx
+from lf_bulk import iccid, journal, orders, quota, reconcile, settings, sources, wire, xlsx
 from lf_bulk.sandbox import faults, seed, state
 from lf_bulk.sandbox.server import SandboxServer
 
@@ -260,3 +260,5 @@ def test_the_limits_a_config_may_only_lower_are_reconciles_defaults() -> None:
         "max_changes": reconcile.DEFAULT_MAX_CHANGES,
         "max_removal_ratio": reconcile.DEFAULT_MAX_REMOVAL_RATIO,
     }
+    assert settings.RAISE_ONLY_GLOBALS == {"daily_quota": quota.DEFAULT_DAILY_QUOTA}
+    assert settings.LOWER_ONLY_GLOBALS == {"quota_reserve": quota.DEFAULT_QUOTA_RESERVE}

@@ -164,6 +164,7 @@ def test_a_drives_stop_reasons_keep_their_text_and_none_is_falsy() -> None:
         "no-wait",
         "interrupted",
         "pending",
+        "quota",
     ]
     assert not engine.StopReason.NONE
     assert engine.DriveResult(ExitCode.OK, {}).stopped is engine.StopReason.NONE
