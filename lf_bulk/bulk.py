@@ -17,6 +17,7 @@ from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import (
     FINISHED,
     INTERRUPTED,
+    LOOKUP_KIND,
     NOT_FINISHED,
     RUNNING,
     Journal,
@@ -332,6 +333,7 @@ def next_step(journal: Journal, run: RunRecord, shown: str) -> str:
     """The command that continues a run, or "" when there is none."""
     if shown in (INTERRUPTED, NOT_FINISHED):
         return f"lf-bulk runs resume {run.run_id}"
-    if shown == FINISHED and journal.failure_count(run.run_id, RETRYABLE_FAILURES):
+    retried = run.kind != LOOKUP_KIND  # a look-up is resumed or started again, never retried
+    if shown == FINISHED and retried and journal.failure_count(run.run_id, RETRYABLE_FAILURES):
         return f"lf-bulk runs retry {run.run_id}"
     return ""

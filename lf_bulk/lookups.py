@@ -27,6 +27,7 @@ import csv
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -37,8 +38,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from lf_bulk import bulk, errors, iccid, runs
+from lf_bulk import bulk, errors, iccid, quota, runs
 from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
+from lf_bulk.engine import Progress
 from lf_bulk.errors import (
     InputError,
     InvalidRowsError,
@@ -85,6 +87,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE: Final = 12 * 3600.0
 """Seconds a cached answer may be reused by a new run (`--max-age`, default 12h; 0: fresh)."""
+
+
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([smhd]?)\s*", re.IGNORECASE)
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_max_age(text: str) -> float:
+    """`--max-age` in seconds: `0` (every answer fresh), or a whole number with a unit `s`, `m`,
+    `h` or `d` (`90m`, `12h`, `2d`). ValueError names what is accepted."""
+    found = _DURATION.fullmatch(text)
+    if found is None or (not found[2] and int(found[1]) != 0):
+        raise ValueError(
+            f"{text!r} is not a duration: give 0 (fresh answers) or a number with a unit, "
+            "e.g. 90m, 12h or 2d"
+        )
+    return float(int(found[1]) * _UNIT_SECONDS[(found[2] or "s").lower()])
 
 
 class LookupKind(StrEnum):
@@ -316,6 +334,11 @@ def _next_cancel_step(asked: Sequence[Asked], *, yes: bool) -> Step:
             return Step(call=Call.RENEWAL)
         if last.answer.ok:
             return Step(call=Call.RENEWAL, final=True)
+        if last.answer.code == REASON_RENEWAL_GONE and sends > 1:
+            return _done(
+                CANCELLED, REASON_LOST, "an earlier cancel of this run, whose answer was lost, "
+                "took effect after the renewal was looked at",
+            )  # fmt: skip
         if last.answer.code == REASON_RENEWAL_GONE:
             return _done(
                 NO_RENEWAL, last.answer.code, "the renewal was gone before the cancel reached it"
@@ -474,6 +497,11 @@ def start_lookup(
     if not counts.valid:
         raise _refuse(items, counts, source, kind, run_id, target, no_valid_row=True)
     api = runs._get(client)
+    # Refused here (nothing sent, no run) when nothing at all is left today; a run that needs
+    # more than is left says so, then stops cleanly when the quota runs out (exit 5).
+    needs = quota.client_plan(api, counts.valid * len(CALLS[kind]))
+    if needs is not None:
+        say(needs.line("the look-up (at most; answers younger than --max-age are reused)"))
     opened = runs._get(journal)
     opened.create_run(
         run_id=run_id,
@@ -509,13 +537,15 @@ def drive_lookup(
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
     clock: Callable[[], float] = time.time,
+    retry_server_quota: bool = False,
 ) -> runs.RunResult:
     """Drive (or resume) the look-up run `run_id` to its end or a stop, then call its reporter.
 
     Stops cleanly (status `not_finished`, exit 5, why in `stopped`) when the day's quota is
     spent, on Ctrl-C and on `timeout`; a SIM whose calls kept failing stays `pending` (exit 5:
     `runs resume` asks again). Calls that fail one after another `MAX_FAILURES_IN_A_ROW` times
-    stop the run with `RunStopped` (exit 1), its reports written.
+    stop the run with `RunStopped` (exit 1), its reports written. `retry_server_quota`: ask
+    even though the server said today's quota is spent (`runs resume`: it may have reset).
     """
     record = journal.run(run_id)
     if record.kind != LOOKUP_KIND:
@@ -530,6 +560,8 @@ def drive_lookup(
         options = _checked_options(journal, record)
         prepare_report_dir(Path(record.report_dir))
         api = runs._get(client)
+        if retry_server_quota:
+            quota.retry_server(api)
         with AnswerCache(settings.home / CACHE_NAME) as cache:
             driver = _Driver(journal, api, cache, record, options, settings, clock=clock)
             journal.set_run_status(run_id, RUNNING, None)
@@ -576,9 +608,11 @@ def _checked_options(journal: Journal, record: RunRecord) -> dict[str, Any]:
 def _conclude(journal: Journal, run_id: str, stop: _Stop) -> runs.RunResult:
     counts = journal.outcome_counts(run_id)
     pending = counts.get(OutcomeCode.PENDING, 0)
+    if pending and not stop.why:
+        stop = _Stop(f"the calls for {pending} SIM(s) failed; they stay pending, see the report")
     status = NOT_FINISHED if pending or stop.fatal else FINISHED
     provisional = ExitCode.FATAL if stop.fatal else ExitCode.NOT_FINISHED
-    journal.set_run_status(run_id, status, provisional, reason=stop.why or None)
+    journal.set_run_status(run_id, status, provisional, reason=stop.why)
     run = load_run(journal, run_id)
     reporter = _REPORTERS.get(run.kind, default_reporter)
     try:
@@ -593,7 +627,7 @@ def _conclude(journal: Journal, run_id: str, stop: _Stop) -> runs.RunResult:
         code = ExitCode.FATAL
     elif pending:
         code = ExitCode.NOT_FINISHED
-    journal.set_run_status(run_id, status, code, reason=stop.why or None)
+    journal.set_run_status(run_id, status, code, reason=stop.why)
     stopped = stop.why if pending or stop.fatal else ""
     return runs.RunResult(run_id, ExitCode(code), counts, run.report_dir, stopped)
 
@@ -656,12 +690,13 @@ class _Driver:
 
     # ------------------------------------------------------------ the loop
 
-    def drive(self, watcher: Any, timeout: float | None) -> _Stop:
+    def drive(self, watcher: Progress, timeout: float | None) -> _Stop:
         deadline = None if timeout is None else self.clock() + timeout
         queue: deque[int] = deque(self.pending)
         held_back: list[int] = []  # re-reads, made once every other call is done
         finals_open = False
         in_flight: dict[Future[Answer], _Work] = {}
+        started: set[int] = set()  # SIMs taken up in this drive, for the progress bar
         stop = _Stop()
         pool = ThreadPoolExecutor(max_workers=self.api.pacer.max_in_flight)
         try:
@@ -671,6 +706,9 @@ class _Driver:
                         stop = _Stop("timed out")
                     while not stop.why and queue and len(in_flight) < self.api.pacer.max_in_flight:
                         item = self.pending[queue.popleft()]
+                        if item.item_id not in started:
+                            started.add(item.item_id)
+                            watcher.submitted(1)
                         step = self._step(item)
                         if step.call is None:
                             self._finish(item, step)

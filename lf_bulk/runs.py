@@ -168,8 +168,9 @@ def drive(
         from lf_bulk import lookups  # it builds on this module
 
         return lookups.drive_lookup(
-            journal, client, run_id, settings, timeout=options.timeout, progress=progress, say=say
-        )
+            journal, client, run_id, settings, timeout=options.timeout, progress=progress,
+            say=say, retry_server_quota=retry_server_quota,
+        )  # fmt: skip
     check_same_endpoint(run, endpoint_of(settings))
     require_resumable(run)
     say(f"run {run_id}")
@@ -366,6 +367,10 @@ def start_verified(
                 REASON_NOT_VERIFIED,
                 f"the card could not be verified ({answer.reason_code}: {answer.reason})",
             )
+    verified = table.counts.valid - len(preset)
+    needs = quota.client_plan(api, quota.calls_for_bulk(verified, batch_size))
+    if needs is not None:
+        say(needs.line(f"the {operation.lower()} of the {verified:,} verified card(s)"))
     bulk.start_run(
         opened,
         table,

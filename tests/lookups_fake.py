@@ -19,7 +19,7 @@ import httpx
 from lf_bulk import errors
 from lf_bulk.errors import CardNotFound, CardNotOwned, QuotaExhausted, RenewalNotFound
 from lf_bulk.iccid import with_check_digit
-from lf_bulk.models import CardInfo, HeldPlan, PlanOffer, Renewal
+from lf_bulk.models import CardInfo, Group, HeldPlan, PlanOffer, Renewal
 from lf_bulk.pacing import RequestPacer
 
 PARTNER_CODE = "PARTNER-SECRET-7731"
@@ -57,7 +57,14 @@ class FakeVshop:
         self.failures: dict[tuple[str, str], list[BaseException]] = {}
         self.lose_answer_after_cancel: set[str] = set()
         self.cancel_keeps_renewal: set[str] = set()
+        self.submitted: list[tuple[object, ...]] = []
         self._lock = threading.Lock()
+
+    def list_groups(self) -> list[Group]:
+        return [Group("G1", "Group one", 0)]
+
+    def submit(self, *args: object) -> None:
+        self.submitted.append(args)
 
     def add_card(self, iccid: str, status: str = "ACTIVE", *, renewal: bool = False) -> str:
         self.cards[iccid] = status

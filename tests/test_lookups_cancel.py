@@ -11,11 +11,12 @@ import pytest
 
 from lf_bulk import errors, lookups
 from lf_bulk import runs as runs_lib
+from lf_bulk.answers import Answer
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
 from lf_bulk.lookups import Call, LookupKind
 from lf_bulk.settings import Settings
-from tests.lookups_fake import FakeVshop, make_iccid
+from tests.lookups_fake import FakeVshop, make_iccid, renewal_of
 
 YES = {lookups.OPTION_YES: True}
 
@@ -196,3 +197,32 @@ def test_runs_cancel_fails_the_rows_never_asked_and_keeps_a_sent_cancel_pending(
     }
     with pytest.raises(errors.RunRefused):
         lookups.drive_lookup(journal, api, first.run_id, settings)
+
+
+def renewal_answer(sim: str) -> lookups.Asked:
+    renewal = renewal_of(sim)
+    return lookups.Asked(Call.RENEWAL, Answer(renewal), {})
+
+
+def test_next_step_never_sends_a_cancel_blindly_after_a_lost_answer() -> None:
+    sim = make_iccid(1)
+    query = renewal_answer(sim)
+    lost = lookups.Asked(Call.CANCEL_RENEWAL, None, {})
+    step = lookups.next_step(LookupKind.CANCEL_RENEWAL, [query, lost], yes=True)
+    assert (step.call, step.final) == (Call.RENEWAL, False)
+    gone = lookups.Asked(Call.RENEWAL, Answer(None), {})
+    assert lookups.next_step(LookupKind.CANCEL_RENEWAL, [query, lost, gone], yes=True).outcome == (
+        "cancelled"
+    )
+    still = renewal_answer(sim)
+    again = lookups.next_step(LookupKind.CANCEL_RENEWAL, [query, lost, still], yes=True)
+    assert again.call is Call.CANCEL_RENEWAL and again.renewal == renewal_of(sim)
+    late = lookups.Asked(Call.CANCEL_RENEWAL, Answer(code="RENEWAL_NOT_FOUND"), {})
+    settled = lookups.next_step(LookupKind.CANCEL_RENEWAL, [query, lost, still, late], yes=True)
+    assert (settled.outcome, settled.reason_code) == ("cancelled", "LOST")
+    first_try = lookups.next_step(LookupKind.CANCEL_RENEWAL, [query, late], yes=True)
+    assert (first_try.outcome, first_try.reason_code) == ("no_renewal", "RENEWAL_NOT_FOUND")
+    lost_thrice = [query, lost, still, lost, still, lost, still]
+    assert lookups.next_step(LookupKind.CANCEL_RENEWAL, lost_thrice, yes=True).reason_code == (
+        "STILL_ACTIVE"
+    )

@@ -5,17 +5,21 @@ from __future__ import annotations
 import _thread
 import csv
 import json
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from lf_bulk import errors, lookups
+from lf_bulk import bulk, errors, lookups
 from lf_bulk import runs as runs_lib
 from lf_bulk.answers import CACHE_NAME
+from lf_bulk.engine import Progress
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
+from lf_bulk.locking import exclusive
 from lf_bulk.lookups import LookupKind
 from lf_bulk.settings import Settings
 from lf_bulk.sources import read_iccids
@@ -159,6 +163,7 @@ def test_a_failed_call_leaves_its_sim_pending_and_resume_finishes_it(
     assert first.exit_code == ExitCode.NOT_FINISHED
     pending = {a.iccid: a for a in lookups.load_run(journal, first.run_id).answers}[flaky]
     assert pending.outcome == "pending" and pending.reason_code == "TransportError"
+    assert first.stopped == "the calls for 1 SIM(s) failed; they stay pending, see the report"
     again = lookups.drive_lookup(journal, api, first.run_id, settings)
     assert again.exit_code == ExitCode.OK
     assert api.calls[("verify", ok)] == 1 and api.calls[("verify", flaky)] == 2
@@ -291,3 +296,80 @@ def test_ctrl_c_records_the_answers_in_flight_and_resume_asks_only_the_rest(
     assert again.exit_code == ExitCode.OK
     assert {api.calls[("verify", sim)] for sim in recorded} == {1}  # never asked again
     assert sum(api.calls.values()) <= len(sims) + api.pacer.max_in_flight
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0", 0.0), ("90s", 90.0), ("30m", 1800.0), ("12h", 43200.0),
+                          ("2D", 172800.0), (" 1 h ", 3600.0)]
+)  # fmt: skip
+def test_max_age_reads_durations(text: str, seconds: float) -> None:
+    assert lookups.parse_max_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["12", "-1h", "1.5h", "h", "", "12 hours", "1e3s"])
+def test_max_age_refuses_what_is_no_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        lookups.parse_max_age(text)
+
+
+def test_a_cached_answer_that_cannot_be_read_is_asked_again(
+    settings: Settings, journal: Journal
+) -> None:
+    api = FakeVshop()
+    sim = api.add_card(make_iccid(1))
+    lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+    with sqlite3.connect(settings.home / CACHE_NAME) as db:
+        db.execute('UPDATE answers SET answer = \'{"value": {"nonsense": 1}}\'')
+    db.close()
+    result = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+    assert api.calls[("verify", sim)] == 2
+    assert lookups.load_run(journal, result.run_id).answers[0].outcome == "verified"
+
+
+def test_a_version_2_journal_gains_the_answers_table(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "old" / "journal.db"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE answers")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    api = FakeVshop()
+    sim = api.add_card(make_iccid(1))
+    with Journal(path) as journal:
+        result = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+        assert journal.call_counts(result.run_id) == {"verify api": 1}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    db.close()
+
+
+def test_a_run_driven_elsewhere_is_locked(settings: Settings, journal: Journal) -> None:
+    api = FakeVshop()
+    sim = api.add_card(make_iccid(1))
+    api.quota_left = 0
+    first = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
+    api.quota_left = None
+    lock = bulk.run_lock_name(first.run_id)
+    with exclusive(settings.home, lock, "run", holder="test"), pytest.raises(errors.RunLocked):
+        lookups.drive_lookup(journal, api, first.run_id, settings)
+    assert ("verify", sim) not in api.calls
+
+
+def test_progress_counts_each_sim_taken_up_and_finished(
+    settings: Settings, journal: Journal
+) -> None:
+    api = FakeVshop()
+    sims = [api.add_card(make_iccid(n)) for n in range(1, 5)]
+    seen = {"total": 0, "submitted": 0, "finished": 0}
+
+    @contextmanager
+    def watch(total: int) -> Iterator[Progress]:
+        seen["total"] = total
+
+        def count(key: str) -> Callable[[int], None]:
+            return lambda n: seen.__setitem__(key, seen[key] + n)
+
+        yield Progress(submitted=count("submitted"), finished=count("finished"))
+
+    lookups.start_lookup(journal, api, settings, pairs(*sims), LookupKind.STATUS, progress=watch)
+    assert seen == {"total": 4, "submitted": 4, "finished": 4}

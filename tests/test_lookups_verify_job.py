@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import cast
 
 from lf_bulk import lookups
 from lf_bulk import runs as runs_lib
@@ -18,7 +19,7 @@ from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import Settings
 from lf_bulk.sources import read_iccids
 from tests.clihelp import expect, invoke
-from tests.lookups_fake import VshopBesideTopup, VshopServer
+from tests.lookups_fake import FakeVshop, VshopBesideTopup, VshopServer, make_iccid
 
 
 def items_of(folder: Path) -> dict[str, dict[str, str]]:
@@ -72,3 +73,23 @@ def test_verify_and_dry_run_together_are_a_usage_error(tmp_path: Path) -> None:
                      "--dry-run"])  # fmt: skip
     expect(result, 2)
     assert "--verify" in result.stderr
+
+
+def test_a_verification_stopped_by_the_quota_sends_nothing_and_says_what_next(
+    tmp_path: Path,
+) -> None:
+    api = FakeVshop()
+    sims = [api.add_card(make_iccid(n)) for n in range(1, 4)]
+    api.quota_left = 1
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n" + "\n".join(sims) + "\n")
+    settings = Settings(env="uat", base_url="https://vshop.test", home=tmp_path / "home")
+    with runs_lib.open_journal(settings.home) as journal:
+        result = runs_lib.start_verified(
+            journal, cast(LinksfieldClient, api), settings, read_iccids(source), Operation.ADD,
+            "G1",
+        )  # fmt: skip
+        assert [r.kind for r in journal.runs()] == ["lookup"]  # no add run was created
+    assert result.exit_code == ExitCode.NOT_FINISHED
+    assert f"runs resume {result.run_id}" in result.stopped and "nothing was sent" in result.stopped
+    assert api.submitted == []

@@ -4,18 +4,20 @@ the server's daily quota stops a run cleanly, and a dropped cancel answer is set
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from lf_bulk import lookups
+from lf_bulk import errors, lookups
 from lf_bulk import runs as runs_lib
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
 from lf_bulk.lookups import LookupKind
 from lf_bulk.pacing import RequestPacer
+from lf_bulk.quota import QuotaLedger
 from lf_bulk.settings import Settings
 from tests.lookups_fake import VshopServer, make_iccid, wire_renewal
 
@@ -77,3 +79,36 @@ def test_a_dropped_cancel_answer_through_the_wire_is_settled_by_looking(
         and answers[0].renewal.order_no == wire_renewal(sim)["orderNo"]
     )
     assert result.exit_code == ExitCode.OK
+
+
+def test_the_ledger_plans_stops_refuses_and_the_next_day_finishes_without_asking_twice(
+    tmp_path: Path, settings: Settings, journal: Journal
+) -> None:
+    server = VshopServer()
+    sims = [make_iccid(n) for n in range(1, 11)]
+    server.cards = dict.fromkeys(sims, "ACTIVE")
+    today = [datetime(2026, 11, 29, 9, 0, tzinfo=UTC)]
+    ledger = QuotaLedger.in_home(settings.home, "acct", daily_quota=10, reserve=2,
+                                 clock=lambda: today[0])  # fmt: skip
+    said: list[str] = []
+
+    def client() -> LinksfieldClient:
+        return LinksfieldClient(
+            "https://vshop.test", "P1", transport=httpx.MockTransport(server),
+            pacer=RequestPacer(1000, 3), sleep=lambda s: None, quota=ledger.gate(),
+        )  # fmt: skip
+
+    with ledger, client() as api:
+        first = lookups.start_lookup(journal, api, settings, [(s, "G1") for s in sims],
+                                     LookupKind.VERIFY, say=said.append)  # fmt: skip
+        assert any("needs 10 calls; 8 left today" in line for line in said)
+        assert first.exit_code == ExitCode.NOT_FINISHED and "by the quota ledger" in first.stopped
+        assert sum(server.seen.values()) == 8 and ledger.used_today() == 8
+        with pytest.raises(errors.QuotaExhausted, match="nothing was sent"):
+            lookups.start_lookup(journal, api, settings, [(sims[0], "G1")], LookupKind.VERIFY,
+                                 max_age=0)  # fmt: skip
+        assert len(journal.runs()) == 1 and sum(server.seen.values()) == 8
+        today[0] += timedelta(days=1)
+        again = runs_lib.resume(journal, api, settings, first.run_id)
+    assert again is not None and again.exit_code == ExitCode.OK
+    assert set(server.seen.values()) == {1} and len(server.seen) == 10
