@@ -3,10 +3,8 @@ each defined once, and how such a run is started and rendered."""
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from jobs.context import AppContext
-from jobs.driving import client_of, open_journal
+from jobs.driving import bars, client_of, open_journal
 from jobs.errors import JobExit
 from jobs.options import (
     GROUP_ID,
@@ -25,24 +23,12 @@ from jobs.options import (
 )
 from jobs.progress import progress_bar
 from lf_bulk import fleet, lookups, runs
-from lf_bulk.engine import Progress
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import prove_writable
 from lf_bulk.models import MemberPage
 from lf_bulk.sources import InputTable, read_iccids
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[smhd]?)\s*$", re.IGNORECASE)
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`12h`, `30m`, `2d`, `45s` or plain seconds (`0`: none) as seconds; ValueError otherwise."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration such as 12h, 30m, 2d or 0")
-    return float(match["number"]) * _SECONDS[match["unit"].lower()]
 
 
 class Duration(click.ParamType[float]):
@@ -54,7 +40,7 @@ class Duration(click.ParamType[float]):
         if isinstance(value, int | float):
             return float(value)
         try:
-            return parse_duration(str(value))
+            return lookups.parse_max_age(str(value).strip())
         except ValueError as error:
             self.fail(str(error), param, ctx)
 
@@ -160,15 +146,6 @@ def _stdin(file: str) -> Any:
     return sys.stdin.buffer if file == "-" else None
 
 
-def lookup_bar(app: AppContext) -> Callable[[int], AbstractContextManager[Progress]]:
-    @contextmanager
-    def one_bar(total: int) -> Iterator[Progress]:
-        with progress_bar(app, desc="looked up", total=total, unit="sim") as done:
-            yield Progress(finished=done.update)
-
-    return one_bar
-
-
 def start(
     app: AppContext,
     rows: InputTable | list[tuple[str, str]],
@@ -183,7 +160,7 @@ def start(
     return lookups.start_lookup(
         lambda: open_journal(app), client_of(app), app.settings, rows, kind, options=options,
         max_age=max_age, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
-        progress=lookup_bar(app), say=app.info,
+        progress=bars(app), say=app.info,
     )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner, Result
 
 from jobs import context, lookup_options
 from jobs.cli import cli
-from jobs.lookup_options import parse_duration, prepare_output
+from jobs.lookup_options import Duration, prepare_output
 from lf_bulk import fleet
 from lf_bulk.errors import InputError
 from lf_bulk.models import Group
@@ -62,17 +62,18 @@ def test_an_invalid_row_stops_the_job_before_any_call(
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("0", 0.0), ("90", 90.0), ("45s", 45.0), ("30m", 1800.0), ("12h", 43200.0),
-     ("2d", 172800.0), (" 1.5H ", 5400.0)],
-)  # fmt: skip
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
+    [("0", 0.0), ("45s", 45.0), ("30m", 1800.0), ("12h", 43200.0), ("2d", 172800.0)],
+)
+def test_max_age_durations(no_api: None, text: str, seconds: float) -> None:
+    assert Duration().convert(text, None, None) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "-1h", "1w", "1h30m", "nan"])
-def test_not_durations(text: str) -> None:
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration(text)
+@pytest.mark.parametrize("text", ["", "h", "-1h", "1w", "1h30m", "nan", "90", "1.5h"])
+def test_not_durations(no_api: None, text: str) -> None:
+    assert (
+        "not a duration"
+        in run(["sims", "status", "--group", "G1", "--max-age", text], expect=2).stderr
+    )
 
 
 def test_the_default_output_is_dated_and_absolute(tmp_path: Path) -> None:
