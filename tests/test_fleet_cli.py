@@ -125,3 +125,13 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_call(
     monkeypatch.setattr(lookup_options, "prove_writable", refuse)
     result = run(["sims", "status", "--group", "G1", "-o", str(tmp_path / "f.xlsx")], expect=2)
     assert "cannot be written (Permission denied)" in result.stderr
+
+
+def test_renewals_cancel_yes_is_refused_in_a_config_file(no_api: None, tmp_path: Path) -> None:
+    config = tmp_path / "lf-bulk.toml"
+    config.write_text("[renewals.cancel]\nyes = true\n", encoding="utf-8")
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n8988303000000000010\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "renewals", "cancel", str(source)])
+    assert result.exit_code == 1, result.stderr
+    assert "'renewals.cancel.yes' cannot be set in a config file" in result.stderr
