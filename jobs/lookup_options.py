@@ -168,12 +168,15 @@ def render(app: AppContext, result: runs.RunResult, shown: Path, line: str = "")
     """`shown` (the output file, or the report folder) on stdout, what next on stderr; exit."""
     click.echo(str(shown))
     app.info(runs.summary_line(result.run_id, result.counts) + (f"; {line}" if line else ""))
+    why = f" ({result.stopped})" if result.stopped else ""
     if result.exit_code == ExitCode.NOT_FINISHED:
-        why = f" ({result.stopped})" if result.stopped else ""
         app.info(
             f"run {result.run_id} is not finished{why}; `lf-bulk runs resume {result.run_id}` "
             "continues it without asking again what was answered"
         )
     elif result.exit_code == ExitCode.SOME_FAILED:
-        app.info(f"run {result.run_id}: some look-ups failed; see {result.report_dir}")
+        app.info(
+            f"run {result.run_id}: some SIMs were rejected, not found or could not be looked up; "
+            f"see {result.report_dir / 'items.csv'}"
+        )
     raise JobExit(result.exit_code)

@@ -287,3 +287,19 @@ def test_a_timeout_stops_cleanly_and_the_workbook_shows_what_is_pending(
     assert len(rows) == len(server.state.members(DEMO_GROUP))
     assert "pending" in {r["outcome"] for r in rows}
     assert all(r["flags"] == "" for r in rows if r["outcome"] == "pending")
+
+
+def test_a_run_stopped_by_failing_calls_says_how_to_continue(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
+    server = make_sandbox(f"{FAST},5xx=1")
+    source = tmp_path / "sims.csv"
+    source.write_text("iccid\n" + "\n".join(server.state.members(DEMO_GROUP)[:8]) + "\n")
+    out = tmp_path / "fleet.csv"
+    result = run(
+        server, tmp_path / "home", "--retry-deadline", "0", "sims", "status", str(source), "-o",
+        str(out), expect=1,
+    )  # fmt: skip
+    assert "Nothing is lost: continue it with `lf-bulk runs resume" in result.stderr
+    # The workbook was written at the stop, every SIM still to be looked up.
+    assert {r["outcome"] for r in fleet_csv(out)} == {"pending"}
