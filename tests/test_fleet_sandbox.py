@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from jobs.cli import cli
 from lf_bulk.iccid import with_check_digit
 from lf_bulk.sandbox.cards import AREA_EUROPE, plans_for
-from lf_bulk.sandbox.seed import DEMO_GROUP, FOREIGN_GROUP
+from lf_bulk.sandbox.seed import DEFAULT_SIMS, DEMO_GROUP, FOREIGN_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
 
@@ -72,13 +72,22 @@ def fleet_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.parametrize(
+    "world",
+    [
+        pytest.param(None, id="67-sims"),
+        # The acceptance: the 5,000-SIM demo group (15,000 calls; past the default quota).
+        pytest.param(DEFAULT_SIMS, id="5000-sims", marks=pytest.mark.slow),
+    ],
+)
 def test_status_of_a_group_matches_the_sandbox_and_a_second_run_reuses_the_answers(
-    server: SandboxServer, tmp_path: Path
+    make_sandbox: Any, tmp_path: Path, world: int | None
 ) -> None:
+    server = make_sandbox(FAST) if world is None else make_sandbox(FAST, sims=world)
     out = tmp_path / "fleet.csv"
     result = run(
-        server, tmp_path / "home", "sims", "status", "--group", DEMO_GROUP, "-o", str(out),
-        "--report-dir", str(tmp_path / "r1"), expect=4,
+        server, tmp_path / "home", "--daily-quota", "20000", "sims", "status", "--group",
+        DEMO_GROUP, "-o", str(out), "--report-dir", str(tmp_path / "r1"), expect=4,
     )  # fmt: skip
     assert result.stdout.strip() == str(out)
     rows = fleet_csv(out)
@@ -102,8 +111,8 @@ def test_status_of_a_group_matches_the_sandbox_and_a_second_run_reuses_the_answe
 
     again = tmp_path / "fleet-again.xlsx"
     run(
-        server, tmp_path / "home", "sims", "status", "--group", DEMO_GROUP, "-o", str(again),
-        "--report-dir", str(tmp_path / "r2"), expect=4,
+        server, tmp_path / "home", "--daily-quota", "20000", "sims", "status", "--group",
+        DEMO_GROUP, "-o", str(again), "--report-dir", str(tmp_path / "r2"), expect=4,
     )  # fmt: skip
     assert sum(server.state.vshop_call_counts(acted_only=False).values()) == asked
     book = openpyxl.load_workbook(again)
