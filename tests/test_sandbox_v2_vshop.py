@@ -245,10 +245,13 @@ def test_an_order_is_recorded_once_and_tops_the_card_up(vshop: Vshop) -> None:
 
     refused = {
         cards.PLAN_NOT_FOUND: {"orderNo": "ACME-2", "packageCode": "DP3001"},  # not in its area
-        cards.INVALID_PARAMETER: {"orderNo": "ACME-3", "payAmount": "1.005"},
     }
     for code, change in refused.items():
         assert vshop.error(CREATE_ORDER, **{**order, **change}) == code
+    invalid = ({"payAmount": "1.005"}, {"payCurrency": "POUND"}, {"orderPeriod": "0"})
+    for change in (*invalid, {"orderNo": "=HYPERLINK(1)"}, {"payId": ""}):
+        changed = {**order, "orderNo": "ACME-3", **change}
+        assert vshop.error(CREATE_ORDER, **changed) == cards.INVALID_PARAMETER, change
     (inactive,) = state.iccids_with(card_status=cards.CARD_INACTIVE, limit=1)
     changed = {**order, "orderNo": "ACME-4", "deviceCode": inactive}
     assert vshop.error(CREATE_ORDER, **changed) == cards.CARD_INACTIVE_CODE

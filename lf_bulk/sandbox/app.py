@@ -53,10 +53,17 @@ def create_app(
 ) -> Starlette:
     spec = coerce_faults(faults)
     served = served_routes(profile)
-    handlers = {False: _Endpoints(state, profile), True: vshop.VshopEndpoints(state, profile)}
+    contract_v1, vshop_and_payment = (
+        _Endpoints(state, profile),
+        vshop.VshopEndpoints(state, profile),
+    )
     # Each endpoint is served by the method of the same name of its contract's endpoints.
     routes = [
-        Route(route.path, getattr(handlers[route.vshop], route.name), methods=[route.method])
+        Route(
+            route.path,
+            getattr(vshop_and_payment if route.vshop else contract_v1, route.name),
+            methods=[route.method],
+        )
         for route in served
     ]
     vshop_paths = frozenset(route.path for route in served if route.vshop)

@@ -4,6 +4,7 @@ At the default size (`DEFAULT_SIMS`) the group sizes are exactly the `GroupPlan.
 `DEMO_GROUP` has 5,000 SIMs, and most SIMs are in no group so that tests and benchmarks can add tens
 of thousands at once. A smaller `sims` scales every count down in proportion (each non-empty group
 keeps at least one SIM), which keeps tests fast. The same `sims` always gives the same world.
+Each SIM also gets a card (status, area, the plans it holds, maybe an auto-renewal): see `cards.py`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -113,6 +114,8 @@ CREATE TABLE IF NOT EXISTS quota_days (
 VSHOP_LOG_LIMIT = 500_000
 _PAY_STATUS_OF_ORDER = {"PAID": "SUCCESS", "REFUNDED": "REFUNDED", "FAILED": "FAILED"}
 _FIRST_TOPUP_ORDER = 900_000_000
+_CURRENCY = re.compile(r"[A-Za-z]{3}")  # ISO 4217
+_ORDER_NO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # the partner's own order number
 
 REASON_TEXT = {
     wire.REASON_SIM_NOT_FOUND: "No SIM card with this ICCID exists.",
@@ -433,6 +436,10 @@ class SandboxState:
                 raise Refusal(cards.PLAN_NOT_FOUND, f"no plan {shown} for card {iccid}")
             periods = _whole_number(order["orderPeriod"], "orderPeriod")
             amount = _amount(order["payAmount"])
+            for name, shape in (("payCurrency", _CURRENCY), ("orderNo", _ORDER_NO)):
+                if not shape.fullmatch(order[name]):
+                    shown = wire.shown_text(order[name], 40)
+                    raise Refusal(cards.INVALID_PARAMETER, f"{name} {shown} is not valid")
             with self._transaction():
                 taken = self._db.execute(
                     "SELECT 1 FROM orders WHERE purchase_order_id = ? AND partner_code = ?",
