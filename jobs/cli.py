@@ -16,6 +16,7 @@ from jobs.ops import ops
 from jobs.options import global_options
 from jobs.orders import orders
 from jobs.reconcile import reconcile
+from jobs.renewals import renewals
 from jobs.runs import runs
 from jobs.sandbox import sandbox
 from jobs.sims import sims
@@ -55,7 +56,7 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
             click.echo(warning, err=True)
 
 
-for command in (groups, sims, runs, reconcile, orders, ops, doctor, sandbox, notify):
+for command in (groups, sims, renewals, runs, reconcile, orders, ops, doctor, sandbox, notify):
     cli.add_command(command)
 
 

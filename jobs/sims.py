@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
 from jobs.driving import bars, client_of, open_journal, render_run
 from jobs.errors import JobExit
-from jobs.options import FILE_HELP, sims_job_options
-from lf_bulk import runs
+from jobs.options import FILE_HELP, report_dir_option, sims_job_options
+from lf_bulk import catalogue as _registers_the_plans_reporter  # noqa: F401
+from lf_bulk import fleet, lookups, runs
 from lf_bulk.engine import EngineOptions
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.models import Operation
@@ -21,7 +23,7 @@ from lf_bulk.sources import read_iccids
 
 @click.group()
 def sims() -> None:
-    """Add SIMs to a group or remove them, from a list of ICCIDs in a file (or - for stdin)."""
+    """Add SIMs to a group or remove them; verify cards, their plans and status (Vshop)."""
 
 
 verify_option = click.option(
@@ -96,3 +98,99 @@ def run_job(
         skip_invalid=skip_invalid, report_dir=report_dir, progress=bars(app), say=app.info,
     )  # fmt: skip
     render_run(app, result)
+
+
+# ---------------------------------------------------------------- per-SIM look-ups (Vshop)
+
+
+@sims.command(help="Verify every card listed in FILE with Linksfield (one call per SIM).\n"
+              + lk.LOOKUP_FILE_HELP + """
+Outcomes per row: verified, rejected (reason_code CARD_NOT_FOUND, CARD_NOT_OWNED, or
+CARD_INACTIVE for a card whose status is not ACTIVE), failed, invalid, duplicate, pending.
+The report folder is printed on stdout. Exit 0 when every valid row verified, 3 when some were
+rejected or failed, 5 when not finished.""")  # fmt: skip
+@lk.single_file_options
+@lk.lookup_timeout_option
+@pass_app
+def verify(
+    app: AppContext, file: str, sheet: str | None, column: str | None, skip_invalid: bool,
+    report_dir: Path | None, timeout: float | None,
+) -> None:  # fmt: skip
+    if report_dir is not None:
+        prepare_report_dir(report_dir)
+    rows = lk.lookup_rows(app, file, (), False, sheet, column)
+    result = lk.start(
+        app, rows, lookups.LookupKind.VERIFY, options={}, report_dir=report_dir,
+        skip_invalid=skip_invalid, timeout=timeout,
+    )  # fmt: skip
+    lk.render(app, result, result.report_dir)
+
+
+@sims.command(help="""Write the fleet workbook: each SIM's card, plans in use and pending,
+auto-renewal and flags, from FILE or the members of --group GROUP or --all-groups.
+
+Flags: no_plan (nothing in use or pending), pending_only (bought, not started), expiring (the
+plan in use ends within --expiring-within days), card_inactive, not_found (unknown, or another
+partner's card). Sheets: Summary (counts per flag, with a chart, and per group), Fleet (one row
+per SIM; expire_date a date, ICCIDs text), Not found (with invalid and duplicate input rows);
+a .csv output is the Fleet sheet alone. The output path is printed on stdout.
+Exit 0 when no SIM is flagged, 4 when some are (for alerts), 3 when some look-ups failed,
+5 when not finished (`runs resume RUN` continues).
+""" + lk.LOOKUP_FILE_HELP)  # fmt: skip
+@lk.lookup_input_options
+@click.option(
+    "--expiring-within", type=click.IntRange(0, 3650), default=fleet.DEFAULT_EXPIRING_WITHIN,
+    show_default=True, metavar="DAYS", help="Flag a plan in use that ends within DAYS days.",
+)  # fmt: skip
+@lk.max_age_option
+@lk.output_option("fleet-<date>.xlsx")
+@lk.lookup_timeout_option
+@report_dir_option
+@pass_app
+def status(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, expiring_within: int,
+    max_age: float, output: Path | None, timeout: float | None, report_dir: Path | None,
+) -> None:  # fmt: skip
+    target = lk.prepare_output(output, "fleet")
+    if report_dir is not None:
+        prepare_report_dir(report_dir)
+    rows = lk.lookup_rows(app, file, groups, all_groups, sheet, column)
+    options = {fleet.OPTION_OUTPUT: str(target), fleet.OPTION_EXPIRING_WITHIN: expiring_within}
+    result = lk.start(
+        app, rows, lookups.LookupKind.STATUS, options=options, max_age=max_age,
+        report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
+    )  # fmt: skip
+    lk.render(app, result, target, fleet.summary_line_in(result.report_dir))
+
+
+@sims.command(help="""Write the plans the SIMs can buy: sheet Plans (one row per plan with
+its exact price, currency, auto-renewal, and how many of the SIMs can buy it) and By SIM, from
+FILE or the members of --group GROUP. A .csv output is the Plans sheet alone. The output path is
+printed on stdout. Exit 0; 3 when some look-ups failed or a card is not found; 5 when not
+finished.
+""" + lk.LOOKUP_FILE_HELP)  # fmt: skip
+@lk.lookup_input_options
+@click.option("--area", metavar="AREA", help="Only the plans of this area (e.g. 欧洲).")
+@lk.max_age_option
+@lk.output_option("plans-<date>.xlsx")
+@lk.lookup_timeout_option
+@report_dir_option
+@pass_app
+def plans(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, area: str | None,
+    max_age: float, output: Path | None, timeout: float | None, report_dir: Path | None,
+) -> None:  # fmt: skip
+    target = lk.prepare_output(output, "plans")
+    if report_dir is not None:
+        prepare_report_dir(report_dir)
+    rows = lk.lookup_rows(app, file, groups, all_groups, sheet, column)
+    options: dict[str, object] = {fleet.OPTION_OUTPUT: str(target)}
+    if area:
+        options[lookups.OPTION_AREA] = area
+    result = lk.start(
+        app, rows, lookups.LookupKind.PLANS, options=options, max_age=max_age,
+        report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
+    )  # fmt: skip
+    lk.render(app, result, target)

@@ -11,6 +11,7 @@ one number format per column kind:
     int       an integer cell
     money     a Decimal (or int) written as its exact decimal digits, format '#,##0.00'
     datetime  a naive datetime, format 'yyyy-mm-dd hh:mm:ss'
+    date      a date (not a datetime), format 'yyyy-mm-dd'
 
 Excel has no time zones: convert aware datetimes to naive ones in the zone the sheet states (say so
 in `Sheet.note`, e.g. "Times are in UTC"); an aware datetime raises ValueError. A float in a money
@@ -58,6 +59,7 @@ __all__ = [
     "Kind",
     "Sheet",
     "Summary",
+    "Table",
     "atomic_binary",
     "atomic_file",
     "make_folders",
@@ -66,7 +68,7 @@ __all__ = [
     "write_workbook",
 ]
 
-Kind = Literal["text", "int", "money", "datetime"]
+Kind = Literal["text", "int", "money", "datetime", "date"]
 
 TEXT_FORMAT = "@"
 MONEY_FORMAT = "#,##0.00"
@@ -91,6 +93,7 @@ _MAX_WIDTH = 60.0
 _FILTER_BUTTON = 3
 # The Summary chart: 18 cm x 9 cm at 96 dpi.
 _CHART_SIZE = {"width": 680, "height": 340}
+_CHART_ROWS = 20
 
 _OPTIONS = {
     "constant_memory": True,
@@ -121,6 +124,15 @@ class Sheet:
 
 
 @dataclass(frozen=True)
+class Table:
+    """A small titled table on the Summary sheet, below the counts (e.g. counts per group)."""
+
+    title: str
+    columns: Sequence[Column]
+    rows: Sequence[Sequence[object]]
+
+
+@dataclass(frozen=True)
 class Summary:
     """A first sheet: a title, key/value facts, and a counts table drawn as a bar chart.
 
@@ -134,6 +146,8 @@ class Summary:
     counts: Sequence[tuple[str, int]]
     counts_header: tuple[str, str] = ("Outcome", "Count")
     sheet_name: str = "Summary"
+    tables: Sequence[Table] = ()
+    """Written below the counts and their chart, one after another."""
 
 
 def _cut(text: str, limit: int) -> str:
@@ -352,6 +366,13 @@ def _naive(value: object) -> dt.datetime:
     return value
 
 
+def _date(value: object) -> dt.date:
+    # A datetime is a date too: refuse it, or a time of day would vanish without a word.
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise TypeError(f"expected a date, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _is_empty(value: object) -> bool:
     return value is None or (value.__class__ is str and not value)
 
@@ -366,6 +387,8 @@ def _encode(kind: Kind, value: object) -> object:
         return _text(value)
     if kind == "money":
         return _money(value)
+    if kind == "date":
+        return _date(value)
     return _naive(value)
 
 
@@ -402,6 +425,15 @@ def _putter(ws: _Worksheet, col: int, kind: Kind, formats: _Formats) -> _Put:
 
         return put_money
 
+    if kind == "date":
+        write_date, date_format = ws.write_datetime, formats.date
+
+        def put_date(row: int, value: object) -> None:
+            if value is not None and (value.__class__ is not str or value):
+                write_date(row, col, _date(value), date_format)
+
+        return put_date
+
     write_datetime, datetime_format = ws.write_datetime, formats.datetime
 
     def put_datetime(row: int, value: object) -> None:
@@ -427,6 +459,8 @@ def _display_width(kind: Kind, value: object) -> int:
         return len(f"{value:,.2f}")
     if kind == "datetime":
         return len("yyyy-mm-dd hh:mm:ss")
+    if kind == "date":
+        return len("yyyy-mm-dd")
     return len(str(value))
 
 
@@ -525,10 +559,11 @@ def _write_summary(workbook: _Workbook, title: str, summary: Summary, formats: _
             _put_fact(ws, row, value, formats)
         except (TypeError, ValueError) as error:
             raise type(error)(f"sheet {title!r}, fact {key!r}: {error}") from error
+    header = len(summary.facts) + 3
     if not summary.counts:
+        _write_tables(ws, header, summary.tables, formats)
         return
 
-    header = len(summary.facts) + 3
     for col, text in enumerate(summary.counts_header):
         _put_string(ws, header, col, text, formats.bold)
     for row, (label, count) in enumerate(summary.counts, start=header + 1):
@@ -556,3 +591,22 @@ def _write_summary(workbook: _Workbook, title: str, summary: Summary, formats: _
     chart.set_legend({"none": True})
     chart.set_size(_CHART_SIZE)
     ws.insert_chart(2, 3, chart)
+    # Below both the counts and the chart, which floats over rows 3 to about 20.
+    _write_tables(ws, max(last + 2, _CHART_ROWS + 2), summary.tables, formats)
+
+
+def _write_tables(ws: _Worksheet, first: int, tables: Sequence[Table], formats: _Formats) -> None:
+    row = first
+    for table in tables:
+        _put_string(ws, row, 0, table.title, formats.bold)
+        row += 1
+        for col, column in enumerate(table.columns):
+            _put_string(ws, row, col, column.header, formats.bold)
+        puts = [_putter(ws, col, c.kind, formats) for col, c in enumerate(table.columns)]
+        for values in table.rows:
+            row += 1
+            if len(values) != len(puts):
+                raise ValueError(f"table {table.title!r}: {len(values)} values per row")
+            for put, value in zip(puts, values, strict=True):
+                put(row, value)
+        row += 2
