@@ -2,31 +2,64 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from jobs.config import settings_from
 from jobs.context import AppContext, configure_logging, describe_config_files
-from jobs.doctor import doctor
 from jobs.errors import ErrorMappingGroup, to_click_exception
-from jobs.groups import groups
-from jobs.notify import notify
-from jobs.ops import ops
 from jobs.options import global_options
-from jobs.orders import orders
-from jobs.reconcile import reconcile
-from jobs.renewals import renewals
-from jobs.runs import runs
-from jobs.sandbox import sandbox
-from jobs.sims import sims
 from lf_bulk import __version__
 from lf_bulk.errors import ConfigError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Every command group, by the name of its module in jobs/ (and of the group in it), with the line
+# `lf-bulk --help` shows for it: a group's module is imported only when the group is used, so that
+# a command loads what it needs and nothing else (tests/test_lazy_imports.py checks both).
+COMMANDS: dict[str, str] = {
+    "groups": "Bundle groups of the account.",
+    "sims": "Add SIMs to a group or remove them; verify cards, their plans and status (Vshop).",
+    "renewals": "Automatic renewals of the SIMs' plans (Vshop): list them, cancel them.",
+    "runs": "Runs recorded in the journal: list, inspect, resume, wait for, retry, cancel.",
+    "reconcile": "Compare the membership desired in FILE with the groups; report drift; --apply "
+    "fixes it.",
+    "orders": "Order details of the account, for finance.",
+    "ops": "Asynchronous operations (add/remove requests) on the API side.",
+    "doctor": "Check config, clock, reachability, signature and envelope; exit 0 only if all pass.",
+    "sandbox": "The embedded simulator of the Linksfield API (contract v1, and the Vshop and "
+    "Payment services of contract v2, on the same port).",
+    "notify": "Recharge Success pushes from Linksfield: receive, list, export.",
+}
 
-@click.group(cls=ErrorMappingGroup, context_settings=CONTEXT_SETTINGS)
+
+class LazyGroup(ErrorMappingGroup):
+    """The root group: its commands are imported when invoked, listed from `COMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        command = getattr(importlib.import_module(f"jobs.{cmd_name}"), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, click.Command(name, help=COMMANDS[name]).get_short_help_str(limit))
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @global_options
 @click.version_option(__version__, prog_name="lf-bulk")
 @click.pass_context
@@ -54,10 +87,6 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
             app.info(f"config: {describe_config_files(settings)}")
         for warning in settings.warnings():
             click.echo(warning, err=True)
-
-
-for command in (groups, sims, renewals, runs, reconcile, orders, ops, doctor, sandbox, notify):
-    cli.add_command(command)
 
 
 def main(args: list[str] | None = None) -> Any:

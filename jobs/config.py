@@ -47,8 +47,10 @@ def config_schema(ctx: click.Context, command: click.Command) -> Schema:
         if param.name and param.name != "config" and isinstance(param, click.Option)
     }
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            schema[name.replace("-", "_")] = config_schema(ctx, sub)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                schema[name.replace("-", "_")] = config_schema(ctx, sub)
     return schema
 
 
@@ -66,7 +68,10 @@ def read_config(ctx: click.Context, param: click.Parameter, value: Path | None) 
     # Eager, so the files' values become defaults before the other options are read: flags and
     # environment variables still win over them.
     try:
-        config = load_config(value, {**config_schema(ctx, ctx.command), **FILE_ONLY_SETTINGS})
+        # The schema imports every command group: built only when a config file is there.
+        config = load_config(
+            value, lambda: {**config_schema(ctx, ctx.command), **FILE_ONLY_SETTINGS}
+        )
     except ConfigError as error:
         raise to_click_exception(error) from None
     ctx.meta[CONFIG_META_KEY] = config

@@ -7,7 +7,6 @@ import sys
 from dataclasses import dataclass, field
 
 import click
-from tqdm import tqdm
 
 from lf_bulk.redaction import RedactingFilter
 from lf_bulk.settings import ApiSession, Settings, open_session
@@ -53,6 +52,8 @@ class _TqdmStderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            from tqdm import tqdm  # loaded by the first log line, not by every command
+
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # logging must never break the job
             self.handleError(record)

@@ -12,11 +12,15 @@ from zoneinfo import ZoneInfo
 import click
 
 from jobs.config import read_config
-from lf_bulk import errors, orders, runs, wire
-from lf_bulk import reconcile as rc
+from lf_bulk import errors, wire
 from lf_bulk.notify.when import WHEN_HELP, parse_when
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
-from lf_bulk.settings import DEFAULT_HOME, ENVIRONMENTS
+from lf_bulk.settings import (
+    DEFAULT_HOME,
+    DEFAULT_MAX_CHANGES,
+    DEFAULT_MAX_REMOVAL_RATIO,
+    ENVIRONMENTS,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +131,7 @@ sims_job_options = compose(
     click.option(
         "--batch-size",
         type=click.IntRange(1, 10_000),
-        default=runs.DEFAULT_BATCH_SIZE,
+        default=wire.DEFAULT_BATCH_SIZE,
         show_default=True,
         help="ICCIDs per request; lowered automatically to the server's limit.",
     ),
@@ -167,14 +171,14 @@ reconcile_options = compose(
     click.option(
         "--max-changes",
         type=click.IntRange(min=0),
-        default=rc.DEFAULT_MAX_CHANGES,
+        default=DEFAULT_MAX_CHANGES,
         show_default=True,
         help="Refuse to apply a plan with more API changes than this (a move counts 2).",
     ),
     click.option(
         "--max-removal-ratio",
         type=RATIO,
-        default=rc.DEFAULT_MAX_REMOVAL_RATIO,
+        default=DEFAULT_MAX_REMOVAL_RATIO,
         show_default=True,
         help="Refuse to apply a plan that removes more than this fraction of a group's members.",
     ),
@@ -185,6 +189,8 @@ reconcile_options = compose(
 
 
 def _zone(ctx: click.Context, param: click.Parameter, value: str) -> ZoneInfo:
+    from lf_bulk import orders  # the finance export's machinery, for its commands only
+
     try:
         return orders.zone_named(value)
     except ValueError as error:

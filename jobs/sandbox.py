@@ -9,8 +9,7 @@ import click
 
 from jobs.context import AppContext
 from lf_bulk.sandbox.faults import FAULT_KEYS, FaultSpec
-from lf_bulk.sandbox.server import is_loopback, open_state, serve
-from lf_bulk.settings import DEFAULT_HOME
+from lf_bulk.settings import DEFAULT_HOME, is_loopback
 from lf_bulk.sqlite import ensure_private_dir
 
 NOTICE = "lf-bulk sandbox: a simulator of the Linksfield API; no real SIM card is touched."
@@ -98,6 +97,8 @@ def serve_command(
         )
 
     try:
+        from lf_bulk.sandbox.server import serve  # uvicorn and starlette load only to serve
+
         serve(host, port, state_path, faults, sims=sims, on_ready=announce)
     except KeyboardInterrupt:
         # uvicorn has already shut down cleanly; it re-raises the Ctrl-C for the caller.
@@ -118,6 +119,8 @@ def new_day_command(state_path: Path | None) -> None:
     state_path = _state_path(state_path)
     if not state_path.exists():
         raise click.ClickException(f"no sandbox state at {state_path}: nothing to reset")
+    from lf_bulk.sandbox.server import open_state
+
     with open_state(state_path, FaultSpec()) as state:
         state.new_day()
     click.echo(f"sandbox {state_path}: a new day; the daily quota starts from 0", err=True)

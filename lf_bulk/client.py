@@ -18,11 +18,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lf_bulk import errors, redaction, wire
+from lf_bulk.lazy import lazy_module
 from lf_bulk.models import (
     AsyncResult,
     CardInfo,
@@ -39,9 +38,16 @@ from lf_bulk.models import (
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
 
+if TYPE_CHECKING:
+    import httpx
+else:
+    # Imported by the first client made: commands that send nothing start without it.
+    httpx = lazy_module("httpx")
+
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 RAW_BODY_QUOTE_LIMIT = 300
 # A Retry-After above this is taken as this: an hour is longer than any throttling we expect,
 # and a larger (or infinite) value would hold every later request of the process back for good.
@@ -88,7 +94,7 @@ class LinksfieldClient:
         transport: httpx.BaseTransport | None = None,
         pacer: RequestPacer | None = None,
         retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | None = None,
         verify_tls: bool = True,
         trust_env: bool = True,
         sleep: Callable[[float], None] = time.sleep,
@@ -109,6 +115,10 @@ class LinksfieldClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        if timeout is None:
+            timeout = httpx.Timeout(
+                DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT_TIMEOUT_SECONDS
+            )
         self._http = httpx.Client(
             transport=transport,
             timeout=timeout,

@@ -6,11 +6,17 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from lf_bulk import errors, wire
-from lf_bulk.client import LinksfieldClient
+from lf_bulk.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import httpx
+
+    from lf_bulk.client import LinksfieldClient
+else:
+    httpx = lazy_module("httpx")
 
 MAX_CLOCK_SKEW_SECONDS = 300
 

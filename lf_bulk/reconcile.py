@@ -36,6 +36,8 @@ from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem
 from lf_bulk.models import InputCounts, Operation
+from lf_bulk.settings import DEFAULT_MAX_CHANGES as DEFAULT_MAX_CHANGES
+from lf_bulk.settings import DEFAULT_MAX_REMOVAL_RATIO as DEFAULT_MAX_REMOVAL_RATIO
 from lf_bulk.sources import InputTable
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
 
@@ -81,8 +83,6 @@ GROUP_COLUMN_ALIASES = ("group_id", "group", "groupid", "bundle_group", "group i
 BAD_GROUP = "bad_group"  # a group cell that is no group id (`wire.is_valid_id`): never sent
 REMOVE_PHASE = 0
 ADD_PHASE = 1
-DEFAULT_MAX_CHANGES = 500
-DEFAULT_MAX_REMOVAL_RATIO = 0.1
 BATCH_SIZE = wire.DEFAULT_BATCH_SIZE
 NO_GROUP = "no_group"
 WITHHELD_DETAIL = "removal withheld: the desired file has invalid rows; fix them to remove"

@@ -5,11 +5,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from lf_bulk.errors import ConnectionRefused, HttpStatusError, RateLimited, is_retryable
+from lf_bulk.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import tenacity
+else:
+    tenacity = lazy_module("tenacity")
 
 T = TypeVar("T")
 
@@ -69,9 +73,11 @@ def call_with_retries(
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(retryable),
-        stop=tenacity.stop_after_attempt(policy.max_attempts)
-        | tenacity.stop_before_delay(policy.deadline_seconds)
-        | refused,
+        stop=tenacity.stop_any(
+            tenacity.stop_after_attempt(policy.max_attempts),
+            tenacity.stop_before_delay(policy.deadline_seconds),
+            cast("tenacity.stop.stop_base", refused),  # a callable stop, see _RefusedBudget
+        ),
         wait=wait,
         before_sleep=announce,
         sleep=sleep,
@@ -80,8 +86,10 @@ def call_with_retries(
     return retrying(func)
 
 
-class _RefusedBudget(tenacity.stop.stop_base):
-    """How many refused connections, and how much waiting after them, one call may spend."""
+class _RefusedBudget:
+    """How many refused connections, and how much waiting after them, one call may spend.
+
+    A stop condition for tenacity: any callable of the retry state combines with `|`."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy

@@ -18,19 +18,24 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import httpx
-
-from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import ConfigError, InvalidSetting
+from lf_bulk.lazy import lazy_module
 from lf_bulk.models import Service
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedger
 from lf_bulk.redaction import mask, register_secret
-from lf_bulk.retrying import RetryPolicy
 from lf_bulk.sandbox import seed
 from lf_bulk.sqlite import ensure_private_dir
+
+if TYPE_CHECKING:
+    import httpx
+
+    from lf_bulk.client import LinksfieldClient
+else:
+    # Loaded when a URL is checked or a session opens, not by `--help` or `runs list`.
+    httpx = lazy_module("httpx")
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +65,15 @@ LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 
 # Switches that make a run destructive or unattended: only a command line turns them on.
 COMMAND_LINE_ONLY = frozenset({"apply", "yes", "allow_insecure_http"})
-# Safety limits a config file may lower but never raise above their defaults (reconcile's
-# DEFAULT_MAX_CHANGES and DEFAULT_MAX_REMOVAL_RATIO; importing reconcile here would load pandas).
-RAISE_ONLY_LIMITS: Mapping[str, float] = {"max_changes": 500, "max_removal_ratio": 0.1}
+# Reconcile's safety limits (`--max-changes`, `--max-removal-ratio`), defined here so that the
+# command line and the config check know them without loading the reconcile machinery.
+DEFAULT_MAX_CHANGES = 500
+DEFAULT_MAX_REMOVAL_RATIO = 0.1
+# Safety limits a config file may lower but never raise above their defaults.
+RAISE_ONLY_LIMITS: Mapping[str, float] = {
+    "max_changes": DEFAULT_MAX_CHANGES,
+    "max_removal_ratio": DEFAULT_MAX_REMOVAL_RATIO,
+}
 # Global settings (top-level keys only: `[sandbox.serve] daily_quota` is the simulator's own) that
 # a config file may only lower: more requests a day than the contract's 5,000 would spend what the
 # server may not give...
@@ -108,8 +119,11 @@ def config_candidates(explicit: Path | None) -> list[tuple[Path, bool]]:
     return found
 
 
-def load_config(explicit: Path | None, schema: Schema) -> LoadedConfig:
-    """Read, check and layer the config files; an explicit path must exist."""
+def load_config(explicit: Path | None, schema: Schema | Callable[[], Schema]) -> LoadedConfig:
+    """Read, check and layer the config files; an explicit path must exist.
+
+    `schema` may be given as a callable: it is then built only when there is a file to check.
+    """
     if explicit is not None and not os.path.lexists(explicit):
         raise ConfigError(f"config file {explicit} does not exist")
     values: dict[str, Any] = {}
@@ -119,6 +133,8 @@ def load_config(explicit: Path | None, schema: Schema) -> LoadedConfig:
         if must_be_trusted:
             check_trusted(path)
         data = _read_toml(path)
+        if callable(schema):
+            schema = schema()
         _check_keys(data, schema, path, ())
         _merge(values, data, origins, path, ())
         files.append(path)
@@ -457,6 +473,9 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
     settings.validate()
     register_secret(settings.partner_code)
     partner_code = settings.effective_partner_code()
+    from lf_bulk.client import LinksfieldClient
+    from lf_bulk.retrying import RetryPolicy
+
     pacer = RequestPacer(settings.rate_per_second, settings.max_in_flight)
     retry = RetryPolicy(max_attempts=10, deadline_seconds=settings.retry_deadline)
     with ExitStack() as stack:

@@ -55,21 +55,20 @@ from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Protocol, cast
-
-import pandas as pd
-from python_calamine import (
-    CalamineWorkbook,
-    PasswordError,
-    SheetMetadata,
-    SheetTypeEnum,
-    SheetVisibleEnum,
-)
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, looks_rounded, normalize, validate
+from lf_bulk.lazy import lazy_module
 from lf_bulk.models import InputCounts
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import python_calamine as calamine
+else:
+    pd = lazy_module("pandas")
+    calamine = lazy_module("python_calamine")
 
 __all__ = [
     "ICCID_HEADERS",
@@ -553,7 +552,7 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
         archive = zipfile.ZipFile(io.BytesIO(data))
         workbooks.reject_other_formats(archive)
         workbooks.require_readable_shared_strings(archive)
-        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        workbook = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         metadata = list(workbook.sheets_metadata)
     with workbook:
         chosen = _choose_sheet(metadata, sheet, source)
@@ -568,8 +567,8 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
         entry.name
         for entry in metadata
         if entry.name != chosen
-        and entry.visible == SheetVisibleEnum.Visible
-        and entry.typ == SheetTypeEnum.WorkSheet
+        and entry.visible == calamine.SheetVisibleEnum.Visible
+        and entry.typ == calamine.SheetTypeEnum.WorkSheet
     )
     return _Loaded(
         grid,
@@ -583,7 +582,7 @@ def _load_workbook(data: bytes, source: str, sheet: str | None) -> _Loaded:
 
 
 def _dense_grid(
-    workbook: CalamineWorkbook, sheet: str, scan: workbooks.SheetScan
+    workbook: calamine.CalamineWorkbook, sheet: str, scan: workbooks.SheetScan
 ) -> tuple[_Grid, int, int]:
     worksheet = workbook.get_sheet_by_name(sheet)
     rows = worksheet.to_python()
@@ -657,7 +656,7 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
     """Turn whatever python-calamine raises for a damaged workbook into an InputError."""
     try:
         yield
-    except PasswordError:
+    except calamine.PasswordError:
         raise InputError(
             "the workbook is password-protected; remove the password and save it again.",
             path=source,
@@ -693,12 +692,15 @@ def _workbook_errors(source: str, sheet: str | None) -> Iterator[None]:
         ) from None
 
 
-def _choose_sheet(metadata: list[SheetMetadata], wanted: str | None, source: str) -> str:
+def _choose_sheet(metadata: list[calamine.SheetMetadata], wanted: str | None, source: str) -> str:
     listing = ", ".join(_describe_sheet(entry) for entry in metadata) or "none"
     if wanted is not None:
         return _sheet_named(metadata, wanted, listing, source)
     for entry in metadata:
-        if entry.visible == SheetVisibleEnum.Visible and entry.typ == SheetTypeEnum.WorkSheet:
+        if (
+            entry.visible == calamine.SheetVisibleEnum.Visible
+            and entry.typ == calamine.SheetTypeEnum.WorkSheet
+        ):
             return entry.name
     raise InputError(
         f"the workbook has no visible worksheet (sheets: {listing}); choose one with --sheet NAME.",
@@ -706,7 +708,9 @@ def _choose_sheet(metadata: list[SheetMetadata], wanted: str | None, source: str
     )
 
 
-def _sheet_named(metadata: list[SheetMetadata], wanted: str, listing: str, source: str) -> str:
+def _sheet_named(
+    metadata: list[calamine.SheetMetadata], wanted: str, listing: str, source: str
+) -> str:
     names = [entry.name for entry in metadata]
     if wanted in names:
         return wanted
@@ -718,8 +722,8 @@ def _sheet_named(metadata: list[SheetMetadata], wanted: str, listing: str, sourc
     )
 
 
-def _describe_sheet(entry: SheetMetadata) -> str:
-    hidden = "" if entry.visible == SheetVisibleEnum.Visible else " (hidden)"
+def _describe_sheet(entry: calamine.SheetMetadata) -> str:
+    hidden = "" if entry.visible == calamine.SheetVisibleEnum.Visible else " (hidden)"
     return f"{entry.name!r}{hidden}"
 
 

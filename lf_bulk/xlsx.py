@@ -43,12 +43,13 @@ from numbers import Integral
 from pathlib import Path
 from typing import Literal, Protocol
 
-# XlsxWriter has inline type hints but (in some releases) no py.typed marker; the protocols
-# below declare the part of its API we use.
-from xlsxwriter import Workbook  # type: ignore[import-untyped, unused-ignore]
-from xlsxwriter.exceptions import FileCreateError  # type: ignore[import-untyped, unused-ignore]
-
 from lf_bulk.files import atomic_binary, atomic_file, make_folders, neutralise
+from lf_bulk.lazy import lazy_module
+
+# XlsxWriter has inline type hints but (in some releases) no py.typed marker; the protocols
+# below declare the part of its API we use. Imported on first use (see lf_bulk/lazy.py).
+xlsxwriter = lazy_module("xlsxwriter")
+xlsxwriter_exceptions = lazy_module("xlsxwriter.exceptions")
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -278,7 +279,7 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], summary: Summary | None 
         tempfile.TemporaryDirectory(prefix="lf-bulk-xlsx-", ignore_cleanup_errors=True) as scratch,
         atomic_binary(path) as out,
     ):
-        workbook: _Workbook = Workbook(out, {**_OPTIONS, "tmpdir": scratch})
+        workbook: _Workbook = xlsxwriter.Workbook(out, {**_OPTIONS, "tmpdir": scratch})
         try:
             formats = _Formats.of(workbook)
             taken: set[str] = set()
@@ -298,7 +299,7 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], summary: Summary | None 
 def _close(workbook: _Workbook) -> None:
     try:
         workbook.close()
-    except FileCreateError as error:
+    except xlsxwriter_exceptions.FileCreateError as error:
         # XlsxWriter wraps the OSError; callers handle OSError (disk full, permissions).
         cause = error.args[0] if error.args else None
         if isinstance(cause, OSError):

@@ -30,8 +30,9 @@ def visible_commands(
     """Walked independently of the generator, so that a generator bug cannot hide a command."""
     yield path, command
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
-            if not sub.hidden:
+        for name in sorted(command.list_commands(click.Context(command))):
+            sub = command.get_command(click.Context(command), name)
+            if sub is not None and not sub.hidden:
                 yield from visible_commands(sub, (*path, name))
 
 

@@ -11,10 +11,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import python_calamine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lf_bulk import sources, workbooks
+from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason
 from lf_bulk.sources import read_iccids
@@ -118,7 +119,7 @@ def test_a_reader_panic_becomes_an_input_error(
         def from_filelike(cls, _file: object) -> object:
             raise panic("called `Option::unwrap()` on a `None` value")
 
-    monkeypatch.setattr(sources, "CalamineWorkbook", Exploding)
+    monkeypatch.setattr(python_calamine, "CalamineWorkbook", Exploding)
     path = write_xlsx(tmp_path / "list.xlsx", {"Data": [["ICCID"], [VALID]]})
     with pytest.raises(InputError, match="could not read this workbook") as raised:
         read_iccids(path)
@@ -133,7 +134,7 @@ def test_keyboard_interrupt_is_not_swallowed(
         def from_filelike(cls, _file: object) -> object:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(sources, "CalamineWorkbook", Interrupted)
+    monkeypatch.setattr(python_calamine, "CalamineWorkbook", Interrupted)
     path = write_xlsx(tmp_path / "list.xlsx", {"Data": [["ICCID"], [VALID]]})
     with pytest.raises(KeyboardInterrupt):
         read_iccids(path)

@@ -32,7 +32,6 @@ IDLE_TIMEOUT = 5.0
 """Seconds a connection may stay silent, before its first request or between requests."""
 MAX_CONNECTIONS = 128
 """Open connections (and requests in progress) past which every new request gets a 503."""
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 # uvicorn reports a response that stops short of its Content-Length as an application error. The
 # sandbox does that on purpose (the `drop` fault), so that one message is not worth a log line.
@@ -124,10 +123,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def base_url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def _config(app: Starlette, idle_timeout: float, max_connections: int) -> uvicorn.Config:

@@ -1,0 +1,89 @@
+"""Commands that read or write no table start without the heavy libraries (issue: start in a blink).
+
+`lf-bulk --help` and `runs list` are run in a fresh interpreter, and the modules it imported are
+compared with the libraries that only some commands need.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("pandas", "numpy", "openpyxl", "xlsxwriter", "python_calamine", "starlette", "uvicorn")
+# Not heavy, but only a command that talks to the API needs them.
+NETWORK = ("httpx", "httpcore", "tenacity", "tqdm")
+
+PROBE = """
+import json, sys
+from jobs.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+
+
+def _imported(args: list[str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["runs", "--help"], ["sims", "status", "--help"], ["notify", "--help"]],
+    ids=["help", "runs-help", "status-help", "notify-help"],
+)
+def test_help_imports_no_heavy_library(args: list[str]) -> None:
+    loaded = _imported(args)
+    assert "jobs" in loaded and "click" in loaded
+    assert loaded.isdisjoint(HEAVY + NETWORK), sorted(loaded & set(HEAVY + NETWORK))
+
+
+def test_runs_list_imports_no_heavy_library(tmp_path: Path) -> None:
+    loaded = _imported(["--home", str(tmp_path / "home"), "runs", "list"])
+    assert loaded.isdisjoint(HEAVY + NETWORK), sorted(loaded & set(HEAVY + NETWORK))
+
+
+def test_a_command_that_reads_a_workbook_does_import_its_reader(tmp_path: Path) -> None:
+    # The probe would pass if it could not see imports at all: show that it sees them.
+    import xlsxwriter  # type: ignore[import-untyped, unused-ignore]
+
+    listed = tmp_path / "list.xlsx"
+    with xlsxwriter.Workbook(str(listed)) as workbook:
+        sheet = workbook.add_worksheet("Data")
+        sheet.write_string(0, 0, "iccid")
+        sheet.write_string(1, 0, "8988")
+    args = ["--home", str(tmp_path / "home"), "sims", "verify", str(listed)]
+    loaded = _imported([*args, "--report-dir", str(tmp_path / "r")])
+    assert "python_calamine" in loaded
+
+
+def test_the_root_lists_every_command_group_with_its_own_summary() -> None:
+    import importlib
+
+    import click
+
+    from jobs.cli import COMMANDS, cli
+
+    for name, summary in COMMANDS.items():
+        command = getattr(importlib.import_module(f"jobs.{name}"), name)
+        assert isinstance(command, click.Command)
+        assert command.get_short_help_str(500) == click.Command(
+            name, help=summary
+        ).get_short_help_str(500)
+    jobs_dir = Path(__file__).resolve().parents[1] / "jobs"
+    groups = {
+        path.stem
+        for path in jobs_dir.glob("*.py")
+        if f"def {path.stem}(" in path.read_text(encoding="utf-8")
+        and "@click.group" in path.read_text(encoding="utf-8")
+    }
+    assert groups <= set(COMMANDS), groups - set(COMMANDS)
+    assert cli.get_command(click.Context(cli), "nothing-like-this") is None
