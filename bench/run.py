@@ -65,7 +65,7 @@ def worker_read_ours(path: str) -> int:
     from lf_bulk.sources import read_iccids
 
     table = read_iccids(path)
-    return sum(1 for row in table.rows if row.reason is None)
+    return table.counts.valid
 
 
 def worker_read_baseline(path: str) -> int:
