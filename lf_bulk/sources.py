@@ -1,7 +1,9 @@
 """Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx, .xlsm and `-` (stdin).
 
 `read_iccids` turns a file into an `InputTable`: one `InputRow` per data row, already validated
-(`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor.
+(`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor. The rows are
+kept as columns (`InputRows`) and validated column-wise (`iccid.validate_column`): a row object is
+made only when it is asked for, and `InputTable.counts` and `valid_iccids()` make none.
 
 How a file is read:
 
