@@ -8,6 +8,10 @@ fix it.
 A value from a cell the spreadsheet stored as a number is `NUMERIC_CELL` whatever it looks like;
 so is text in scientific notation such as ``8.98524E+19``, which is what Excel writes to a CSV for
 such a cell. Either way the last digits are already lost.
+
+`validate` checks row by row and is the reference; `validate_column` gives the same result for a
+whole column, checked column-wise with numpy when it is large (the property tests hold the two
+together).
 """
 
 from __future__ import annotations
