@@ -1,9 +1,14 @@
 """`make bench`: the numbers behind our claims, reproducible on any machine.
 
 Each figure is the median of several runs, each run in a fresh subprocess so that its peak memory
-(ru_maxrss) is its own. Results are printed as a table and written to bench/results.json.
+(ru_maxrss) is its own, next to its baseline measured in the same run and the target of issue 14.
+Results are printed as a table and written to bench/results.json (with the CPU model and the load
+average before and after: on a shared machine, read the figures against it).
 
-    python -m bench.run [--quick] [--only NAME ...]
+    python -m bench.run [--quick | --smoke] [--only NAME ...] [--output PATH]
+
+`--quick` uses small sizes (a few minutes); `--smoke` the smallest, for the test suite. Targets
+are judged only at full size. Figures marked "placeholder" are filled by their owners' benches.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -27,16 +33,56 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
-XLSX_ROWS = 200_000
-CSV_ROWS = 1_000_000
-JOB_ICCIDS = 100_000
-NAIVE_SAMPLE = 30
-DIFF_ROWS = 1_000_000
-REPORT_XLSX_ITEMS = 100_000
-REPORT_CSV_ITEMS = 1_000_000
 # A worker that builds its inputs first sets this, so that only the work itself is timed.
 _TIMED_FROM: float | None = None
 JOB_SERVER_FAULTS = "latency=50ms,rate=10,concurrency=3,max_iccids=500,async=2s"
+SIZE_VARIABLE = "LF_BULK_BENCH_SIZE"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    csv_rows: int
+    xlsx_rows: int
+    diff_rows: int
+    report_xlsx_items: int
+    report_csv_items: int
+    job_iccids: int
+    naive_sample: int
+    cli_runs: int
+    runs: int
+
+
+FULL = Sizes("full", 1_000_000, 200_000, 1_000_000, 100_000, 1_000_000, 100_000, 30, 5, 3)
+QUICK = Sizes("quick", 50_000, 10_000, 50_000, 5_000, 50_000, 2_000, 2, 3, 1)
+SMOKE = Sizes("smoke", 300, 200, 300, 100, 300, 500, 1, 1, 1)
+SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
+
+
+def sizes() -> Sizes:
+    """The sizes of this run: a worker subprocess learns them from its environment."""
+    return SIZES[os.environ.get(SIZE_VARIABLE, FULL.name)]
+
+
+TARGETS: dict[str, str] = {
+    "cli_start": "<= 0.25 s each (lf-bulk --help, runs list), whole process",
+    "add_job": "<= 1.08x its floor, zero HTTP 429",
+    "read_validate_csv": "<= 1.2 s (1,000,000 rows)",
+    "read_validate_xlsx": ">= 8x faster than read_excel(openpyxl, dtype=str), bounded memory",
+    "report_xlsx": "<= 2 s (100,000 items), or off the critical path",
+    "add_job_1m_100rps": "<= 1.3x its floor (about 40 s), peak memory < 1 GB",
+    "engine_cpu_per_batch": "reported, at 2,000 batches",
+    "sims_status": "sims status of N SIMs at 10 req/s against its floor (calls per SIM / rate)",
+    "reconcile_diff": "<= 1.5 s and <= 400 MB (1M x 1M)",
+}
+"""Issue 14's target per figure; judged at full size only."""
+
+PLACEHOLDERS = {
+    "add_job_1m_100rps": "1,000,000-ICCID add, sandbox at 100 req/s, limit 500 (2,000 batches)",
+    "engine_cpu_per_batch": "engine CPU per batch of that job",
+    "sims_status": "sims status of N SIMs at 10 req/s vs its floor",
+}
+"""Figures whose measurement belongs to other parts of issue 14: recorded, filled later."""
 
 
 # ---------------------------------------------------------------- workers (run in subprocesses)
@@ -51,12 +97,13 @@ def _iccids(n: int) -> list[str]:
 def make_inputs(directory: Path) -> None:
     from openpyxl import Workbook
 
-    iccids = _iccids(CSV_ROWS)
-    (directory / "big.csv").write_text("iccid\n" + "\n".join(iccids) + "\n")
+    size = sizes()
+    iccids = _iccids(max(size.csv_rows, size.xlsx_rows))
+    (directory / "big.csv").write_text("iccid\n" + "\n".join(iccids[: size.csv_rows]) + "\n")
     book = Workbook(write_only=True)
     sheet = book.create_sheet("SIMs")
     sheet.append(["ICCID", "site"])
-    for n, iccid in enumerate(iccids[:XLSX_ROWS]):
+    for n, iccid in enumerate(iccids[: size.xlsx_rows]):
         sheet.append([iccid, f"depot {n % 7}"])
     book.save(directory / "big.xlsx")
 
@@ -65,7 +112,8 @@ def worker_read_ours(path: str) -> int:
     from lf_bulk.sources import read_iccids
 
     table = read_iccids(path)
-    return sum(1 for row in table.rows if row.reason is None)
+    # Counted from the columns: a valid row's object is made only when something asks for it.
+    return table.counts.valid
 
 
 def worker_read_baseline(path: str) -> int:
@@ -78,17 +126,35 @@ def worker_read_baseline(path: str) -> int:
     return len(frame)
 
 
+def _diff_inputs() -> tuple[list[Any], dict[str, str]]:
+    from lf_bulk import reconcile as rc
+
+    rows = sizes().diff_rows
+    shift = min(1_000, rows // 10)  # missing rows, and as many unexpected members
+    iccids = [f"8985242{i:013d}" for i in range(rows + shift)]
+    desired = [rc.DesiredRow(n + 2, i, "G1") for n, i in enumerate(iccids[:rows])]
+    return desired, dict.fromkeys(iccids[shift:], "G1")
+
+
 def worker_diff(_: str) -> int:
     """Only the diff is timed: the inputs are built first (reading them is measured above)."""
     from lf_bulk import reconcile as rc
 
-    iccids = [f"8985242{i:013d}" for i in range(DIFF_ROWS + 1_000)]
-    desired = [rc.DesiredRow(n + 2, i, "G1") for n, i in enumerate(iccids[:DIFF_ROWS])]
-    actual = dict.fromkeys(iccids[1_000:], "G1")
+    desired, actual = _diff_inputs()
     global _TIMED_FROM
     _TIMED_FROM = time.perf_counter()
     diff = rc.diff(desired, actual, ["G1"])
     return diff.counts["in_sync"]
+
+
+def worker_diff_baseline(_: str) -> int:
+    """The floor of any diff: the two ICCID sets and their differences, nothing categorised."""
+    desired, actual = _diff_inputs()
+    global _TIMED_FROM
+    _TIMED_FROM = time.perf_counter()
+    wanted = {row.iccid for row in desired}
+    have = set(actual)
+    return len(wanted & have) + len(wanted - have) + len(have - wanted)
 
 
 def _items(n: int) -> list[Any]:
@@ -101,48 +167,93 @@ def _items(n: int) -> list[Any]:
 
 
 def worker_report_xlsx(directory: str) -> int:
+    """The run report (items.csv, report.xlsx, summary.json); only the writing is timed."""
     from lf_bulk.reports import RunSummary, count_outcomes, write_run_report
 
-    items = _items(REPORT_XLSX_ITEMS)
+    items = _items(sizes().report_xlsx_items)
     summary = RunSummary(
         "bench", "ADD", "G1", len(items), len(items), 0, 0, 200, count_outcomes(items), "", "", 0
     )
-    write_run_report(Path(directory) / "report", items, summary)
+    global _TIMED_FROM
+    _TIMED_FROM = time.perf_counter()
+    write_run_report(Path(directory) / f"report-{os.getpid()}", items, summary)
+    return len(items)
+
+
+def worker_report_xlsx_baseline(directory: str) -> int:
+    """The same items written by pandas' to_excel with XlsxWriter, nothing neutralised."""
+    import pandas as pd
+
+    items = _items(sizes().report_xlsx_items)
+    global _TIMED_FROM
+    _TIMED_FROM = time.perf_counter()
+    frame = pd.DataFrame(
+        [(i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id) for i in items],
+        columns=["row", "iccid", "outcome", "reason_code", "reason", "request_id"],
+    )
+    frame.to_excel(Path(directory) / f"baseline-{os.getpid()}.xlsx", engine="xlsxwriter")
     return len(items)
 
 
 def worker_items_csv(directory: str) -> int:
     from lf_bulk.reports import write_items_csv
 
-    return write_items_csv(Path(directory) / "items.csv", _items(REPORT_CSV_ITEMS))
+    items = _items(sizes().report_csv_items)
+    global _TIMED_FROM
+    _TIMED_FROM = time.perf_counter()
+    return write_items_csv(Path(directory) / f"items-{os.getpid()}.csv", items)
+
+
+def worker_items_csv_baseline(directory: str) -> int:
+    """The csv module alone, nothing neutralised."""
+    import csv
+
+    items = _items(sizes().report_csv_items)
+    global _TIMED_FROM
+    _TIMED_FROM = time.perf_counter()
+    with open(Path(directory) / f"plain-{os.getpid()}.csv", "w", newline="") as out:
+        csv.writer(out).writerows(
+            (i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id) for i in items
+        )
+    return len(items)
 
 
 WORKERS: dict[str, Callable[[str], int]] = {
     "read_ours": worker_read_ours,
     "read_baseline": worker_read_baseline,
     "diff": worker_diff,
+    "diff_baseline": worker_diff_baseline,
     "report_xlsx": worker_report_xlsx,
+    "report_xlsx_baseline": worker_report_xlsx_baseline,
     "items_csv": worker_items_csv,
+    "items_csv_baseline": worker_items_csv_baseline,
 }
 
 
-def run_worker(name: str, arg: str) -> None:
+def run_worker(name: str, arg: str) -> dict[str, float]:
+    global _TIMED_FROM
+    _TIMED_FROM = None
     started = time.perf_counter()
     count = WORKERS[name](arg)
     seconds = time.perf_counter() - (_TIMED_FROM or started)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "count": count}))
+    return {"seconds": seconds, "peak_mb": peak_mb, "count": count}
 
 
-def measure(name: str, arg: str, runs: int) -> dict[str, float]:
+def measure(name: str, arg: str, runs: int, *, in_process: bool = False) -> dict[str, float]:
+    """Median of `runs` runs of worker `name`, each in a fresh process (or here, for --smoke)."""
     samples = []
     for _ in range(runs):
+        if in_process:
+            samples.append(run_worker(name, arg))
+            continue
         out = subprocess.run(
             [sys.executable, "-m", "bench.run", "--worker", name, arg],
             cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, SIZE_VARIABLE: sizes().name},
         )
         samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {
@@ -151,6 +262,43 @@ def measure(name: str, arg: str, runs: int) -> dict[str, float]:
         "count": samples[0]["count"],
         "runs": runs,
     }
+
+
+def compared(ours: dict[str, float], baseline: dict[str, float], target: str) -> dict[str, Any]:
+    return {
+        "ours": ours,
+        "baseline": baseline,
+        "speedup": baseline["seconds"] / ours["seconds"] if ours["seconds"] else None,
+        "target": target,
+    }
+
+
+# ---------------------------------------------------------------- starting the CLI
+
+
+CLI_COMMANDS = {"help": ["--help"], "runs_list": ["runs", "list"]}
+
+
+def cli_start(directory: Path, runs: int) -> dict[str, Any]:
+    """The whole `lf-bulk` process, start to exit, median of `runs`; baseline: `python -c pass`."""
+    home = directory / "cli-home"
+    env = {**os.environ, "LF_BULK_HOME": str(home)}
+    lf = [sys.executable, "-m", "jobs"]
+    figure: dict[str, Any] = {"target": TARGETS["cli_start"], "runs": runs}
+    for name, args in {"baseline": None, **CLI_COMMANDS}.items():
+        command = [sys.executable, "-c", "pass"] if args is None else [*lf, "--no-progress", *args]
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            done = subprocess.run(
+                command, cwd=directory, env=env, capture_output=True, text=True, check=False
+            )
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+            samples.append(seconds)
+        figure[name] = {"seconds": statistics.median(samples)}
+    return figure
 
 
 # ---------------------------------------------------------------- the add job over HTTP
@@ -280,58 +428,93 @@ def machine() -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def load_average() -> list[float]:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "ARG"), help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="one run each, a 10,000 SIM job")
-    parser.add_argument("--only", nargs="*", help="read diff reports job naive")
-    args = parser.parse_args()
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes, one run each (minutes)")
+    size.add_argument(
+        "--smoke", action="store_true", help="the smallest sizes, in this process (the test suite)"
+    )
+    parser.add_argument("--only", nargs="*", help="cli read diff reports job naive")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where results.json goes")
+    args = parser.parse_args(argv)
     if args.worker:
-        run_worker(*args.worker)
+        print(json.dumps(run_worker(*args.worker)))
         return 0
-    runs = 1 if args.quick else 3
-    wanted = set(args.only or ["read", "diff", "reports", "job", "naive"])
+    chosen = SMOKE if args.smoke else QUICK if args.quick else FULL
+    os.environ[SIZE_VARIABLE] = chosen.name
+    in_process = args.smoke
+    runs = chosen.runs
+    wanted = set(args.only or ["cli", "read", "diff", "reports", "job", "naive"])
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "sizes": chosen.name,
+        "machine": machine() | {"load_average_before": load_average()},
         "versions": versions(),
+        "targets_judged": chosen is FULL,
         "figures": {},
     }
     figures = results["figures"]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
+        if "cli" in wanted:
+            figures["cli_start"] = cli_start(data, chosen.cli_runs)
+            _progress("cli", figures["cli_start"])
         if "read" in wanted:
             print("making inputs ...", file=sys.stderr)
             make_inputs(data)
-            for kind, rows in (("xlsx", XLSX_ROWS), ("csv", CSV_ROWS)):
-                ours = measure("read_ours", str(data / f"big.{kind}"), runs)
-                base = measure("read_baseline", str(data / f"big.{kind}"), runs)
-                figures[f"read_validate_{kind}_{rows}"] = {
-                    "ours": ours,
-                    "baseline": base,
-                    "speedup": base["seconds"] / ours["seconds"],
-                }
-                _progress(f"read {kind}", figures[f"read_validate_{kind}_{rows}"])
+            for kind, rows in (("xlsx", chosen.xlsx_rows), ("csv", chosen.csv_rows)):
+                path = str(data / f"big.{kind}")
+                name = f"read_validate_{kind}"
+                figures[f"{name}_{rows}"] = compared(
+                    measure("read_ours", path, runs, in_process=in_process),
+                    measure("read_baseline", path, runs, in_process=in_process),
+                    TARGETS[name],
+                )
+                _progress(f"read {kind}", figures[f"{name}_{rows}"])
         if "diff" in wanted:
-            figures["reconcile_diff_1m_vs_1m"] = measure("diff", "-", runs)
-            _progress("diff", figures["reconcile_diff_1m_vs_1m"])
+            figures[f"reconcile_diff_{chosen.diff_rows}"] = compared(
+                measure("diff", "-", runs, in_process=in_process),
+                measure("diff_baseline", "-", runs, in_process=in_process),
+                TARGETS["reconcile_diff"],
+            )
+            _progress("diff", figures[f"reconcile_diff_{chosen.diff_rows}"])
         if "reports" in wanted:
-            figures["report_xlsx_100k"] = measure("report_xlsx", tmp, runs)
-            figures["items_csv_1m"] = measure("items_csv", tmp, runs)
-            _progress("reports", figures["items_csv_1m"])
+            figures[f"report_xlsx_{chosen.report_xlsx_items}"] = compared(
+                measure("report_xlsx", tmp, runs, in_process=in_process),
+                measure("report_xlsx_baseline", tmp, runs, in_process=in_process),
+                TARGETS["report_xlsx"],
+            )
+            figures[f"items_csv_{chosen.report_csv_items}"] = compared(
+                measure("items_csv", tmp, runs, in_process=in_process),
+                measure("items_csv_baseline", tmp, runs, in_process=in_process),
+                "(no target; items.csv is written with every report)",
+            )
+            _progress("reports", figures[f"report_xlsx_{chosen.report_xlsx_items}"])
         if "job" in wanted:
-            size = 10_000 if args.quick else JOB_ICCIDS
-            samples = [job_run(data, size) for _ in range(runs)]
-            figures[f"add_job_{size}"] = {
+            job_size = chosen.job_iccids
+            samples = [job_run(data, job_size) for _ in range(runs)]
+            figures[f"add_job_{job_size}"] = {
                 key: statistics.median(s[key] for s in samples) for key in samples[0]
-            } | {"runs": runs, "server_faults": JOB_SERVER_FAULTS}
-            _progress("job", figures[f"add_job_{size}"])
+            } | {"runs": runs, "server_faults": JOB_SERVER_FAULTS, "target": TARGETS["add_job"]}
+            _progress("job", figures[f"add_job_{job_size}"])
         if "naive" in wanted:
-            figures["naive_one_at_a_time"] = naive_run(data, NAIVE_SAMPLE)
+            figures["naive_one_at_a_time"] = naive_run(data, chosen.naive_sample)
             _progress("naive", figures["naive_one_at_a_time"])
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    for name, what in PLACEHOLDERS.items():
+        figures[name] = {"placeholder": True, "what": what, "target": TARGETS[name]}
+    results["machine"]["load_average_after"] = load_average()
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
-    print(f"\nwritten to {RESULTS}")
+    print(f"\nwritten to {args.output}")
     return 0
 
 
@@ -340,30 +523,45 @@ def _progress(label: str, figure: dict[str, Any]) -> None:
 
 
 def render(results: dict[str, Any]) -> str:
-    lines = [f"lf-bulk bench {results['date']} on {results['machine']['cpu']} "
-             f"({results['machine']['cpus']} cpus), Python {results['machine']['python']}"]  # fmt: skip
-    lines.append(f"{'figure':<34} {'seconds':>9} {'peak MB':>8}  notes")
+    machine_ = results["machine"]
+    lines = [
+        f"lf-bulk bench {results['date']} ({results.get('sizes', 'full')} sizes) on "
+        f"{machine_['cpu']} ({machine_['cpus']} cpus), Python {machine_['python']}, load "
+        f"{machine_.get('load_average_before')} -> {machine_.get('load_average_after')}"
+    ]
+    lines.append(f"{'figure':<30} {'seconds':>8} {'peak MB':>8}  {'baseline':<26} target")
     for name, fig in results["figures"].items():
-        if "ours" in fig:
+        target = fig.get("target", "")
+        if fig.get("placeholder"):
+            lines.append(f"{name:<30} {'-':>8} {'-':>8}  {'(placeholder)':<26} {target}")
+        elif "ours" in fig:
             ours, base = fig["ours"], fig["baseline"]
+            baseline = f"{base['seconds']:.2f}s {base['peak_mb']:.0f}MB, {fig['speedup']:.1f}x"
             lines.append(
-                f"{name:<34} {ours['seconds']:>9.2f} {ours['peak_mb']:>8.0f}  baseline "
-                f"{base['seconds']:.2f}s {base['peak_mb']:.0f}MB, {fig['speedup']:.1f}x faster"
+                f"{name:<30} {ours['seconds']:>8.2f} {ours['peak_mb']:>8.0f}  {baseline:<26} "
+                f"{target}"
             )
+        elif "runs_list" in fig:
+            base = f"python -c pass {fig['baseline']['seconds']:.2f}s"
+            for command in CLI_COMMANDS:
+                lines.append(
+                    f"{'cli_start ' + command:<30} {fig[command]['seconds']:>8.2f} {'':>8}  "
+                    f"{base:<26} {target}"
+                )
         elif "ratio_to_floor" in fig:
+            floor = f"floor {fig['floor_seconds']:.0f}s, {fig['ratio_to_floor']:.2f}x"
             lines.append(
-                f"{name:<34} {fig['seconds']:>9.2f} {'':>8}  floor {fig['floor_seconds']:.0f}s, "
-                f"{fig['ratio_to_floor']:.2f}x floor, {fig['requests_per_batch']:.2f} requests/batch, "
-                f"{fig['http_429']:.0f} HTTP 429"
+                f"{name:<30} {fig['seconds']:>8.2f} {'':>8}  {floor:<26} {target}; "
+                f"{fig['requests_per_batch']:.2f} requests/batch, {fig['http_429']:.0f} HTTP 429"
             )
         elif "seconds_per_iccid" in fig:
             lines.append(
-                f"{name:<34} {fig['seconds']:>9.2f} {'':>8}  {fig['sample_iccids']} ICCIDs; "
+                f"{name:<30} {fig['seconds']:>8.2f} {'':>8}  {fig['sample_iccids']} ICCIDs; "
                 f"1,000 would take {fig['extrapolated_1000_seconds']:.0f}s, "
                 f"100,000 {fig['extrapolated_100000_hours']:.1f}h"
             )
         else:
-            lines.append(f"{name:<34} {fig['seconds']:>9.2f} {fig['peak_mb']:>8.0f}")
+            lines.append(f"{name:<30} {fig['seconds']:>8.2f} {fig.get('peak_mb', 0):>8.0f}")
     return "\n".join(lines)
 
 

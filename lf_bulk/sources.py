@@ -1,7 +1,9 @@
 """Reading ICCID lists from the files users bring: .csv, .tsv, .txt, .xlsx, .xlsm and `-` (stdin).
 
 `read_iccids` turns a file into an `InputTable`: one `InputRow` per data row, already validated
-(`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor.
+(`lf_bulk.iccid`), numbered as the user sees the row in a spreadsheet or text editor. The rows are
+kept as columns (`InputRows`) and validated column-wise (`iccid.validate_column`): a row object is
+made only when it is asked for, and `InputTable.counts` and `valid_iccids()` make none.
 
 How a file is read:
 
@@ -41,13 +43,14 @@ import csv
 import gc
 import io
 import itertools
+import operator
 import os
 import re
 import stat
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -55,11 +58,11 @@ from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Protocol, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast, overload
 
 from lf_bulk import workbooks
 from lf_bulk.errors import InputError
-from lf_bulk.iccid import Reason, looks_rounded, normalize, validate
+from lf_bulk.iccid import Reason, looks_rounded, normalize, validate_column
 from lf_bulk.lazy import lazy_module
 from lf_bulk.models import InputCounts
 
@@ -75,6 +78,7 @@ __all__ = [
     "MAX_INPUT_BYTES",
     "InputCounts",
     "InputRow",
+    "InputRows",
     "InputTable",
     "read_iccids",
 ]
@@ -144,6 +148,90 @@ class InputRow:
     """Stripped values of the requested extra columns, '' when the column is absent."""
 
 
+class InputRows(Sequence[InputRow]):
+    """The rows of an input kept as columns; an `InputRow` is made only when one is asked for.
+
+    A million valid rows cost a few lists instead of a million objects; iterating makes each row
+    as it goes (and lets it go). Compares equal to any sequence of the same rows.
+    """
+
+    __slots__ = ("_extras", "_first_row", "iccids", "raws", "reasons")
+
+    def __init__(
+        self,
+        first_row: int,
+        raws: Sequence[str],
+        iccids: Sequence[str],
+        reasons: Sequence[Reason | None],
+        extras: Sequence[Mapping[str, str]] | None = None,
+    ) -> None:
+        if not len(raws) == len(iccids) == len(reasons):
+            raise ValueError("the columns of an input differ in length")
+        if extras is not None and len(extras) != len(raws):
+            raise ValueError("the extra columns of an input differ in length")
+        self._first_row = first_row
+        self.raws = raws
+        """The cells as text, row by row."""
+        self.iccids = iccids
+        """The normalized values."""
+        self.reasons = reasons
+        """Why each row is rejected; None for a valid ICCID."""
+        self._extras = extras
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+    @overload
+    def __getitem__(self, index: int) -> InputRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[InputRow]: ...
+
+    def __getitem__(self, index: int | slice) -> InputRow | list[InputRow]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        position = operator.index(index)
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError("input row index out of range")
+        extra = _NO_EXTRAS if self._extras is None else self._extras[position]
+        return InputRow(
+            self._first_row + position,
+            self.raws[position],
+            self.iccids[position],
+            self.reasons[position],
+            extra,
+        )
+
+    def __iter__(self) -> Iterator[InputRow]:
+        extras = itertools.repeat(_NO_EXTRAS) if self._extras is None else self._extras
+        return map(
+            InputRow,
+            itertools.count(self._first_row),
+            self.raws,
+            self.iccids,
+            self.reasons,
+            extras,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(
+            mine == theirs for mine, theirs in zip(self, other, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"InputRows({len(self)} rows from row {self._first_row})"
+
+    def valid_iccids(self) -> list[str]:
+        """The ICCIDs of the valid rows, in row order, without making a row object."""
+        return list(itertools.compress(self.iccids, map(operator.not_, self.reasons)))
+
+
 @dataclass(frozen=True)
 class InputTable:
     source: str
@@ -152,7 +240,8 @@ class InputTable:
     """The worksheet read; None for text files."""
     column: str
     """Header of the ICCID column; '' when the file has no header or no ICCID column."""
-    rows: list[InputRow]
+    rows: Sequence[InputRow]
+    """A list, or `InputRows` (what `read_iccids` returns for an ICCID column)."""
     headers: tuple[str, ...] = ()
     """The non-empty cells of the header row; () for a file without a header."""
     unread_sheets: tuple[str, ...] = ()
@@ -173,16 +262,28 @@ class InputTable:
 
     @cached_property
     def reason_counts(self) -> Counter[Reason]:
+        if isinstance(self.rows, InputRows):
+            # Reasons are non-empty strings and a valid row's is None: filter keeps the loop in C.
+            return Counter(filter(None, self.rows.reasons))
         return Counter(row.reason for row in self.rows if row.reason is not None)
 
     @property
     def counts(self) -> InputCounts:
+        rejected = self.reason_counts
+        duplicates = rejected[Reason.DUPLICATE]
+        invalid = sum(rejected.values()) - duplicates
         return InputCounts(
             input_rows=len(self.rows),
-            valid=len(self.valid_rows),
-            invalid=len(self.invalid_rows),
-            duplicates=len(self.duplicate_rows),
+            valid=len(self.rows) - invalid - duplicates,
+            invalid=invalid,
+            duplicates=duplicates,
         )
+
+    def valid_iccids(self) -> list[str]:
+        """The ICCIDs of the valid rows, in row order (cheaper than `valid_rows`)."""
+        if isinstance(self.rows, InputRows):
+            return self.rows.valid_iccids()
+        return [row.iccid for row in self.valid_rows]
 
 
 def read_iccids(
@@ -998,34 +1099,23 @@ def _missing_column_message(
     return f"found {wanted} in the first {rows}. Headers seen: {seen} (row {header_row}). {hint}."
 
 
-def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> list[InputRow]:
+def _input_rows(loaded: _Loaded, layout: _Layout, height: int) -> Sequence[InputRow]:
     start = layout.data_start
     first_number = loaded.first_row_number + start
     extras = _extra_values(loaded, layout, height)
     if layout.iccid_index is None:
         return [
             InputRow(first_number + offset, "", "", None, extra)
-            for offset, extra in zip(range(height - start), extras, strict=False)
+            for offset, extra in zip(
+                range(height - start), extras or itertools.repeat(_NO_EXTRAS), strict=False
+            )
         ]
     cells = loaded.grid.column(layout.iccid_index)[start:height]
     raws = _texts(cells, typed=loaded.typed)
-    numeric: Iterable[bool] = (
-        [type(cell) is float or type(cell) is int for cell in cells]
-        if loaded.typed
-        else itertools.repeat(False)
-    )
-    checked = validate(zip(raws, numeric, strict=False))
-    # map over the columns keeps the loop in C, which is faster than a comprehension here.
-    return list(
-        map(
-            InputRow,
-            itertools.count(first_number),
-            raws,
-            map(itemgetter(0), checked),
-            map(itemgetter(1), checked),
-            extras,
-        )
-    )
+    numeric = [type(cell) is float or type(cell) is int for cell in cells] if loaded.typed else None
+    iccids, reasons = validate_column(raws, numeric)
+    # Columns, not a million row objects: InputRows makes a row when one is asked for.
+    return InputRows(first_number, raws, iccids, reasons, extras)
 
 
 def _texts(cells: Sequence[Cell], *, typed: bool) -> Sequence[str]:
@@ -1035,15 +1125,16 @@ def _texts(cells: Sequence[Cell], *, typed: bool) -> Sequence[str]:
     return [cell if type(cell) is str else _cell_text(cell) for cell in cells]
 
 
-def _extra_values(loaded: _Loaded, layout: _Layout, height: int) -> Iterable[Mapping[str, str]]:
+def _extra_values(loaded: _Loaded, layout: _Layout, height: int) -> list[Mapping[str, str]] | None:
+    """Each row's extra cells by name; None when no extra column was asked for."""
     if not layout.extra_indexes:
-        return itertools.repeat(_NO_EXTRAS)
+        return None
     start = layout.data_start
     names = list(layout.extra_indexes)
     columns = [
         _stripped_texts(loaded, index, start, height) for index in layout.extra_indexes.values()
     ]
-    return (dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True))
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _stripped_texts(loaded: _Loaded, index: int | None, start: int, height: int) -> list[str]:

@@ -41,7 +41,7 @@ from decimal import Decimal
 from itertools import chain, islice
 from numbers import Integral
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from lf_bulk.files import atomic_binary, atomic_file, make_folders, neutralise
 from lf_bulk.lazy import lazy_module
@@ -50,6 +50,7 @@ from lf_bulk.lazy import lazy_module
 # below declare the part of its API we use. Imported on first use (see lf_bulk/lazy.py).
 xlsxwriter = lazy_module("xlsxwriter")
 xlsxwriter_exceptions = lazy_module("xlsxwriter.exceptions")
+xlsxwriter_utility = lazy_module("xlsxwriter.utility")
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -504,21 +505,140 @@ def _write_sheet(workbook: _Workbook, title: str, sheet: Sheet, formats: _Format
     for index, column in enumerate(columns):
         _put_string(ws, header, index, column.header, formats.bold)
 
+    body = chain(sample, rows)
+    if _rows_as_xml_supported(ws, columns):
+        last = _write_rows_as_xml(ws, title, columns, body, header, formats)
+    else:
+        last = _write_rows_cell_by_cell(ws, title, columns, body, header, formats)
+    ws.autofilter(header, 0, last, width - 1)
+
+
+def _write_rows_cell_by_cell(
+    ws: _Worksheet,
+    title: str,
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[object]],
+    header: int,
+    formats: _Formats,
+) -> int:
+    """Write the data rows through XlsxWriter's cell writers; return the last row's index."""
+    width = len(columns)
     puts = [_putter(ws, index, column.kind, formats) for index, column in enumerate(columns)]
     last = header
-    for last, row in enumerate(chain(sample, rows), start=header + 1):
-        if len(row) != width:
-            raise ValueError(f"sheet {title!r}, row {last + 1}: {len(row)} values, {width} columns")
-        if last >= MAX_ROWS:
-            raise ValueError(f"sheet {title!r}: more than {MAX_ROWS} rows do not fit Excel")
+    for last, row in enumerate(rows, start=header + 1):
+        _check_row(title, row, last, width)
         try:
             for put, value in zip(puts, row, strict=True):
                 put(last, value)
         except (TypeError, ValueError) as error:
             where = f"sheet {title!r}, row {last + 1}, column {_culprit(columns, row)!r}"
             raise type(error)(f"{where}: {error}") from error
+    return last
 
-    ws.autofilter(header, 0, last, width - 1)
+
+def _check_row(title: str, row: Sequence[object], index: int, width: int) -> None:
+    if len(row) != width:
+        raise ValueError(f"sheet {title!r}, row {index + 1}: {len(row)} values, {width} columns")
+    if index >= MAX_ROWS:
+        raise ValueError(f"sheet {title!r}: more than {MAX_ROWS} rows do not fit Excel")
+
+
+# --- data rows as XML ----------------------------------------------------------------------
+#
+# XlsxWriter spends about 5 us a cell on checks and bookkeeping we do not need (our cells are
+# typed, in order, one row at a time): at 100,000 report rows that is most of the report's time.
+# For sheets of text and int columns the rows are rendered here, as XlsxWriter's constant_memory
+# mode would write them, straight into the worksheet's row file. This uses four of XlsxWriter's
+# private members (`fh`, `previous_row`, `_write_single_row`, `_check_dimensions`, pinned in
+# constraints.txt); without them, or for other column kinds, the cell-by-cell path is taken.
+
+_XML_ROW_KINDS = frozenset({"text", "int"})
+_ROWS_PER_WRITE = 2_000
+# Text that needs any care: XML's specials, Excel's _xHHHH_ escapes and control characters,
+# non-characters, and whitespace at either end (xml:space="preserve").
+_NEEDS_CARE = re.compile(r"[&<>_\x00-\x1f\ufffe\uffff]|^\s|\s$")
+_CONTROL_ESCAPE = re.compile(r"(_x[0-9a-fA-F]{4}_)")
+_CONTROL_CHARACTER = re.compile(r"([\x00-\x08\x0b-\x1f])")
+_EDGE_SPACE = re.compile(r"^\s|\s$")
+
+
+def _rows_as_xml_supported(ws: _Worksheet, columns: Sequence[Column]) -> bool:
+    return (
+        all(column.kind in _XML_ROW_KINDS for column in columns)
+        and getattr(ws, "constant_memory", False)
+        and getattr(ws, "excel_version", None) == 2007
+        and not getattr(ws, "row_info", True)
+        and all(
+            hasattr(ws, name)
+            for name in ("fh", "previous_row", "_write_single_row", "_check_dimensions")
+        )
+    )
+
+
+def _inline_text(value: str, style: str) -> str:
+    """The <c> body of a text cell after `r=...`, as XlsxWriter writes an inline string."""
+    if _NEEDS_CARE.search(value) is None:
+        return f'{style} t="inlineStr"><is><t>{value}</t></is></c>'
+    text = _CONTROL_ESCAPE.sub(r"_x005F\1", value)
+    text = _CONTROL_CHARACTER.sub(lambda match: f"_x{ord(match.group(1)):04X}_", text)
+    text = text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
+    preserve = ' xml:space="preserve"' if _EDGE_SPACE.search(text) else ""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'{style} t="inlineStr"><is><t{preserve}>{text}</t></is></c>'
+
+
+def _write_rows_as_xml(
+    ws: _Worksheet,
+    title: str,
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[object]],
+    header: int,
+    formats: _Formats,
+) -> int:
+    """Write the data rows as XML into the worksheet's row file; return the last row's index."""
+    anyws: Any = ws
+    width = len(columns)
+    # Flush the header row (XlsxWriter holds a row until the next one starts).
+    anyws._write_single_row(header + 1)
+    text_style = f' s="{_format_index(formats.text)}"'
+    starts = [f'<c r="{xlsxwriter_utility.xl_col_to_name(index)}' for index in range(width)]
+    kinds = [column.kind for column in columns]
+    out = anyws.fh
+    pending: list[str] = []
+    last = header
+    for last, row in enumerate(rows, start=header + 1):
+        _check_row(title, row, last, width)
+        number = str(last + 1)
+        parts = [f'<row r="{number}">']
+        try:
+            for start, kind, value in zip(starts, kinds, row, strict=True):
+                if kind == "int":
+                    integer = _int(value)
+                    if integer is not None:
+                        parts.append(f'{start}{number}"><v>{integer:.16G}</v></c>')
+                elif value is not None and (value.__class__ is not str or value):
+                    text = _text(value)
+                    parts.append(f'{start}{number}"{_inline_text(text, text_style)}')
+        except (TypeError, ValueError) as error:
+            where = f"sheet {title!r}, row {last + 1}, column {_culprit(columns, row)!r}"
+            raise type(error)(f"{where}: {error}") from error
+        parts.append("</row>")
+        pending.append("".join(parts))
+        if len(pending) >= _ROWS_PER_WRITE:
+            out.write("".join(pending))
+            pending.clear()
+    out.write("".join(pending))
+    if last > header:
+        anyws._check_dimensions(last, 0)
+        anyws._check_dimensions(last, width - 1)
+        anyws.previous_row = last + 1
+    return last
+
+
+def _format_index(cell_format: _Format) -> int:
+    """The style index XlsxWriter gives `cell_format` (assigned on first use)."""
+    index: int = cast(Any, cell_format)._get_xf_index()
+    return index
 
 
 def _culprit(columns: Sequence[Column], row: Sequence[object]) -> str:

@@ -82,7 +82,8 @@ def test_the_root_lists_every_command_group_with_its_own_summary() -> None:
     groups = {
         path.stem
         for path in jobs_dir.glob("*.py")
-        if path.stem != "cli" and f"def {path.stem}(" in path.read_text(encoding="utf-8")
+        if path.stem != "cli"
+        and f"def {path.stem}(" in path.read_text(encoding="utf-8")
         and "@click.group" in path.read_text(encoding="utf-8")
     }
     assert groups <= set(COMMANDS), groups - set(COMMANDS)
