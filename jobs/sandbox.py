@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
 from jobs.context import AppContext
 from lf_bulk.sandbox.faults import FAULT_KEYS, FaultSpec
-from lf_bulk.sandbox.server import is_loopback, serve
+from lf_bulk.sandbox.server import is_loopback, open_state, serve
 from lf_bulk.settings import DEFAULT_HOME
 from lf_bulk.sqlite import ensure_private_dir
 
@@ -27,9 +28,24 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
+STATE_HELP = (
+    "SQLite state file; created and seeded on first use, kept afterwards "
+    "[default: <home>/sandbox.db, the in-process sandbox's world]."
+)
+
+
+def _state_path(state_path: Path | None) -> Path:
+    if state_path is not None:
+        return state_path
+    app = click.get_current_context().find_object(AppContext)
+    home = app.settings.home if app else DEFAULT_HOME
+    return ensure_private_dir(home) / "sandbox.db"
+
+
 @click.group()
 def sandbox() -> None:
-    """The embedded simulator of the Linksfield API (contract v1)."""
+    """The embedded simulator of the Linksfield API (contract v1, and the Vshop and Payment
+    services of contract v2, on the same port)."""
 
 
 @sandbox.command("serve")
@@ -42,25 +58,33 @@ def sandbox() -> None:
     help="Port to listen on (0 picks a free one).",
 )
 @click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite state file; created and seeded on first use, kept afterwards "
-    "[default: <home>/sandbox.db, the in-process sandbox's world].",
+    "--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), help=STATE_HELP
 )
 @click.option("--faults", callback=_parse_faults, metavar="SPEC", help=FAULTS_HELP)
+@click.option(
+    "--daily-quota",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Answer more than N requests per partner code per UTC day with HTTP 429 (code 1429, "
+    "data.quota DAILY), every service and call counted [default: no quota; the same as "
+    "daily_quota=N in --faults, which this overrides]. `lf-bulk sandbox new-day` resets it.",
+)
 @click.option("--sims", type=click.IntRange(min=100), hidden=True, help="World size for new state.")
 def serve_command(
-    host: str, port: int, state_path: Path | None, faults: FaultSpec, sims: int | None
+    host: str,
+    port: int,
+    state_path: Path | None,
+    faults: FaultSpec,
+    daily_quota: int | None,
+    sims: int | None,
 ) -> None:
     """Serve the simulated API until interrupted (Ctrl-C).
 
     Point lf-bulk at it with --env uat --base-url URL --partner-code P000270.
     """
-    if state_path is None:
-        app = click.get_current_context().find_object(AppContext)
-        home = app.settings.home if app else DEFAULT_HOME
-        state_path = ensure_private_dir(home) / "sandbox.db"
+    state_path = _state_path(state_path)
+    if daily_quota is not None:
+        faults = dataclasses.replace(faults, daily_quota=daily_quota)
     click.echo(NOTICE, err=True)
     if not is_loopback(host):
         click.echo(
@@ -80,3 +104,20 @@ def serve_command(
         click.echo("sandbox stopped", err=True)
     except OSError as exc:
         raise click.ClickException(f"cannot start the sandbox: {exc}") from None
+
+
+@sandbox.command("new-day")
+@click.option(
+    "--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), help=STATE_HELP
+)
+def new_day_command(state_path: Path | None) -> None:
+    """Start a new day of the sandbox's daily quota: every partner's count starts from 0.
+
+    Works on a running `sandbox serve` too (they share the state file).
+    """
+    state_path = _state_path(state_path)
+    if not state_path.exists():
+        raise click.ClickException(f"no sandbox state at {state_path}: nothing to reset")
+    with open_state(state_path, FaultSpec()) as state:
+        state.new_day()
+    click.echo(f"sandbox {state_path}: a new day; the daily quota starts from 0", err=True)

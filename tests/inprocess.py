@@ -172,6 +172,7 @@ def open_world(
         pacer=RequestPacer(100_000, 4, clock=clock, sleep=clock.sleep),
         retry=RetryPolicy(max_attempts=4, deadline_seconds=3_600),
         sleep=clock.sleep,
+        clock=clock,  # Vshop's tradeTime must be near the sandbox's (fake) clock
     )
     return World(clock, state, client, Journal(folder / "journal.db"))
 

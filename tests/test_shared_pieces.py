@@ -191,7 +191,6 @@ def test_the_sandbox_partner_code_is_written_once() -> None:
     assert holders == [Path("lf_bulk/sandbox/seed.py")]
 
 
-@pytest.mark.xfail(strict=True, reason="the sandbox serves the v2 paths with the sandbox branch")
 def test_the_sandbox_serves_exactly_the_profiles_endpoints() -> None:
     from lf_bulk.sandbox.app import create_app
 

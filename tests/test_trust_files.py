@@ -311,7 +311,7 @@ def test_an_unversioned_sandbox_state_is_adopted_with_its_world(tmp_path: Path) 
         assert state.ungrouped_sims(3) == ungrouped
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] != 0
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     db.close()
 
 

@@ -1,23 +1,28 @@
-"""The sandbox as an ASGI application: contract-v1 endpoints behind a gate of limits and faults.
+"""The sandbox as an ASGI application: contract-v1 endpoints, and the Vshop and Payment ones of
+contract v2 (`vshop.py`), behind a gate of limits and faults.
 
-    request -> ApiGate (rate limit, in-flight limit, fault dice, request log) -> endpoint -> state
+    request -> ApiGate (rate limit, in-flight limit, daily quota, fault dice, request logs)
+            -> endpoint -> state
 
 Endpoints check the global parameters and the signature exactly as a client builds them with
-`wire.build_request`, then call `SandboxState` in a worker thread. Every answer is the canonical
-envelope, with the HTTP status `wire.HTTP_STATUS_OF_CODE` pairs with its code.
+`wire.build_request`, then call `SandboxState` in a worker thread. Contract-v1 answers use the
+canonical envelope, with the HTTP status `wire.HTTP_STATUS_OF_CODE` pairs with its code; Vshop and
+Payment answers (the gate's own refusals included) use the Vshop envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import math
+import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,9 +34,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lf_bulk import wire
-from lf_bulk.models import Operation
+from lf_bulk.models import Operation, Service
+from lf_bulk.sandbox import cards, vshop
 from lf_bulk.sandbox.faults import Fate, FaultDice, FaultSpec, coerce_faults
-from lf_bulk.sandbox.state import MutationRecord, Refusal, SandboxState
+from lf_bulk.sandbox.params import int_param, request_params
+from lf_bulk.sandbox.state import MutationRecord, QuotaSpent, Refusal, SandboxState, VshopCall
 from lf_bulk.signing import SIGN_FIELD, verify
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -45,23 +52,80 @@ def create_app(
     profile: wire.WireProfile = wire.CONTRACT_V1,
 ) -> Starlette:
     spec = coerce_faults(faults)
-    endpoints = _Endpoints(state, profile)
-    # Each endpoint of the profile is served by the _Endpoints method of the same name.
+    served = served_routes(profile)
+    contract_v1, vshop_and_payment = (
+        _Endpoints(state, profile),
+        vshop.VshopEndpoints(state, profile),
+    )
+    # Each endpoint is served by the method of the same name of its contract's endpoints.
     routes = [
-        Route(endpoint.path, getattr(endpoints, name), methods=[endpoint.method])
-        for name, endpoint in profile.endpoints().items()
-        if hasattr(endpoints, name)
+        Route(
+            route.path,
+            getattr(vshop_and_payment if route.vshop else contract_v1, route.name),
+            methods=[route.method],
+        )
+        for route in served
     ]
+    vshop_paths = frozenset(route.path for route in served if route.vshop)
+
+    async def refusal(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refusal)
+        if request.url.path in vshop_paths:
+            return vshop.error_response(exc.code, exc.message, exc.data)
+        return _error_response(exc.code, exc.message, exc.data)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        if request.url.path in vshop_paths:
+            return vshop.error_response(wire.CODE_INTERNAL, "internal error")
+        return _error_response(wire.CODE_INTERNAL, "internal error")
+
     return Starlette(
         routes=routes,
-        middleware=[Middleware(ApiGate, state=state, spec=spec, profile=profile)],
+        middleware=[Middleware(ApiGate, state=state, spec=spec, routes=served)],
         exception_handlers={
-            Refusal: _refusal_response,
+            Refusal: refusal,
             404: _no_such_endpoint,
             405: _no_such_endpoint,
-            Exception: _internal_error,
+            Exception: internal_error,
         },
     )
+
+
+@dataclass(frozen=True)
+class ServedRoute:
+    name: str  # the wire profile's field name: "add", "verify", ...
+    endpoint: wire.Endpoint
+    pattern: re.Pattern[str] = field(compare=False)
+
+    @property
+    def method(self) -> str:
+        return self.endpoint.method
+
+    @property
+    def path(self) -> str:
+        return self.endpoint.path
+
+    @property
+    def vshop(self) -> bool:
+        """A Vshop or Payment endpoint (contract v2): the Vshop envelope."""
+        return self.endpoint.service is not Service.TOPUP
+
+    @property
+    def logs_mutation(self) -> bool:
+        """Add and remove: recorded in the state's mutation log."""
+        return self.name in ("add", "remove")
+
+    @property
+    def mutating(self) -> bool:
+        """Acts on the world: counted by `drop_first`, held by `hold`."""
+        return self.logs_mutation or self.name in vshop.MUTATING
+
+
+def served_routes(profile: wire.WireProfile) -> list[ServedRoute]:
+    return [
+        ServedRoute(name, endpoint, _path_pattern(endpoint.path))
+        for name, endpoint in profile.endpoints().items()
+    ]
 
 
 # ---------------------------------------------------------------- endpoints
@@ -85,8 +149,8 @@ class _Endpoints:
 
     async def members(self, request: Request) -> Response:
         call = await self._accept(request)
-        page_no = _int_param(call.params, "page_no", default=1, low=1)
-        page_size = _int_param(
+        page_no = int_param(call.params, "page_no", default=1, low=1)
+        page_size = int_param(
             call.params,
             "page_size",
             default=DEFAULT_PAGE_SIZE,
@@ -121,7 +185,7 @@ class _Endpoints:
 
     async def _accept(self, request: Request) -> _Call:
         """The global parameters, checked in the order a caller can fix them: 1001, 1002, 1003."""
-        params = await _request_params(request)
+        params = await request_params(request)
         for name in ("partnerCode", "version", SIGN_FIELD):
             if not isinstance(params.get(name), str) or not params[name]:
                 raise Refusal(wire.CODE_INVALID_PARAMETER, f"missing parameter {name}")
@@ -148,40 +212,6 @@ def _envelope(data: Any) -> Response:
     return JSONResponse(wire.make_envelope(wire.CODE_OK, "success", data))
 
 
-async def _request_params(request: Request) -> dict[str, Any]:
-    if request.method == "GET":
-        items = request.query_params.multi_items()
-        params = dict(items)
-        if len(params) != len(items):
-            raise Refusal(wire.CODE_INVALID_PARAMETER, "a query parameter is repeated")
-        return params
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise Refusal(wire.CODE_INVALID_PARAMETER, "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise Refusal(wire.CODE_INVALID_PARAMETER, "the body must be a JSON object")
-    return body
-
-
-def _int_param(
-    params: Mapping[str, Any], name: str, *, default: int, low: int, high: int | None = None
-) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    text = str(raw)
-    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()) or len(text) > 18:
-        # 18 digits: int() refuses a string of more than 4300, and no page is that far anyway.
-        shown = wire.shown_text(text, 40)
-        raise Refusal(wire.CODE_INVALID_PARAMETER, f"{name} must be a whole number, not {shown}")
-    value = int(text)
-    if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f"at least {low}"
-        raise Refusal(wire.CODE_INVALID_PARAMETER, f"{name} must be {allowed}, not {value}")
-    return value
-
-
 def _iccids_param(params: Mapping[str, Any]) -> list[str]:
     iccids = params.get("iccids")
     if not isinstance(iccids, list) or not all(isinstance(i, str) and i for i in iccids):
@@ -206,19 +236,10 @@ def _error_response(
     return JSONResponse(wire.make_envelope(code, message, data), status_code=status)
 
 
-async def _refusal_response(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refusal)
-    return _error_response(exc.code, exc.message, exc.data)
-
-
 async def _no_such_endpoint(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = f"no endpoint {request.method} {request.url.path}"
     return _error_response(wire.CODE_INVALID_PARAMETER, message, status=exc.status_code)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    return _error_response(wire.CODE_INTERNAL, "internal error")
 
 
 # ---------------------------------------------------------------- the gate
@@ -297,21 +318,28 @@ class _Collector:
 @dataclass(frozen=True)
 class _Exchange:
     at: float
-    method: str
-    path: str
+    route: ServedRoute
+    scope: Scope
     path_params: Mapping[str, str]
     body: bytes
-    mutating: bool
     client: str
 
+    def params(self) -> Mapping[str, Any]:
+        """The request's parameters as far as they can be read (for logs and the quota)."""
+        if self.scope["method"] == "GET":
+            query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+            return {key: values[-1] for key, values in query.items()}
+        decoded = wire.decode_json(self.body.decode("utf-8", "replace")) if self.body else None
+        return decoded if isinstance(decoded, dict) else {}
+
     def record(self, reply: _Reply, *, dropped: bool) -> MutationRecord:
-        iccids = _iccids_in(self.body)
+        iccids = _iccids_in(self.params())
         data = reply.envelope().get("data")
         request_id = data.get("request_id") if isinstance(data, dict) else None
         return MutationRecord(
             at=self.at,
-            method=self.method,
-            path=self.path,
+            method=self.scope["method"],
+            path=self.scope["path"],
             group_id=self.path_params.get("group_id", ""),
             iccid_count=len(iccids),
             iccids=tuple(iccids),
@@ -321,86 +349,119 @@ class _Exchange:
             dropped=dropped,
         )
 
+    def vshop_call(self, reply: _Reply, *, acted: bool, dropped: bool) -> VshopCall:
+        params = self.params()
+        return VshopCall(
+            at=self.at,
+            trade_type=self.route.endpoint.trade_type,
+            device_code=_text_in(params, "deviceCode"),
+            pay_id=_text_in(params, "payId"),
+            http_status=reply.status,
+            code=str(reply.envelope().get("errorCode", "")),
+            acted=acted,
+            dropped=dropped,
+        )
+
 
 class ApiGate:
-    """Rate limits, faults and the request log, for the API endpoints only."""
+    """Rate limits, the daily quota, faults and the request logs, for the API endpoints only."""
 
     def __init__(
-        self, app: ASGIApp, *, state: SandboxState, spec: FaultSpec, profile: wire.WireProfile
+        self, app: ASGIApp, *, state: SandboxState, spec: FaultSpec, routes: list[ServedRoute]
     ) -> None:
         self.app = app
         self.state = state
         self.spec = spec
         self.dice = FaultDice(spec)
+        # Its own dice, so that Vshop calls leave the sequence of contract-v1 fates unchanged.
+        self.busy_dice = random.Random(None if spec.seed is None else f"busy:{spec.seed}")
         self.limiter = RateLimiter(spec.rate, spec.bucket_capacity, spec.concurrency)
-        self.patterns = [_path_pattern(ep.path) for ep in profile.endpoints().values()]
-        self.mutating_methods = {profile.add.method, profile.remove.method}
-        # Numbers the add/remove answers for the deterministic `drop_first` fault. `next()` on a
+        self.routes = routes
+        # Numbers the mutating answers for the deterministic `drop_first` fault. `next()` on a
         # count is atomic, so calls served from several threads each get their own number.
         self._mutation_numbers = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path_params = self._match(scope) if scope["type"] == "http" else None
-        if path_params is None:
+        matched = self._match(scope) if scope["type"] == "http" else None
+        if matched is None:
             await self.app(scope, receive, send)
             return
+        route, path_params = matched
         # Too large by its Content-Length: refused before a byte of the body is read.
         body = None if _declared_length(scope) > MAX_BODY_BYTES else await _read_body(receive)
         exchange = _Exchange(
             at=time.time(),
-            method=scope["method"],
-            path=scope["path"],
+            route=route,
+            scope=scope,
             path_params=path_params,
             body=body or b"",
-            mutating=scope["method"] in self.mutating_methods,
             client=(scope.get("client") or ("unknown", 0))[0],
         )
         if body is None:
-            await self._finish(exchange, _too_large(), send, dropped=False)
+            await self._finish(exchange, _too_large(route), send)
             return
         fate = (
             self.dice.roll()
         )  # rolled for every request, so the sequence depends on the seed only
         wait = self.limiter.acquire(exchange.client)
         if wait is not None:
-            await self._finish(exchange, _throttled(wait), send, dropped=False)
+            await self._finish(exchange, _throttled(wait, route), send)
             return
         try:
-            await self._serve(scope, exchange, fate, send)
+            spent = await self._take_quota(exchange)
+            if spent is not None:
+                await self._finish(exchange, _quota_spent(spent, route), send)
+            else:
+                await self._serve(scope, exchange, fate, send)
         finally:
             self.limiter.release(exchange.client)
 
-    def _match(self, scope: Scope) -> dict[str, str] | None:
-        for pattern in self.patterns:
-            match = pattern.fullmatch(scope["path"])
-            if match:
-                return match.groupdict()
-        return None
+    def _match(self, scope: Scope) -> tuple[ServedRoute, dict[str, str]] | None:
+        """The route of the path and method; of the path only (a 405 to come) when none is."""
+        found = None
+        for route in self.routes:
+            match = route.pattern.fullmatch(scope["path"])
+            if match and route.method == scope["method"]:
+                return route, match.groupdict()
+            if match and found is None:
+                found = replace(route, name=""), match.groupdict()
+        return found
+
+    async def _take_quota(self, exchange: _Exchange) -> QuotaSpent | None:
+        if self.state.rules.daily_quota is None:
+            return None
+        partner = exchange.params().get("partnerCode")
+        if not isinstance(partner, str) or not partner:
+            return None  # refused by the endpoint anyway, and counted for nobody
+        return await run_in_threadpool(self.state.take_quota, partner)
 
     async def _serve(self, scope: Scope, exchange: _Exchange, fate: Fate, send: Send) -> None:
+        route = exchange.route
         if self.spec.latency:
             await asyncio.sleep(self.spec.latency)
         if fate.error_status == 503:
-            await self._finish(exchange, _service_unavailable(), send, dropped=False)
+            await self._finish(exchange, _service_unavailable(route), send)
         elif fate.error_status == 502:
-            await self._finish(exchange, _bad_gateway(), send, dropped=False)
+            await self._finish(exchange, _bad_gateway(), send)
         elif fate.throttled:
-            await self._finish(exchange, _throttled(1), send, dropped=False)
+            await self._finish(exchange, _throttled(1, route), send)
+        elif route.vshop and self.busy_dice.random() < self.spec.busy_rate:
+            await self._finish(exchange, _busy(), send)
         else:
             reply = await self._run_app(scope, exchange)
             dropped = fate.dropped
-            if exchange.mutating:
+            if route.mutating:
                 dropped = dropped or next(self._mutation_numbers) <= self.spec.drop_first
                 if self.spec.hold:
                     await asyncio.sleep(self.spec.hold)  # the work is done; the answer is late
-            await self._finish(exchange, reply, send, dropped=dropped)
+            await self._finish(exchange, reply, send, acted=True, dropped=dropped)
 
     async def _run_app(self, scope: Scope, exchange: _Exchange) -> _Reply:
         collector = _Collector()
         try:
             await self.app(scope, _replay(exchange.body), collector.send)
         except Exception:
-            if exchange.mutating:
+            if exchange.route.logs_mutation:
                 failed = _Reply.of(_error_response(wire.CODE_INTERNAL, "internal error"))
                 await run_in_threadpool(
                     self.state.log_mutation, exchange.record(failed, dropped=False)
@@ -409,13 +470,22 @@ class ApiGate:
         return collector.reply
 
     async def _finish(
-        self, exchange: _Exchange, reply: _Reply, send: Send, *, dropped: bool
+        self,
+        exchange: _Exchange,
+        reply: _Reply,
+        send: Send,
+        *,
+        acted: bool = False,
+        dropped: bool = False,
     ) -> None:
         # Logged before anything is sent, so a client that has its answer also finds the log entry.
-        if exchange.mutating:
+        if exchange.route.logs_mutation:
             await run_in_threadpool(
                 self.state.log_mutation, exchange.record(reply, dropped=dropped)
             )
+        elif exchange.route.vshop:
+            call = exchange.vshop_call(reply, acted=acted, dropped=dropped)
+            await run_in_threadpool(self.state.log_vshop_call, call)
         if dropped:
             await _send_truncated(reply, send)
         else:
@@ -466,10 +536,14 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def _iccids_in(body: bytes) -> list[str]:
-    decoded = wire.decode_json(body.decode("utf-8", "replace")) if body else None
-    iccids = decoded.get("iccids") if isinstance(decoded, dict) else None
+def _iccids_in(params: Mapping[str, Any]) -> list[str]:
+    iccids = params.get("iccids")
     return [str(i) for i in iccids] if isinstance(iccids, list) else []
+
+
+def _text_in(params: Mapping[str, Any], name: str) -> str:
+    value = params.get(name)
+    return wire.clean_text(value)[:100] if isinstance(value, str | int) else ""
 
 
 async def _send(reply: _Reply, send: Send) -> None:
@@ -488,19 +562,43 @@ async def _send_truncated(reply: _Reply, send: Send) -> None:
     await send({"type": "http.response.body", "body": half, "more_body": True})
 
 
-def _throttled(retry_after: int) -> _Reply:
-    response = _error_response(wire.CODE_RATE_LIMITED, "rate limit exceeded")
-    response.headers["Retry-After"] = str(retry_after)
-    return _Reply.of(response)
+def _refused(
+    route: ServedRoute, code: str, message: str, data: Any = None, status: int | None = None
+) -> _Reply:
+    if route.vshop:
+        return _Reply.of(vshop.error_response(code, message, data, status))
+    return _Reply.of(_error_response(code, message, data, status))
 
 
-def _too_large() -> _Reply:
+def _throttled(retry_after: int, route: ServedRoute) -> _Reply:
+    reply = _refused(route, wire.CODE_RATE_LIMITED, "rate limit exceeded")
+    reply.headers.append((b"retry-after", str(retry_after).encode()))
+    return reply
+
+
+def _quota_spent(spent: QuotaSpent, route: ServedRoute) -> _Reply:
+    """429 with `data.quota = "DAILY"` and a Retry-After pointing at the next UTC midnight."""
+    resets_at = datetime.fromtimestamp(spent.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = {wire.QUOTA_FIELD: wire.QUOTA_DAILY, "limit": spent.limit, "used": spent.used}
+    data["resets_at"] = resets_at
+    message = f"daily request quota of {spent.limit} exceeded; it resets at {resets_at}"
+    reply = _refused(route, wire.CODE_RATE_LIMITED, message, data)
+    reply.headers.append((b"retry-after", str(spent.retry_after).encode()))
+    return reply
+
+
+def _busy() -> _Reply:
+    return _Reply.of(vshop.error_response(cards.SYSTEM_BUSY, "system busy, try again later"))
+
+
+def _too_large(route: ServedRoute) -> _Reply:
     message = f"the body is larger than {MAX_BODY_BYTES} bytes"
-    return _Reply.of(_error_response(wire.CODE_INVALID_PARAMETER, message, status=413))
+    code = cards.INVALID_PARAMETER if route.vshop else wire.CODE_INVALID_PARAMETER
+    return _refused(route, code, message, status=413)
 
 
-def _service_unavailable() -> _Reply:
-    return _Reply.of(_error_response(wire.CODE_INTERNAL, "service unavailable", status=503))
+def _service_unavailable(route: ServedRoute) -> _Reply:
+    return _refused(route, wire.CODE_INTERNAL, "service unavailable", status=503)
 
 
 _PROXY_PAGE = (

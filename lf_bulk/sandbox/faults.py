@@ -22,8 +22,14 @@ Keys (every one optional; `FAULT_KEYS` lists them with their help text):
     concurrency   requests in flight per client IP                       (integer >= 1)
     partners      known partner codes, joined with "+"                   (P000270+P000999)
     seed          makes every random choice reproducible                 (integer)
+    busy          fraction of Vshop and Payment calls answered SYSTEM_BUSY, not acted on
+                                                                         (fraction 0..1)
+    daily_quota   requests per partner code per UTC day, every service and call counted;
+                  past it HTTP 429, code 1429, data.quota DAILY         (integer >= 0, or off)
 
-When a key is given twice, the last value wins. Faults apply to the API endpoints only.
+When a key is given twice, the last value wins. Faults apply to the API endpoints only: `drop`,
+`5xx`, `429` and `latency` to every one of them (Vshop and Payment included), `drop_first` and
+`hold` to the calls that act (add, remove, cancelAutoRenewalRecord, SynOrderInfo).
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ FAULT_KEYS: dict[str, str] = {
     "concurrency": "a whole number of at least 1 such as 3",
     "partners": "partner codes joined with '+' such as P000270+P000999",
     "seed": "a whole number such as 42",
+    "busy": "a fraction between 0 and 1 such as 0.1",
+    "daily_quota": "a whole number of requests of at least 0 such as 5000, or off",
 }
 
 # Spec key -> FaultSpec field, where they differ (spec keys such as "5xx" are not identifiers).
@@ -66,6 +74,7 @@ _FIELD_OF_KEY = {
     "async": "async_delay",
     "sim_locked": "sim_locked_rate",
     "sim_internal": "sim_internal_rate",
+    "busy": "busy_rate",
 }
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h|d)?")
@@ -94,6 +103,8 @@ class FaultSpec:
     concurrency: int = 3
     partners: tuple[str, ...] = tuple(sorted(_DEFAULT_RULES.partners))
     seed: int | None = _DEFAULT_RULES.seed
+    busy_rate: float = 0.0
+    daily_quota: int | None = _DEFAULT_RULES.daily_quota
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:
@@ -124,6 +135,7 @@ class FaultSpec:
             sim_locked_rate=self.sim_locked_rate,
             sim_internal_rate=self.sim_internal_rate,
             seed=self.seed,
+            daily_quota=self.daily_quota,
         )
 
     def describe(self) -> str:
@@ -225,6 +237,12 @@ def _positive_number(minimum: float, *, inclusive: bool) -> Callable[[str, str],
     return parse
 
 
+def _quota(key: str, value: str) -> int | None:
+    if value.strip().lower() == "off":
+        return None
+    return _integer(0)(key, value)
+
+
 def _partners(key: str, value: str) -> tuple[str, ...]:
     codes = tuple(code.strip() for code in value.split("+"))
     if not all(re.fullmatch(r"[A-Za-z0-9_-]+", code) for code in codes):
@@ -249,6 +267,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "concurrency": _integer(1),
     "partners": _partners,
     "seed": _integer(None),
+    "busy": _fraction,
+    "daily_quota": _quota,
 }
 
 assert set(_PARSERS) == set(FAULT_KEYS)
@@ -261,6 +281,8 @@ def _render(value: Any) -> str:
         return f"{low:g}s" if low == high else f"{low:g}-{high:g}s"
     if isinstance(value, tuple):
         return "+".join(value)
+    if value is None:
+        return "off"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

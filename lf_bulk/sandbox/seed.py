@@ -4,6 +4,7 @@ At the default size (`DEFAULT_SIMS`) the group sizes are exactly the `GroupPlan.
 `DEMO_GROUP` has 5,000 SIMs, and most SIMs are in no group so that tests and benchmarks can add tens
 of thousands at once. A smaller `sims` scales every count down in proportion (each non-empty group
 keeps at least one SIM), which keeps tests fast. The same `sims` always gives the same world.
+Each SIM also gets a card (status, area, the plans it holds, maybe an auto-renewal): see `cards.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from lf_bulk.iccid import with_check_digit
+from lf_bulk.sandbox import cards as vshop_cards
 
 PARTNER = "P000270"  # the partner the sandbox serves by default
 OTHER_PARTNER = "P000999"  # owns some SIMs, so that SIM_NOT_OWNED can happen
@@ -70,6 +72,8 @@ class World:
     groups: tuple[GroupPlan, ...]
     sims: list[tuple[str, str, str | None]] = field(repr=False)  # (iccid, partner, group_id)
     orders: list[SeedOrder] = field(repr=False)
+    cards: list[vshop_cards.CardSeed] = field(repr=False, default_factory=list)
+    renewals: list[vshop_cards.RenewalSeed] = field(repr=False, default_factory=list)
 
 
 def _bundle(bundle_id: str, name: str, data_mb: int, days: int, price: str) -> BundleSeed:
@@ -180,7 +184,9 @@ def build_world(sims: int = DEFAULT_SIMS) -> World:
     sim_rows = _assign_sims(iccids, sims)
     rng = random.Random(_WORLD_SEED)
     orders = _orders(sim_rows, scaled(ORDERS, sims), rng)
-    return World(groups=GROUP_PLANS, sims=sim_rows, orders=orders)
+    cards = vshop_cards.build_cards(sim_rows)
+    renewals = vshop_cards.build_renewals(cards)
+    return World(GROUP_PLANS, sim_rows, orders, cards, renewals)
 
 
 # ---------------------------------------------------------------- SIMs

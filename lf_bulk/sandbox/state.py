@@ -1,4 +1,5 @@
-"""The sandbox's world in SQLite: groups, SIMs, orders, asynchronous operations and a request log.
+"""The sandbox's world in SQLite: groups, SIMs, orders, asynchronous operations and a request log;
+since contract v2 also cards, renewals, Vshop top-ups, a log of Vshop calls and the daily quota.
 
 Several processes may share one state file (a `sandbox serve` and CLI runs, or two servers): every
 write runs in an IMMEDIATE transaction, and asynchronous work is driven by the clock rather than by
@@ -6,29 +7,37 @@ a background thread. Each operation stores when it was created and when it is du
 applies every due operation, in due order. So the outcome does not depend on which process, or
 whether any process at all, was running when an operation came due.
 
-Methods refuse a request as a whole by raising `Refusal` with a wire error code; per-SIM outcomes
-use the wire reason codes.
+Methods refuse a request as a whole by raising `Refusal` with a wire error code (the Vshop ones
+with a Vshop code from `cards`); per-SIM outcomes use the wire reason codes.
+
+For tests the state tells the truth behind the answers: `card`, `held_plans` and `renewal` of an
+ICCID, every Vshop call (`vshop_calls`, `vshop_call_counts`) and every cancel that took effect
+(`cancelled_renewals`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from lf_bulk import sqlite, wire
 from lf_bulk.models import Operation, OpStatus
-from lf_bulk.sandbox import seed
+from lf_bulk.sandbox import cards, seed
 
 SCHEMA_VERSION = "1"
 APPLICATION_ID = 0x4C465342  # "LFSB" in the SQLite header: this file is a sandbox state
@@ -79,7 +88,34 @@ CREATE TABLE IF NOT EXISTS mutation_log (
     request_id TEXT NOT NULL, http_status INTEGER NOT NULL, code TEXT NOT NULL,
     dropped INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS mutation_log_refused ON mutation_log (id) WHERE request_id = '';
+CREATE TABLE IF NOT EXISTS cards (
+    iccid TEXT PRIMARY KEY, card_status TEXT NOT NULL, area TEXT NOT NULL,
+    package_code TEXT NOT NULL, profile INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS renewals (
+    iccid TEXT PRIMARY KEY, order_no TEXT NOT NULL, pay_id TEXT NOT NULL,
+    package_code TEXT NOT NULL, order_period INTEGER NOT NULL, since_days INTEGER NOT NULL,
+    cancelled_at REAL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS renewals_by_pay ON renewals (pay_id);
+CREATE INDEX IF NOT EXISTS orders_by_pay ON orders (pay_id) WHERE pay_id != '';
+CREATE TABLE IF NOT EXISTS topups (
+    order_no TEXT NOT NULL, partner_code TEXT NOT NULL, iccid TEXT NOT NULL,
+    package_code TEXT NOT NULL, periods INTEGER NOT NULL, order_id TEXT NOT NULL,
+    PRIMARY KEY (partner_code, order_no)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS topups_by_sim ON topups (iccid);
+CREATE TABLE IF NOT EXISTS vshop_calls (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, trade_type TEXT NOT NULL, device_code TEXT NOT NULL,
+    pay_id TEXT NOT NULL, http_status INTEGER NOT NULL, code TEXT NOT NULL,
+    acted INTEGER NOT NULL, dropped INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quota_days (
+    partner_code TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL,
+    PRIMARY KEY (partner_code, day)) WITHOUT ROWID;
 """
+# The Vshop call log keeps the newest rows only, so that a long `sandbox serve` stays small.
+VSHOP_LOG_LIMIT = 500_000
+_PAY_STATUS_OF_ORDER = {"PAID": "SUCCESS", "REFUNDED": "REFUNDED", "FAILED": "FAILED"}
+_FIRST_TOPUP_ORDER = 900_000_000
+_CURRENCY = re.compile(r"[A-Za-z]{3}")  # ISO 4217
+_ORDER_NO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # the partner's own order number
 
 REASON_TEXT = {
     wire.REASON_SIM_NOT_FOUND: "No SIM card with this ICCID exists.",
@@ -113,6 +149,7 @@ class Rules:
     sim_locked_rate: float = 0.0
     sim_internal_rate: float = 0.0
     seed: int | None = None
+    daily_quota: int | None = None  # requests per partner code per UTC day; None: no quota
 
 
 @dataclass(frozen=True)
@@ -129,6 +166,30 @@ class MutationRecord:
     http_status: int
     code: str  # "" when the answer had no envelope (a proxy-style 502)
     dropped: bool  # the answer was lost on purpose (the `drop` fault)
+
+
+@dataclass(frozen=True)
+class VshopCall:
+    """One Vshop or Payment request as the server received and answered it."""
+
+    at: float
+    trade_type: str  # the path's last segment: singleVerify, resultQuery, ...
+    device_code: str  # "" when the request named none
+    pay_id: str
+    http_status: int
+    code: str  # the answer's errorCode ("" on success, or with no envelope)
+    acted: bool  # the endpoint ran (not refused by the quota, a rate limit or a fault first)
+    dropped: bool  # the answer was lost on purpose after the work was done
+
+
+@dataclass(frozen=True)
+class QuotaSpent:
+    """The daily quota refused a request: `used` of `limit` today, a new day at `resets_at`."""
+
+    used: int
+    limit: int
+    resets_at: float  # epoch seconds of the next UTC midnight
+    retry_after: int  # whole seconds until then, at least 1
 
 
 def iso_time(epoch: float) -> str:
@@ -266,6 +327,199 @@ class SandboxState:
             return [_latest_paid_or_latest(orders)]
         return orders
 
+    # ------------------------------------------------------------ Vshop and Payment (contract v2)
+
+    def verify_card(self, partner: str, iccid: str) -> dict[str, Any]:
+        with self._lock:
+            card = self._owned_card(partner, iccid)
+        return {"deviceCode": iccid, "cardStatus": card.card_status, "area": card.area}
+
+    def plan_page(
+        self, partner: str, iccid: str, area: str | None, page_no: int, page_size: int
+    ) -> dict[str, Any]:
+        with self._lock:
+            card = self._owned_card(partner, iccid)
+        if card.card_status != cards.CARD_ACTIVE:
+            raise Refusal(cards.CARD_INACTIVE_CODE, f"card {iccid} is {card.card_status}")
+        offered = cards.plans_for(card.area, area)
+        start = (page_no - 1) * page_size
+        return {
+            "total": len(offered),
+            "list": [plan.wire() for plan in offered[start : start + page_size]],
+        }
+
+    def held_orders(self, partner: str, iccid: str) -> dict[str, Any]:
+        with self._lock:
+            self._owned_card(partner, iccid)
+            held = self._held_plans(iccid)
+        return {"partnerCode": partner, "deviceCode": iccid, "orderList": held}
+
+    def find_renewal(self, partner: str, iccid: str) -> dict[str, Any] | None:
+        with self._lock:
+            self._owned_card(partner, iccid)
+            return self._renewal(iccid, partner)
+
+    def cancel_renewal(
+        self, partner: str, iccid: str, order_no: str, pay_id: str
+    ) -> dict[str, Any]:
+        """Cancel the card's active renewal; RENEWAL_NOT_FOUND when there is none (any more)."""
+        with self._lock:
+            self._owned_card(partner, iccid)
+            with self._transaction():
+                cancelled = self._db.execute(
+                    "UPDATE renewals SET cancelled_at = ? WHERE iccid = ? AND order_no = ?"
+                    " AND pay_id = ? AND cancelled_at IS NULL",
+                    (self._clock(), iccid, order_no, pay_id),
+                ).rowcount
+        if not cancelled:
+            raise Refusal(
+                cards.RENEWAL_NOT_FOUND,
+                f"no active auto-renewal with orderNo {order_no} and payId {pay_id}",
+            )
+        return {}
+
+    def payment(self, partner: str, pay_id: str) -> dict[str, Any]:
+        """A payment's result, from the seeded orders' and renewals' payIds; else PAY_NOT_FOUND."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT order_id, purchase_order_id, sim_id, amount, currency, pay_status,"
+                " paid_at, created_at FROM orders WHERE pay_id = ? AND partner_code = ?"
+                " ORDER BY created_at DESC, order_id DESC LIMIT 1",
+                (pay_id, partner),
+            ).fetchone()
+            renewal = self._db.execute(
+                "SELECT r.iccid, r.order_no, r.package_code, r.order_period, r.since_days"
+                " FROM renewals AS r JOIN sims AS s USING (iccid)"
+                " WHERE r.pay_id = ? AND s.partner_code = ?",
+                (pay_id, partner),
+            ).fetchone()
+        if row is not None:
+            order_id, order_no, iccid, amount, currency, status, paid_at, created_at = row
+            return {
+                "payId": pay_id,
+                "payStatus": _payment_status(order_id, status),
+                "payAmount": amount,
+                "payCurrency": currency,
+                "payTime": paid_at or created_at,
+                "orderNo": order_no,
+                "deviceCode": iccid,
+            }
+        if renewal is not None:
+            iccid, order_no, package_code, periods, since_days = renewal
+            plan = cards.PLANS[package_code]
+            since = self.today() - timedelta(days=since_days)
+            return {
+                "payId": pay_id,
+                "payStatus": "SUCCESS",
+                "payAmount": str(Decimal(plan.price) * periods),
+                "payCurrency": plan.currency,
+                "payTime": f"{since.isoformat()} 00:00:00",
+                "orderNo": order_no,
+                "deviceCode": iccid,
+            }
+        raise Refusal(cards.PAY_NOT_FOUND, f"no payment with payId {pay_id}")
+
+    def create_order(self, partner: str, order: Mapping[str, str]) -> dict[str, Any]:
+        """Record a partner's paid order (SynOrderInfo) and top the card up with a pending plan.
+
+        Refuses an `orderNo` the partner has used before with DUPLICATE_ORDER_NO: the sandbox
+        never creates two orders for one number (a real server might).
+        """
+        iccid, order_no = order["deviceCode"], order["orderNo"]
+        plan = cards.PLANS.get(order["packageCode"])
+        with self._lock:
+            card = self._owned_card(partner, iccid)
+            if card.card_status != cards.CARD_ACTIVE:
+                raise Refusal(cards.CARD_INACTIVE_CODE, f"card {iccid} is {card.card_status}")
+            if plan is None or plan not in cards.plans_for(card.area):
+                shown = wire.shown_text(order["packageCode"], 40)
+                raise Refusal(cards.PLAN_NOT_FOUND, f"no plan {shown} for card {iccid}")
+            periods = _whole_number(order["orderPeriod"], "orderPeriod")
+            amount = _amount(order["payAmount"])
+            for name, shape in (("payCurrency", _CURRENCY), ("orderNo", _ORDER_NO)):
+                if not shape.fullmatch(order[name]):
+                    shown = wire.shown_text(order[name], 40)
+                    raise Refusal(cards.INVALID_PARAMETER, f"{name} {shown} is not valid")
+            with self._transaction():
+                taken = self._db.execute(
+                    "SELECT 1 FROM orders WHERE purchase_order_id = ? AND partner_code = ?",
+                    (order_no, partner),
+                ).fetchone()
+                if taken:
+                    raise Refusal(cards.DUPLICATE_ORDER_NO, f"orderNo {order_no} exists already")
+                order_id = self._next_order_id()
+                now = datetime.fromtimestamp(self._clock(), UTC).strftime(seed.TIME_FORMAT)
+                created = {
+                    "order_id": order_id,
+                    "purchase_order_id": order_no,
+                    "sim_id": iccid,
+                    "bundle_id": plan.package_code,
+                    "bundle_name": plan.name,
+                    "periods": periods,
+                    "amount": str(amount),
+                    "currency": order["payCurrency"].upper(),
+                    "pay_status": "PAID",
+                    "pay_type": order.get("payType", ""),
+                    "pay_id": order["payId"],
+                    "created_at": now,
+                    "paid_at": order.get("payResultDate") or now,
+                    "start_time": "",
+                    "expire_time": "",
+                    "auto_renewal": "1" if order.get("autoRenewal") == "1" else "0",
+                }
+                _insert_orders(self._db, [seed.SeedOrder(partner, created)])
+                self._db.execute(
+                    "INSERT INTO topups (order_no, partner_code, iccid, package_code, periods,"
+                    " order_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    (order_no, partner, iccid, plan.package_code, periods, order_id),
+                )
+        return {"orderNo": order_no, "order_id": order_id, "deviceCode": iccid}
+
+    def take_quota(self, partner: str) -> QuotaSpent | None:
+        """Count one request of `partner` today; QuotaSpent (nothing counted) when none is left."""
+        limit = self.rules.daily_quota
+        if limit is None:
+            return None
+        now = self._clock()
+        day = datetime.fromtimestamp(now, UTC).date()
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "SELECT used FROM quota_days WHERE partner_code = ? AND day = ?",
+                (partner, day.isoformat()),
+            ).fetchone()
+            used = row[0] if row else 0
+            if used >= limit:
+                midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
+                resets_at = midnight.timestamp()
+                return QuotaSpent(used, limit, resets_at, max(1, math.ceil(resets_at - now)))
+            self._db.execute(
+                "INSERT INTO quota_days (partner_code, day, used) VALUES (?, ?, 1)"
+                " ON CONFLICT (partner_code, day) DO UPDATE SET used = used + 1",
+                (partner, day.isoformat()),
+            )
+        return None
+
+    def quota_used(self, partner: str = seed.PARTNER) -> int:
+        """Requests of `partner` counted today (0 when the quota is off)."""
+        day = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT used FROM quota_days WHERE partner_code = ? AND day = ?", (partner, day)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def new_day(self) -> None:
+        """Start a new quota day now: every partner's count starts again from 0."""
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM quota_days")
+
+    def today(self) -> date:
+        """The day the sandbox's clock is in (UTC): held plans' dates are counted from it."""
+        return datetime.fromtimestamp(self._clock(), UTC).date()
+
+    def now(self) -> float:
+        return self._clock()
+
     # ------------------------------------------------------------ request log
 
     def log_mutation(self, record: MutationRecord) -> None:
@@ -303,7 +557,105 @@ class SandboxState:
             ).fetchall()
         return [_mutation_of_row(row) for row in rows]
 
+    def log_vshop_call(self, call: VshopCall) -> None:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO vshop_calls (at, trade_type, device_code, pay_id, http_status, code,"
+                " acted, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call.at,
+                    call.trade_type,
+                    call.device_code,
+                    call.pay_id,
+                    call.http_status,
+                    call.code,
+                    int(call.acted),
+                    int(call.dropped),
+                ),
+            )
+            if cursor.lastrowid and cursor.lastrowid % 10_000 == 0:
+                self._db.execute(
+                    "DELETE FROM vshop_calls WHERE id <= ?", (cursor.lastrowid - VSHOP_LOG_LIMIT,)
+                )
+
+    def vshop_calls(self, trade_type: str | None = None) -> list[VshopCall]:
+        """Every Vshop and Payment request received (of `trade_type`, when given), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, trade_type, device_code, pay_id, http_status, code, acted, dropped"
+                " FROM vshop_calls WHERE ? IS NULL OR trade_type = ? ORDER BY id",
+                (trade_type, trade_type),
+            ).fetchall()
+        return [
+            VshopCall(at, kind, device, pay, status, code, bool(acted), bool(dropped))
+            for at, kind, device, pay, status, code, acted, dropped in rows
+        ]
+
+    def vshop_call_counts(self, *, acted_only: bool = True) -> Counter[tuple[str, str]]:
+        """How often each (tradeType, deviceCode or payId) was served (or received at all)."""
+        return Counter(
+            (call.trade_type, call.device_code or call.pay_id)
+            for call in self.vshop_calls()
+            if call.acted or not acted_only
+        )
+
     # ------------------------------------------------------------ helpers for tests and demos
+
+    def card(self, iccid: str) -> dict[str, Any] | None:
+        """The truth about one card: owner, status, area and plan, or None for an unknown ICCID."""
+        with self._lock:
+            found = self._card(iccid)
+        if found is None:
+            return None
+        owner, card = found
+        return {
+            "iccid": iccid,
+            "partner_code": owner,
+            "card_status": card.card_status,
+            "area": card.area,
+            "package_code": card.package_code,
+        }
+
+    def held_plans(self, iccid: str) -> list[dict[str, Any]]:
+        """What `singleQueryOrder` answers for the ICCID today (its `orderList`)."""
+        with self._lock:
+            return self._held_plans(iccid)
+
+    def renewal(self, iccid: str) -> dict[str, Any] | None:
+        """The ICCID's active renewal as `queryAutoRenewalRecord` answers it, or None."""
+        with self._lock:
+            found = self._card(iccid)
+            return None if found is None else self._renewal(iccid, found[0])
+
+    def cancelled_renewals(self) -> dict[str, tuple[str, str, float]]:
+        """Every renewal cancelled through the API: ICCID -> (orderNo, payId, when)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT iccid, order_no, pay_id, cancelled_at FROM renewals"
+                " WHERE cancelled_at IS NOT NULL ORDER BY cancelled_at, iccid"
+            ).fetchall()
+        return {iccid: (order_no, pay_id, at) for iccid, order_no, pay_id, at in rows}
+
+    def iccids_with(
+        self,
+        *,
+        card_status: str | None = None,
+        renewal: bool | None = None,
+        partner: str = seed.PARTNER,
+        group_id: str | None = None,
+        limit: int = 10,
+    ) -> list[str]:
+        """Some ICCIDs of `partner` (in `group_id`) with a card status and/or an active renewal."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.iccid FROM cards AS c JOIN sims AS s USING (iccid)"
+                " LEFT JOIN renewals AS r ON r.iccid = c.iccid AND r.cancelled_at IS NULL"
+                " WHERE s.partner_code = ? AND (? IS NULL OR s.group_id = ?)"
+                " AND (? IS NULL OR c.card_status = ?)"
+                " AND (? IS NULL OR (r.iccid IS NOT NULL) = ?) ORDER BY c.iccid LIMIT ?",
+                (partner, group_id, group_id, card_status, card_status, renewal, renewal, limit),
+            ).fetchall()
+        return [iccid for (iccid,) in rows]
 
     def members(self, group_id: str) -> list[str]:
         with self._lock:
@@ -534,6 +886,57 @@ class SandboxState:
                 (cutoff,),
             )
 
+    # ------------------------------------------------------------ internals: cards
+
+    def _card(self, iccid: str) -> tuple[str, cards.CardSeed] | None:
+        row = self._db.execute(
+            "SELECT s.partner_code, c.card_status, c.area, c.package_code, c.profile"
+            " FROM sims AS s JOIN cards AS c USING (iccid) WHERE iccid = ?",
+            (iccid,),
+        ).fetchone()
+        if row is None:
+            return None
+        owner, status, area, package_code, profile = row
+        return owner, cards.CardSeed(iccid, status, area, package_code, profile)
+
+    def _owned_card(self, partner: str, iccid: str) -> cards.CardSeed:
+        found = self._card(iccid)
+        if found is None:
+            raise Refusal(cards.CARD_NOT_FOUND, f"no card {iccid}")
+        owner, card = found
+        if owner != partner:
+            raise Refusal(cards.CARD_NOT_OWNED, f"card {iccid} belongs to another partner")
+        return card
+
+    def _held_plans(self, iccid: str) -> list[dict[str, Any]]:
+        found = self._card(iccid)
+        if found is None:
+            return []
+        held = cards.held_plans(found[1], self.today())
+        topups = self._db.execute(
+            "SELECT order_no, package_code, periods FROM topups WHERE iccid = ? ORDER BY order_id",
+            (iccid,),
+        ).fetchall()
+        return held + [cards.topup_plan(*topup) for topup in topups]
+
+    def _renewal(self, iccid: str, partner: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT order_no, pay_id, package_code, order_period, since_days FROM renewals"
+            " WHERE iccid = ? AND cancelled_at IS NULL",
+            (iccid,),
+        ).fetchone()
+        if row is None:
+            return None
+        return cards.renewal_wire(cards.RenewalSeed(iccid, *row), partner, self.today())
+
+    def _next_order_id(self) -> str:
+        (seq,) = self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('order_seq', ?) ON CONFLICT (key) DO UPDATE"
+            " SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)",
+            (str(_FIRST_TOPUP_ORDER),),
+        ).fetchone()
+        return f"LF{seq}"
+
     # ------------------------------------------------------------ internals: reading
 
     def _member_count(self, group_id: str) -> int:
@@ -635,6 +1038,31 @@ def _require_distinct(iccids: Sequence[str]) -> None:
     )
 
 
+def _payment_status(order_id: str, status: str) -> str:
+    if status == "FAILED" and zlib.crc32(order_id.encode()) % 3 == 0:
+        return "CANCELED"  # a third of the failed payments were abandoned rather than declined
+    return _PAY_STATUS_OF_ORDER.get(status, "PENDING")
+
+
+def _whole_number(text: str, name: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or int(text) < 1:
+        shown = wire.shown_text(text, 40)
+        raise Refusal(cards.INVALID_PARAMETER, f"{name} must be a whole number >= 1, not {shown}")
+    return int(text)
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    exponent = amount.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -2 or amount < 0:
+        shown = wire.shown_text(text, 40)
+        raise Refusal(cards.INVALID_PARAMETER, f"payAmount must be an exact amount, not {shown}")
+    return amount
+
+
 def _latest_paid_or_latest(orders: list[dict[str, Any]]) -> dict[str, Any]:
     paid = [order for order in orders if order["pay_status"] == "PAID"]
     if paid:
@@ -685,12 +1113,43 @@ def _insert_world(db: sqlite3.Connection, world: seed.World) -> None:
     db.executemany(
         "INSERT INTO sims (iccid, partner_code, group_id) VALUES (?, ?, ?)", sorted(world.sims)
     )
+    _insert_orders(db, world.orders)
+    _insert_cards(db, world.cards, world.renewals)
+
+
+def _insert_orders(db: sqlite3.Connection, orders: Sequence[seed.SeedOrder]) -> None:
     placeholders = ", ".join("?" * (len(wire.ORDER_FIELDS) + 2))
     db.executemany(
         f"INSERT INTO orders ({', '.join(wire.ORDER_FIELDS)}, partner_code, extra)"
         f" VALUES ({placeholders})",
-        [_order_row(order) for order in world.orders],
+        [_order_row(order) for order in orders],
     )
+
+
+def _insert_cards(
+    db: sqlite3.Connection,
+    seeded: Sequence[cards.CardSeed],
+    renewals: Sequence[cards.RenewalSeed],
+) -> None:
+    db.executemany(
+        "INSERT INTO cards (iccid, card_status, area, package_code, profile) VALUES (?, ?, ?, ?, ?)",
+        seeded,
+    )
+    db.executemany(
+        "INSERT INTO renewals (iccid, order_no, pay_id, package_code, order_period, since_days)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        renewals,
+    )
+
+
+def _add_cards(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2: the Vshop world (cards, renewals) for the SIMs the file has now."""
+    _create_schema(db)
+    if db.execute("SELECT 1 FROM cards LIMIT 1").fetchone() is not None:
+        return  # seeded by this version already (a header reset by hand)
+    sims = db.execute("SELECT iccid, partner_code, group_id FROM sims").fetchall()
+    seeded = cards.build_cards(sims)
+    _insert_cards(db, seeded, cards.build_renewals(seeded))
 
 
 def _order_row(seeded: seed.SeedOrder) -> tuple[Any, ...]:
@@ -721,8 +1180,9 @@ def _tables(db: sqlite3.Connection) -> set[str]:
 STATE_FILE = sqlite.FileKind(
     name="sandbox state",
     application_id=APPLICATION_ID,
-    version=1,
+    version=2,
     create=_create_schema,
-    migrations=(_create_schema,),  # 0 -> 1: the same tables, now with a versioned header
+    # 0 -> 1: the same tables, now with a versioned header; 1 -> 2: contract v2's cards.
+    migrations=(_create_schema, _add_cards),
     is_legacy=_is_unversioned_state,
 )
