@@ -89,9 +89,9 @@ def test_create_order_is_sent_again_after_an_answer_that_proves_nothing_was_done
 
 
 def test_a_duplicate_order_no_is_an_error_of_its_own() -> None:
-    with client_with(lambda r: envelope(None, "DUPLICATE_ORDER_NO")) as client:
-        with pytest.raises(errors.DuplicateOrderNo):
-            client.create_order(TOP_UP)
+    client = client_with(lambda r: envelope(None, "DUPLICATE_ORDER_NO"))
+    with client, pytest.raises(errors.DuplicateOrderNo):
+        client.create_order(TOP_UP)
 
 
 def test_a_payment_result_keeps_the_amount_exact_and_an_unknown_id_is_pay_not_found() -> None:
