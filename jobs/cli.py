@@ -19,6 +19,7 @@ from jobs.reconcile import reconcile
 from jobs.runs import runs
 from jobs.sandbox import sandbox
 from jobs.sims import sims
+from jobs.topups import payments
 from lf_bulk import __version__
 from lf_bulk.errors import ConfigError
 
@@ -55,7 +56,7 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
             click.echo(warning, err=True)
 
 
-for command in (groups, sims, runs, reconcile, orders, ops, doctor, sandbox, notify):
+for command in (groups, sims, runs, reconcile, orders, payments, ops, doctor, sandbox, notify):
     cli.add_command(command)
 
 
