@@ -4,10 +4,12 @@ try, re-sent under the `push_dup` fault, and durable across a restart of the san
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 
@@ -55,7 +57,7 @@ def settled(state: SandboxState) -> bool:
 def test_the_schedule_is_30_tries_within_24_hours() -> None:
     assert len(RETRY_OFFSETS) == MAX_TRIES == 30
     assert RETRY_OFFSETS[0] == 0
-    gaps = [later - earlier for earlier, later in zip(RETRY_OFFSETS, RETRY_OFFSETS[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(RETRY_OFFSETS)]
     assert all(gap > 0 for gap in gaps) and gaps == sorted(gaps)
     assert 20 * 3600 < RETRY_OFFSETS[-1] < 24 * 3600
 
@@ -119,7 +121,9 @@ def test_the_push_is_signed_so_that_the_receivers_code_verifies_it(
             assert sender.deliver_due() == 2
         finally:
             sender.stop()
-        orders = {o["order_id"]: o for o in server.state.orders() if o["order_id"].startswith("LF9")}
+        orders = {
+            o["order_id"]: o for o in server.state.orders() if o["order_id"].startswith("LF9")
+        }
     keys = receiver_keys()
     amounts = []
     for request in caught:
@@ -159,9 +163,7 @@ def test_every_order_is_stored_once_with_resends_and_a_receiver_down_for_a_while
     ) as server:
         totals = create_orders(server, 12)
         state = server.state
-        wait_for(
-            lambda: all(e.tries >= 3 for e in pusher.records(state)), what="tries while down"
-        )
+        wait_for(lambda: all(e.tries >= 3 for e in pusher.records(state)), what="tries while down")
         assert pusher.counts(state) == {PushStatus.QUEUED: 12}
         with running_receiver(home, receiver_keys(), port=port):
             wait_for(lambda: settled(state), what="every push delivered")
@@ -190,18 +192,20 @@ def test_a_wrong_key_is_refused_with_401_retried_and_dropped_after_the_last_try(
 ) -> None:
     home = store_home(tmp_path)
     scale = 0.00001
-    with running_receiver(home, receiver_keys()) as url:
-        with running_sandbox(
+    with (
+        running_receiver(home, receiver_keys()) as url,
+        running_sandbox(
             state_file(tmp_path, fresh_world),
             f"{RELAXED},push_time_scale={scale}",
             push=target(url, OTHER_KEY_HEX),
-        ) as server:
-            create_orders(server, 2)
-            wait_for(
-                lambda: pusher.counts(server.state) == {PushStatus.DROPPED: 2},
-                what="both dropped",
-            )
-            events = pusher.records(server.state)
+        ) as server,
+    ):
+        create_orders(server, 2)
+        wait_for(
+            lambda: pusher.counts(server.state) == {PushStatus.DROPPED: 2},
+            what="both dropped",
+        )
+        events = pusher.records(server.state)
     for event in events:
         assert (event.tries, event.last_status, event.last_error) == (MAX_TRIES, 401, "HTTP 401")
         assert event.finished_at is not None
@@ -216,13 +220,15 @@ def test_a_restarted_sandbox_delivers_what_it_had_queued(
     path = state_file(tmp_path, fresh_world)
     home = store_home(tmp_path)
     down = target(f"http://127.0.0.1:{free_port()}/")
-    with running_sandbox(path, RELAXED, push=down) as server:
+    with running_sandbox(path, f"{RELAXED},push_time_scale=0.01", push=down) as server:
         totals = create_orders(server, 3)
         wait_for(lambda: all(e.tries >= 1 for e in pusher.records(server.state)))
-    with running_receiver(home, receiver_keys()) as url:
-        with running_sandbox(path, f"{RELAXED},push_time_scale=0.0001", push=target(url)) as again:
-            wait_for(lambda: settled(again.state), what="delivered after the restart")
-            assert pusher.counts(again.state) == {PushStatus.DELIVERED: 3}
+    restarted = f"{RELAXED},push_time_scale=0.0001"
+    with ExitStack() as stack:
+        url = stack.enter_context(running_receiver(home, receiver_keys()))
+        again = stack.enter_context(running_sandbox(path, restarted, push=target(url)))
+        wait_for(lambda: settled(again.state), what="delivered after the restart")
+        assert pusher.counts(again.state) == {PushStatus.DELIVERED: 3}
     assert {t.currency: t.amount for t in export.load(home).totals} == totals
 
 
