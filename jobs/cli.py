@@ -11,6 +11,7 @@ from jobs.context import AppContext, configure_logging, describe_config_files
 from jobs.doctor import doctor
 from jobs.errors import ErrorMappingGroup, to_click_exception
 from jobs.groups import groups
+from jobs.notify import notify
 from jobs.ops import ops
 from jobs.options import global_options
 from jobs.orders import orders
@@ -42,7 +43,7 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
     settings = settings_from(ctx, given)
     app = AppContext(settings=settings, verbosity=verbosity, show_progress=not no_progress)
     ctx.obj = app
-    if ctx.invoked_subcommand in ("sandbox", None):
+    if ctx.invoked_subcommand in ("sandbox", "notify", None):
         return
     try:
         settings.validate()
@@ -55,7 +56,7 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
             click.echo(warning, err=True)
 
 
-for command in (groups, sims, runs, reconcile, orders, payments, ops, doctor, sandbox):
+for command in (groups, sims, runs, reconcile, orders, payments, ops, doctor, sandbox, notify):
     cli.add_command(command)
 
 

@@ -15,6 +15,17 @@ from lf_bulk.redaction import register_secret
 from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_config, url_password
 
 CONFIG_META_KEY = "lf_bulk.config"
+
+
+# Secrets a config file (or the environment) may hold but no command-line flag may take: other
+# users of the machine can read a process's arguments.
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string in quotes")
+    return value
+
+
+FILE_ONLY_SETTINGS: Schema = {"notify_key": KnownSetting(None, _text)}
 # Settings whose origin an error message may need to name.
 TRACED_SETTINGS = (
     "env",
@@ -55,7 +66,7 @@ def read_config(ctx: click.Context, param: click.Parameter, value: Path | None) 
     # Eager, so the files' values become defaults before the other options are read: flags and
     # environment variables still win over them.
     try:
-        config = load_config(value, config_schema(ctx, ctx.command))
+        config = load_config(value, {**config_schema(ctx, ctx.command), **FILE_ONLY_SETTINGS})
     except ConfigError as error:
         raise to_click_exception(error) from None
     ctx.meta[CONFIG_META_KEY] = config

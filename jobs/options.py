@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ import click
 from jobs.config import read_config
 from lf_bulk import errors, orders, runs, wire
 from lf_bulk import reconcile as rc
+from lf_bulk.notify.when import WHEN_HELP, parse_when
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
 from lf_bulk.settings import DEFAULT_HOME, ENVIRONMENTS
 
@@ -320,4 +322,33 @@ global_options = compose(
         "-q", "--quiet", is_flag=True, help="Only data and report paths on stdout; errors."
     ),
     click.option("--no-progress", is_flag=True, help="No progress bars."),
+)
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except errors.InputError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+since_option = click.option(
+    "--since",
+    metavar="T",
+    callback=_when,
+    help=f"Only pushes first received at or after T: {WHEN_HELP}.",
+)
+until_option = click.option(
+    "--until", metavar="T", callback=_when, help="Only pushes first received before T (same forms)."
+)
+
+from_pushes_options = compose(
+    click.option(
+        "--from-pushes",
+        is_flag=True,
+        help="Export the orders pushed to `notify serve` (in --home) instead of looking keys up.",
+    ),
+    since_option,
 )

@@ -21,7 +21,13 @@ def _is_empty(value: Any) -> bool:
 def sign_content(params: Mapping[str, Any]) -> str:
     """The exact text hashed: sorted keys, compact separators, raw UTF-8, `sign` left out."""
     kept = {k: v for k, v in params.items() if k != SIGN_FIELD and not _is_empty(v)}
-    return json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(kept)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text by the documented rules: keys sorted by code point (in every object), compact
+    separators, non-ASCII as raw UTF-8, `/` unescaped, arrays in the order given."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sign(params: Mapping[str, Any]) -> str:

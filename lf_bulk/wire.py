@@ -15,6 +15,8 @@ character or invalid code point from the server reaches the journal, a terminal 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -22,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -45,7 +48,7 @@ from lf_bulk.models import (
     Submission,
     TopUp,
 )
-from lf_bulk.signing import SIGN_FIELD, sign
+from lf_bulk.signing import SIGN_FIELD, canonical_json, sign
 
 # The version of the contract document this profile implements (`doctor` names it).
 # v1: bundle groups and orders; v2 adds the daily quota, Vshop and Payment (sections 5-7).
@@ -834,4 +837,293 @@ def parse_payment(data: Any, pay_id: str) -> PaymentResult:
         pay_time=clean_text(_text(data, "payTime")),
         order_no=clean_text(_text(data, "orderNo")),
         iccid=clean_text(_text(data, "deviceCode")),
+    )
+
+
+# ---------------------------------------------------------------- contract v2: the push
+#
+# Linksfield POSTs a Recharge Success event to the partner's URL (contract section v2.5). The
+# header names, the version, the algorithm and the key's form are documented; how the signed
+# content is put together, the event's fields and its business key are assumed, and held here.
+
+PUSH_EVENT_RECHARGE_SUCCESS = "RECHARGE_SUCCESS"
+PUSH_DATA_FIELDS = (
+    "orderNo",
+    "order_id",
+    "deviceCode",
+    "packageCode",
+    "servicePlanShowName",
+    "orderPeriod",
+    "payAmount",
+    "payCurrency",
+    "payId",
+    "payTime",
+    "startDate",
+    "expireDate",
+)
+
+
+class PushRejection(StrEnum):
+    """Why a push was refused with 401 (said in the receiver's log, never to the caller)."""
+
+    MISSING_HEADER = "missing_header"
+    BAD_VERSION = "bad_version"
+    BAD_ALGORITHM = "bad_algorithm"
+    UNKNOWN_KEY_ID = "unknown_key_id"
+    BAD_TIMESTAMP = "bad_timestamp"
+    STALE_TIMESTAMP = "stale_timestamp"
+    BAD_SIGNATURE = "bad_signature"
+
+
+@dataclass(frozen=True)
+class PushProfile:
+    """Everything assumed about the Recharge Success push, in one place (contract v2.5)."""
+
+    version_header: str = "x-lf-notification-version"
+    algorithm_header: str = "x-lf-algo"
+    signature_header: str = "x-lf-signature"
+    timestamp_header: str = "x-lf-timestamp"
+    version: str = "1.0"
+    algorithm: str = "HMAC-SHA1"
+    window_seconds: int = 600
+    """How far `x-lf-timestamp` (milliseconds) may be from the receiver's clock, either way."""
+    sort_nested_keys: bool = True
+    """The documented rule sorts the top-level keys; the signing rules of section 2 (which the
+    contract reuses) sort every object's keys. One switch, for a UAT check to settle."""
+    max_body_bytes: int = 1024 * 1024
+    answer_seconds: float = 5.0
+    """Linksfield's deadline for the 2xx; the receiver answers well within it."""
+
+    def header_names(self) -> tuple[str, str, str, str]:
+        return (
+            self.version_header,
+            self.algorithm_header,
+            self.signature_header,
+            self.timestamp_header,
+        )
+
+
+PUSH_V2 = PushProfile()
+
+
+def push_key(key_hex: str) -> bytes:
+    """The notification key's bytes (`bytes.fromhex(key_hex)`); ValueError never quotes the key."""
+    text = key_hex.strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(
+            f"the notification key is not hexadecimal ({len(text)} characters; Linksfield's "
+            "console shows it as key_hex)"
+        ) from None
+    if not key:
+        raise ValueError("the notification key is empty")
+    return key
+
+
+def push_sign_content(
+    body: Mapping[str, Any], timestamp: str, profile: PushProfile = PUSH_V2
+) -> str:
+    """`{version}:{algo}:{timestamp}:` + the body as compact sorted JSON (section 2's rules)."""
+    if profile.sort_nested_keys:
+        text = canonical_json(body)
+    else:
+        compact = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+        text = "{" + ",".join(f"{compact(k)}:{compact(v)}" for k, v in sorted(body.items())) + "}"
+    return f"{profile.version}:{profile.algorithm}:{timestamp}:{text}"
+
+
+def push_signature(
+    body: Mapping[str, Any], timestamp: str, key: bytes, profile: PushProfile = PUSH_V2
+) -> str:
+    """Lowercase hex HMAC-SHA1 of the signed content (UTF-8) with the key's bytes."""
+    # A lone surrogate (JSON allows "\ud800") has no UTF-8 form: its code is hashed as it is.
+    content = push_sign_content(body, timestamp, profile).encode("utf-8", "surrogatepass")
+    return hmac.new(key, content, hashlib.sha1).hexdigest()
+
+
+def sign_push(
+    body: Mapping[str, Any],
+    key_id: str,
+    key_hex: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    profile: PushProfile = PUSH_V2,
+) -> dict[str, str]:
+    """The headers Linksfield sends with `body` (the sandbox's pusher, and tests)."""
+    timestamp = str(round(clock() * 1000))
+    signature = push_signature(body, timestamp, push_key(key_hex), profile)
+    return {
+        "Content-Type": "application/json",
+        profile.version_header: profile.version,
+        profile.algorithm_header: profile.algorithm,
+        profile.signature_header: f"{key_id}/{signature}",
+        profile.timestamp_header: timestamp,
+    }
+
+
+def make_recharge_event(
+    transaction_id: str, event_time_ms: int, data: Mapping[str, object]
+) -> dict[str, Any]:
+    """A Recharge Success body (the sandbox's pusher): `data` keyed by `PUSH_DATA_FIELDS`, every
+    value sent as a string (as section 2's examples send scalars); a re-send of the same order
+    gets a new `transaction_id` and the same `data`."""
+    unknown = sorted(set(data) - set(PUSH_DATA_FIELDS))
+    if unknown:
+        raise ValueError(f"not fields of a Recharge Success event: {', '.join(unknown)}")
+    return {
+        "transactionId": transaction_id,
+        "eventType": PUSH_EVENT_RECHARGE_SUCCESS,
+        "eventTime": str(event_time_ms),
+        "data": {name: "" if value is None else str(value) for name, value in data.items()},
+    }
+
+
+def push_body_bytes(body: Mapping[str, Any]) -> bytes:
+    """How a pusher writes the body on the wire (any JSON text of it verifies the same)."""
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
+
+
+@dataclass(frozen=True)
+class PushHeaders:
+    """The signature headers of a push, read (not yet verified)."""
+
+    version: str
+    algorithm: str
+    key_id: str
+    signature: str
+    timestamp: str
+
+    def as_stored(self, profile: PushProfile = PUSH_V2) -> dict[str, str]:
+        return dict(
+            zip(
+                profile.header_names(),
+                (self.version, self.algorithm, f"{self.key_id}/{self.signature}", self.timestamp),
+                strict=True,
+            )
+        )
+
+
+def read_push_headers(
+    headers: Mapping[str, str], profile: PushProfile = PUSH_V2
+) -> PushHeaders | PushRejection:
+    """The four headers (names case-insensitive, as HTTP has them), or why they are unusable."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    values = [lowered.get(name.lower(), "").strip() for name in profile.header_names()]
+    if not all(values):
+        return PushRejection.MISSING_HEADER
+    version, algorithm, signed_by, timestamp = values
+    key_id, slash, signature = signed_by.rpartition("/")
+    if not slash or not key_id or not signature:
+        return PushRejection.MISSING_HEADER
+    return PushHeaders(version, algorithm, key_id, signature.lower(), timestamp)
+
+
+def check_push_headers(
+    headers: PushHeaders,
+    key_id: str,
+    *,
+    now: float,
+    profile: PushProfile = PUSH_V2,
+) -> PushRejection | None:
+    """What the headers alone prove wrong (before the body is read); None when nothing."""
+    if headers.version != profile.version:
+        return PushRejection.BAD_VERSION
+    if headers.algorithm.upper() != profile.algorithm:
+        return PushRejection.BAD_ALGORITHM
+    if not hmac.compare_digest(headers.key_id.encode(), key_id.encode()):
+        return PushRejection.UNKNOWN_KEY_ID
+    if not headers.timestamp.isascii() or not headers.timestamp.isdigit():
+        return PushRejection.BAD_TIMESTAMP
+    if len(headers.timestamp) > 16:  # past year 2286 in milliseconds: not a time
+        return PushRejection.BAD_TIMESTAMP
+    if abs(int(headers.timestamp) / 1000 - now) > profile.window_seconds:
+        return PushRejection.STALE_TIMESTAMP
+    return None
+
+
+def verify_push_signature(
+    body: Mapping[str, Any],
+    headers: PushHeaders,
+    keys: Sequence[bytes],
+    profile: PushProfile = PUSH_V2,
+) -> bool:
+    """Whether any of `keys` (a refreshed key and its predecessor) signed `body`; constant time."""
+    given = headers.signature.encode("ascii", "replace")
+    matches = [
+        hmac.compare_digest(push_signature(body, headers.timestamp, key, profile).encode(), given)
+        for key in keys
+    ]
+    return any(matches)
+
+
+def push_business_key(body: Mapping[str, Any]) -> str | None:
+    """What makes an event one event, however often it is re-sent (never `transactionId`).
+
+    `{eventType}/order_id={data.order_id}`, else `{eventType}/orderNo={orderNo}/payId={payId}`;
+    None when the event carries neither.
+    """
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return None
+    event_type = _push_text(body.get("eventType")) or "?"
+    order_id = _push_text(data.get("order_id"))
+    if order_id:
+        return f"{event_type}/order_id={order_id}"
+    order_no, pay_id = _push_text(data.get("orderNo")), _push_text(data.get("payId"))
+    if order_no and pay_id:
+        return f"{event_type}/orderNo={order_no}/payId={pay_id}"
+    return None
+
+
+def _push_text(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return clean_text(str(value)).strip()
+
+
+@dataclass(frozen=True)
+class PushedOrder:
+    """The business data of a Recharge Success event, as text from the wire (cleaned).
+
+    `amount` stays text here: the store keeps it exactly as sent and readers make it a Decimal.
+    """
+
+    transaction_id: str
+    event_type: str
+    event_time: str
+    order_id: str
+    order_no: str
+    iccid: str
+    package_code: str
+    plan: str
+    periods: str
+    amount: str
+    currency: str
+    pay_id: str
+    pay_time: str
+    start_date: str
+    expire_date: str
+
+
+def parse_push_event(body: Mapping[str, Any]) -> PushedOrder:
+    """The event's fields (missing ones empty); every string through `clean_text`."""
+    data = body.get("data")
+    data = data if isinstance(data, dict) else {}
+    return PushedOrder(
+        transaction_id=_push_text(body.get("transactionId")),
+        event_type=_push_text(body.get("eventType")),
+        event_time=_push_text(body.get("eventTime")),
+        order_id=_push_text(data.get("order_id")),
+        order_no=_push_text(data.get("orderNo")),
+        iccid=_push_text(data.get("deviceCode")),
+        package_code=_push_text(data.get("packageCode")),
+        plan=_push_text(data.get("servicePlanShowName")),
+        periods=_push_text(data.get("orderPeriod")),
+        amount=_push_text(data.get("payAmount")),
+        currency=_push_text(data.get("payCurrency")).upper(),
+        pay_id=_push_text(data.get("payId")),
+        pay_time=_push_text(data.get("payTime")),
+        start_date=_push_text(data.get("startDate")),
+        expire_date=_push_text(data.get("expireDate")),
     )
