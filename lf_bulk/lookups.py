@@ -550,6 +550,14 @@ def _refuse(
     return error
 
 
+_QUOTA_WORDS: Final = {
+    LookupKind.VERIFY: "the look-up (at most; answers younger than --max-age are reused)",
+    LookupKind.CREATE_ORDER: "the top-ups (at most: a look-up of a given order_no, the send, "
+    "and a look-up after a lost answer)",
+    LookupKind.CHECK_PAYMENT: "the payment look-ups",
+}
+
+
 def _options_digest(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
 
@@ -633,7 +641,7 @@ def start_planned_lookup(
     # more than is left says so, then stops cleanly when the quota runs out (exit 5).
     needs = quota.client_plan(api, counts.valid * len(CALLS[kind]))
     if needs is not None:
-        say(needs.line("the look-up (at most; answers younger than --max-age are reused)"))
+        say(needs.line(_QUOTA_WORDS.get(kind, _QUOTA_WORDS[LookupKind.VERIFY])))
     opened = runs._get(journal)
     opened.create_run(
         run_id=run_id,

@@ -220,3 +220,36 @@ def test_generated_order_numbers_are_fixed_in_the_journal_before_the_first_send(
     }
     runs.drive(journal, shop, first.run_id, settings)  # type: ignore[arg-type]
     assert set(shop.sends) == fixed  # the resume sent the numbers fixed before, not new ones
+
+
+def test_duplicate_order_no_is_settled_by_looking_never_by_sending_again(
+    tmp_path: Path, settings: Settings, journal: Journal
+) -> None:
+    shop = NonIdempotentShop()
+    refusal = errors.DuplicateOrderNo("DUPLICATE_ORDER_NO", "orderNo exists already")
+    given = orders_file(tmp_path, [row(1), row(2)])
+    found, missing = (r.top_up.order_no for r in given.rows if r.top_up)
+    # generated numbers are not looked up before their first send: one is at Linksfield already
+    # (refused, then found: `exists`), the other is refused though no order with it exists
+    shop.add_existing(found, make_iccid(1), "10.00", "EUR")
+    shop.fail_before_acting = {found: refusal, missing: refusal}
+    result = topups.start_orders(journal, shop, settings, given, report_dir=tmp_path / "r")
+    assert result.exit_code == ExitCode.SOME_FAILED
+    assert not shop.sends  # neither was sent a second time
+    reported = outcomes(tmp_path / "r")
+    assert reported[found] == ("exists", "")
+    assert reported[missing] == ("failed", "DUPLICATE_ORDER_NO")
+
+
+def test_a_card_linksfield_refuses_fails_its_row_only(
+    tmp_path: Path, settings: Settings, journal: Journal
+) -> None:
+    shop = NonIdempotentShop()
+    shop.fail_before_acting["A-1"] = errors.CardNotFound("CARD_NOT_FOUND", "no such card")
+    given = orders_file(tmp_path, [row(1, order_no="A-1"), row(2, order_no="A-2")])
+    result = topups.start_orders(journal, shop, settings, given, report_dir=tmp_path / "r")
+    assert result.exit_code == ExitCode.SOME_FAILED
+    assert outcomes(tmp_path / "r") == {
+        "A-1": ("failed", "CARD_NOT_FOUND"), "A-2": ("created", ""),
+    }  # fmt: skip
+    assert topups_summary(tmp_path / "r")["totals"] == {"EUR": {"orders": 1, "amount": "10.00"}}
