@@ -68,7 +68,7 @@ TRY_TIMEOUT = 10.0
 """Seconds one POST may take (Linksfield expects the answer within 5)."""
 IDLE_POLL_SECONDS = 0.2
 """How often an idle pusher looks for events another process queued in the same state file."""
-BATCH = 64
+EVENTS_PER_PASS = 64
 """Events taken per pass, so that stopping never waits for a long queue."""
 
 
@@ -273,12 +273,12 @@ class Pusher:
         self._wake.set()
 
     def deliver_due(self) -> int:
-        """Try every event due now (at most `BATCH`); the number of tries made."""
+        """Try every event due now (at most `EVENTS_PER_PASS`); the number of tries made."""
         with self.state.reading() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM push_outbox WHERE status = ? AND next_at <= ?"
                 " ORDER BY next_at, id LIMIT ?",
-                (PushStatus.QUEUED, self._clock(), BATCH),
+                (PushStatus.QUEUED, self._clock(), EVENTS_PER_PASS),
             ).fetchall()
         for row in rows:
             if self._stop.is_set():
@@ -296,7 +296,7 @@ class Pusher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.deliver_due() >= BATCH:
+                if self.deliver_due() >= EVENTS_PER_PASS:
                     continue
                 wait = self.seconds_to_next()
             except Exception:  # a pusher that stops would silently lose every later event
