@@ -39,7 +39,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from lf_bulk import bulk, errors, iccid, quota, runs
+from lf_bulk import bulk, errors, iccid, quota, runs, wire
 from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
 from lf_bulk.engine import Progress
 from lf_bulk.errors import (
@@ -818,6 +818,12 @@ def order_from_option(value: Any, iccid_: str) -> RowOrder:
         pay_id=str(value["pay_id"]), pay_type=str(value["pay_type"]),
         pay_time=str(value["pay_time"]), auto_renewal=bool(value["auto_renewal"]),
     )  # fmt: skip
+    # What a row may send was checked when the run started; a journal that says otherwise was
+    # changed by something else, and nothing of it is sent.
+    if not (amount.is_finite() and amount > 0 and periods >= 1) or not all(
+        wire.is_valid_id(v) for v in (top_up.order_no, top_up.pay_id)
+    ):
+        raise ValueError("not an order this tool would send")
     return RowOrder(top_up, bool(value["given"]))
 
 

@@ -253,3 +253,23 @@ def test_a_card_linksfield_refuses_fails_its_row_only(
         "A-1": ("failed", "CARD_NOT_FOUND"), "A-2": ("created", ""),
     }  # fmt: skip
     assert topups_summary(tmp_path / "r")["totals"] == {"EUR": {"orders": 1, "amount": "10.00"}}
+
+
+def test_an_order_changed_in_the_journal_is_refused_and_nothing_is_sent(
+    tmp_path: Path, settings: Settings, journal: Journal
+) -> None:
+    import json as json_
+
+    shop = NonIdempotentShop()
+    shop.fail_before_acting["A-1"] = errors.SystemBusy("SYSTEM_BUSY", "busy")
+    given = orders_file(tmp_path, [row(1, order_no="A-1")])
+    first = topups.start_orders(journal, shop, settings, given, report_dir=tmp_path / "r")
+    assert first.exit_code == ExitCode.NOT_FINISHED
+    details = journal.run(first.run_id).details
+    details["options"]["orders"]["2"]["amount"] = "1000000.00"
+    with journal._db:  # what a hand edit of the journal would do
+        journal._db.execute("UPDATE runs SET details = ? WHERE run_id = ?",
+                            (json_.dumps(details), first.run_id))  # fmt: skip
+    with pytest.raises(errors.RunTampered):
+        runs.drive(journal, shop, first.run_id, settings)  # type: ignore[arg-type]
+    assert not shop.sends
