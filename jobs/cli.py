@@ -27,12 +27,16 @@ COMMANDS: dict[str, str] = {
     "reconcile": "Compare the membership desired in FILE with the groups; report drift; --apply "
     "fixes it.",
     "orders": "Order details of the account, for finance.",
+    "payments": "Payment results (the Payment service).",
     "ops": "Asynchronous operations (add/remove requests) on the API side.",
     "doctor": "Check config, clock, reachability, signature and envelope; exit 0 only if all pass.",
     "sandbox": "The embedded simulator of the Linksfield API (contract v1, and the Vshop and "
     "Payment services of contract v2, on the same port).",
     "notify": "Recharge Success pushes from Linksfield: receive, list, export.",
 }
+
+# A group whose module in jobs/ has another name (`payments check` lives with `orders create`).
+COMMAND_MODULES = {"payments": "topups"}
 
 
 class LazyGroup(ErrorMappingGroup):
@@ -44,7 +48,8 @@ class LazyGroup(ErrorMappingGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
-        command = getattr(importlib.import_module(f"jobs.{cmd_name}"), cmd_name)
+        module = COMMAND_MODULES.get(cmd_name, cmd_name)
+        command = getattr(importlib.import_module(f"jobs.{module}"), cmd_name)
         assert isinstance(command, click.Command)
         return command
 

@@ -11,12 +11,14 @@ import click
 from jobs.context import AppContext, pass_app
 from jobs.options import export_options, from_pushes_options
 from jobs.progress import progress_bar
+from jobs.topups import create
 from lf_bulk import order_export as lib
 from lf_bulk.models import MemberPage
 from lf_bulk.notify import export as notify_export
 from lf_bulk.orders import OrderExport, group_keys, read_keys, write_xlsx
 
-orders = click.Group("orders", help="Order details of the account, for finance.")
+orders = click.Group("orders", help="Order details of the account, for finance; top-ups.")
+orders.add_command(create)
 
 
 @orders.command()

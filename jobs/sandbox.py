@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import click
 
 from jobs.context import AppContext
+from jobs.notify import KEY_VARIABLE
+from lf_bulk.redaction import register_secret
 from lf_bulk.sandbox.faults import FAULT_KEYS, FaultSpec
+from lf_bulk.sandbox.pusher import PushTarget
 from lf_bulk.settings import DEFAULT_HOME, is_loopback
 from lf_bulk.sqlite import ensure_private_dir
 
@@ -68,6 +72,15 @@ def sandbox() -> None:
     "data.quota DAILY), every service and call counted [default: no quota; the same as "
     "daily_quota=N in --faults, which this overrides]. `lf-bulk sandbox new-day` resets it.",
 )
+@click.option(
+    "--push-url",
+    metavar="URL",
+    help="Push a signed Recharge Success event here for every order SynOrderInfo creates (e.g. "
+    "the URL `lf-bulk notify serve` prints); the key from LF_BULK_NOTIFY_KEY. A delivery without "
+    "a 2xx is retried, 30 tries within 24 hours (push_time_scale in --faults shortens that), "
+    "then dropped. Needs --push-key-id.",
+)
+@click.option("--push-key-id", metavar="ID", help="The notification key's id for --push-url.")
 @click.option("--sims", type=click.IntRange(min=100), hidden=True, help="World size for new state.")
 def serve_command(
     host: str,
@@ -75,12 +88,15 @@ def serve_command(
     state_path: Path | None,
     faults: FaultSpec,
     daily_quota: int | None,
+    push_url: str | None,
+    push_key_id: str | None,
     sims: int | None,
 ) -> None:
     """Serve the simulated API until interrupted (Ctrl-C).
 
     Point lf-bulk at it with --env uat --base-url URL --partner-code P000270.
     """
+    push = _push_target(push_url, push_key_id)
     state_path = _state_path(state_path)
     if daily_quota is not None:
         faults = dataclasses.replace(faults, daily_quota=daily_quota)
@@ -95,16 +111,37 @@ def serve_command(
         click.echo(
             f"listening on {url} (state: {state_path}, faults: {faults.describe()})", err=True
         )
+        if push:
+            click.echo(f"pushing Recharge Success events to {push.url} (key id {push.key_id})",
+                       err=True)  # fmt: skip
 
     try:
         from lf_bulk.sandbox.server import serve  # uvicorn and starlette load only to serve
 
-        serve(host, port, state_path, faults, sims=sims, on_ready=announce)
+        serve(host, port, state_path, faults, sims=sims, push=push, on_ready=announce)
     except KeyboardInterrupt:
         # uvicorn has already shut down cleanly; it re-raises the Ctrl-C for the caller.
         click.echo("sandbox stopped", err=True)
     except OSError as exc:
         raise click.ClickException(f"cannot start the sandbox: {exc}") from None
+
+
+def _push_target(url: str | None, key_id: str | None) -> PushTarget | None:
+    if url is None and key_id is None:
+        return None
+    if not url or not key_id:
+        raise click.UsageError("give both --push-url and --push-key-id, or neither")
+    key_hex = os.environ.get(KEY_VARIABLE, "").strip()
+    register_secret(key_hex or None)
+    if not key_hex:
+        raise click.UsageError(
+            f"--push-url needs the notification key in {KEY_VARIABLE} (the same value "
+            "`notify serve` uses); it is never taken from the command line"
+        )
+    try:
+        return PushTarget(url, key_id, key_hex)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @sandbox.command("new-day")

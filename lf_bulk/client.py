@@ -25,15 +25,18 @@ from lf_bulk.lazy import lazy_module
 from lf_bulk.models import (
     AsyncResult,
     CardInfo,
+    CreatedOrder,
     Group,
     HeldPlan,
     MemberPage,
     Operation,
     Order,
+    PaymentResult,
     PlanOffer,
     Renewal,
     Service,
     Submission,
+    TopUp,
 )
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
@@ -265,6 +268,19 @@ class LinksfieldClient:
         """Cancel an auto-renewal (for good). Mutating: a lost answer is the caller's to settle."""
         params = wire.cancel_renewal_params(iccid, order_no, pay_id)
         self._call(self.profile.cancel_renewal, params=params, mutating=True)
+
+    def create_order(self, top_up: TopUp) -> CreatedOrder:
+        """Record a paid order and top the SIM up (SynOrderInfo). Mutating and not idempotent:
+        retried only when the server provably did not act; a lost answer is the caller's to
+        settle by looking `top_up.order_no` up (`find_orders("purchase_order_id", ...)`)."""
+        params = wire.create_order_params(top_up)
+        data = self._call(self.profile.create_order, params=params, mutating=True)
+        return wire.parse_created_order(data, top_up)
+
+    def payment_result(self, pay_id: str) -> PaymentResult:
+        """A payment's status (Payment service `resultQuery`); `PayNotFound` for an unknown id."""
+        data = self._call(self.profile.payment_result, params=wire.payment_params(pay_id))
+        return wire.parse_payment(data, pay_id)
 
     # ------------------------------------------------------------ plumbing
 

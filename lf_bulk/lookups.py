@@ -30,15 +30,16 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from lf_bulk import bulk, errors, iccid, quota, runs
+from lf_bulk import bulk, errors, iccid, quota, runs, wire
 from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
 from lf_bulk.engine import Progress
 from lf_bulk.errors import (
@@ -70,7 +71,18 @@ from lf_bulk.journal import (
     utc_now,
 )
 from lf_bulk.locking import exclusive
-from lf_bulk.models import CardInfo, HeldPlan, InputCounts, OutcomeCode, PlanOffer, Renewal
+from lf_bulk.models import (
+    CardInfo,
+    CreatedOrder,
+    HeldPlan,
+    InputCounts,
+    Order,
+    OutcomeCode,
+    PaymentResult,
+    PlanOffer,
+    Renewal,
+    TopUp,
+)
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.reports import (
     ITEMS_CSV,
@@ -113,6 +125,8 @@ class LookupKind(StrEnum):
     PLANS = "plans"
     RENEWALS = "renewals"
     CANCEL_RENEWAL = "cancel_renewal"
+    CREATE_ORDER = "create_order"  # `orders create`: one top-up per row (mutating)
+    CHECK_PAYMENT = "check_payment"  # `payments check`: an item's `iccid` holds its pay_id
 
 
 class Call(StrEnum):
@@ -123,6 +137,16 @@ class Call(StrEnum):
     RENEWAL = "renewal"  # /queryAutoRenewalRecord
     PLANS = "plans"  # /singleServicePlanPage (every page)
     CANCEL_RENEWAL = "cancel_renewal"  # /cancelAutoRenewalRecord (mutating)
+    FIND_ORDER = "find_order"  # GET /mall/order?purchase_order_id= (the row's order_no)
+    CREATE_ORDER = "create_order"  # /synPartner/SynOrderInfo (mutating, not idempotent)
+    PAYMENT = "payment"  # Payment service /resultQuery
+
+
+MUTATING: Final = frozenset({Call.CANCEL_RENEWAL, Call.CREATE_ORDER})
+"""Calls that change something: journaled `sending` first; a lost answer is settled by a look."""
+UNCACHED: Final = frozenset({Call.FIND_ORDER, Call.CREATE_ORDER, Call.PAYMENT})
+"""Calls whose answers are never taken from (or put in) the answer cache: settling a lost order
+needs today's truth, and a payment's status is what the user asks for."""
 
 
 CALLS: Final[Mapping[LookupKind, tuple[Call, ...]]] = {
@@ -132,6 +156,9 @@ CALLS: Final[Mapping[LookupKind, tuple[Call, ...]]] = {
     LookupKind.RENEWALS: (Call.RENEWAL,),
     # the query, the cancel, and the re-read at the end
     LookupKind.CANCEL_RENEWAL: (Call.RENEWAL, Call.CANCEL_RENEWAL, Call.RENEWAL),
+    # a given order_no is looked up first; the send; the look that settles a lost answer
+    LookupKind.CREATE_ORDER: (Call.FIND_ORDER, Call.CREATE_ORDER, Call.FIND_ORDER),
+    LookupKind.CHECK_PAYMENT: (Call.PAYMENT,),
 }
 """The calls one SIM costs at most, per kind (a SIM whose card is not found costs fewer; a plan
 catalogue of more than one page costs more): for quota plans."""
@@ -140,6 +167,10 @@ OPTION_AREA: Final = "area"
 """`options` key (PLANS): the area to ask plans for (`--area`), absent for all."""
 OPTION_YES: Final = "yes"
 """`options` key (CANCEL_RENEWAL): True to send the cancels; otherwise only the plan."""
+OPTION_ORDERS: Final = "orders"
+"""`options` key (CREATE_ORDER): the order of every valid row, by its row number as text
+(`topup_to_options`): the order numbers generated for rows without one are fixed here, in the
+journal, before anything is sent."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +191,11 @@ class SimAnswers:
     plans: tuple[PlanOffer, ...] | None
     fetched_at: float | None
     """When the oldest answer used here was fetched (epoch seconds), None when none was."""
+    order: Mapping[str, str] | None = None
+    """CREATE_ORDER: the order Linksfield holds for the row (`order_id`, and from a look-up
+    `amount`, `currency`, `pay_status`), None when none is known."""
+    payment: Mapping[str, str] | None = None
+    """CHECK_PAYMENT: the payment's result (`payment_value`), None when not found or not asked."""
 
 
 @dataclass
@@ -190,6 +226,9 @@ class LookupClient(Protocol):
     def find_renewal(self, iccid: str) -> Renewal | None: ...
     def list_plans(self, iccid: str, area: str | None = None) -> list[PlanOffer]: ...
     def cancel_renewal(self, iccid: str, order_no: str, pay_id: str) -> None: ...
+    def find_orders(self, key_kind: str, key: str) -> list[Order]: ...
+    def create_order(self, top_up: TopUp) -> CreatedOrder: ...
+    def payment_result(self, pay_id: str) -> PaymentResult: ...
 
 
 Reporter = Callable[[LookupRun], ExitCode]
@@ -205,12 +244,20 @@ def register_reporter(kind: LookupKind, reporter: Reporter) -> None:
     _REPORTERS[kind] = reporter
 
 
+def _reporter_for(kind: LookupKind) -> Reporter:
+    if kind in (LookupKind.CREATE_ORDER, LookupKind.CHECK_PAYMENT) and kind not in _REPORTERS:
+        from lf_bulk import topups  # noqa: F401  (it builds on this module; registers its own)
+    return _REPORTERS.get(kind, default_reporter)
+
+
 VERIFIED: Final = OutcomeCode.VERIFIED
 REJECTED: Final = OutcomeCode.REJECTED
 LOOKED_UP: Final = OutcomeCode.LOOKED_UP
 CANCELLED: Final = OutcomeCode.CANCELLED
 NO_RENEWAL: Final = OutcomeCode.NO_RENEWAL
 NOT_FOUND: Final = OutcomeCode.NOT_FOUND
+CREATED: Final = OutcomeCode.CREATED
+EXISTS: Final = OutcomeCode.EXISTS
 
 LOOKUP_OUTCOMES: Final = (
     str(VERIFIED),
@@ -219,6 +266,8 @@ LOOKUP_OUTCOMES: Final = (
     str(CANCELLED),
     str(NO_RENEWAL),
     str(NOT_FOUND),
+    str(CREATED),
+    str(EXISTS),
     str(OutcomeCode.FAILED),
     str(OutcomeCode.INVALID),
     str(OutcomeCode.DUPLICATE),
@@ -230,7 +279,9 @@ LOOKUP_OUTCOMES: Final = (
 CARD_NOT_FOUND: Final = "CARD_NOT_FOUND"
 CARD_NOT_OWNED: Final = "CARD_NOT_OWNED"
 CARD_INACTIVE: Final = "CARD_INACTIVE"
-NOT_FOUND_CODES: Final = frozenset({CARD_NOT_FOUND, CARD_NOT_OWNED})
+PAY_NOT_FOUND: Final = "PAY_NOT_FOUND"
+NOT_FOUND_CODES: Final = frozenset({CARD_NOT_FOUND, CARD_NOT_OWNED, PAY_NOT_FOUND})
+DUPLICATE_ORDER_NO: Final = "DUPLICATE_ORDER_NO"
 ACTIVE: Final = "ACTIVE"
 
 REASON_WOULD_CANCEL: Final = "WOULD_CANCEL"
@@ -239,6 +290,8 @@ REASON_STILL_ACTIVE: Final = "STILL_ACTIVE"
 REASON_RENEWAL_GONE: Final = "RENEWAL_NOT_FOUND"
 REASON_QUOTA: Final = "QUOTA"
 
+MAX_ORDER_SENDS: Final = 5
+"""Sends of one order (each after a look found nothing) before the row fails."""
 MAX_CANCEL_SENDS: Final = 3
 """Cancels sent for one renewal (each after a lookup showed it still there) before it fails."""
 MAX_FAILURES_IN_A_ROW: Final = 5
@@ -279,14 +332,19 @@ def _done(outcome: str, reason_code: str = "", reason: str = "") -> Step:
     return Step(outcome=outcome, reason_code=reason_code, reason=reason)
 
 
-def next_step(kind: LookupKind, asked: Sequence[Asked], *, yes: bool = False) -> Step:
+def next_step(
+    kind: LookupKind, asked: Sequence[Asked], *, yes: bool = False, look_first: bool = True
+) -> Step:
     """What a SIM of a `kind` run needs next, from the calls made for it so far (in order).
 
     Pure: the driver journals each answer and asks again, so a resumed run continues exactly
-    where the journal says it stopped.
+    where the journal says it stopped. `look_first` (CREATE_ORDER): the row's order_no was the
+    user's, so Linksfield may have it already.
     """
     if kind is LookupKind.CANCEL_RENEWAL:
         return _next_cancel_step(asked, yes=yes)
+    if kind is LookupKind.CREATE_ORDER:
+        return _next_order_step(asked, look_first=look_first)
     for call in CALLS[kind]:
         answer = next((a.answer for a in asked if a.call is call and a.answer), None)
         if answer is None:
@@ -309,6 +367,42 @@ def _error_outcome(kind: LookupKind, answer: Answer) -> Step:
     if answer.code == CARD_INACTIVE:
         return _done(LOOKED_UP, answer.code, answer.message)
     return _done(OutcomeCode.FAILED, answer.code, answer.message)
+
+
+def _next_order_step(asked: Sequence[Asked], *, look_first: bool) -> Step:
+    """At most one order per row: a send whose answer was lost (or DUPLICATE_ORDER_NO) is
+    followed by a look-up of the order_no, and the row is sent again only when that finds
+    nothing."""
+    sends = [a for a in asked if a.call is Call.CREATE_ORDER]
+    if not asked:
+        return Step(call=Call.FIND_ORDER if look_first else Call.CREATE_ORDER)
+    last = asked[-1]
+    if last.call is Call.CREATE_ORDER:
+        if last.answer is None or last.answer.code == DUPLICATE_ORDER_NO:
+            return Step(call=Call.FIND_ORDER)  # look before anything is sent again
+        if last.answer.ok:
+            return _done(CREATED)
+        return _done(OutcomeCode.FAILED, last.answer.code, last.answer.message)
+    assert last.answer is not None and last.call is Call.FIND_ORDER
+    if not last.answer.ok:
+        return _done(OutcomeCode.FAILED, last.answer.code, last.answer.message)
+    if last.answer.value:
+        if any(a.answer is None for a in sends):
+            return _done(
+                CREATED, REASON_LOST, "the answer to the order was lost; the look-up found it"
+            )
+        return _done(EXISTS, "", "Linksfield has this order_no already; it was not sent")
+    if sends and sends[-1].answer is not None:  # DUPLICATE_ORDER_NO, yet nothing to find
+        return _done(
+            OutcomeCode.FAILED, DUPLICATE_ORDER_NO,
+            "Linksfield refused the order_no as a duplicate, but no order with it can be found",
+        )  # fmt: skip
+    if len(sends) >= MAX_ORDER_SENDS:
+        return _done(
+            OutcomeCode.FAILED, REASON_LOST,
+            f"{len(sends)} sends whose answers were lost, and no order was found",
+        )  # fmt: skip
+    return Step(call=Call.CREATE_ORDER)
 
 
 def _next_cancel_step(asked: Sequence[Asked], *, yes: bool) -> Step:
@@ -456,6 +550,14 @@ def _refuse(
     return error
 
 
+_QUOTA_WORDS: Final = {
+    LookupKind.VERIFY: "the look-up (at most; answers younger than --max-age are reused)",
+    LookupKind.CREATE_ORDER: "the top-ups (at most: a look-up of a given order_no, the send, "
+    "and a look-up after a lost answer)",
+    LookupKind.CHECK_PAYMENT: "the payment look-ups",
+}
+
+
 def _options_digest(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
 
@@ -484,14 +586,52 @@ def start_lookup(
     (0: every answer fresh). Everything that can fail is checked before the run exists.
     """
     kind = LookupKind(kind)
+    planned = PlannedRows(*_planned(rows, kind), from_file=isinstance(rows, InputTable))
+    if isinstance(rows, InputTable):
+        say(f"{rows.source}: {planned.counts.describe()}")
+    return start_planned_lookup(
+        journal, client, settings, planned,
+        kind, options=options, max_age=max_age, report_dir=report_dir, skip_invalid=skip_invalid,
+        timeout=timeout, progress=progress, say=say,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlannedRows:
+    """A look-up run's items as planned by its caller (`start_planned_lookup`)."""
+
+    items: list[PlannedItem]
+    counts: InputCounts
+    source: str
+    groups: str
+    from_file: bool = True
+    """Invalid or duplicate rows refuse the whole input unless `skip_invalid`."""
+
+
+def start_planned_lookup(
+    journal: runs.Lazy[Journal],
+    client: runs.Lazy[LookupClient],
+    settings: Settings,
+    planned: PlannedRows,
+    kind: LookupKind,
+    *,
+    options: Mapping[str, Any] | None = None,
+    max_age: float = DEFAULT_MAX_AGE,
+    report_dir: Path | None = None,
+    skip_invalid: bool = False,
+    timeout: float | None = None,
+    progress: runs.ProgressFactory = runs.no_progress,
+    say: runs.Say = runs._silent,
+) -> runs.RunResult:
+    """`start_lookup` for items its caller planned (an item's `iccid` is the run's subject: a
+    pay_id for CHECK_PAYMENT), e.g. rows with more columns than an ICCID."""
+    kind = LookupKind(kind)
     stored = dict(options or {})
     json.dumps(stored)  # refuse what the journal could not hold, before anything exists
-    items, counts, source, groups = _planned(rows, kind)
-    if isinstance(rows, InputTable):
-        say(f"{rows.source}: {counts.describe()}")
+    items, counts, source, groups = planned.items, planned.counts, planned.source, planned.groups
     run_id = new_run_id()
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
-    from_file = isinstance(rows, InputTable)
+    from_file = planned.from_file
     if from_file and (counts.invalid or counts.duplicates) and not skip_invalid:
         raise _refuse(items, counts, source, kind, run_id, target, no_valid_row=False)
     if not counts.valid:
@@ -501,7 +641,7 @@ def start_lookup(
     # more than is left says so, then stops cleanly when the quota runs out (exit 5).
     needs = quota.client_plan(api, counts.valid * len(CALLS[kind]))
     if needs is not None:
-        say(needs.line("the look-up (at most; answers younger than --max-age are reused)"))
+        say(needs.line(_QUOTA_WORDS.get(kind, _QUOTA_WORDS[LookupKind.VERIFY])))
     opened = runs._get(journal)
     opened.create_run(
         run_id=run_id,
@@ -614,7 +754,7 @@ def _conclude(journal: Journal, run_id: str, stop: _Stop) -> runs.RunResult:
     provisional = ExitCode.FATAL if stop.fatal else ExitCode.NOT_FINISHED
     journal.set_run_status(run_id, status, provisional, reason=stop.why)
     run = load_run(journal, run_id)
-    reporter = _REPORTERS.get(run.kind, default_reporter)
+    reporter = _reporter_for(run.kind)
     try:
         code = reporter(run)
     except OSError as exc:
@@ -646,11 +786,92 @@ def _asked(journal: Journal, run_id: str, calls: Sequence[CallRecord]) -> list[A
     return asked
 
 
+@dataclass(frozen=True)
+class RowOrder:
+    """The order of one CREATE_ORDER row; `given`: its order_no came from the user's file."""
+
+    top_up: TopUp
+    given: bool
+
+
+def order_to_option(top_up: TopUp, given: bool) -> dict[str, Any]:
+    """One row's order as stored in the run's options (amount as exact decimal text)."""
+    return {
+        "order_no": top_up.order_no, "package_code": top_up.package_code,
+        "periods": top_up.periods, "amount": f"{top_up.amount:f}", "currency": top_up.currency,
+        "pay_id": top_up.pay_id, "pay_type": top_up.pay_type, "pay_time": top_up.pay_time,
+        "auto_renewal": top_up.auto_renewal, "given": given,
+    }  # fmt: skip
+
+
+def order_from_option(value: Any, iccid_: str) -> RowOrder:
+    """`order_to_option` read back; ValueError/TypeError/KeyError when it is not one."""
+    if not isinstance(value, dict):
+        raise TypeError("not an order")
+    amount = Decimal(str(value["amount"]))
+    periods = value["periods"]
+    if not isinstance(periods, int) or isinstance(periods, bool):
+        raise TypeError("periods")
+    top_up = TopUp(
+        order_no=str(value["order_no"]), iccid=iccid_, package_code=str(value["package_code"]),
+        periods=periods, amount=amount, currency=str(value["currency"]),
+        pay_id=str(value["pay_id"]), pay_type=str(value["pay_type"]),
+        pay_time=str(value["pay_time"]), auto_renewal=bool(value["auto_renewal"]),
+    )  # fmt: skip
+    # What a row may send was checked when the run started; a journal that says otherwise was
+    # changed by something else, and nothing of it is sent.
+    if not (amount.is_finite() and amount > 0 and periods >= 1) or not all(
+        wire.is_valid_id(v) for v in (top_up.order_no, top_up.pay_id)
+    ):
+        raise ValueError("not an order this tool would send")
+    return RowOrder(top_up, bool(value["given"]))
+
+
+def _orders_of(
+    record: RunRecord, options: Mapping[str, Any], items: Iterable[ItemRecord]
+) -> dict[int, RowOrder]:
+    stored = options.get(OPTION_ORDERS)
+    try:
+        if not isinstance(stored, dict):
+            raise TypeError("no orders")
+        return {item.row: order_from_option(stored[str(item.row)], item.iccid) for item in items}
+    except (ValueError, TypeError, KeyError, ArithmeticError):
+        raise errors.RunTampered(
+            f"run {record.run_id}: the orders it was started with cannot be read; nothing was "
+            "sent. The journal was changed by something other than lf-bulk"
+        ) from None
+
+
+def _found_order(found: Sequence[Order], order_no: str) -> dict[str, str] | None:
+    """What a look-up of `order_no` found, as journaled: None when Linksfield has no such order."""
+    same = [o for o in found if o.purchase_order_id == order_no]
+    if not same:
+        return None
+    order = same[0]
+    return {
+        "order_id": order.order_id,
+        "amount": "" if order.amount is None else f"{order.amount:f}",
+        "currency": order.currency,
+        "pay_status": order.pay_status,
+    }
+
+
+def payment_value(result: PaymentResult) -> dict[str, str]:
+    """A payment's result as journaled (amount as exact decimal text)."""
+    return {
+        "pay_id": result.pay_id, "pay_status": result.pay_status,
+        "amount": "" if result.amount is None else f"{result.amount:f}",
+        "currency": result.currency, "pay_time": result.pay_time, "order_no": result.order_no,
+        "iccid": result.iccid,
+    }  # fmt: skip
+
+
 @dataclass
 class _Work:
     item: ItemRecord
     seq: int
     step: Step
+    order: RowOrder | None = None
 
 
 class _Driver:
@@ -681,6 +902,11 @@ class _Driver:
         self.asker = cache.asker(runs.endpoint_of(settings), api.partner_code)
         self.clock = clock
         self.pending = {item.item_id: item for item in journal.lookup_items(self.run_id)}
+        self.orders = (
+            _orders_of(record, options, self.pending.values())
+            if self.kind is LookupKind.CREATE_ORDER
+            else {}
+        )
         self.asked: dict[int, list[Asked]] = {
             item_id: _asked(journal, self.run_id, calls)
             for item_id, calls in journal.calls(self.run_id).items()
@@ -754,7 +980,11 @@ class _Driver:
         return stop
 
     def _step(self, item: ItemRecord) -> Step:
-        return next_step(self.kind, self.asked.get(item.item_id, []), yes=self.yes)
+        order = self.orders.get(item.row)
+        return next_step(
+            self.kind, self.asked.get(item.item_id, []), yes=self.yes,
+            look_first=order is None or order.given,
+        )  # fmt: skip
 
     def _finish(self, item: ItemRecord, step: Step) -> None:
         self.journal.set_item_outcome(
@@ -769,7 +999,7 @@ class _Driver:
         """Record a cached answer for `step` when a young enough one exists (never in a run
         that cancels, never for a look after a cancel)."""
         assert step.call is not None
-        if self.yes or step.call is Call.CANCEL_RENEWAL:
+        if self.yes or step.call in MUTATING or step.call in UNCACHED:
             return False
         found = self.cache.get(self.asker, step.call, self._subject(item, step.call), self.max_age)
         if found is None:
@@ -789,16 +1019,15 @@ class _Driver:
 
     def _start(self, item: ItemRecord, step: Step) -> _Work:
         seq = len(self.asked.get(item.item_id, []))
-        if step.call is Call.CANCEL_RENEWAL:
-            assert step.renewal is not None
+        work = _Work(item, seq, step, self.orders.get(item.row))
+        if step.call in MUTATING:
             # Never trust the journal with a change: the ICCID is checked again before it goes.
             if iccid.check(item.iccid)[1] is not None:
                 raise errors.RunTampered(f"run {self.run_id}: item {item.item_id} is no ICCID")
-            request = {"order_no": step.renewal.order_no, "pay_id": step.renewal.pay_id}
             self.journal.mark_call_sending(
-                self.run_id, item.item_id, seq, step.call, json.dumps(request)
+                self.run_id, item.item_id, seq, step.call, json.dumps(dict(_request_of(work)))
             )
-        return _Work(item, seq, step)
+        return work
 
     def _ask(self, work: _Work) -> Answer:
         """One call, on a pool thread: its answer, or the per-SIM error answer."""
@@ -815,6 +1044,17 @@ class _Driver:
                     return Answer(None)
             if call is Call.PLANS:
                 return Answer(list(self.api.list_plans(iccid_, self.area)))
+            if call is Call.FIND_ORDER:
+                assert work.order is not None
+                order_no = work.order.top_up.order_no
+                found = self.api.find_orders("purchase_order_id", order_no)
+                return Answer(_found_order(found, order_no))
+            if call is Call.CREATE_ORDER:
+                assert work.order is not None
+                created = self.api.create_order(replace(work.order.top_up, iccid=iccid_))
+                return Answer({"order_no": created.order_no, "order_id": created.order_id})
+            if call is Call.PAYMENT:
+                return Answer(payment_value(self.api.payment_result(iccid_)))
             assert call is Call.CANCEL_RENEWAL and work.step.renewal is not None
             renewal = work.step.renewal
             self.api.cancel_renewal(iccid_, renewal.order_no, renewal.pay_id)
@@ -850,12 +1090,12 @@ class _Driver:
         )
         if call is Call.CANCEL_RENEWAL:
             self.cache.forget(self.asker, Call.RENEWAL, item.iccid)
-        else:
+        elif call not in UNCACHED:
             self.cache.put(self.asker, call, self._subject(item, call), text, fetched_at)
         return True, _Stop()
 
     def _failed(self, work: _Work, error: errors.LfBulkError) -> tuple[bool, _Stop]:
-        item, mutating = work.item, work.step.call is Call.CANCEL_RENEWAL
+        item, mutating = work.item, work.step.call in MUTATING
         code = getattr(error, "code", "") or type(error).__name__
         busy = isinstance(error, SystemBusy)  # retryable, and the call was not acted on
         global_failure = isinstance(error, errors.TlsError | errors.ConfigError) or (
@@ -867,13 +1107,17 @@ class _Driver:
         not_acted = busy or errors.proves_not_acted(error)
         lost = mutating and not global_failure and not not_acted
         if lost:
-            # The cancel may have been done: keep it `sending`; the next step looks first.
-            self.asked.setdefault(item.item_id, []).append(Asked(Call.CANCEL_RENEWAL, None, {}))
+            # The change may have been done: keep it `sending`; the next step looks first.
+            assert work.step.call is not None
+            self.asked.setdefault(item.item_id, []).append(Asked(work.step.call, None, {}))
         elif mutating:
             self._unsent(work)
         self._note(item, REASON_LOST if lost else code, str(error))
         if global_failure:
             return False, _Stop(str(error), fatal=True)
+        if lost and work.step.call is Call.CREATE_ORDER:
+            # A lost answer is no sign the service is down (the look that follows will be).
+            return self._sends(item) < MAX_ORDER_SENDS, _Stop()
         self.failures_in_a_row += 1
         if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             return False, _Stop(
@@ -884,10 +1128,10 @@ class _Driver:
         return lost and self._sends(item) < MAX_CANCEL_SENDS, _Stop()
 
     def _sends(self, item: ItemRecord) -> int:
-        return sum(1 for a in self.asked.get(item.item_id, []) if a.call is Call.CANCEL_RENEWAL)
+        return sum(1 for a in self.asked.get(item.item_id, []) if a.call in MUTATING)
 
     def _unsent(self, work: _Work) -> None:
-        if work.step.call is Call.CANCEL_RENEWAL:
+        if work.step.call in MUTATING:
             self.journal.forget_unsent_call(self.run_id, work.item.item_id, work.seq)
 
     def _note(self, item: ItemRecord, code: str, reason: str) -> None:
@@ -895,6 +1139,8 @@ class _Driver:
 
 
 def _request_of(work: _Work) -> Mapping[str, Any]:
+    if work.step.call is Call.CREATE_ORDER and work.order is not None:
+        return {"order_no": work.order.top_up.order_no}
     renewal = work.step.renewal
     if work.step.call is Call.CANCEL_RENEWAL and renewal is not None:
         return {"order_no": renewal.order_no, "pay_id": renewal.pay_id}
@@ -916,7 +1162,7 @@ def cancel_lookup(journal: Journal, run_id: str) -> runs.RunResult:
     """
     journal.cancel_lookup_run(run_id, "cancelled with `lf-bulk runs cancel`", ExitCode.SOME_FAILED)
     run = load_run(journal, run_id)
-    _REPORTERS.get(run.kind, default_reporter)(run)
+    _reporter_for(run.kind)(run)
     counts = journal.outcome_counts(run_id)
     return runs.RunResult(run_id, ExitCode.SOME_FAILED, counts, run.report_dir, driven=False)
 
@@ -961,6 +1207,18 @@ def _sim_answers(item: ItemRecord, asked: Sequence[Asked]) -> SimAnswers:
         renewal=renewals[0].answer.value if renewals and renewals[0].answer else None,
         plans=listed(Call.PLANS),
         fetched_at=min(fetched) if fetched else None,
+        order=next(
+            (
+                a.answer.value
+                for a in reversed(asked)
+                if a.call in (Call.CREATE_ORDER, Call.FIND_ORDER)
+                and a.answer
+                and a.answer.ok
+                and a.answer.value
+            ),
+            None,
+        ),
+        payment=first(Call.PAYMENT),
     )
 
 

@@ -103,6 +103,10 @@ class OutcomeCode(StrEnum):
     CANCELLED = "cancelled"
     NO_RENEWAL = "no_renewal"
     NOT_FOUND = "not_found"
+    # Top-ups (`orders create`).
+    CREATED = "created"
+    EXISTS = "exists"
+    WOULD_CREATE = "would_create"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,3 +228,54 @@ class Renewal:
     periods: int | None
     package_type: str
     subscription_time: str  # `yyyy.MM.dd`, as the API writes it
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """One third-party-payment order to record (SynOrderInfo): a row of `orders create`.
+
+    `amount` is exact; `pay_time` is `yyyy-MM-dd HH:mm:ss` or "" (the server's time then).
+    """
+
+    order_no: str
+    iccid: str
+    package_code: str
+    periods: int
+    amount: Decimal
+    currency: str
+    pay_id: str
+    pay_type: str = ""
+    pay_time: str = ""
+    auto_renewal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedOrder:
+    """SynOrderInfo's answer: the partner's `order_no` and Linksfield's `order_id`."""
+
+    order_no: str
+    order_id: str
+    iccid: str
+
+
+class PayStatus(StrEnum):
+    """`payStatus` of a Payment service `resultQuery` answer."""
+
+    SUCCESS = "SUCCESS"
+    PENDING = "PENDING"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    REFUNDED = "REFUNDED"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """A payment's result (`resultQuery`); `amount` exact, `pay_time` the API's text."""
+
+    pay_id: str
+    pay_status: str
+    amount: Decimal | None
+    currency: str
+    pay_time: str
+    order_no: str
+    iccid: str

@@ -33,17 +33,20 @@ from lf_bulk.models import (
     AsyncResult,
     Bundle,
     CardInfo,
+    CreatedOrder,
     Group,
     HeldPlan,
     MemberPage,
     Operation,
     OpStatus,
     Order,
+    PaymentResult,
     PlanOffer,
     Renewal,
     Service,
     SimResult,
     Submission,
+    TopUp,
 )
 from lf_bulk.signing import SIGN_FIELD, canonical_json, sign
 
@@ -216,6 +219,8 @@ ID_ALPHABET = "letters, digits and . _ : - (starting with a letter or digit)"
 class IdKind(StrEnum):
     GROUP = "group id"
     REQUEST = "request id"
+    ORDER_NO = "order_no"
+    PAY_ID = "pay_id"
 
 
 def validate_id(value: str, kind: IdKind) -> str:
@@ -777,6 +782,61 @@ def parse_renewal(data: Any, iccid: str) -> Renewal | None:
         periods=_opt_int(data.get("orderPeriod")),
         package_type=_text(data, "packageType"),
         subscription_time=_text(data, "subscriptionTime"),
+    )
+
+
+def create_order_params(top_up: TopUp) -> dict[str, Any]:
+    """The SynOrderInfo body of a paid order (section 6): the amount as exact decimal text."""
+    for name, value in (("orderNo", top_up.order_no), ("payId", top_up.pay_id),
+                        ("packageCode", top_up.package_code)):  # fmt: skip
+        if not value:
+            raise errors.InputError(f"an order needs {name}; nothing sent")
+    if not top_up.amount.is_finite() or top_up.amount <= 0 or top_up.periods < 1:
+        raise errors.InputError("an order needs an amount above 0 and at least 1 period")
+    return device_params(
+        top_up.iccid,
+        orderNo=top_up.order_no,
+        packageCode=top_up.package_code,
+        orderPeriod=str(top_up.periods),
+        autoRenewal="1" if top_up.auto_renewal else "0",
+        payAmount=f"{top_up.amount:f}",
+        payCurrency=top_up.currency,
+        payId=top_up.pay_id,
+        payResultDate=top_up.pay_time or None,
+        payRst="SUCCESS",
+        payStatus="1",
+        payType=top_up.pay_type or None,
+    )
+
+
+def parse_created_order(data: Any, top_up: TopUp) -> CreatedOrder:
+    data = _require_dict(data, "created order")
+    order_id = _text(data, "order_id") or _text(data, "orderId")
+    if not order_id:
+        raise errors.EnvelopeError("created order: no order_id in the answer")
+    return CreatedOrder(
+        order_no=_text(data, "orderNo") or top_up.order_no,
+        order_id=clean_text(order_id),
+        iccid=_text(data, "deviceCode") or top_up.iccid,
+    )
+
+
+def payment_params(pay_id: str) -> dict[str, Any]:
+    if not pay_id:
+        raise errors.InputError("a payment look-up needs a payId; nothing sent")
+    return {"payId": pay_id}
+
+
+def parse_payment(data: Any, pay_id: str) -> PaymentResult:
+    data = _require_dict(data, "payment")
+    return PaymentResult(
+        pay_id=clean_text(_text(data, "payId") or pay_id),
+        pay_status=clean_text(_text(data, "payStatus").upper()),
+        amount=_decimal(data.get("payAmount"), "payment: payAmount"),
+        currency=clean_text(_text(data, "payCurrency").upper()),
+        pay_time=clean_text(_text(data, "payTime")),
+        order_no=clean_text(_text(data, "orderNo")),
+        iccid=clean_text(_text(data, "deviceCode")),
     )
 
 

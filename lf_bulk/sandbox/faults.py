@@ -26,6 +26,10 @@ Keys (every one optional; `FAULT_KEYS` lists them with their help text):
                                                                          (fraction 0..1)
     daily_quota   requests per partner code per UTC day, every service and call counted;
                   past it HTTP 429, code 1429, data.quota DAILY         (integer >= 0, or off)
+    push_dup      fraction of delivered Recharge Success pushes sent again later with a new
+                  transactionId and the same data (`--push-url`)         (fraction 0..1)
+    push_time_scale  the push retry schedule (30 tries within 24 h) times this factor, so that
+                  tests run it in a second                              (number > 0, e.g. 1e-5)
 
 When a key is given twice, the last value wins. Faults apply to the API endpoints only: `drop`,
 `5xx`, `429` and `latency` to every one of them (Vshop and Payment included), `drop_first` and
@@ -64,6 +68,8 @@ FAULT_KEYS: dict[str, str] = {
     "seed": "a whole number such as 42",
     "busy": "a fraction between 0 and 1 such as 0.1",
     "daily_quota": "a whole number of requests of at least 0 such as 5000, or off",
+    "push_dup": "a fraction between 0 and 1 such as 0.2",
+    "push_time_scale": "a number above 0 such as 0.001",
 }
 
 # Spec key -> FaultSpec field, where they differ (spec keys such as "5xx" are not identifiers).
@@ -75,6 +81,7 @@ _FIELD_OF_KEY = {
     "sim_locked": "sim_locked_rate",
     "sim_internal": "sim_internal_rate",
     "busy": "busy_rate",
+    "push_dup": "push_dup_rate",
 }
 
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h|d)?")
@@ -105,6 +112,8 @@ class FaultSpec:
     seed: int | None = _DEFAULT_RULES.seed
     busy_rate: float = 0.0
     daily_quota: int | None = _DEFAULT_RULES.daily_quota
+    push_dup_rate: float = 0.0
+    push_time_scale: float = 1.0
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:
@@ -269,6 +278,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "seed": _integer(None),
     "busy": _fraction,
     "daily_quota": _quota,
+    "push_dup": _fraction,
+    "push_time_scale": _positive_number(0.0, inclusive=False),
 }
 
 assert set(_PARSERS) == set(FAULT_KEYS)

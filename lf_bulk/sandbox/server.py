@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lf_bulk.sandbox.app import create_app
 from lf_bulk.sandbox.faults import FaultSpec, coerce_faults
+from lf_bulk.sandbox.pusher import Pusher, PushTarget
 from lf_bulk.sandbox.state import SandboxState
 
 STARTUP_TIMEOUT = 10.0
@@ -45,6 +46,7 @@ class SandboxServer:
     faults: FaultSpec
     host: str
     port: int
+    pusher: Pusher | None = None
 
 
 def open_state(path: Path, faults: FaultSpec, sims: int | None = None) -> SandboxState:
@@ -61,12 +63,19 @@ def running_sandbox(
     sims: int | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
+    push: PushTarget | None = None,
 ) -> Iterator[SandboxServer]:
-    """A sandbox server in a daemon thread, ready to accept connections; stopped on exit."""
+    """A sandbox server in a daemon thread, ready to accept connections; stopped on exit.
+
+    With `push`, every order it creates is pushed there (`SandboxServer.pusher`); without (the
+    embedded sandbox), nothing is pushed.
+    """
     spec = coerce_faults(faults)
-    state = open_state(Path(state_path), spec, sims)
-    try:
+    with ExitStack() as stack:
+        state = stack.enter_context(open_state(Path(state_path), spec, sims))
+        pusher = stack.enter_context(pushing(state, spec, push)) if push else None
         sock = bind_socket(host, port)
+        stack.callback(sock.close)
         server = _PromptServer(_config(create_app(state, spec), idle_timeout, max_connections))
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="lf-bulk-sandbox", daemon=True
@@ -75,13 +84,29 @@ def running_sandbox(
         try:
             _wait_until_started(server, thread)
             bound_port = sock.getsockname()[1]
-            yield SandboxServer(base_url(host, bound_port), state, spec, host, bound_port)
+            yield SandboxServer(base_url(host, bound_port), state, spec, host, bound_port, pusher)
         finally:
             server.should_exit = True
             thread.join(SHUTDOWN_TIMEOUT)
-            sock.close()
+
+
+@contextmanager
+def pushing(state: SandboxState, spec: FaultSpec, target: PushTarget) -> Iterator[Pusher]:
+    """Queue a push with every order `state` creates, and deliver them to `target` meanwhile."""
+    pusher = Pusher(
+        state,
+        target,
+        time_scale=spec.push_time_scale,
+        resend_rate=spec.push_dup_rate,
+        seed=spec.seed,
+    )
+    state.queue_pushes_from_now(pusher.wake)
+    pusher.start()
+    try:
+        yield pusher
     finally:
-        state.close()
+        state.queue_pushes = False
+        pusher.stop()
 
 
 def serve(
@@ -91,11 +116,16 @@ def serve(
     faults: FaultSpec | str | None = None,
     *,
     sims: int | None = None,
+    push: PushTarget | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C). `on_ready` gets the URL once the port is bound."""
+    """Serve until interrupted (Ctrl-C). `on_ready` gets the URL once the port is bound; with
+    `push`, every order created is pushed there."""
     spec = coerce_faults(faults)
-    with open_state(Path(state_path), spec, sims) as state:
+    with ExitStack() as stack:
+        state = stack.enter_context(open_state(Path(state_path), spec, sims))
+        if push:
+            stack.enter_context(pushing(state, spec, push))
         sock = bind_socket(host, port)
         if on_ready:
             on_ready(base_url(host, sock.getsockname()[1]))

@@ -37,7 +37,7 @@ from typing import Any
 
 from lf_bulk import sqlite, wire
 from lf_bulk.models import Operation, OpStatus
-from lf_bulk.sandbox import cards, seed
+from lf_bulk.sandbox import cards, pusher, seed
 
 SCHEMA_VERSION = "1"
 APPLICATION_ID = 0x4C465342  # "LFSB" in the SQLite header: this file is a sandbox state
@@ -216,6 +216,9 @@ class SandboxState:
         self._db = sqlite.connect(
             self.path, STATE_FILE, private_folder=False, check_same_thread=False
         )
+        self.queue_pushes = False
+        """Queue a Recharge Success event with every order created (`queue_pushes_from_now`)."""
+        self.on_push_queued: Callable[[], None] | None = None
         with self._lock:
             self._seed_once(seed.DEFAULT_SIMS if sims is None else sims)
 
@@ -473,6 +476,10 @@ class SandboxState:
                     " order_id) VALUES (?, ?, ?, ?, ?, ?)",
                     (order_no, partner, iccid, plan.package_code, periods, order_id),
                 )
+                if self.queue_pushes:  # in the order's transaction: no order without its event
+                    pusher.queue_event(self._db, pusher.event_data(created), self._clock())
+        if self.queue_pushes and self.on_push_queued is not None:
+            self.on_push_queued()
         return {"orderNo": order_no, "order_id": order_id, "deviceCode": iccid}
 
     def take_quota(self, partner: str) -> QuotaSpent | None:
@@ -519,6 +526,26 @@ class SandboxState:
 
     def now(self) -> float:
         return self._clock()
+
+    def queue_pushes_from_now(self, on_queued: Callable[[], None] | None = None) -> None:
+        """Queue a push with every order created from now on (`sandbox serve --push-url`);
+        `on_queued` is called after each one is committed."""
+        with self.writing() as db:
+            pusher.create_outbox(db)
+        self.on_push_queued = on_queued
+        self.queue_pushes = True
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The state's connection, under its lock (the pusher's outbox reads through this)."""
+        with self._lock:
+            yield self._db
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """The state's connection, under its lock, in one IMMEDIATE transaction."""
+        with self._lock, self._transaction():
+            yield self._db
 
     # ------------------------------------------------------------ request log
 
@@ -1163,6 +1190,7 @@ def _create_schema(db: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
+    pusher.create_outbox(db)
 
 
 def _is_unversioned_state(db: sqlite3.Connection) -> bool:
@@ -1183,6 +1211,7 @@ STATE_FILE = sqlite.FileKind(
     version=2,
     create=_create_schema,
     # 0 -> 1: the same tables, now with a versioned header; 1 -> 2: contract v2's cards.
+    # (The push outbox is made by `queue_pushes_from_now` in a file that lacks it.)
     migrations=(_create_schema, _add_cards),
     is_legacy=_is_unversioned_state,
 )
