@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import json
 import logging
 import re
@@ -244,9 +245,21 @@ def register_reporter(kind: LookupKind, reporter: Reporter) -> None:
     _REPORTERS[kind] = reporter
 
 
+# The module that registers each kind's reporter: they build on this module, so it imports them
+# only when a run of theirs ends (a `runs resume` in a fresh process has imported none of them).
+_REPORTER_MODULES: Final[Mapping[LookupKind, str]] = {
+    LookupKind.STATUS: "lf_bulk.fleet",
+    LookupKind.PLANS: "lf_bulk.catalogue",
+    LookupKind.RENEWALS: "lf_bulk.renewals",
+    LookupKind.CANCEL_RENEWAL: "lf_bulk.renewals",
+    LookupKind.CREATE_ORDER: "lf_bulk.topups",
+    LookupKind.CHECK_PAYMENT: "lf_bulk.topups",
+}
+
+
 def _reporter_for(kind: LookupKind) -> Reporter:
-    if kind in (LookupKind.CREATE_ORDER, LookupKind.CHECK_PAYMENT) and kind not in _REPORTERS:
-        from lf_bulk import topups  # noqa: F401  (it builds on this module; registers its own)
+    if kind not in _REPORTERS and kind in _REPORTER_MODULES:
+        importlib.import_module(_REPORTER_MODULES[kind])
     return _REPORTERS.get(kind, default_reporter)
 
 
