@@ -29,16 +29,34 @@ def client_of(app: AppContext) -> Callable[[], LinksfieldClient]:
     return lambda: app.session().client
 
 
-def bars(app: AppContext) -> Callable[[int], AbstractContextManager[Progress]]:
+def bars(
+    app: AppContext, calls_per_item: int = 0
+) -> Callable[[int], AbstractContextManager[Progress]]:
+    """The two bars of a run; with `calls_per_item` (a look-up run), the finished bar also says
+    when the day's quota will stop the run before its end, so its ETA is not read as the end."""
+
     @contextmanager
     def two_bars(total: int) -> Iterator[Progress]:
         with (
             progress_bar(app, desc="submitted", total=total, unit="sim", position=0) as sent,
             progress_bar(app, desc="finished ", total=total, unit="sim", position=1) as done,
         ):
+            if calls_per_item and app.progress_enabled:
+                stop = quota_stop(app, total * calls_per_item)
+                if stop:
+                    done.set_postfix_str(stop)
             yield Progress(submitted=sent.update, finished=done.update)
 
     return two_bars
+
+
+def quota_stop(app: AppContext, calls: int) -> str:
+    """'3,200 calls left today; the rest after 00:00 UTC' when `calls` exceed what is left."""
+    ledger = app.session().quota
+    left = ledger.left_today()
+    if calls <= left:
+        return ""
+    return f"{left:,} calls left today; the rest after {ledger.resets_at():%H:%M} UTC"
 
 
 def render_run(app: AppContext, result: runs.RunResult | None) -> None:

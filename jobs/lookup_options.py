@@ -160,7 +160,7 @@ def start(
     return lookups.start_lookup(
         lambda: open_journal(app), client_of(app), app.settings, rows, kind, options=options,
         max_age=max_age, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
-        progress=bars(app), say=app.info,
+        progress=bars(app, len(lookups.CALLS[kind])), say=app.info,
     )  # fmt: skip
 
 
