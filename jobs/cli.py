@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "runs": "Runs recorded in the journal: list, inspect, resume, wait for, retry, cancel.",
     "reconcile": "Compare the membership desired in FILE with the groups; report drift; --apply "
     "fixes it.",
-    "orders": "Order details of the account, for finance.",
+    "orders": "Order details of the account, for finance; top-ups.",
     "payments": "Payment results (the Payment service).",
     "ops": "Asynchronous operations (add/remove requests) on the API side.",
     "doctor": "Check config, clock, reachability, signature and envelope; exit 0 only if all pass.",
