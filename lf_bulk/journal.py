@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS batches (
     PRIMARY KEY (run_id, batch_id)
 );
 CREATE INDEX IF NOT EXISTS batches_by_state ON batches (run_id, state);
+CREATE INDEX IF NOT EXISTS batches_planned_due ON batches (run_id, phase, not_before, batch_id)
+    WHERE state = 'planned';
+CREATE INDEX IF NOT EXISTS batches_polls_due ON batches (run_id, next_poll_at)
+    WHERE state = 'submitted';
+CREATE INDEX IF NOT EXISTS batches_lost_due ON batches (run_id, submitted_at)
+    WHERE state = 'answer_lost';
 CREATE TABLE IF NOT EXISTS items (
     run_id TEXT NOT NULL,
     item_id INTEGER NOT NULL,
@@ -116,10 +122,12 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 APPLICATION_ID = 0x4C464A4E  # "LFJN" in the SQLite header: this file is an lf-bulk journal
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: application id, schema version, and every run's integrity record (0: lf-bulk 0.1.0).
 2: indexes that keep an engine tick proportional to the open batches, not to the run.
-3: the `answers` of look-up runs: per item, each call in order, its request and its answer."""
+3: the `answers` of look-up runs: per item, each call in order, its request and its answer.
+4: indexes of the open batches by when they are due (to send, to poll, to settle), which keep an
+   engine tick proportional to the batches that are ready, not to the open ones."""
 
 
 class RunStatus(StrEnum):
@@ -614,6 +622,77 @@ class Journal:
         rows = self._db.execute(query + order, args).fetchall()
         return [_batch_record(r) for r in rows]
 
+    # The engine's questions of each tick, each answered from a partial index of the batches in
+    # one state (the state is spelled in the SQL so that SQLite can use it): their cost is the
+    # batches they return, whatever the number of open batches.
+
+    def ready_to_send(self, run_id: str, phase: int, now: float, limit: int) -> list[BatchRecord]:
+        """Up to `limit` planned batches of `phase` due by `now`: the earliest due first, then
+        in batch order."""
+        rows = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'planned' AND phase = ?"
+            " AND not_before <= ? ORDER BY not_before, batch_id LIMIT ?",
+            (run_id, phase, now, limit),
+        ).fetchall()
+        return [_batch_record(r) for r in rows]
+
+    def polls_due(self, run_id: str, now: float, limit: int) -> list[BatchRecord]:
+        """Up to `limit` submitted batches whose next poll is due by `now`, the earliest first."""
+        unscheduled = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'submitted'"
+            " AND next_poll_at IS NULL ORDER BY +batch_id LIMIT ?",
+            (run_id, limit),
+        ).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'submitted'"
+            " AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
+            (run_id, now, limit),
+        ).fetchall()
+        return [_batch_record(r) for r in [*unscheduled, *rows][:limit]]
+
+    def lost_due(self, run_id: str, lost_by: float) -> list[BatchRecord]:
+        """The answer-lost batches whose loss was seen by `lost_by`, the earliest first."""
+        rows = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'answer_lost'"
+            " AND IFNULL(submitted_at, 0) <= ? ORDER BY submitted_at, batch_id",
+            (run_id, lost_by),
+        ).fetchall()
+        return [_batch_record(r) for r in rows]
+
+    def has_planned(self, run_id: str, phase: int) -> bool:
+        """Whether a batch of `phase` is still to be sent (due or not)."""
+        row = self._db.execute(
+            "SELECT 1 FROM batches WHERE run_id = ? AND state = 'planned' AND phase = ? LIMIT 1",
+            (run_id, phase),
+        ).fetchone()
+        return row is not None
+
+    def next_due(self, run_id: str, phase: int) -> tuple[float | None, float | None, float | None]:
+        """When the next batch of each kind falls due: the earliest `not_before` of a planned
+        batch of `phase`, `next_poll_at` of a submitted one (0 when one has none) and
+        `submitted_at` of an answer-lost one (None: no such batch)."""
+        send = self._db.execute(
+            "SELECT MIN(not_before) FROM batches WHERE run_id = ? AND state = 'planned'"
+            " AND phase = ?",
+            (run_id, phase),
+        ).fetchone()[0]
+        poll = self._db.execute(
+            "SELECT MIN(next_poll_at) FROM batches WHERE run_id = ? AND state = 'submitted'",
+            (run_id,),
+        ).fetchone()[0]
+        if self._db.execute(
+            "SELECT 1 FROM batches WHERE run_id = ? AND state = 'submitted'"
+            " AND next_poll_at IS NULL LIMIT 1",
+            (run_id,),
+        ).fetchone():
+            poll = 0.0
+        lost = self._db.execute(
+            "SELECT MIN(IFNULL(submitted_at, 0)) FROM batches WHERE run_id = ?"
+            " AND state = 'answer_lost'",
+            (run_id,),
+        ).fetchone()[0]
+        return send, poll, lost
+
     def batch_attempts(self, run_id: str, batch_id: int) -> dict[str, int]:
         """Pending ICCIDs of a batch with how often each has been sent (in any batch)."""
         rows = self._db.execute(
@@ -1020,12 +1099,17 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
     _create_schema(db)
 
 
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    """Indexes of the open batches by due time: planned, submitted, answer lost."""
+    _create_schema(db)
+
+
 JOURNAL_FILE = sqlite.FileKind(
     name="journal",
     application_id=APPLICATION_ID,
     version=SCHEMA_VERSION,
     create=_create_schema,
-    migrations=(_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3),
+    migrations=(_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4),
     is_legacy=_is_v0_1_0_journal,
 )
 
