@@ -130,8 +130,12 @@ class RunDriver:
         progress: Progress | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        after_batches: Callable[[], None] = lambda: None,
     ) -> None:
+        """`after_batches` is called (in this thread) each time batches have closed, e.g. to
+        write the items that became final into the reports while the run goes on."""
         self.journal = journal
+        self.after_batches = after_batches
         self.client = client
         self.run_id = run_id
         self.options = options or EngineOptions()
@@ -223,6 +227,7 @@ class RunDriver:
                     if not self.options.wait and self._all_sent(phase, in_flight):
                         stopping = StopReason.NO_WAIT
                     elif self._settle_due_within_quota(in_flight, now):
+                        self.after_batches()
                         continue  # settling changed the batches: look again
                     else:
                         self._schedule(pool, in_flight, phase, now)
@@ -243,6 +248,8 @@ class RunDriver:
                         self._handle(in_flight.pop(future), future)
                     except errors.QuotaExhausted as error:  # e.g. settling an expired request
                         self._quota_spent = self._quota_spent or error
+                if done:
+                    self.after_batches()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

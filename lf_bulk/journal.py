@@ -885,6 +885,31 @@ class Journal:
         )
         return [ItemRecord(*r) for r in rows]
 
+    def rows_follow_item_ids(self, run_id: str) -> bool:
+        """Whether the report order (row, then item id) is the item id order, as in every run
+        made from an input file; then `items_from` reads the report in order, a piece at a time."""
+        row = self._db.execute(
+            "SELECT 1 FROM (SELECT row, LAG(row) OVER (ORDER BY item_id) AS before FROM items"
+            " WHERE run_id = ?) WHERE before > row LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return row is None
+
+    def items_from(self, run_id: str, item_id: int) -> Iterator[ItemRecord]:
+        """The items from `item_id` on, in id order, read as they are taken (stop any time)."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE run_id = ? AND item_id >= ?"
+            " ORDER BY item_id",
+            (run_id, item_id),
+        )
+        try:
+            for r in rows:
+                yield ItemRecord(*r)
+        finally:
+            cursor.close()
+
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self._db.execute(
             "SELECT COALESCE(outcome, ?) AS o, COUNT(*) FROM items WHERE run_id = ? GROUP BY o",
