@@ -702,6 +702,17 @@ class Journal:
         )
         return {r[0]: r[1] for r in rows}
 
+    def _pending_item_ids(self, run_id: str, batch_id: int) -> dict[str, list[int]]:
+        """The pending items of a batch: their ids per ICCID."""
+        ids: dict[str, list[int]] = {}
+        for iccid, item_id in self._db.execute(
+            "SELECT iccid, item_id FROM items WHERE run_id = ? AND batch_id = ?"
+            " AND outcome IS NULL ORDER BY item_id",
+            (run_id, batch_id),
+        ):
+            ids.setdefault(iccid, []).append(item_id)
+        return ids
+
     def lost_sends(self, run_id: str, batch_id: int) -> set[str]:
         """Pending ICCIDs of a batch whose previous send's answer was lost."""
         rows = self._db.execute(
@@ -817,19 +828,27 @@ class Journal:
                 " WHERE run_id = ? AND batch_id = ?",
                 (state, api_status, redact(error), run_id, batch_id),
             )
+            # Each item is updated by its key: matching ICCIDs within the batch instead costs
+            # a walk of the batch per ICCID (0.25 s for a batch of 500).
+            ids = self._pending_item_ids(run_id, batch_id)
             db.executemany(
                 "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
-                " WHERE run_id = ? AND batch_id = ? AND iccid = ? AND outcome IS NULL",
+                " WHERE run_id = ? AND item_id = ? AND batch_id = ? AND outcome IS NULL",
                 (
-                    (o.outcome, o.reason_code, redact(o.reason), run_id, batch_id, iccid)
+                    (o.outcome, o.reason_code, redact(o.reason), run_id, item_id, batch_id)
                     for iccid, o in outcomes.items()
+                    for item_id in ids.get(iccid, ())
                 ),
             )
             if resettle:
                 db.executemany(
                     "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
-                    " AND batch_id = ? AND iccid = ? AND outcome IS NULL",
-                    ((PENDING_LOST_MARK, run_id, batch_id, iccid) for iccid in resettle),
+                    " AND item_id = ? AND batch_id = ? AND outcome IS NULL",
+                    (
+                        (PENDING_LOST_MARK, run_id, item_id, batch_id)
+                        for iccid in resettle
+                        for item_id in ids.get(iccid, ())
+                    ),
                 )
                 self._plan_batches(
                     run_id, max_batch, not_before=0.0, state=ANSWER_LOST, sent_at=resettle_from
@@ -837,15 +856,23 @@ class Journal:
             if retry:
                 if retry_mark is None:
                     db.executemany(
-                        "UPDATE items SET batch_id = NULL WHERE run_id = ? AND batch_id = ?"
-                        " AND iccid = ? AND outcome IS NULL",
-                        ((run_id, batch_id, iccid) for iccid in retry),
+                        "UPDATE items SET batch_id = NULL WHERE run_id = ? AND item_id = ?"
+                        " AND batch_id = ? AND outcome IS NULL",
+                        (
+                            (run_id, item_id, batch_id)
+                            for iccid in retry
+                            for item_id in ids.get(iccid, ())
+                        ),
                     )
                 else:
                     db.executemany(
                         "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
-                        " AND batch_id = ? AND iccid = ? AND outcome IS NULL",
-                        ((retry_mark, run_id, batch_id, iccid) for iccid in retry),
+                        " AND item_id = ? AND batch_id = ? AND outcome IS NULL",
+                        (
+                            (retry_mark, run_id, item_id, batch_id)
+                            for iccid in retry
+                            for item_id in ids.get(iccid, ())
+                        ),
                     )
                 self._plan_batches(run_id, max_batch, not_before=retry_after)
             self._event(
