@@ -113,6 +113,7 @@ def million_add(directory: Path, iccids: int = MILLION) -> dict[str, Any]:
             [*lf, "-v", "--no-progress", "--env", "uat", "--partner-code", "P000270",
              "--base-url", f"http://127.0.0.1:{port}", "--home", str(directory / "home"),
              "--rate", str(MILLION_RATE), "--max-in-flight", str(MILLION_IN_FLIGHT),
+             "--daily-quota", "1000000",
              "sims", "add", EMPTY_GROUP, str(listing), "--report-dir", str(directory / "rep")],
             cwd=ROOT, capture_output=True, text=True,
         )  # fmt: skip
