@@ -3,6 +3,7 @@ and the reports of a run."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from lf_bulk.journal import (
     LOOKUP_KIND,
     NOT_FINISHED,
     RUNNING,
+    ItemRecord,
     Journal,
     PlannedItem,
     RunRecord,
@@ -33,11 +35,13 @@ from lf_bulk.reports import (
     OUTCOMES,
     ItemOutcome,
     RunSummary,
+    StreamedRunReport,
     count_outcomes,
     write_run_report,
 )
 from lf_bulk.sources import InputTable
 
+log = logging.getLogger(__name__)
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 VERIFIED_BY: Final = "verified_by"
 """Run details key of an add/remove run with `--verify`: the id of its VERIFY look-up run."""
@@ -284,14 +288,15 @@ def write_dry_run_report(
     return write_run_report(report_dir, items, summary, extra_facts=extra)
 
 
-def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
-    """The run's reports as the journal has them now, in the directory the run started with."""
-    items = [
-        ItemOutcome(
-            i.row, i.iccid, i.outcome or OutcomeCode.PENDING, i.reason_code, i.reason, i.request_id
-        )
-        for i in journal.items(run.run_id)
-    ]
+def _item_outcome(i: ItemRecord) -> ItemOutcome:
+    outcome = i.outcome or OutcomeCode.PENDING
+    return ItemOutcome(i.row, i.iccid, outcome, i.reason_code, i.reason, i.request_id)
+
+
+def _run_summary(
+    journal: Journal, run: RunRecord, exit_code: int, outcomes: Counter[str]
+) -> tuple[RunSummary, list[tuple[str, object]]]:
+    """The summary of a run as the journal has it now, and its extra Summary-sheet facts."""
     run = journal.run(run.run_id)
     vocabulary = VERIFIED_OUTCOMES if run.details.get(VERIFIED_BY) else OUTCOMES
     sent_batches = [b for b in journal.batches(run.run_id) if b.request_id]
@@ -304,15 +309,93 @@ def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
         invalid=run.invalid,
         duplicates=run.duplicates,
         batches=len(sent_batches),
-        outcomes=count_outcomes(items, vocabulary),
+        outcomes=count_outcomes((), vocabulary) | dict(outcomes),
         started_at=run.started_at,
         finished_at=run.finished_at,
         exit_code=exit_code,
         vocabulary=vocabulary,
     )
+    summary.to_json()  # an outcome outside the vocabulary fails here, before anything is written
     verified = run.details.get(VERIFIED_BY)
-    extra = [("Verified by run", str(verified))] if verified else []
+    return summary, [("Verified by run", str(verified))] if verified else []
+
+
+def write_reports(journal: Journal, run: RunRecord, exit_code: int) -> Path:
+    """The run's reports as the journal has them now, in the directory the run started with."""
+    items = [_item_outcome(i) for i in journal.items(run.run_id)]
+    summary, extra = _run_summary(journal, run, exit_code, Counter(item.outcome for item in items))
     return write_run_report(Path(run.report_dir), items, summary, extra_facts=extra)
+
+
+class RunReporter:
+    """A run's reports written while it is driven: after each batch the items that are final,
+    from the first row on up to the first one still pending, go to a `StreamedRunReport`
+    (batches are sent in row order and mostly finish in it), so that `finish` has only the
+    last batches to write when the run ends.
+
+    A reporter starts from the first row in every process: a resumed run writes its reports
+    whole, from the journal, like one never interrupted. A run whose rows do not follow its
+    items (none made from a file) is written at the end only. Streaming is a way to be quick,
+    never a way to fail: when it cannot go on (the folder went away), `finish` writes the
+    reports as `write_reports` does, and raises what that raises.
+    """
+
+    def __init__(self, journal: Journal, run_id: str) -> None:
+        self.journal = journal
+        self.run = journal.run(run_id)
+        self._next_item = 0
+        self._outcomes: Counter[str] = Counter()
+        self._stream: StreamedRunReport | None = None
+        if journal.rows_follow_item_ids(run_id):
+            try:
+                self._stream = StreamedRunReport(Path(self.run.report_dir))
+            except OSError as error:
+                log.info("run %s: reports written at the end (%s)", run_id, error)
+
+    def advance(self) -> None:
+        """Write the items that became final since the last call (up to the first pending)."""
+        if self._stream is None:
+            return
+        final = []
+        for item in self.journal.items_from(self.run.run_id, self._next_item):
+            if item.outcome is None:
+                break
+            final.append(_item_outcome(item))
+        self._add(final)
+
+    def finish(self, exit_code: int) -> Path:
+        """Write what is left (pending items too) and the summary; return the report folder."""
+        stream = self._stream
+        if stream is None:
+            return write_reports(self.journal, self.run, exit_code)
+        self._add(
+            [_item_outcome(i) for i in self.journal.items_from(self.run.run_id, self._next_item)]
+        )
+        if self._stream is None:  # it failed on the way
+            return write_reports(self.journal, self.run, exit_code)
+        summary, extra = _run_summary(self.journal, self.run, exit_code, self._outcomes)
+        try:
+            return stream.finish(summary, extra_facts=extra)
+        except OSError:
+            return write_reports(self.journal, self.run, exit_code)
+
+    def abandon(self) -> None:
+        """Give up streaming; the folder keeps what it had."""
+        if self._stream is not None:
+            self._stream.abandon()
+            self._stream = None
+
+    def _add(self, items: list[ItemOutcome]) -> None:
+        if not items or self._stream is None:
+            return
+        try:
+            self._stream.add(items)
+        except OSError as error:
+            log.info("run %s: reports written at the end (%s)", self.run.run_id, error)
+            self.abandon()
+            return
+        self._next_item += len(items)
+        self._outcomes.update(item.outcome for item in items)
 
 
 # ---------------------------------------------------------------- runs as people see them

@@ -28,18 +28,14 @@ from lf_bulk import errors, quota, wire
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
-    ANSWER_LOST,
     FAILED,
     FINAL,
     FINISHED,
     LOST,
     NOT_FINISHED,
-    OPEN_STATES,
     PENDING_LOST_MARK,
-    PLANNED,
     RUNNING,
     SENDING,
-    SUBMITTED,
     BatchRecord,
     Journal,
     Outcome,
@@ -134,8 +130,12 @@ class RunDriver:
         progress: Progress | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        after_batches: Callable[[], None] = lambda: None,
     ) -> None:
+        """`after_batches` is called (in this thread) each time batches have closed, e.g. to
+        write the items that became final into the reports while the run goes on."""
         self.journal = journal
+        self.after_batches = after_batches
         self.client = client
         self.run_id = run_id
         self.options = options or EngineOptions()
@@ -219,22 +219,22 @@ class RunDriver:
                     stopping = StopReason.TIMEOUT
                 if not stopping and self._quota_spent is not None:
                     stopping = StopReason.QUOTA
-                open_batches: list[BatchRecord] = []
+                phase: int | None = None
                 if not stopping:
                     phase = self.journal.first_pending_phase(self.run_id)
                     if phase is None:
                         break
-                    open_batches = self.journal.batches(self.run_id, OPEN_STATES)
-                    if not self.options.wait and self._all_sent(phase, open_batches, in_flight):
+                    if not self.options.wait and self._all_sent(phase, in_flight):
                         stopping = StopReason.NO_WAIT
-                    elif self._settle_due_within_quota(open_batches, in_flight, now):
+                    elif self._settle_due_within_quota(in_flight, now):
+                        self.after_batches()
                         continue  # settling changed the batches: look again
                     else:
-                        self._schedule(pool, in_flight, open_batches, phase, now)
+                        self._schedule(pool, in_flight, phase, now)
                 if stopping and not in_flight:
                     break
                 if not in_flight:
-                    timeout = self._seconds_until_next_event(open_batches, deadline, now)
+                    timeout = self._seconds_until_next_event(phase, deadline, now)
                     self.sleep(max(0.0, min(timeout, 1.0)))
                     continue
                 try:
@@ -248,37 +248,33 @@ class RunDriver:
                         self._handle(in_flight.pop(future), future)
                     except errors.QuotaExhausted as error:  # e.g. settling an expired request
                         self._quota_spent = self._quota_spent or error
+                if done:
+                    self.after_batches()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return stopping
 
-    def _all_sent(
-        self, phase: int, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work]
-    ) -> bool:
-        return not any(b.phase == phase and b.state == PLANNED for b in open_batches) and not any(
+    def _all_sent(self, phase: int, in_flight: dict[Future[Any], _Work]) -> bool:
+        return not self.journal.has_planned(self.run_id, phase) and not any(
             w.kind is WorkKind.SEND for w in in_flight.values()
         )
 
-    def _settle_due_within_quota(
-        self, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work], now: float
-    ) -> bool:
+    def _settle_due_within_quota(self, in_flight: dict[Future[Any], _Work], now: float) -> bool:
         try:
-            return self._settle_due(open_batches, in_flight, now)
+            return self._settle_due(in_flight, now)
         except errors.QuotaExhausted as error:
             self._quota_spent = self._quota_spent or error
             return True  # look again: the loop now stops
 
-    def _settle_due(
-        self, open_batches: list[BatchRecord], in_flight: dict[Future[Any], _Work], now: float
-    ) -> bool:
+    def _settle_due(self, in_flight: dict[Future[Any], _Work], now: float) -> bool:
         """Settle the answer-lost batches whose asynchronous window has passed."""
         busy = {w.batch.batch_id for w in in_flight.values()}
         due = [
             b
-            for b in open_batches
-            if b.state == ANSWER_LOST and b.batch_id not in busy and self._settle_at(b) <= now
+            for b in self.journal.lost_due(self.run_id, now - self._async_window())
+            if b.batch_id not in busy and self._settle_at(b) <= now
         ]
         self._members_cache.clear()  # one fresh read per group per tick
         for batch in due:
@@ -292,7 +288,6 @@ class RunDriver:
         self,
         pool: ThreadPoolExecutor,
         in_flight: dict[Future[Any], _Work],
-        open_batches: list[BatchRecord],
         phase: int,
         now: float,
     ) -> None:
@@ -300,26 +295,21 @@ class RunDriver:
         free = self.client.pacer.max_in_flight - len(in_flight)
         if free <= 0:
             return
+        # Only the batches that are ready, and no more of them than can go out now (those in
+        # flight may be among them): a tick costs what it sends, not what the run holds.
+        wanted = free + len(busy)
         planned = [
             b
-            for b in open_batches
-            if b.state == PLANNED
-            and b.phase == phase
-            and b.not_before <= now
-            and b.batch_id not in busy
+            for b in self.journal.ready_to_send(self.run_id, phase, now, wanted)
+            if b.batch_id not in busy
         ]
         polls: list[BatchRecord] = []
         if self.options.wait:
-            polls = sorted(
-                (
-                    b
-                    for b in open_batches
-                    if b.state == SUBMITTED
-                    and (b.next_poll_at or 0) <= now
-                    and b.batch_id not in busy
-                ),
-                key=lambda b: b.next_poll_at or 0,
-            )
+            polls = [
+                b
+                for b in self.journal.polls_due(self.run_id, now, wanted)
+                if b.batch_id not in busy
+            ]
         for batch in planned[:free]:
             attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
             iccids = list(attempts)
@@ -342,16 +332,17 @@ class RunDriver:
             in_flight[poll] = _Work(WorkKind.POLL, batch)
 
     def _seconds_until_next_event(
-        self, open_batches: list[BatchRecord], deadline: float | None, now: float
+        self, phase: int | None, deadline: float | None, now: float
     ) -> float:
         times = []
-        for batch in open_batches:
-            if batch.state == PLANNED:
-                times.append(batch.not_before)
-            elif batch.state == ANSWER_LOST:
-                times.append(self._settle_at(batch))
-            elif self.options.wait:
-                times.append(batch.next_poll_at or now)
+        if phase is not None:
+            send, poll, lost = self.journal.next_due(self.run_id, phase)
+            if send is not None:
+                times.append(send)
+            if lost is not None:
+                times.append(lost + self._async_window())
+            if poll is not None and self.options.wait:
+                times.append(poll or now)
         if deadline is not None:
             times.append(deadline)
         return max(0.0, min(times, default=now + 0.5) - now)

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own C encoder
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,12 @@ CREATE TABLE IF NOT EXISTS batches (
     PRIMARY KEY (run_id, batch_id)
 );
 CREATE INDEX IF NOT EXISTS batches_by_state ON batches (run_id, state);
+CREATE INDEX IF NOT EXISTS batches_planned_due ON batches (run_id, phase, not_before, batch_id)
+    WHERE state = 'planned';
+CREATE INDEX IF NOT EXISTS batches_polls_due ON batches (run_id, next_poll_at)
+    WHERE state = 'submitted';
+CREATE INDEX IF NOT EXISTS batches_lost_due ON batches (run_id, submitted_at)
+    WHERE state = 'answer_lost';
 CREATE TABLE IF NOT EXISTS items (
     run_id TEXT NOT NULL,
     item_id INTEGER NOT NULL,
@@ -115,10 +122,12 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 APPLICATION_ID = 0x4C464A4E  # "LFJN" in the SQLite header: this file is an lf-bulk journal
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: application id, schema version, and every run's integrity record (0: lf-bulk 0.1.0).
 2: indexes that keep an engine tick proportional to the open batches, not to the run.
-3: the `answers` of look-up runs: per item, each call in order, its request and its answer."""
+3: the `answers` of look-up runs: per item, each call in order, its request and its answer.
+4: indexes of the open batches by when they are due (to send, to poll, to settle), which keep an
+   engine tick proportional to the batches that are ready, not to the open ones."""
 
 
 class RunStatus(StrEnum):
@@ -613,6 +622,77 @@ class Journal:
         rows = self._db.execute(query + order, args).fetchall()
         return [_batch_record(r) for r in rows]
 
+    # The engine's questions of each tick, each answered from a partial index of the batches in
+    # one state (the state is spelled in the SQL so that SQLite can use it): their cost is the
+    # batches they return, whatever the number of open batches.
+
+    def ready_to_send(self, run_id: str, phase: int, now: float, limit: int) -> list[BatchRecord]:
+        """Up to `limit` planned batches of `phase` due by `now`: the earliest due first, then
+        in batch order."""
+        rows = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'planned' AND phase = ?"
+            " AND not_before <= ? ORDER BY not_before, batch_id LIMIT ?",
+            (run_id, phase, now, limit),
+        ).fetchall()
+        return [_batch_record(r) for r in rows]
+
+    def polls_due(self, run_id: str, now: float, limit: int) -> list[BatchRecord]:
+        """Up to `limit` submitted batches whose next poll is due by `now`, the earliest first."""
+        unscheduled = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'submitted'"
+            " AND next_poll_at IS NULL ORDER BY +batch_id LIMIT ?",
+            (run_id, limit),
+        ).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'submitted'"
+            " AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
+            (run_id, now, limit),
+        ).fetchall()
+        return [_batch_record(r) for r in [*unscheduled, *rows][:limit]]
+
+    def lost_due(self, run_id: str, lost_by: float) -> list[BatchRecord]:
+        """The answer-lost batches whose loss was seen by `lost_by`, the earliest first."""
+        rows = self._db.execute(
+            "SELECT * FROM batches WHERE run_id = ? AND state = 'answer_lost'"
+            " AND IFNULL(submitted_at, 0) <= ? ORDER BY submitted_at, batch_id",
+            (run_id, lost_by),
+        ).fetchall()
+        return [_batch_record(r) for r in rows]
+
+    def has_planned(self, run_id: str, phase: int) -> bool:
+        """Whether a batch of `phase` is still to be sent (due or not)."""
+        row = self._db.execute(
+            "SELECT 1 FROM batches WHERE run_id = ? AND state = 'planned' AND phase = ? LIMIT 1",
+            (run_id, phase),
+        ).fetchone()
+        return row is not None
+
+    def next_due(self, run_id: str, phase: int) -> tuple[float | None, float | None, float | None]:
+        """When the next batch of each kind falls due: the earliest `not_before` of a planned
+        batch of `phase`, `next_poll_at` of a submitted one (0 when one has none) and
+        `submitted_at` of an answer-lost one (None: no such batch)."""
+        send = self._db.execute(
+            "SELECT MIN(not_before) FROM batches WHERE run_id = ? AND state = 'planned'"
+            " AND phase = ?",
+            (run_id, phase),
+        ).fetchone()[0]
+        poll = self._db.execute(
+            "SELECT MIN(next_poll_at) FROM batches WHERE run_id = ? AND state = 'submitted'",
+            (run_id,),
+        ).fetchone()[0]
+        if self._db.execute(
+            "SELECT 1 FROM batches WHERE run_id = ? AND state = 'submitted'"
+            " AND next_poll_at IS NULL LIMIT 1",
+            (run_id,),
+        ).fetchone():
+            poll = 0.0
+        lost = self._db.execute(
+            "SELECT MIN(IFNULL(submitted_at, 0)) FROM batches WHERE run_id = ?"
+            " AND state = 'answer_lost'",
+            (run_id,),
+        ).fetchone()[0]
+        return send, poll, lost
+
     def batch_attempts(self, run_id: str, batch_id: int) -> dict[str, int]:
         """Pending ICCIDs of a batch with how often each has been sent (in any batch)."""
         rows = self._db.execute(
@@ -621,6 +701,17 @@ class Journal:
             (run_id, batch_id),
         )
         return {r[0]: r[1] for r in rows}
+
+    def _pending_item_ids(self, run_id: str, batch_id: int) -> dict[str, list[int]]:
+        """The pending items of a batch: their ids per ICCID."""
+        ids: dict[str, list[int]] = {}
+        for iccid, item_id in self._db.execute(
+            "SELECT iccid, item_id FROM items WHERE run_id = ? AND batch_id = ?"
+            " AND outcome IS NULL ORDER BY item_id",
+            (run_id, batch_id),
+        ):
+            ids.setdefault(iccid, []).append(item_id)
+        return ids
 
     def lost_sends(self, run_id: str, batch_id: int) -> set[str]:
         """Pending ICCIDs of a batch whose previous send's answer was lost."""
@@ -737,19 +828,27 @@ class Journal:
                 " WHERE run_id = ? AND batch_id = ?",
                 (state, api_status, redact(error), run_id, batch_id),
             )
+            # Each item is updated by its key: matching ICCIDs within the batch instead costs
+            # a walk of the batch per ICCID (0.25 s for a batch of 500).
+            ids = self._pending_item_ids(run_id, batch_id)
             db.executemany(
                 "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
-                " WHERE run_id = ? AND batch_id = ? AND iccid = ? AND outcome IS NULL",
+                " WHERE run_id = ? AND item_id = ? AND batch_id = ? AND outcome IS NULL",
                 (
-                    (o.outcome, o.reason_code, redact(o.reason), run_id, batch_id, iccid)
+                    (o.outcome, o.reason_code, redact(o.reason), run_id, item_id, batch_id)
                     for iccid, o in outcomes.items()
+                    for item_id in ids.get(iccid, ())
                 ),
             )
             if resettle:
                 db.executemany(
                     "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
-                    " AND batch_id = ? AND iccid = ? AND outcome IS NULL",
-                    ((PENDING_LOST_MARK, run_id, batch_id, iccid) for iccid in resettle),
+                    " AND item_id = ? AND batch_id = ? AND outcome IS NULL",
+                    (
+                        (PENDING_LOST_MARK, run_id, item_id, batch_id)
+                        for iccid in resettle
+                        for item_id in ids.get(iccid, ())
+                    ),
                 )
                 self._plan_batches(
                     run_id, max_batch, not_before=0.0, state=ANSWER_LOST, sent_at=resettle_from
@@ -757,15 +856,23 @@ class Journal:
             if retry:
                 if retry_mark is None:
                     db.executemany(
-                        "UPDATE items SET batch_id = NULL WHERE run_id = ? AND batch_id = ?"
-                        " AND iccid = ? AND outcome IS NULL",
-                        ((run_id, batch_id, iccid) for iccid in retry),
+                        "UPDATE items SET batch_id = NULL WHERE run_id = ? AND item_id = ?"
+                        " AND batch_id = ? AND outcome IS NULL",
+                        (
+                            (run_id, item_id, batch_id)
+                            for iccid in retry
+                            for item_id in ids.get(iccid, ())
+                        ),
                     )
                 else:
                     db.executemany(
                         "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
-                        " AND batch_id = ? AND iccid = ? AND outcome IS NULL",
-                        ((retry_mark, run_id, batch_id, iccid) for iccid in retry),
+                        " AND item_id = ? AND batch_id = ? AND outcome IS NULL",
+                        (
+                            (retry_mark, run_id, item_id, batch_id)
+                            for iccid in retry
+                            for item_id in ids.get(iccid, ())
+                        ),
                     )
                 self._plan_batches(run_id, max_batch, not_before=retry_after)
             self._event(
@@ -804,6 +911,31 @@ class Journal:
             (run_id,),
         )
         return [ItemRecord(*r) for r in rows]
+
+    def rows_follow_item_ids(self, run_id: str) -> bool:
+        """Whether the report order (row, then item id) is the item id order, as in every run
+        made from an input file; then `items_from` reads the report in order, a piece at a time."""
+        row = self._db.execute(
+            "SELECT 1 FROM (SELECT row, LAG(row) OVER (ORDER BY item_id) AS before FROM items"
+            " WHERE run_id = ?) WHERE before > row LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return row is None
+
+    def items_from(self, run_id: str, item_id: int) -> Iterator[ItemRecord]:
+        """The items from `item_id` on, in id order, read as they are taken (stop any time)."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE run_id = ? AND item_id >= ?"
+            " ORDER BY item_id",
+            (run_id, item_id),
+        )
+        try:
+            for r in rows:
+                yield ItemRecord(*r)
+        finally:
+            cursor.close()
 
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self._db.execute(
@@ -947,10 +1079,32 @@ def _integrity(
     """
     digest = hashlib.sha256(json.dumps([kind, str(operation), group_id, report_dir]).encode())
     count = 0
+    text = _json_text
+    lines: list[str] = []
     for item_id, row, iccid, item_operation, item_group, phase, unsent in items:
-        line = [item_id, row, iccid, str(item_operation), item_group, phase, bool(unsent)]
-        digest.update(b"\n" + json.dumps(line).encode())
+        operation_text = str(item_operation)
+        if (
+            type(item_id) is int
+            and type(row) is int
+            and type(phase) is int
+            and type(iccid) is str
+            and type(item_group) is str
+        ):
+            # What json.dumps writes for these types, without its per-call overhead (a
+            # million-item run is digested twice: when planned and before it is driven).
+            state = "true" if unsent else "false"
+            lines.append(
+                f"\n[{item_id}, {row}, {text(iccid)}, {text(operation_text)}, {text(item_group)},"
+                f" {phase}, {state}]"
+            )
+        else:  # anything else (a journal edited by hand): exactly as json.dumps has it
+            line = [item_id, row, iccid, operation_text, item_group, phase, bool(unsent)]
+            lines.append("\n" + json.dumps(line))
         count += 1
+        if len(lines) >= 10_000:
+            digest.update("".join(lines).encode())
+            lines.clear()
+    digest.update("".join(lines).encode())
     return {"items": count, "sha256": digest.hexdigest()}
 
 
@@ -997,12 +1151,17 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
     _create_schema(db)
 
 
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    """Indexes of the open batches by due time: planned, submitted, answer lost."""
+    _create_schema(db)
+
+
 JOURNAL_FILE = sqlite.FileKind(
     name="journal",
     application_id=APPLICATION_ID,
     version=SCHEMA_VERSION,
     create=_create_schema,
-    migrations=(_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3),
+    migrations=(_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4),
     is_legacy=_is_v0_1_0_journal,
 )
 

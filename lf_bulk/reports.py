@@ -17,9 +17,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
+import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count, islice
@@ -42,6 +44,7 @@ __all__ = [
     "SUMMARY_JSON",
     "ItemOutcome",
     "RunSummary",
+    "StreamedRunReport",
     "count_outcomes",
     "prepare_report_dir",
     "write_items_csv",
@@ -256,6 +259,24 @@ def write_run_report(
     write_items_csv(report_dir / ITEMS_CSV, items)
 
     fit = MAX_ROWS - 1
+    rows = (
+        (i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id)
+        for i in islice(items, fit)
+    )
+    write_workbook(
+        report_dir / REPORT_XLSX,
+        [Sheet("Items", _ITEM_COLUMNS, rows)],
+        summary=_summary_sheet(summary, len(items), extra_facts),
+    )
+    write_summary_json(report_dir / SUMMARY_JSON, summary)
+    return report_dir
+
+
+def _summary_sheet(
+    summary: RunSummary, items: int, extra_facts: Iterable[tuple[str, object]]
+) -> Summary:
+    """The Summary sheet of a run report of `items` items."""
+    fit = MAX_ROWS - 1
     facts: list[tuple[str, object]] = [
         ("Run", summary.run_id),
         ("Operation", summary.operation),
@@ -270,22 +291,110 @@ def write_run_report(
         ("Exit code", summary.exit_code),
         *extra_facts,
     ]
-    if len(items) > fit:
-        facts.append(
-            ("Items sheet", f"first {fit:,} of {len(items):,} rows; all are in {ITEMS_CSV}")
+    if items > fit:
+        facts.append(("Items sheet", f"first {fit:,} of {items:,} rows; all are in {ITEMS_CSV}"))
+    return Summary(
+        title=f"lf-bulk run {summary.run_id}",
+        facts=facts,
+        counts=list(_complete(summary.outcomes, summary.vocabulary).items()),
+    )
+
+
+class StreamedRunReport:
+    """A run report written while the run goes on: items are added in report order as they
+    become final, so that little is left to write when the last answer arrives.
+
+    items.csv and the workbook's Items sheet are written to their temporary files as items are
+    added (the workbook by a thread of its own, XlsxWriter streaming rows to disk); `finish`
+    writes the Summary sheet and summary.json and renames everything into place, as
+    `write_run_report` does. Until then nothing in the folder changes; `abandon` (or a crash)
+    leaves the previous reports as they were.
+    """
+
+    def __init__(self, report_dir: Path) -> None:
+        self.report_dir = xlsx.make_folders(Path(report_dir))
+        self.count = 0
+        self._files = ExitStack()
+        self._csv = csv.writer(
+            self._files.enter_context(atomic_file(self.report_dir / ITEMS_CSV, newline=""))
         )
-    rows = (
-        (i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id)
-        for i in islice(items, fit)
-    )
-    write_workbook(
-        report_dir / REPORT_XLSX,
-        [Sheet("Items", _ITEM_COLUMNS, rows)],
-        summary=Summary(
-            title=f"lf-bulk run {summary.run_id}",
-            facts=facts,
-            counts=list(_complete(summary.outcomes, summary.vocabulary).items()),
-        ),
-    )
-    write_summary_json(report_dir / SUMMARY_JSON, summary)
-    return report_dir
+        self._csv.writerow(ITEM_FIELDS)
+        self._rows: queue.SimpleQueue[list[tuple[object, ...]] | None] = queue.SimpleQueue()
+        self._summary: Summary | None = None
+        self._failure: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_workbook, daemon=True)
+        self._writer.start()
+
+    def add(self, items: Sequence[ItemOutcome]) -> None:
+        n = neutralise
+        self._csv.writerows(
+            (i.row, n(i.iccid), n(i.outcome), n(i.reason_code), n(i.reason), n(i.request_id))
+            for i in items
+        )
+        room = MAX_ROWS - 1 - self.count
+        if room > 0:
+            self._rows.put(
+                [
+                    (i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id)
+                    for i in items[:room]
+                ]
+            )
+        self.count += len(items)
+
+    def finish(
+        self, summary: RunSummary, *, extra_facts: Iterable[tuple[str, object]] = ()
+    ) -> Path:
+        """Write the Summary and summary.json and put the three files in place; return the
+        folder. Raises what writing raised (OSError, ValueError), leaving nothing half done."""
+        try:
+            self._summary = _summary_sheet(summary, self.count, extra_facts)
+        except BaseException:
+            self.abandon()
+            raise
+        self._rows.put(None)
+        self._writer.join()
+        if self._failure is not None:
+            self._discard_files()
+            raise self._failure
+        self._files.close()
+        write_summary_json(self.report_dir / SUMMARY_JSON, summary)
+        return self.report_dir
+
+    def abandon(self) -> None:
+        """Stop without touching the reports in the folder; the temporary files are removed."""
+        self._failure = self._failure or _Abandoned()
+        self._rows.put(None)
+        self._writer.join()
+        self._discard_files()
+
+    def _discard_files(self) -> None:
+        with suppress(_Abandoned):
+            self._files.__exit__(_Abandoned, _Abandoned(), None)
+
+    def _write_workbook(self) -> None:
+        ended = False
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            nonlocal ended
+            while (chunk := self._rows.get()) is not None:
+                yield from chunk
+            ended = True
+            if self._summary is None or self._failure is not None:
+                raise _Abandoned
+
+        def summary() -> Summary:
+            assert self._summary is not None
+            return self._summary
+
+        try:
+            write_workbook(
+                self.report_dir / REPORT_XLSX, [Sheet("Items", _ITEM_COLUMNS, rows())], summary
+            )
+        except BaseException as error:  # handed to `finish`, in the caller's thread
+            self._failure = self._failure or error
+            while not ended and self._rows.get() is not None:  # take what `add` still puts
+                pass
+
+
+class _Abandoned(Exception):
+    """A streamed report given up: its temporary files go, the folder stays as it was."""

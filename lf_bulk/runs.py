@@ -131,9 +131,13 @@ def require_resumable(run: RunRecord) -> None:
         )
 
 
-def write_reports(journal: Journal, run_id: str, exit_code: int) -> Path:
+def write_reports(
+    journal: Journal, run_id: str, exit_code: int, reporter: bulk.RunReporter | None = None
+) -> Path:
     run = journal.run(run_id)
     try:
+        if reporter is not None:
+            return reporter.finish(exit_code)
         return bulk.write_reports(journal, run, exit_code)
     except OSError as exc:
         raise ReportError(
@@ -187,17 +191,25 @@ def drive(
             quota.retry_server(api)
         if run.kind == "reconcile":
             quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept for it
+        # The reports are written while the batches finish: little is left for the end.
+        reporter = bulk.RunReporter(journal, run_id)
         try:
             with progress(run.valid) as watcher:
-                result = RunDriver(journal, api, run_id, options=options, progress=watcher).drive()
+                result = RunDriver(
+                    journal, api, run_id, options=options, progress=watcher,
+                    after_batches=reporter.advance,
+                ).drive()  # fmt: skip
         except RunStopped as error:
-            error.report_dir = write_reports(journal, run_id, ExitCode.FATAL)
+            error.report_dir = write_reports(journal, run_id, ExitCode.FATAL, reporter)
             raise
         except QuotaExhausted as error:
-            error.report_dir = write_reports(journal, run_id, ExitCode.NOT_FINISHED)
+            error.report_dir = write_reports(journal, run_id, ExitCode.NOT_FINISHED, reporter)
+            raise
+        except BaseException:
+            reporter.abandon()
             raise
     log.info("run %s: writing reports", run_id)
-    report_dir = write_reports(journal, run_id, result.exit_code)
+    report_dir = write_reports(journal, run_id, result.exit_code, reporter)
     retryable = journal.failure_count(run_id, RETRYABLE_FAILURES)
     return RunResult(run_id, result.exit_code, result.counts, report_dir, result.stopped, retryable)
 

@@ -152,6 +152,10 @@ class Summary:
     """Written below the counts and their chart, one after another."""
 
 
+SUMMARY_SHEET = Summary.sheet_name
+"""The name of a summary sheet given as a callable (known only at the end)."""
+
+
 def _cut(text: str, limit: int) -> str:
     # Excel counts sheet-name length in UTF-16 code units; never split a surrogate pair.
     units = 0
@@ -265,8 +269,14 @@ class _Formats:
 # --- the workbook ------------------------------------------------------------------------------
 
 
-def write_workbook(path: Path, sheets: Sequence[Sheet], summary: Summary | None = None) -> None:
+def write_workbook(
+    path: Path, sheets: Sequence[Sheet], summary: Summary | Callable[[], Summary] | None = None
+) -> None:
     """Write `sheets` (after a `summary` sheet, when given) to the .xlsx file `path`, atomically.
+
+    `summary` may be a callable, called once the sheets' rows are written (their generators
+    exhausted): a report streamed while a run goes on knows its counts only at the end. Its
+    sheet is still the first, named `SUMMARY_SHEET`.
 
     Raises ValueError for a tz-aware datetime, a non-finite Decimal (or one beyond Excel's 1E+308),
     a non-finite float fact, a row whose length differs from its sheet's columns, a sheet with no
@@ -286,11 +296,18 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], summary: Summary | None 
             taken: set[str] = set()
             # constant_memory streams each sheet's rows in order, one sheet after another; the
             # Summary is small and complete up front, so it simply goes first.
+            first = None
             if summary is not None:
-                name = _unique_sheet_name(summary.sheet_name, taken)
-                _write_summary(workbook, name, summary, formats)
+                wanted = SUMMARY_SHEET if callable(summary) else summary.sheet_name
+                name = _unique_sheet_name(wanted, taken)
+                first = name, workbook.add_worksheet(name)
             for sheet in sheets:
                 _write_sheet(workbook, _unique_sheet_name(sheet.name, taken), sheet, formats)
+            if first is not None and summary is not None:
+                # Each sheet has a scratch file of its own: the first may be written last.
+                _write_summary(
+                    workbook, *first, summary() if callable(summary) else summary, formats
+                )
             _close(workbook)
         except BaseException:
             _abandon(workbook)
@@ -665,8 +682,9 @@ def _put_fact(ws: _Worksheet, row: int, value: object, formats: _Formats) -> Non
         ws.write_number(row, 1, value)
 
 
-def _write_summary(workbook: _Workbook, title: str, summary: Summary, formats: _Formats) -> None:
-    ws = workbook.add_worksheet(title)
+def _write_summary(
+    workbook: _Workbook, title: str, ws: _Worksheet, summary: Summary, formats: _Formats
+) -> None:
     label_width = max([len(key) for key, _ in summary.facts] + [len(summary.counts_header[0])])
     value_width = max([_display_width("text", value) for _, value in summary.facts] + [10])
     ws.set_column(0, 0, min(max(label_width + 2, 12), _MAX_WIDTH))

@@ -18,7 +18,7 @@ from lf_bulk import runs as runs_lib
 from lf_bulk.answers import CACHE_NAME
 from lf_bulk.engine import Progress
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import Journal
+from lf_bulk.journal import SCHEMA_VERSION, Journal
 from lf_bulk.locking import exclusive
 from lf_bulk.lookups import LookupKind
 from lf_bulk.settings import Settings
@@ -339,7 +339,9 @@ def test_a_version_2_journal_gains_the_answers_table(settings: Settings, tmp_pat
         result = lookups.start_lookup(journal, api, settings, pairs(sim), LookupKind.VERIFY)
         assert journal.call_counts(result.run_id) == {"verify api": 1}
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert (
+            db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        )  # migrated to the current schema
     db.close()
 
 

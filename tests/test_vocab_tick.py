@@ -130,6 +130,62 @@ def test_reading_the_open_batches_costs_what_the_open_batches_cost(tmp_path: Pat
         assert many_cost < 2 * few_cost + 20
 
 
+def one_tick(journal: Journal, run_id: str, now: float) -> None:
+    """What the engine asks the journal on each tick (a free slot, nothing settled)."""
+    phase = journal.first_pending_phase(run_id)
+    assert phase is not None
+    journal.has_planned(run_id, phase)
+    journal.lost_due(run_id, now - 10)
+    journal.ready_to_send(run_id, phase, now, 3)
+    journal.polls_due(run_id, now, 3)
+    journal.next_due(run_id, phase)
+
+
+def submit_all_but(journal: Journal, run_id: str, keep: int, *, poll_at: float) -> None:
+    for batch in journal.batches(run_id)[keep:]:
+        journal.mark_sending(run_id, batch.batch_id, sent_at=1.0)
+        journal.mark_submitted(
+            run_id, batch.batch_id, f"r{batch.batch_id}", submitted_at=1.0, first_poll=poll_at
+        )
+
+
+def test_a_tick_costs_what_the_ready_batches_cost_not_the_open_ones(tmp_path: Path) -> None:
+    # 2,000 open batches (1,000 planned, 1,000 submitted and polled later) against 5 planned:
+    # reading every open batch each tick, as the engine did, cost 400 times as much.
+    with Journal(tmp_path / "few.db") as few, Journal(tmp_path / "many.db") as many:
+        few_run = new_run(few, 5 * BATCH)
+        many_run = new_run(many, 2_000 * BATCH)
+        submit_all_but(many, many_run, 1_000, poll_at=1_000.0)
+
+        few_cost = cost(few, lambda: one_tick(few, few_run, now=100.0))
+        many_cost = cost(many, lambda: one_tick(many, many_run, now=100.0))
+
+        assert [b.batch_id for b in many.ready_to_send(many_run, 0, 100.0, 3)] == [1, 2, 3]
+        assert many.polls_due(many_run, 100.0, 3) == []
+        assert many_cost < 2 * few_cost + 20
+
+
+def test_the_batches_due_are_found_in_due_order_and_no_others(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        run_id = new_run(journal, 8 * BATCH)
+        submit_all_but(journal, run_id, 4, poll_at=50.0)  # batches 5-8
+        journal.schedule_poll(run_id, 6, 20.0, "PROCESSING")
+        journal.schedule_poll(run_id, 7, 90.0, "PROCESSING")
+        journal.mark_sending(run_id, 4, sent_at=5.0)
+        journal.mark_answer_lost(run_id, 4, "timeout", lost_at=7.0)
+        journal.mark_sending(run_id, 3, sent_at=5.0)
+        journal.mark_unsent(run_id, 3, "503")
+
+        assert [b.batch_id for b in journal.ready_to_send(run_id, 0, 60.0, 5)] == [1, 2, 3]
+        assert [b.batch_id for b in journal.polls_due(run_id, 60.0, 5)] == [6, 5, 8]
+        assert [b.batch_id for b in journal.polls_due(run_id, 60.0, 2)] == [6, 5]
+        assert [b.batch_id for b in journal.lost_due(run_id, 7.0)] == [4]
+        assert journal.lost_due(run_id, 6.9) == []
+        assert journal.has_planned(run_id, 0) and not journal.has_planned(run_id, 1)
+        assert journal.next_due(run_id, 0) == (0.0, 20.0, 7.0)
+        assert journal.next_due(run_id, 1) == (None, 20.0, 7.0)
+
+
 def test_a_version_1_journal_gets_the_indexes_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     with Journal(path) as journal:
@@ -156,5 +212,12 @@ def test_a_version_1_journal_gets_the_indexes_and_keeps_its_runs(tmp_path: Path)
             )
         }
     db.close()
-    assert version == journal_module.SCHEMA_VERSION == 3
-    assert indexes == {"items_by_batch_in_order", "items_pending_by_phase", "batches_by_state"}
+    assert version == journal_module.SCHEMA_VERSION == 4
+    assert indexes == {
+        "items_by_batch_in_order",
+        "items_pending_by_phase",
+        "batches_by_state",
+        "batches_planned_due",
+        "batches_polls_due",
+        "batches_lost_due",
+    }
