@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.serving import LF_BULK, served_sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 MILLION = 1_000_000
 MILLION_RATE = 100
@@ -98,20 +100,12 @@ def million_add(directory: Path, iccids: int = MILLION) -> dict[str, Any]:
         raise RuntimeError(f"the sandbox world has only {len(wanted)} ungrouped SIMs")
     listing = directory / "million.csv"
     listing.write_text("iccid\n" + "\n".join(wanted) + "\n")
-    port = _free_port()
-    lf = [sys.executable, "-m", "jobs"]
-    server = subprocess.Popen(
-        [*lf, "sandbox", "serve", "--port", str(port), "--state", str(state_path),
-         "--faults", MILLION_SERVER_FAULTS],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_for_port(port)
+    with served_sandbox(state_path, MILLION_SERVER_FAULTS) as base_url:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         job = subprocess.run(
-            [*lf, "-v", "--no-progress", "--env", "uat", "--partner-code", "P000270",
-             "--base-url", f"http://127.0.0.1:{port}", "--home", str(directory / "home"),
+            [*LF_BULK, "-v", "--no-progress", "--env", "uat", "--partner-code", "P000270",
+             "--base-url", base_url, "--home", str(directory / "home"),
              "--rate", str(MILLION_RATE), "--max-in-flight", str(MILLION_IN_FLIGHT),
              "--daily-quota", "1000000",
              "sims", "add", EMPTY_GROUP, str(listing), "--report-dir", str(directory / "rep")],
@@ -119,9 +113,6 @@ def million_add(directory: Path, iccids: int = MILLION) -> dict[str, Any]:
         )  # fmt: skip
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    finally:
-        server.terminate()
-        server.wait()
     if job.returncode != 0:
         raise RuntimeError(f"the 1M job failed ({job.returncode}): {job.stderr[-2000:]}")
     batches = -(-iccids // MILLION_BATCH)
@@ -141,27 +132,6 @@ def million_add(directory: Path, iccids: int = MILLION) -> dict[str, Any]:
         "http_429": len(re.findall(r"API error 1429|HTTP 429", job.stderr)),
         "server_faults": MILLION_SERVER_FAULTS,
     }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, timeout: float = 120) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the sandbox did not start on port {port}")
 
 
 def main(argv: list[str]) -> int:

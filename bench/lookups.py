@@ -10,36 +10,16 @@ from __future__ import annotations
 import re
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.serving import LF_BULK, served_sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
-RATE = 10.0
+RATE = 10.0  # the API's rate limit: the floor of every look-up run
 SERVER_FAULTS = f"latency=50ms,rate={int(RATE)},concurrency=3"
 _SENT = re.compile(r"DEBUG lf_bulk\.client: POST (/singleVerify|/singleQueryOrder|/queryAuto\w+)")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, timeout: float = 120) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the sandbox did not start on port {port}")
 
 
 def status_run(directory: Path, sims: int) -> dict[str, Any]:
@@ -53,31 +33,20 @@ def status_run(directory: Path, sims: int) -> dict[str, Any]:
     state.close()
     listing = directory / "status.csv"
     listing.write_text("iccid\n" + "\n".join(wanted) + "\n")
-    port = _free_port()
-    lf = [sys.executable, "-m", "jobs"]
-    server = subprocess.Popen(
-        [*lf, "sandbox", "serve", "--port", str(port), "--state", str(state_path),
-         "--faults", SERVER_FAULTS],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    command = [
-        *lf, "-vv", "--no-progress", "--env", "uat", "--partner-code", "P000270",
-        "--base-url", f"http://127.0.0.1:{port}", "--home", str(directory / "status-home"),
-        "--rate", str(RATE), "--daily-quota", str(10 * sims + 1000), "--quota-reserve", "0",
-        "sims", "status", str(listing), "-o", str(directory / "fleet.xlsx"),
-        "--report-dir", str(directory / "status-rep"),
-    ]  # fmt: skip
-    try:
-        _wait_for_port(port)
+    with served_sandbox(state_path, SERVER_FAULTS) as base_url:
+        command = [
+            *LF_BULK, "-vv", "--no-progress", "--env", "uat", "--partner-code", "P000270",
+            "--base-url", base_url, "--home", str(directory / "status-home"),
+            "--rate", str(RATE), "--daily-quota", str(10 * sims + 1000), "--quota-reserve", "0",
+            "sims", "status", str(listing), "-o", str(directory / "fleet.xlsx"),
+            "--report-dir", str(directory / "status-rep"),
+        ]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    finally:
-        server.terminate()
-        server.wait()
     if first.returncode not in (0, 4):
         raise RuntimeError(f"bench status failed ({first.returncode}): {first.stderr[-2000:]}")
     requests = len(_SENT.findall(first.stderr))

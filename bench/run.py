@@ -31,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.serving import LF_BULK, served_sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 # A worker that builds its inputs first sets this, so that only the work itself is timed.
@@ -283,7 +285,7 @@ def cli_start(directory: Path, runs: int) -> dict[str, Any]:
     """The whole `lf-bulk` process, start to exit, median of `runs`; baseline: `python -c pass`."""
     home = directory / "cli-home"
     env = {**os.environ, "LF_BULK_HOME": str(home)}
-    lf = [sys.executable, "-m", "jobs"]
+    lf = LF_BULK
     figure: dict[str, Any] = {"target": TARGETS["cli_start"], "runs": runs}
     for name, args in {"baseline": None, **CLI_COMMANDS}.items():
         command = [sys.executable, "-c", "pass"] if args is None else [*lf, "--no-progress", *args]
@@ -304,15 +306,6 @@ def cli_start(directory: Path, runs: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- the add job over HTTP
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def job_run(directory: Path, iccids: int) -> dict[str, float]:
     """One add job against `sandbox serve` in its own process, as a user would run it."""
     from lf_bulk.sandbox.state import SandboxState
@@ -325,26 +318,15 @@ def job_run(directory: Path, iccids: int) -> dict[str, float]:
     state.close()
     listing = directory / "job.csv"
     listing.write_text("iccid\n" + "\n".join(wanted) + "\n")
-    port = _free_port()
-    lf = [sys.executable, "-m", "jobs"]
-    server = subprocess.Popen(
-        [*lf, "sandbox", "serve", "--port", str(port), "--state", str(state_path),
-         "--faults", JOB_SERVER_FAULTS],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_for_port(port)
+    with served_sandbox(state_path, JOB_SERVER_FAULTS) as base_url:
         started = time.perf_counter()
         job = subprocess.run(
-            [*lf, "-vv", "--no-progress", "--env", "uat", "--partner-code", "P000270",
-             "--base-url", f"http://127.0.0.1:{port}", "--home", str(directory / "home"),
+            [*LF_BULK, "-vv", "--no-progress", "--env", "uat", "--partner-code", "P000270",
+             "--base-url", base_url, "--home", str(directory / "home"),
              "sims", "add", EMPTY_GROUP, str(listing), "--report-dir", str(directory / "rep")],
             cwd=ROOT, capture_output=True, text=True,
         )  # fmt: skip
         seconds = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait()
     if job.returncode != 0:
         raise RuntimeError(f"bench job failed ({job.returncode}): {job.stderr[-2000:]}")
     sent = re.findall(r"DEBUG lf_bulk\.client: (GET|POST|DELETE) (\S+)", job.stderr)
@@ -361,18 +343,6 @@ def job_run(directory: Path, iccids: int) -> dict[str, float]:
         "floor_seconds": floor,
         "ratio_to_floor": seconds / floor,
     }
-
-
-def _wait_for_port(port: int, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the sandbox did not start on port {port}")
 
 
 def naive_run(directory: Path, iccids: int) -> dict[str, float]:
