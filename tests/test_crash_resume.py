@@ -71,7 +71,7 @@ def crash_trial(
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(2))  # 50 more in test_kill_nine_chaos_scale
 def test_kill_nine_then_resume_loses_nothing(
     make_sandbox: MakeSandbox, tmp_path: Path, seed: int
 ) -> None:
