@@ -110,6 +110,7 @@ def write_csv_outputs(export: lib.OrderExport, target: Path) -> CsvOutputs:
 def total_lines(export: lib.OrderExport) -> list[str]:
     """One line per currency and pay status: count and exact sum."""
     return [
-        f"total {t.currency} {t.pay_status}: {t.orders} orders, {lib.money_text(t.amount)}"
+        f"total {t.currency} {t.pay_status}: {t.orders} order{'' if t.orders == 1 else 's'}, "
+        f"{lib.money_text(t.amount)}"
         for t in export.by_status
     ]

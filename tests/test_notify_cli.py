@@ -63,7 +63,7 @@ def test_list_json_is_one_object_per_order_with_exact_text(home: Path) -> None:
     assert rows[0]["amount"] == "10.10" and rows[2]["amount"] == "5.00"
     assert rows[1]["iccid"] == "8988247000001234567"
     assert "total EUR: 3 orders, 11.35" in result.stderr
-    assert "total USD: 1 orders, 5.00" in result.stderr
+    assert "total USD: 1 order, 5.00" in result.stderr
     assert "6 deliveries" in result.stderr
 
 

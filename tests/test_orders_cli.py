@@ -211,7 +211,8 @@ def test_csv_output_puts_orders_in_the_file_its_path_on_stdout_and_totals_beside
         expected
     )
     for (currency, status), (count, amount) in expected.items():
-        assert f"total {currency} {status}: {count} orders, {amount}" in result.stderr
+        noun = "order" if count == 1 else "orders"
+        assert f"total {currency} {status}: {count} {noun}, {amount}" in result.stderr
     missing = tmp_path / "orders.not-found.csv"
     assert "NO,not_found" in missing.read_text(encoding="utf-8")
 

@@ -200,7 +200,7 @@ def json_row(push: StoredPush) -> dict[str, object]:
 
 def total_lines(listing: PushListing) -> list[str]:
     return [
-        f"total {t.currency}: {t.orders} orders, {orders.money_text(t.amount)}"
+        f"total {t.currency}: {t.orders} order{'' if t.orders == 1 else 's'}, {orders.money_text(t.amount)}"
         + (f" ({t.without_amount} without an amount)" if t.without_amount else "")
         for t in listing.totals
     ]
