@@ -526,6 +526,13 @@ def render(results: dict[str, Any]) -> str:
                     f"{'cli_start ' + command:<30} {fig[command]['seconds']:>8.2f} {'':>8}  "
                     f"{base:<26} {target}"
                 )
+        elif "cpu_ms_per_lookup" in fig:
+            floor = f"floor {fig['floor_seconds']:.0f}s, {fig['ratio_to_floor']:.2f}x"
+            lines.append(
+                f"{name:<30} {fig['seconds']:>8.2f} {'':>8}  {floor:<26} {target}; "
+                f"{fig['cpu_ms_per_lookup']:.1f} ms CPU per look-up, "
+                f"{fig['requests_second_run_within_max_age']} requests in a second run"
+            )
         elif "ratio_to_floor" in fig:
             floor = f"floor {fig['floor_seconds']:.0f}s, {fig['ratio_to_floor']:.2f}x"
             lines.append(
