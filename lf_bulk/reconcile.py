@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from enum import StrEnum
 from fractions import Fraction
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple, overload
+from typing import NamedTuple
 
 from lf_bulk import wire
 from lf_bulk.client import LinksfieldClient
@@ -37,6 +36,7 @@ from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.iccid import EXPLANATIONS, Reason
 from lf_bulk.journal import Journal, PlannedItem
+from lf_bulk.lazy import BuiltOnDemand
 from lf_bulk.models import InputCounts, Operation
 from lf_bulk.settings import DEFAULT_MAX_CHANGES as DEFAULT_MAX_CHANGES
 from lf_bulk.settings import DEFAULT_MAX_REMOVAL_RATIO as DEFAULT_MAX_REMOVAL_RATIO
@@ -116,7 +116,7 @@ _MISSING_CODE = CATEGORIES.index(MISSING)
 _KEPT_CODE = 255  # a finding kept whole in `Findings._kept`
 
 
-class Findings(Sequence[Finding]):
+class Findings(BuiltOnDemand[Finding]):
     """A diff's findings, row by row, then the unexpected members: what a list of them would be.
 
     The common findings (in sync, missing) follow from their desired row alone, so they are kept
@@ -125,6 +125,7 @@ class Findings(Sequence[Finding]):
     """
 
     __slots__ = ("_codes", "_desired", "_kept", "_unexpected")
+    item_name = "finding"
 
     def __init__(
         self,
@@ -152,20 +153,7 @@ class Findings(Sequence[Finding]):
             return Finding(r.row, r.iccid, IN_SYNC, r.group_id, r.group_id)
         return Finding(r.row, r.iccid, MISSING, r.group_id, "")
 
-    @overload
-    def __getitem__(self, index: int) -> Finding: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Finding]: ...
-
-    def __getitem__(self, index: int | slice) -> Finding | list[Finding]:
-        if isinstance(index, slice):
-            return [self[position] for position in range(*index.indices(len(self)))]
-        position = operator.index(index)
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError("finding index out of range")
+    def _item(self, position: int) -> Finding:
         rows = len(self._codes)
         return self._at(position) if position < rows else self._unexpected[position - rows]
 

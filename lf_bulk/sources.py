@@ -58,12 +58,12 @@ from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Protocol, cast, overload
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from lf_bulk import workbooks
 from lf_bulk.errors import InputError
 from lf_bulk.iccid import Reason, looks_rounded, normalize, validate_column
-from lf_bulk.lazy import lazy_module
+from lf_bulk.lazy import BuiltOnDemand, lazy_module
 from lf_bulk.models import InputCounts
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class InputRow:
     """Stripped values of the requested extra columns, '' when the column is absent."""
 
 
-class InputRows(Sequence[InputRow]):
+class InputRows(BuiltOnDemand[InputRow]):
     """The rows of an input kept as columns; an `InputRow` is made only when one is asked for.
 
     A million valid rows cost a few lists instead of a million objects; iterating makes each row
@@ -156,6 +156,7 @@ class InputRows(Sequence[InputRow]):
     """
 
     __slots__ = ("_extras", "_first_row", "iccids", "raws", "reasons")
+    item_name = "input row"
 
     def __init__(
         self,
@@ -181,20 +182,7 @@ class InputRows(Sequence[InputRow]):
     def __len__(self) -> int:
         return len(self.raws)
 
-    @overload
-    def __getitem__(self, index: int) -> InputRow: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[InputRow]: ...
-
-    def __getitem__(self, index: int | slice) -> InputRow | list[InputRow]:
-        if isinstance(index, slice):
-            return [self[position] for position in range(*index.indices(len(self)))]
-        position = operator.index(index)
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError("input row index out of range")
+    def _item(self, position: int) -> InputRow:
         extra = _NO_EXTRAS if self._extras is None else self._extras[position]
         return InputRow(
             self._first_row + position,
