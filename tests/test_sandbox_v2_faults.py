@@ -326,3 +326,13 @@ def test_the_embedded_sandbox_takes_its_daily_quota_from_the_sandbox_faults_sett
     with SandboxState(home / "sandbox.db", rules=FaultSpec.parse("daily_quota=1").rules()) as state:
         assert state.quota_used() == 0
         assert state.take_quota(seed.PARTNER) is None
+
+
+def test_the_gate_is_built_once_whatever_the_first_requests_race() -> None:
+    from lf_bulk.sandbox.app import ApiGate, create_app
+
+    app = create_app(None)  # type: ignore[arg-type]
+    gate = app.middleware_stack
+    while gate is not None and not isinstance(gate, ApiGate):
+        gate = getattr(gate, "app", None)
+    assert isinstance(gate, ApiGate)  # one gate (one count of answers), before any request

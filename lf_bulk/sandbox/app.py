@@ -79,7 +79,7 @@ def create_app(
             return vshop.error_response(wire.CODE_INTERNAL, "internal error")
         return _error_response(wire.CODE_INTERNAL, "internal error")
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(ApiGate, state=state, spec=spec, routes=served)],
         exception_handlers={
@@ -89,6 +89,11 @@ def create_app(
             Exception: internal_error,
         },
     )
+    # Built now, not by the first request: two first requests served at once from two threads
+    # (the tests' in-process transport) would each build a gate, each with its own count of
+    # answers, and `drop_first=1` would drop two.
+    app.middleware_stack = app.build_middleware_stack()
+    return app
 
 
 @dataclass(frozen=True)
