@@ -12,11 +12,11 @@ every check that can fail before them has passed (no journal file, no sandbox fo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from lf_bulk import bulk, quota, wire
 from lf_bulk import reconcile as rc
@@ -308,18 +308,35 @@ def start(
     if needs is not None:
         say(needs.line("the run"))
     bulk.require_group(api, group_id)
-    opened = _get(journal)
+    return _record_and_drive(
+        _get(journal), api, settings, table, operation, group_id, options, run_id=run_id,
+        report_dir=target, batch_size=batch_size, progress=progress, say=say,
+    )  # fmt: skip
+
+
+def _record_and_drive(
+    journal: Journal,
+    api: LinksfieldClient,
+    settings: Settings,
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    options: EngineOptions,
+    *,
+    run_id: str,
+    report_dir: Path,
+    batch_size: int,
+    progress: ProgressFactory,
+    say: Say,
+    preset: Mapping[int, bulk.Preset] | None = None,
+    details: dict[str, Any] | None = None,
+) -> RunResult:
+    """The checked input journaled as run `run_id` (rows in `preset` never sent), then driven."""
     bulk.start_run(
-        opened,
-        table,
-        operation,
-        group_id,
-        batch_size=batch_size,
-        report_dir=target,
-        endpoint=endpoint_of(settings),
-        run_id=run_id,
-    )
-    return drive(opened, api, run_id, settings, options, progress=progress, say=say)
+        journal, table, operation, group_id, batch_size=batch_size, report_dir=report_dir,
+        endpoint=endpoint_of(settings), run_id=run_id, preset=preset, details=details,
+    )  # fmt: skip
+    return drive(journal, api, run_id, settings, options, progress=progress, say=say)
 
 
 def start_verified(
@@ -383,19 +400,11 @@ def start_verified(
     needs = quota.client_plan(api, quota.calls_for_bulk(verified, batch_size))
     if needs is not None:
         say(needs.line(f"the {operation.lower()} of the {verified:,} verified card(s)"))
-    bulk.start_run(
-        opened,
-        table,
-        operation,
-        group_id,
-        batch_size=batch_size,
-        report_dir=target,
-        endpoint=endpoint_of(settings),
-        run_id=run_id,
-        preset=preset,
+    return _record_and_drive(
+        opened, api, settings, table, operation, group_id, options, run_id=run_id,
+        report_dir=target, batch_size=batch_size, progress=progress, say=say, preset=preset,
         details={bulk.VERIFIED_BY: verification.run_id},
-    )
-    return drive(opened, api, run_id, settings, options, progress=progress, say=say)
+    )  # fmt: skip
 
 
 def resume(
