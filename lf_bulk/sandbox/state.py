@@ -998,16 +998,53 @@ class SandboxState:
             raise
         self._db.execute("COMMIT")
 
+    def _seeded(self) -> bool:
+        return self._db.execute("SELECT 1 FROM meta WHERE key = 'schema'").fetchone() is not None
+
     def _seed_once(self, sims: int) -> None:
-        with self._transaction():
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is not None:
-                return
-            _insert_world(self._db, seed.build_world(sims))
-            self._db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("schema", SCHEMA_VERSION), ("op_seq", "0"), ("sims", str(sims))],
-            )
+        if self._seeded():
+            return
+        # ATTACH is refused inside a transaction: the world is attached first, copied inside one.
+        self._db.execute("ATTACH DATABASE ? AS world", (_world_template(sims),))
+        try:
+            with self._transaction():
+                if self._seeded():
+                    return
+                for table in _WORLD_TABLES:
+                    self._db.execute(f"INSERT INTO main.{table} SELECT * FROM world.{table}")
+                self._db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema", SCHEMA_VERSION), ("op_seq", "0"), ("sims", str(sims))],
+                )
+        finally:
+            self._db.execute("DETACH DATABASE world")
+
+
+_WORLD_TABLES = ("groups", "bundles", "sims", "orders", "cards", "renewals")
+"""The tables `_insert_world` fills: a new state file gets them from the seeded template."""
+
+_world_templates: dict[int, tuple[str, sqlite3.Connection]] = {}
+_world_templates_lock = threading.Lock()
+
+
+def _world_template(sims: int) -> str:
+    """The URI of an in-memory database holding the seeded world of `sims` SIMs.
+
+    Seeding is deterministic and costs seconds of CPU (150,000 SIMs: about 7 s), while copying
+    a seeded world into a new state file costs a fraction of that: a process that makes many
+    state files (a test session, a console making worlds) seeds each size once. The keeping
+    connection lives as long as the process, since an in-memory database ends with its last one.
+    """
+    with _world_templates_lock:
+        if sims not in _world_templates:
+            uri = f"file:lf-bulk-world-{uuid.uuid4().hex}-{sims}?mode=memory&cache=shared"
+            keeper = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            _create_schema(keeper)
+            keeper.execute("BEGIN")
+            _insert_world(keeper, seed.build_world(sims))
+            keeper.execute("COMMIT")
+            _world_templates[sims] = (uri, keeper)
+        return _world_templates[sims][0]
 
 
 # ---------------------------------------------------------------- pure rules
