@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from lf_bulk.console.security import SecurityMiddleware
 from lf_bulk.console.state import ConsoleState
+from lf_bulk.engine import EngineOptions
 from lf_bulk.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -35,6 +36,8 @@ class ConsoleConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls: bool = False
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    """How the console's runs are driven (polls, timeouts): the CLI's defaults."""
 
 
 def page_routes() -> list[BaseRoute]:

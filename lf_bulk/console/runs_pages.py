@@ -22,7 +22,6 @@ from lf_bulk import runs
 from lf_bulk.console.runner import Launch
 from lf_bulk.console.state import ConsoleState, console_state
 from lf_bulk.console.templating import error_response, render
-from lf_bulk.engine import EngineOptions
 from lf_bulk.errors import LfBulkError, RunNotFound
 from lf_bulk.journal import (
     CANCELLED,
@@ -245,19 +244,21 @@ def _launched(
 
 def _resume(journal: Journal, launch: Launch, state: ConsoleState, run_id: str) -> object:
     return runs.resume(
-        journal, launch.client, state.settings, run_id, progress=launch.progress, say=launch.say
-    )
+        journal, launch.client, state.settings, run_id, state.config.engine,
+        progress=launch.progress, say=launch.say,
+    )  # fmt: skip
 
 
 def _wait(journal: Journal, launch: Launch, state: ConsoleState, run_id: str) -> object:
     return runs.drive(
-        journal, launch.client, run_id, state.settings, progress=launch.progress, say=launch.say
-    )
+        journal, launch.client, run_id, state.settings, state.config.engine,
+        progress=launch.progress, say=launch.say,
+    )  # fmt: skip
 
 
 def _retry(journal: Journal, launch: Launch, state: ConsoleState, run_id: str) -> object:
     return runs.retry(
-        journal, launch.client, state.settings, run_id, EngineOptions(),
+        journal, launch.client, state.settings, run_id, state.config.engine,
         progress=launch.progress, say=launch.say,
     )  # fmt: skip
 
