@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -49,6 +51,22 @@ def page_routes() -> list[BaseRoute]:
     return routes
 
 
+async def not_found(request: Request, exc: Exception) -> Response:
+    from lf_bulk.console.templating import render
+
+    context = {"title": "Not found", "message": "There is no such page here.", "advice": "",
+               "back": "/"}  # fmt: skip
+    return render(request, "error.html", context, status_code=404)
+
+
+async def not_allowed(request: Request, exc: Exception) -> Response:
+    from lf_bulk.console.templating import render
+
+    context = {"title": "Not allowed", "message": "This page does not take that request.",
+               "advice": "", "back": "/"}  # fmt: skip
+    return render(request, "error.html", context, status_code=405)
+
+
 def create_console(config: ConsoleConfig) -> Starlette:
     """The console's application; its API session (and the embedded sandbox, on `--env sandbox`)
     opens on first use and closes when the application shuts down (or `state.close()`)."""
@@ -65,7 +83,11 @@ def create_console(config: ConsoleConfig) -> Starlette:
         *page_routes(),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
     app.state.console = state
     app.add_middleware(
         SecurityMiddleware,

@@ -213,6 +213,11 @@ class RunManager:
             self._live[live.run_id] = live
 
     def _conclude(self, record: _Job) -> None:
+        found = getattr(record.result, "run_id", None)
+        if not record.run_ids and isinstance(found, str) and found:
+            # Nothing was driven (e.g. nothing to retry): its page still tells what was said.
+            self._track(LiveProgress(found, record.label, messages=list(record.messages)))
+            record.run_ids.append(found)
         record.ended = True
         error = record.error
         exit_code = getattr(record.result, "exit_code", None)
