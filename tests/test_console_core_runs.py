@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-
 from consolehelp import TestClient, console_client, csrf_of, state_of
+
 from lf_bulk import bulk, runs
 from lf_bulk.console.state import ConsoleState
 from lf_bulk.engine import EngineOptions, Progress
@@ -71,15 +71,12 @@ def start_removal(
         state.job_session() as session,
         state.journal() as journal,
         runs.watching_runs(seen.append),
+        suppress(Crash),
     ):
-        try:
-            runs.start(
-                journal, session.client, state.settings, table, Operation.REMOVE, GROUP,
-                options, report_dir=folder / "report", progress=progress,
-                skip_invalid=skip_invalid,
-            )  # fmt: skip
-        except Crash:
-            pass
+        runs.start(
+            journal, session.client, state.settings, table, Operation.REMOVE, GROUP,
+            options, report_dir=folder / "report", progress=progress, skip_invalid=skip_invalid,
+        )  # fmt: skip
     assert seen, "the run never started"
     return seen[0]
 
