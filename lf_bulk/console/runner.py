@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 50
+# Why a drive ended before its run's end (`RunResult.stopped`), and what continues it.
+STOP_WORDS = {
+    "no-wait": "Submitted without waiting for the results: Wait follows the run to its end.",
+    "timeout": "Timed out waiting for the results: Wait continues.",
+    "interrupted": "Interrupted: Resume continues the run; nothing is sent twice.",
+    "pending": "Some answers are still pending: Resume asks again.",
+    "quota": "The day's request quota is spent: the run stopped cleanly. Resume continues it "
+    "after the reset (the footer says when); nothing is looked up twice.",
+}
 STARTING_TIMEOUT = 15.0
 
 
@@ -239,7 +248,7 @@ class RunManager:
                     if isinstance(error, QuotaExhausted):
                         live.stop = live.error
                 elif stopped:
-                    live.stop = str(stopped)
+                    live.stop = STOP_WORDS.get(str(stopped), str(stopped))
                 live.exit_code = None if exit_code is None else int(exit_code)
             live.done = True
         record.known.set()
