@@ -137,9 +137,10 @@ def _run_page(state: ConsoleState, run_id: str, outcome: str) -> dict[str, Any]:
     with state.journal() as journal:
         shown = runs.details(journal, run_id, state.settings.home)
         record = journal.run(run_id)
-        items, matching = _problem_items(journal, run_id, outcome)
-    live = state.runner.live(run_id)
-    driving = shown["status"] == RUNNING or state.runner.driving(run_id)
+        live = state.runner.live(run_id)
+        driving = shown["status"] == RUNNING or state.runner.driving(run_id)
+        # While it is driven the page reloads every few seconds: the rows wait for its end.
+        items, matching = ([], 0) if driving else _problem_items(journal, run_id, outcome)
     counts: dict[str, int] = dict(shown["outcomes"])  # type: ignore[call-overload]
     total = record.valid
     finished = total - counts.get(str(OutcomeCode.PENDING), 0)
