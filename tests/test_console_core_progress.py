@@ -146,3 +146,20 @@ def test_a_stop_on_the_days_quota_is_explained_and_resumable(
     alert = re.search(r'id="run-error" role="alert">([^<]*)<', page)
     assert alert and "quota" in alert.group(1)
     assert 'id="resume"' in page  # resumable after the reset
+
+
+def test_the_runner_forgets_the_oldest_ended_runs_only() -> None:
+    from contextlib import nullcontext
+
+    from lf_bulk.console import runner as runner_module
+    from lf_bulk.console.runner import LiveProgress, RunManager
+
+    manager = RunManager(lambda: nullcontext())  # type: ignore[arg-type, return-value]
+    driving = LiveProgress("R-driving", "remove")
+    manager._track(driving)
+    for number in range(runner_module.MAX_TRACKED + 10):
+        ended = LiveProgress(f"R{number}", "remove", done=True)
+        manager._track(ended)
+    assert manager.live("R-driving") is driving  # never forgotten while driven
+    assert manager.live("R0") is None
+    assert manager.live(f"R{runner_module.MAX_TRACKED + 9}") is not None

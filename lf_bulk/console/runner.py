@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 50
+MAX_TRACKED = 200
 # Why a drive ended before its run's end (`RunResult.stopped`), and what continues it.
 STOP_WORDS = {
     "no-wait": "Submitted without waiting for the results: Wait follows the run to its end.",
@@ -219,7 +220,12 @@ class RunManager:
 
     def _track(self, live: LiveProgress) -> None:
         with self._lock:
+            self._live.pop(live.run_id, None)
             self._live[live.run_id] = live
+            # The journal keeps every run; only the latest few need their last words here.
+            ended = [run_id for run_id, seen in self._live.items() if seen.done]
+            for run_id in ended[: max(0, len(self._live) - MAX_TRACKED)]:
+                del self._live[run_id]
 
     def _conclude(self, record: _Job) -> None:
         found = getattr(record.result, "run_id", None)
