@@ -99,6 +99,7 @@ def test_a_run_the_console_drives_shows_live_progress_and_is_never_driven_twice(
         for action in ("resume", "wait", "cancel"):
             refused = world.post(f"/runs/{run_id}/{action}", data={"csrf_token": csrf_of(world)})
             assert refused.status_code == 409, action
+            assert "being driven by this console right now" in refused.text
         threading.Timer(0.6, hold.set).start()
         events = world.get(f"/runs/{run_id}/events").text
         assert events.count("data: ") >= 2
