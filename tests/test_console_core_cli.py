@@ -168,3 +168,16 @@ def test_the_embedded_sandbox_is_started_once_and_stopped_with_the_console(
         assert httpx.get(url, timeout=5).status_code in (200, 404)
     with pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=2)
+
+
+def test_each_job_gets_a_fresh_report_folder_under_the_report_root(tmp_path: Path) -> None:
+    from consolehelp import console_client, state_of
+
+    state = state_of(console_client(tmp_path))
+    assert state.report_root == state.settings.home / "console" / "reports"
+    first, second = state.new_report_dir("remove G1"), state.new_report_dir("remove G1")
+    assert first != second and first.parent == second.parent == state.report_root.absolute()
+    assert first.name.startswith("console-") and "remove-G1" in first.name
+    assert (
+        state_of(console_client(tmp_path, report_dir=tmp_path / "r")).report_root == tmp_path / "r"
+    )
