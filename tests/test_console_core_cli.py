@@ -78,9 +78,13 @@ def test_remote_behind_a_tls_proxy_is_allowed_and_its_cookie_is_secure(
 def test_loopback_prints_the_url_with_the_token_once_on_stdout(
     tmp_path: Path, served: list[ConsoleConfig]
 ) -> None:
-    result = expect(invoke(console_args(tmp_path, "--port", "9000")), 0)
+    reports = tmp_path / "reports"
+    result = expect(
+        invoke(console_args(tmp_path, "--port", "9000", "--report-dir", str(reports))), 0
+    )
     [config] = served
     assert config.host == "127.0.0.1" and not config.tls and config.port == 9000
+    assert config.report_dir == reports
     assert result.stdout.strip() == f"http://127.0.0.1:8770/?token={config.token}"
     assert len(config.token) >= 40  # secrets.token_urlsafe(32)
     assert "sandbox" in result.stderr  # the embedded sandbox says so
