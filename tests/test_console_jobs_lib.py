@@ -61,7 +61,7 @@ BAD_CHECKSUM = GOOD[:-1] + str((int(GOOD[-1]) + 1) % 10)  # one digit mistyped
 
 def test_an_upload_is_stored_under_a_random_id_never_its_own_name(tmp_path: Path) -> None:
     upload = upload_bytes(tmp_path / "up", "../../<script>x.csv", csv_of([GOOD]))
-    assert upload.original_name == "<script>x.csv"
+    assert upload.original_name == "../../<script>x.csv"  # metadata only, never a path
     assert upload.path == tmp_path / "up" / upload.upload_id / "upload.csv"
     assert upload.path.read_bytes() == csv_of([GOOD])
     assert sorted(p.name for p in (tmp_path / "up").rglob("*")) == sorted(
@@ -69,7 +69,8 @@ def test_an_upload_is_stored_under_a_random_id_never_its_own_name(tmp_path: Path
     )
     assert os.stat(upload.folder).st_mode & 0o077 == 0
     again = uploads.load_upload(tmp_path / "up", upload.upload_id)
-    assert again.original_name == "<script>x.csv" and again.size == upload.size
+    assert again.original_name == upload.original_name and again.size == upload.size
+    assert upload_bytes(tmp_path / "up", "C:\\fakepath\\a.csv", b"x").original_name == "a.csv"
 
 
 @pytest.mark.parametrize("name", ["list.exe", "list.xls", "list", "list.csv.html"])

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from lf_bulk import bulk, lookups, quota, runs, topups
+from lf_bulk import bulk, fleet, lookups, quota, runs, topups
 from lf_bulk import catalogue as _registers_the_plans_reporter  # noqa: F401
-from lf_bulk import fleet as _registers_the_fleet_reporter  # noqa: F401
 from lf_bulk import renewals as _registers_the_renewal_reporters  # noqa: F401
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import InputError, PlanRefused
@@ -301,20 +301,50 @@ def job_for(
     """
 
     def run(progress: runs.ProgressFactory, say: runs.Say) -> runs.RunResult:
-        opened: list[Journal] = []
-
-        def open_once() -> Journal:
-            if not opened:
-                opened.append(journal())
-            return opened[0]
-
-        try:
+        with lazy_journal(journal) as open_once:
             return _start(action, open_once, client, settings, rows, group_id=group_id,
                           skip_invalid=skip_invalid, consent=consent, report_dir=report_dir,
                           progress=progress, say=say)  # fmt: skip
-        finally:
-            for each in opened:
-                each.close()
+
+    return run
+
+
+@contextmanager
+def lazy_journal(opener: Callable[[], Journal]) -> Iterator[Callable[[], Journal]]:
+    """A journal opener for the library's lazy `journal`: opened once, on first use, and
+    closed when the block ends (a job's thread owns its journal connection)."""
+    opened: list[Journal] = []
+
+    def open_once() -> Journal:
+        if not opened:
+            opened.append(opener())
+        return opened[0]
+
+    try:
+        yield open_once
+    finally:
+        for each in opened:
+            each.close()
+
+
+def group_status_job(
+    group_id: str,
+    journal: Callable[[], Journal],
+    client: Callable[[], LinksfieldClient],
+    settings: Settings,
+    *,
+    report_dir: Path | None = None,
+) -> Job:
+    """`lf-bulk sims status --group GROUP`: the fleet workbook of every SIM in the group."""
+
+    def run(progress: runs.ProgressFactory, say: runs.Say) -> runs.RunResult:
+        pairs = fleet.member_rows(client(), [group_id])
+        say(f"{len(pairs)} SIMs in {group_id}")
+        with lazy_journal(journal) as open_once:
+            return lookups.start_lookup(
+                open_once, client, settings, pairs, lookups.LookupKind.STATUS, options={},
+                report_dir=report_dir, progress=progress, say=say,
+            )  # fmt: skip
 
     return run
 

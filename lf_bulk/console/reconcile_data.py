@@ -18,6 +18,7 @@ from typing import Final
 from lf_bulk import reconcile as rc
 from lf_bulk import runs
 from lf_bulk.client import LinksfieldClient
+from lf_bulk.console.jobplans import lazy_journal
 from lf_bulk.errors import InputError, PlanRefused
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
@@ -156,22 +157,12 @@ def apply_job(
     """The Apply button's job: `lf-bulk reconcile --apply` with the typed limits."""
 
     def run(progress: runs.ProgressFactory, say: runs.Say) -> runs.RunResult:
-        opened: list[Journal] = []
-
-        def open_once() -> Journal:
-            if not opened:
-                opened.append(journal())
-            return opened[0]
-
-        try:
+        with lazy_journal(journal) as open_once:
             result = runs.reconcile(
                 client, settings, table, options, group_id=group_id, sheet_named=sheet_named,
                 skip_invalid=skip_invalid, report_dir=report_dir, journal=open_once,
                 progress=progress, say=say,
             )  # fmt: skip
-        finally:
-            for each in opened:
-                each.close()
         counts = dict(result.drive.counts) if result.drive is not None else {}
         stopped = str(result.drive.stopped) if result.drive is not None else ""
         return runs.RunResult(

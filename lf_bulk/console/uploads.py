@@ -86,8 +86,9 @@ class Upload:
 
 
 def _clean_name(name: str) -> str:
-    # Browsers may send a path ("C:\\fakepath\\x.csv"); keep the last part, printable only.
-    base = re.split(r"[\\/]", name or "")[-1]
+    # Some browsers send a Windows path ("C:\\fakepath\\x.csv"): keep its last part. The name
+    # is never a path here, so "/" stays (as in "<script>x</script>.csv").
+    base = (name or "").rsplit("\\", 1)[-1]
     printable = "".join(ch for ch in base if ch.isprintable())
     return printable[:_NAME_LIMIT] or "upload"
 
