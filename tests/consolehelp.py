@@ -11,14 +11,19 @@ The console runs on the embedded sandbox of a fresh home (`tmp_path / "home"`) u
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
-from starlette.testclient import TestClient
+with warnings.catch_warnings():
+    # Starlette 1.x would rather have httpx2; the TestClient works the same with httpx.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from lf_bulk.console.app import ConsoleConfig, create_console
 from lf_bulk.console.security import COOKIE_NAME, csrf_token_for
 from lf_bulk.console.state import ConsoleState
+from lf_bulk.sandbox.state import SandboxState
 from lf_bulk.settings import Settings
 
 BASE_URL = "http://127.0.0.1:8770"
@@ -27,8 +32,20 @@ CONSOLE_FAULTS = "async=50-150ms,rate=400,concurrency=8"
 TEST_TOKEN = "test-token-" + "x" * 32
 
 
+CONSOLE_SIMS = 2_000
+
+
+def seeded_home(home: Path, sims: int = CONSOLE_SIMS) -> Path:
+    """`home` (owner-only) with a small embedded-sandbox world already seeded: seeding the
+    default world (150,000 SIMs) would take seconds; group sizes scale down with the world."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    SandboxState(home / "sandbox.db", sims=sims).close()
+    return home
+
+
 def console_settings(home: Path, *, faults: str = CONSOLE_FAULTS, **kw: Any) -> Settings:
-    """Settings of an embedded-sandbox console whose home is `home`."""
+    """Settings of an embedded-sandbox console whose home is `home` (seeded small)."""
+    seeded_home(home)
     values: dict[str, Any] = {"rate_per_second": 200.0, "max_in_flight": 4, **kw}
     return Settings(env="sandbox", home=home, sandbox_faults=faults, **values)
 

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from lf_bulk.console.security import SecurityMiddleware
 from lf_bulk.console.state import ConsoleState
+from lf_bulk.engine import EngineOptions
 from lf_bulk.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -35,6 +38,8 @@ class ConsoleConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls: bool = False
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    """How the console's runs are driven (polls, timeouts): the CLI's defaults."""
 
 
 def page_routes() -> list[BaseRoute]:
@@ -44,6 +49,22 @@ def page_routes() -> list[BaseRoute]:
     for module in (home, runs_pages, newjob, reconcile_page, finance):
         routes.extend(module.routes)
     return routes
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    from lf_bulk.console.templating import render
+
+    context = {"title": "Not found", "message": "There is no such page here.", "advice": "",
+               "back": "/"}  # fmt: skip
+    return render(request, "error.html", context, status_code=404)
+
+
+async def not_allowed(request: Request, exc: Exception) -> Response:
+    from lf_bulk.console.templating import render
+
+    context = {"title": "Not allowed", "message": "This page does not take that request.",
+               "advice": "", "back": "/"}  # fmt: skip
+    return render(request, "error.html", context, status_code=405)
 
 
 def create_console(config: ConsoleConfig) -> Starlette:
@@ -62,7 +83,11 @@ def create_console(config: ConsoleConfig) -> Starlette:
         *page_routes(),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
     app.state.console = state
     app.add_middleware(
         SecurityMiddleware,
