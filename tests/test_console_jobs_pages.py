@@ -296,3 +296,32 @@ def test_the_fleet_status_of_a_group_writes_its_workbook(console: TestClient) ->
         "/jobs/status-group", data={"csrf_token": csrf_of(console), "group_id": "G404"}
     )
     assert unknown.status_code == 400 and "G404" in unknown.text
+
+
+def test_a_second_confirmation_goes_to_the_first_run_and_sends_nothing_more(
+    console: TestClient, sandbox: SandboxServer
+) -> None:
+    fresh = sandbox.state.ungrouped_sims(2)
+    where = start_job(console, "add", "joiners.csv", csv_bytes(fresh), PILOT_GROUP)
+    confirm = where.replace("/check", "/confirm")
+    first = console.post(confirm, data={"csrf_token": csrf_of(console)})
+    second = console.post(confirm, data={"csrf_token": csrf_of(console)})
+    assert first.status_code == 303, first.text
+    assert second.status_code == 303 and second.headers["location"] == first.headers["location"]
+    wait_for_run(console, first.headers["location"].removeprefix("/runs/"))
+    with runs.open_journal(state_of(console).settings.home) as journal:
+        assert len(runs.listing(journal, state_of(console).settings.home)) == 1
+
+
+def test_an_upload_over_the_consoles_limit_is_refused_with_413(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = settings_for(sandbox, tmp_path / "home")
+    with console_client(tmp_path, settings=settings, max_upload_bytes=1000) as client:
+        answer = client.post(
+            "/jobs/new",
+            data={"csrf_token": csrf_of(client), "action": "verify"},
+            files={"file": ("big.csv", b"iccid\n" + b"8" * 2000, "text/csv")},
+        )
+        assert answer.status_code == 413 and "larger than" in answer.text
+        assert not any(state_of(client).uploads_dir.iterdir())
