@@ -141,6 +141,7 @@ def test_upload_plan_confirm_and_the_run_finishes_with_its_report(
         **{i: "added" for i in fresh}, member: "already_member",
     }  # fmt: skip
     assert set(fresh) <= set(sandbox.state.members(PILOT_GROUP))
+    assert shown["source"] == "joiners.csv"  # the user's file, not the stored upload
 
 
 def test_a_mass_removal_is_refused_without_the_typed_number(
