@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,8 @@ from lf_bulk.console.state import ConsoleState
 from lf_bulk.engine import EngineOptions
 from lf_bulk.settings import Settings
 
+log = logging.getLogger(__name__)
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8770
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -27,9 +30,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """What a console serves and how. `host` is the address it is bound to (the Host header of
-    every request is checked against it on loopback); `tls`: the browser reaches it over https
-    (its own certificate, or a proxy that terminates TLS), so the cookie is `Secure`."""
+    """What a console serves and how. `report_dir`: the folder under which each of its jobs
+    writes its reports (default `<home>/console/reports`). `host` is the address it is bound to
+    (the Host header of every request is checked against it on loopback); `tls`: the browser
+    reaches it over https (its own certificate, or a proxy that terminates TLS), so the cookie
+    is `Secure`."""
 
     settings: Settings
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
@@ -67,6 +72,14 @@ async def not_allowed(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", context, status_code=405)
 
 
+async def server_error(request: Request, exc: Exception) -> Response:
+    """A bug: the page says so plainly; the log has the detail, the page never a traceback."""
+    from lf_bulk.console.templating import error_response
+
+    log.error("console page %s failed", request.url.path, exc_info=exc)
+    return error_response(request, exc, back="/")
+
+
 def create_console(config: ConsoleConfig) -> Starlette:
     """The console's application; its API session (and the embedded sandbox, on `--env sandbox`)
     opens on first use and closes when the application shuts down (or `state.close()`)."""
@@ -86,7 +99,7 @@ def create_console(config: ConsoleConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: not_found, 405: not_allowed},
+        exception_handlers={404: not_found, 405: not_allowed, Exception: server_error},
     )
     app.state.console = state
     app.add_middleware(
