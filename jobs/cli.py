@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "sandbox": "The embedded simulator of the Linksfield API (contract v1, and the Vshop and "
     "Payment services of contract v2, on the same port).",
     "notify": "Recharge Success pushes from Linksfield: receive, list, export.",
+    "console": "A web console for the same jobs: upload a spreadsheet, see the plan, confirm, "
+    "watch, download.",
 }
 
 # A group whose module in jobs/ has another name (`payments check` lives with `orders create`).

@@ -14,7 +14,14 @@ import click
 from jobs.config import CONFIG_META_KEY
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobError
-from jobs.options import since_option, until_option
+from jobs.options import (
+    certfile_option,
+    host_option,
+    keyfile_option,
+    port_option,
+    since_option,
+    until_option,
+)
 from jobs.render import render
 from lf_bulk import order_export
 from lf_bulk.errors import ConfigError, InvalidSetting
@@ -75,25 +82,11 @@ def _keys(app: AppContext, key_id: str | None) -> ReceiverKeys:
 
 
 @notify.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=8443,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port to listen on (0 picks a free one).",
-)
+@host_option
+@port_option(8443)
 @click.option("--key-id", metavar="ID", help="The notification key's id (Linksfield's console).")
-@click.option(
-    "--certfile",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="TLS certificate (PEM, the chain included) to serve https.",
-)
-@click.option(
-    "--keyfile",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The TLS certificate's private key (PEM).",
-)
+@certfile_option
+@keyfile_option
 @pass_app
 def serve_command(
     app: AppContext, host: str, port: int, key_id: str | None, certfile: Path | None,

@@ -74,6 +74,33 @@ report_dir_option = click.option(
     help="Where to write the reports [default: ./lf-bulk-reports/<run id>/].",
 )
 
+certfile_option = click.option(
+    "--certfile",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TLS certificate (PEM, the chain included) to serve https.",
+)
+
+keyfile_option = click.option(
+    "--keyfile",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The TLS certificate's private key (PEM).",
+)
+
+host_option = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+
+
+def port_option(default: int) -> Callable[[F], F]:
+    return click.option(
+        "--port",
+        default=default,
+        show_default=True,
+        type=click.IntRange(0, 65535),
+        help="Port to listen on (0 picks a free one).",
+    )
+
+
 sheet_option = click.option(
     "--sheet", metavar="NAME", help="Workbook sheet to read [default: the first visible sheet]."
 )

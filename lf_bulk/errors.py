@@ -5,6 +5,7 @@
     │   └── InvalidSetting       a setting's value is malformed; nothing was sent (exit 2)
     ├── InputError               a bad input file or argument; nothing was sent (exit 2)
     │   ├── InvalidRowsError     some rows failed validation; carries the rows and their reasons
+    │   ├── UploadTooLarge       a file uploaded to the console is over its size limit
     │   └── RunRefused           a run cannot be continued, retried or cancelled in its state
     ├── PlanRefused              a plan is larger than the user allowed (exit 2)
     ├── QuotaExhausted           the day's request quota is spent, by our ledger or the server's
@@ -137,6 +138,10 @@ class InvalidRowsError(InputError):
         ]
         text = f"{' and '.join(counted)}: {shown}{more}"
         super().__init__(f"{text}\n{advice}" if advice else text, path=path)
+
+
+class UploadTooLarge(InputError):
+    """A file uploaded to the console is larger than the console's limit; nothing was kept."""
 
 
 class RunRefused(InputError):

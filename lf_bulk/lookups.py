@@ -712,6 +712,7 @@ def drive_lookup(
         journal.verify_run(run_id)
         options = _checked_options(journal, record)
         prepare_report_dir(Path(record.report_dir))
+        runs.announce_run(run_id)
         api = runs._get(client)
         if retry_server_quota:
             quota.retry_server(api)

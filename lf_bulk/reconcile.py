@@ -579,6 +579,8 @@ class ReconcileResult:
     after: Diff | None = None  # None when nothing was applied
     planned: int = 0  # ICCID changes sent to the API (a move counts 2)
     drive: DriveResult | None = None
+    members: Mapping[str, int] = field(default_factory=dict)
+    """Members per group in scope when compared (the mass-removal guard's denominators)."""
 
     @property
     def final(self) -> Diff:
@@ -633,7 +635,7 @@ def reconcile(
     if not options.apply or not items:
         code = exit_code_of(before)
         write_reconcile_report(report_dir, before, exit_code=code, run_id=run_id)
-        return ReconcileResult(run_id, report_dir, code, before)
+        return ReconcileResult(run_id, report_dir, code, before, members=Counter(actual.values()))
     _refuse_over_limits(before, items, Counter(actual.values()), options, report_dir, run_id)
     if journal is None or drive is None:
         raise ValueError("applying needs a journal and a driver")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -80,6 +81,28 @@ def no_progress(total: int) -> AbstractContextManager[Progress]:
 
 def _get(value: Lazy[T]) -> T:
     return value() if callable(value) else value
+
+
+# Who wants to learn the id of each run driven in this context (the console's RunManager): told
+# once the run's lock is held, so a run it is told about is one this thread really drives.
+_run_watcher: ContextVar[Callable[[str], None] | None] = ContextVar("run_watcher", default=None)
+
+
+@contextmanager
+def watching_runs(watcher: Callable[[str], None]) -> Iterator[None]:
+    """Call `watcher(run_id)` for every run driven in this context (thread), under its lock."""
+    token = _run_watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _run_watcher.reset(token)
+
+
+def announce_run(run_id: str) -> None:
+    """Tell the `watching_runs` watcher, if any, that `run_id` is being driven now."""
+    watcher = _run_watcher.get()
+    if watcher is not None:
+        watcher(run_id)
 
 
 @dataclass(frozen=True)
@@ -184,6 +207,7 @@ def drive(
         journal.verify_run(run_id)  # first: the report folder below is the journal's word
         # The folder the run started with may have gone since: find out before sending, not after.
         prepare_report_dir(Path(run.report_dir))
+        announce_run(run_id)
         if before is not None:
             before()
         api = _get(client)
@@ -691,4 +715,5 @@ __all__ = (
     "start",
     "start_verified",
     "summary_line",
+    "watching_runs",
 )

@@ -467,9 +467,13 @@ def open_quota_ledger(settings: Settings) -> QuotaLedger:
 
 
 @contextmanager
-def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator[ApiSession]:
+def open_session(
+    settings: Settings, *, spend_reserve: bool = False, sandbox_url: str | None = None
+) -> Iterator[ApiSession]:
     """The API client for `settings`, its requests counted in the quota ledger; `spend_reserve`
-    lets it use the requests kept for reconcile (see `lf_bulk.quota`)."""
+    lets it use the requests kept for reconcile (see `lf_bulk.quota`). `sandbox_url`: the
+    embedded sandbox of this home is already served there (the console's, started once for its
+    lifetime), so no second one is started."""
     settings.validate()
     register_secret(settings.partner_code)
     partner_code = settings.effective_partner_code()
@@ -479,7 +483,9 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
     pacer = RequestPacer(settings.rate_per_second, settings.max_in_flight)
     retry = RetryPolicy(max_attempts=10, deadline_seconds=settings.retry_deadline)
     with ExitStack() as stack:
-        if settings.in_process_sandbox:
+        if settings.in_process_sandbox and sandbox_url is not None:
+            service_urls = dict.fromkeys(SERVICES, sandbox_url)
+        elif settings.in_process_sandbox:
             from lf_bulk.sandbox.server import running_sandbox
 
             ensure_private_dir(settings.home)

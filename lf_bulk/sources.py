@@ -81,6 +81,7 @@ __all__ = [
     "InputRows",
     "InputTable",
     "read_iccids",
+    "visible_sheets",
 ]
 
 ICCID_HEADERS: tuple[str, ...] = (
@@ -738,6 +739,29 @@ def _exported_page(data: bytes) -> str | None:
 def _looks_like_text(data: bytes) -> bool:
     head = data[:1024]
     return not any(byte < 9 or 13 < byte < 32 for byte in head)
+
+
+def visible_sheets(path: str | Path, *, max_bytes: int | None = None) -> tuple[str, ...]:
+    """The visible worksheets of the workbook at `path`, in workbook order (what `sheet` may
+    name); () for a text file. Checked and refused as `read_iccids` checks the file."""
+    source = str(path)
+    suffix = Path(path).suffix.lower()
+    _require_supported_suffix(suffix, source)
+    if suffix not in WORKBOOK_SUFFIXES:
+        return ()
+    path = Path(path)
+    _require_regular_file(path, source)
+    data = _read_bytes(path, source, MAX_INPUT_BYTES if max_bytes is None else max_bytes)
+    _require_xlsx_signature(data, source)
+    with _workbook_errors(source, None):
+        workbook = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+        with workbook:
+            return tuple(
+                entry.name
+                for entry in workbook.sheets_metadata
+                if entry.visible == calamine.SheetVisibleEnum.Visible
+                and entry.typ == calamine.SheetTypeEnum.WorkSheet
+            )
 
 
 @contextmanager
