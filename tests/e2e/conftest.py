@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import re
@@ -285,13 +286,23 @@ def shot(browser: WebDriver, request: pytest.FixtureRequest) -> Callable[[str], 
 
     def take(name: str) -> Path:
         path = E2E_SCREENS / f"{test}-{re.sub(r'[^A-Za-z0-9_-]+', '-', name)}.png"
-        # the whole page, not only the window: tall tables are reviewed too
+        # The whole page, not only the window (tall tables are reviewed too), in one call.
         height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1280, max(900, min(int(height), 4000)))
-        try:
-            assert browser.save_screenshot(str(path)), f"no screenshot written to {path}"
-        finally:
-            browser.set_window_size(1280, 900)
+        picture = browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": 1280,
+                    "height": min(int(height), 6000),
+                    "scale": 1,
+                },
+            },
+        )
+        path.write_bytes(base64.b64decode(picture["data"]))
         return path
 
     return take
