@@ -7,6 +7,11 @@ was sent. Every page visited is saved to e2e-screens/ for review.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from selenium.webdriver.common.by import By
@@ -30,6 +35,10 @@ from .journeys import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
+RUN_LINE = re.compile(r"^run (?P<run>\S+)", re.MULTILINE)
+# The command-line run that gets killed sends one batch of 10 SIMs at a time, two calls a second:
+# slow enough to be killed after its first batch, on the same home and sandbox as the console.
+SLOW_CLIENT_CONFIG = "rate = 2\nmax_in_flight = 1\n"
 
 
 def test_upload_a_list_see_the_plan_confirm_watch_it_finish_and_download_the_report(
@@ -98,3 +107,64 @@ def test_a_file_with_invalid_rows_has_them_named_and_nothing_is_sent(
     assert "Nothing has been sent" in page_text(driver)
     with console.server.sandbox_state() as state:
         assert len(state.mutation_log()) == sent_before
+
+
+def start_then_kill_a_cli_run(console: Console, listing: Path, iccids: list[str]) -> str:
+    """`lf-bulk sims add` on the console's home, killed (SIGKILL) once its first batch is sent."""
+    server = console.server
+    config = listing.parent / "slow.toml"
+    config.write_text(SLOW_CLIENT_CONFIG)
+    command = server.lf_bulk("sims", "add", DEMO_GROUP, str(listing), "--batch-size", "10")
+    command[command.index("--config") + 1] = str(config)
+    stderr_path = listing.parent / "cli.stderr"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=listing.parent, env=server.env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            with server.sandbox_state() as state:
+                sent = {i for record in state.mutation_log() for i in record.iccids}
+            if sent & set(iccids):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, (
+            f"the run ended before it was killed:\n{stderr_path.read_text()}"
+        )
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    found = RUN_LINE.search(stderr_path.read_text())
+    assert found, stderr_path.read_text()
+    with server.sandbox_state() as state:
+        sent = {i for record in state.mutation_log() for i in record.iccids}
+    assert 0 < len(sent & set(iccids)) < len(iccids), "the run was not killed mid-way"
+    return found["run"]
+
+
+def test_a_run_killed_mid_way_is_resumed_from_the_runs_page_and_finishes(
+    console: Console, shot: Shot, tmp_path: Path
+) -> None:
+    driver = console.driver
+    with console.server.sandbox_state() as state:
+        iccids = state.ungrouped_sims(60)
+    listing = write_list(tmp_path / "killed.xlsx", iccids)
+    run_id = start_then_kill_a_cli_run(console, listing, iccids)
+
+    console.go("/runs")
+    runs_table = wait_for(driver, "#runs")
+    shot("runs")
+    assert run_id in runs_table.text
+    driver.find_element(By.LINK_TEXT, run_id).click()
+    assert wait_for(driver, "#run-status").text == "interrupted"
+    shot("interrupted")
+    driver.find_element(By.ID, "resume").click()
+    wait_for_status(driver, "finished")
+    shot("resumed")
+    assert run_id_of(driver) == run_id
+    counts = dict((row[0], row[1]) for row in table_cells(driver, "#outcomes"))
+    assert counts == {"added": str(len(iccids))}, counts
+    with console.server.sandbox_state() as state:
+        assert set(state.members(DEMO_GROUP)) >= set(iccids)
