@@ -3,6 +3,7 @@ the URL with the token printed once on stdout and nowhere else, a real server th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,3 +126,45 @@ def test_the_console_serves_over_a_real_socket_and_never_logs_its_token(tmp_path
         out, err = process.communicate(timeout=20)
     assert token not in out and token not in err
     assert "console stopped" in err
+
+
+PROBE = """
+import json, sys
+from jobs.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+
+
+def test_console_help_loads_neither_starlette_nor_jinja2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "console", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "--allow-remote" in done.stdout
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "jobs" in loaded and "click" in loaded
+    assert loaded.isdisjoint({"starlette", "jinja2", "uvicorn", "httpx", "pandas"}), loaded
+
+
+def test_the_embedded_sandbox_is_started_once_and_stopped_with_the_console(
+    tmp_path: Path,
+) -> None:
+    from consolehelp import console_client, state_of
+
+    with console_client(tmp_path) as client:
+        state = state_of(client)
+        assert client.get("/").status_code == 200
+        with state.job_session() as first, state.job_session() as second:
+            assert first.client is not second.client  # each job its own client (quota flags)
+            assert first.base_url == second.base_url == state.session().base_url
+        assert client.get("/").status_code == 200
+        url = state.session().base_url
+        assert httpx.get(url, timeout=5).status_code in (200, 404)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, timeout=2)

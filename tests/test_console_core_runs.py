@@ -171,6 +171,9 @@ def test_resume_from_the_page_finishes_a_run_a_crash_left_behind(
     page = world.get(f"/runs/{run_id}").text
     assert shown_status(page) == "interrupted"
     assert 'id="resume"' in page and 'id="retry"' not in page
+    listed = world.get("/runs").text
+    row = listed[listed.index(f">{run_id}</a>") :].split("</tr>")[0]
+    assert f'action="/runs/{run_id}/resume"' in row and 'name="csrf_token"' in row
     answer = post(world, f"/runs/{run_id}/resume")
     assert answer.status_code == 303  # type: ignore[attr-defined]
     assert answer.headers["location"] == f"/runs/{run_id}"  # type: ignore[attr-defined]
@@ -257,3 +260,43 @@ def test_a_path_that_is_no_page_gets_the_consoles_own_404(world: TestClient) -> 
     answer = world.get("/runs/a/b/c/<script>")
     assert answer.status_code == 404
     assert 'id="error-message"' in answer.text and "<script>" not in answer.text
+
+
+def test_a_look_up_run_shows_its_outcomes_and_is_not_retried(
+    world: TestClient, members: Iterator[list[str]], tmp_path: Path
+) -> None:
+    from lf_bulk import lookups
+
+    state = state_of(world)
+    source = tmp_path / "cards.csv"
+    source.write_text("iccid\n" + "".join(f"{row}\n" for row in next(members)))
+    with state.job_session() as session, state.journal() as journal:
+        result = lookups.start_lookup(
+            journal, session.client, state.settings, read_iccids(source),
+            lookups.LookupKind.VERIFY, report_dir=tmp_path / "report",
+        )  # fmt: skip
+    page = world.get(f"/runs/{result.run_id}").text
+    assert shown_status(page) == "finished"
+    outcomes = page[page.index('id="outcomes"') :].split("</table>")[0]
+    assert sum(result.counts.values()) == 5
+    for name, count in result.counts.items():
+        assert f'<td>{name}</td><td class="num">{count}</td>' in outcomes
+    assert 'id="retry"' not in page and 'download="items.csv"' in page
+
+
+def test_a_run_the_console_drove_is_what_runs_list_shows(
+    world: TestClient, members: Iterator[list[str]], tmp_path: Path
+) -> None:
+    import json
+
+    from clihelp import expect, invoke
+
+    state = state_of(world)
+    run_id = start_removal(state, tmp_path, next(members), EngineOptions(wait=False))
+    post(world, f"/runs/{run_id}/wait")
+    settle(world, run_id)
+    listed = expect(
+        invoke(["--home", str(state.settings.home), "runs", "list", "--format", "json"]), 0
+    )
+    [record] = [r for r in json.loads(listed.stdout) if r["run_id"] == run_id]
+    assert record["status"] == "finished" and record["outcomes"]["removed"] == 5

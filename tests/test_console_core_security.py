@@ -183,3 +183,37 @@ def test_a_websocket_is_refused(client: TestClient) -> None:
 
     with pytest.raises(WebSocketDisconnect), client.websocket_connect("/"):
         pass
+
+
+def test_a_page_reads_the_whole_form_after_the_gate_checked_it() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from lf_bulk.console.security import SecurityMiddleware, csrf_token_for
+
+    async def echo(request: Request) -> JSONResponse:
+        async with request.form() as form:
+            upload = form["file"]
+            assert not isinstance(upload, str)
+            content = await upload.read()
+            return JSONResponse(
+                {"note": form["note"], "size": len(content), "tail": content[-8:].decode()}
+            )
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+    secret = b"s" * 32
+    gated = SecurityMiddleware(
+        app, token=TEST_TOKEN, csrf_secret=secret, max_body_bytes=2_000_000, host="127.0.0.1"
+    )
+    client = TestClient(gated, base_url="http://127.0.0.1:8770")
+    client.cookies.set(COOKIE_NAME, TEST_TOKEN)
+    body = b"iccid\n" + b"8944000000000000000\n" * 30_000 + b"THE-END!"  # ~600 kB: many chunks
+    answer = client.post(
+        "/echo",
+        data={"csrf_token": csrf_token_for(secret, TEST_TOKEN), "note": "<b>ok</b>"},
+        files={"file": ("list.csv", body, "text/csv")},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"note": "<b>ok</b>", "size": len(body), "tail": "THE-END!"}

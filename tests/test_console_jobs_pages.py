@@ -57,15 +57,17 @@ def used_today(client: TestClient) -> int:
     return state_of(client).quota().used_today()
 
 
-def wait_for_run(client: TestClient, run_id: str, timeout: float = 20) -> dict[str, object]:
+def wait_for_run(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, object]:
+    """The run as `runs show` shows it, once the console's job driving it has ended."""
+    home = state_of(client).settings.home
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         live = state_of(client).runner.live(run_id)
         if live is not None and live.done:
             break
         time.sleep(0.05)
-    with runs.open_journal(state_of(client).settings.home) as journal:
-        return runs.details(journal, run_id, state_of(client).settings.home)
+    with runs.open_journal(home) as journal:
+        return runs.details(journal, run_id, home)
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

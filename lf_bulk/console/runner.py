@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 50
+MAX_TRACKED = 200
+# Why a drive ended before its run's end (`RunResult.stopped`), and what continues it.
+STOP_WORDS = {
+    "no-wait": "Submitted without waiting for the results: Wait follows the run to its end.",
+    "timeout": "Timed out waiting for the results: Wait continues.",
+    "interrupted": "Interrupted: Resume continues the run; nothing is sent twice.",
+    "pending": "Some answers are still pending: Resume asks again.",
+    "quota": "The day's request quota is spent: the run stopped cleanly. Resume continues it "
+    "after the reset (the footer says when); nothing is looked up twice.",
+}
 STARTING_TIMEOUT = 15.0
 
 
@@ -210,7 +220,12 @@ class RunManager:
 
     def _track(self, live: LiveProgress) -> None:
         with self._lock:
+            self._live.pop(live.run_id, None)
             self._live[live.run_id] = live
+            # The journal keeps every run; only the latest few need their last words here.
+            ended = [run_id for run_id, seen in self._live.items() if seen.done]
+            for run_id in ended[: max(0, len(self._live) - MAX_TRACKED)]:
+                del self._live[run_id]
 
     def _conclude(self, record: _Job) -> None:
         found = getattr(record.result, "run_id", None)
@@ -239,7 +254,7 @@ class RunManager:
                     if isinstance(error, QuotaExhausted):
                         live.stop = live.error
                 elif stopped:
-                    live.stop = str(stopped)
+                    live.stop = STOP_WORDS.get(str(stopped), str(stopped))
                 live.exit_code = None if exit_code is None else int(exit_code)
             live.done = True
         record.known.set()

@@ -22,7 +22,7 @@ from lf_bulk import runs
 from lf_bulk.console.runner import Launch
 from lf_bulk.console.state import ConsoleState, console_state
 from lf_bulk.console.templating import error_response, render
-from lf_bulk.errors import LfBulkError, RunNotFound
+from lf_bulk.errors import LfBulkError, RunLocked, RunNotFound
 from lf_bulk.journal import (
     CANCELLED,
     FAILED,
@@ -137,9 +137,10 @@ def _run_page(state: ConsoleState, run_id: str, outcome: str) -> dict[str, Any]:
     with state.journal() as journal:
         shown = runs.details(journal, run_id, state.settings.home)
         record = journal.run(run_id)
-        items, matching = _problem_items(journal, run_id, outcome)
-    live = state.runner.live(run_id)
-    driving = shown["status"] == RUNNING or state.runner.driving(run_id)
+        live = state.runner.live(run_id)
+        driving = shown["status"] == RUNNING or state.runner.driving(run_id)
+        # While it is driven the page reloads every few seconds: the rows wait for its end.
+        items, matching = ([], 0) if driving else _problem_items(journal, run_id, outcome)
     counts: dict[str, int] = dict(shown["outcomes"])  # type: ignore[call-overload]
     total = record.valid
     finished = total - counts.get(str(OutcomeCode.PENDING), 0)
@@ -266,6 +267,14 @@ def _retry(journal: Journal, launch: Launch, state: ConsoleState, run_id: str) -
 ACTIONS = {"resume": _resume, "wait": _wait, "retry": _retry}
 
 
+def _not_driven_here(state: ConsoleState, run_id: str) -> None:
+    # The run's lock would refuse it too; this says who holds it.
+    if state.runner.driving(run_id):
+        raise RunLocked(
+            f"run {run_id} is being driven by this console right now; its page shows how it goes"
+        )
+
+
 def _exists(state: ConsoleState, run_id: str) -> None:
     with state.journal() as journal:
         journal.run(run_id)
@@ -281,6 +290,7 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
         run_id = request.path_params["run_id"]
         try:
             await run_in_threadpool(_exists, state, run_id)
+            _not_driven_here(state, run_id)
             start = _launched(
                 request,
                 f"{action} {run_id}",
@@ -297,6 +307,7 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 def _cancel(state: ConsoleState, run_id: str) -> None:
+    _not_driven_here(state, run_id)
     with state.journal() as journal:
         runs.cancel(journal, state.settings, run_id)
 

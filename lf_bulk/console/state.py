@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from lf_bulk import runs
+from lf_bulk.bulk import DEFAULT_REPORT_ROOT
 from lf_bulk.console.runner import RunManager
 from lf_bulk.journal import Journal
 from lf_bulk.quota import QuotaLedger
@@ -101,12 +104,20 @@ class ConsoleState:
                 self._ledger = self._stack.enter_context(open_quota_ledger(self.settings))
             return self._ledger
 
+    def new_report_dir(self, label: str = "job") -> Path:
+        """A fresh folder name for one job's reports (the library creates it): under
+        `config.report_dir`, else where the CLI writes them (./lf-bulk-reports/), named by the
+        time and `label`, so a job can name files in it (e.g. its fleet workbook) before its run
+        exists."""
+        root = self.config.report_dir or DEFAULT_REPORT_ROOT
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40] or "job"
+        return (root / f"console-{stamp}-{safe}-{secrets.token_hex(3)}").absolute()
+
     @property
     def uploads_dir(self) -> Path:
         """Where uploads are kept, owner-only (`<home>/console/uploads`)."""
-        ensure_private_dir(self.settings.home)
-        ensure_private_dir(self.settings.home / "console", what="the console folder")
-        return ensure_private_dir(self.settings.home / "console" / "uploads", what="uploads")
+        return ensure_private_dir(self.settings.home / "console" / "uploads")
 
     def close(self) -> None:
         self.runner.close()
