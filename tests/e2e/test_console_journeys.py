@@ -30,11 +30,13 @@ from .journeys import (
     wait_for,
     wait_for_status,
     workbook_items,
+    write_csv,
     write_list,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
+RECONCILED_GROUP = "G1000003"  # 24 members in the console's world; no other journey touches it
 RUN_LINE = re.compile(r"^run (?P<run>\S+)", re.MULTILINE)
 # The command-line run that gets killed sends one batch of 10 SIMs at a time, two calls a second:
 # slow enough to be killed after its first batch, on the same home and sandbox as the console.
@@ -168,3 +170,58 @@ def test_a_run_killed_mid_way_is_resumed_from_the_runs_page_and_finishes(
     assert counts == {"added": str(len(iccids))}, counts
     with console.server.sandbox_state() as state:
         assert set(state.members(DEMO_GROUP)) >= set(iccids)
+
+
+def test_reconcile_shows_the_drift_and_applies_it_only_with_the_typed_consent(
+    console: Console, shot: Shot, tmp_path: Path
+) -> None:
+    driver = console.driver
+    with console.server.sandbox_state() as state:
+        members = sorted(state.members(RECONCILED_GROUP))
+        newcomers = state.ungrouped_sims(3)
+    kept = members[: len(members) // 2]
+    removals = len(members) - len(kept)
+    desired = write_csv(
+        tmp_path / "desired.csv",
+        [["group_id", "iccid"], *([RECONCILED_GROUP, iccid] for iccid in kept + newcomers)],
+    )
+
+    console.go("/reconcile")
+    wait_for(driver, "#reconcile-upload").find_element(By.ID, "file").send_keys(str(desired))
+    shot("form")
+    driver.find_element(By.ID, "compare").click()
+    drift = wait_for(driver, "#drift")
+    shot("drift")
+    categories = dict((row[0], row[1]) for row in table_cells(driver, "#drift"))
+    assert (
+        categories.items() >= {"missing": str(len(newcomers)), "unexpected": str(removals)}.items()
+    )
+    changes = driver.find_element(By.ID, "apply-changes").text
+    assert changes == str(removals + len(newcomers)), drift.text
+    assert RECONCILED_GROUP in driver.find_element(By.ID, "guard").text
+    consent = driver.find_element(By.ID, "consent")
+    assert consent.get_attribute("value") == "" and consent.get_attribute("type") == "text"
+    assert driver.find_element(By.ID, "max-changes").get_attribute("value") == ""
+
+    # A wrong number is refused, and nothing changes.
+    driver.find_element(By.ID, "max-changes").send_keys(changes)
+    consent.send_keys(str(removals - 1))
+    driver.find_element(By.ID, "apply").click()
+    wait_for(driver, "main")
+    shot("wrong-consent")
+    assert "/runs/" not in driver.current_url
+    assert "nothing was sent" in page_text(driver).lower()
+    with console.server.sandbox_state() as state:
+        assert sorted(state.members(RECONCILED_GROUP)) == members
+
+    driver.back()
+    wait_for(driver, "#apply-form")
+    driver.find_element(By.ID, "max-changes").clear()
+    driver.find_element(By.ID, "max-changes").send_keys(changes)
+    driver.find_element(By.ID, "consent").clear()
+    driver.find_element(By.ID, "consent").send_keys(str(removals))
+    driver.find_element(By.ID, "apply").click()
+    wait_for_status(driver, "finished")
+    shot("applied")
+    with console.server.sandbox_state() as state:
+        assert sorted(state.members(RECONCILED_GROUP)) == sorted(kept + newcomers)
