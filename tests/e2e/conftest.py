@@ -4,7 +4,7 @@
   /usr/bin/chromedriver (`make browser` installs both); Selenium Manager never downloads anything.
   Without the browser the tests skip with the reason, except in CI (`CI=true`), where it is a
   failure: CI must run them.
-- `console_server` (one per module): `lf-bulk console` in a subprocess on 127.0.0.1, over an
+- `console_server` (one per session): `lf-bulk console` in a subprocess on 127.0.0.1, over an
   embedded-sandbox home of its own (a small seeded world, fast operations); its URL and access
   token are read from what it prints, as a user would copy them.
 - `console` (per test): the browser on that console, signed in with a clean cookie jar.
@@ -221,7 +221,7 @@ def _wait_until_serving(server: ConsoleServer) -> None:
     raise AssertionError(f"the console at {server.base_url} does not answer")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def console_server(
     tmp_path_factory: pytest.TempPathFactory, fresh_world: Callable[[Path, int], Path]
 ) -> Iterator[ConsoleServer]:

@@ -6,7 +6,8 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,16 @@ def element(driver: WebDriver, css: str) -> WebElement | None:
         return driver.find_element(By.CSS_SELECTOR, css)
     except NoSuchElementException:
         return None
+
+
+def text_of(driver: WebDriver, css: str) -> str | None:
+    """The text of the element `css` now (None: not on the page), read in one round trip, so a
+    page that reloads itself meanwhile never leaves a stale element behind."""
+    text = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;",
+        css,
+    )
+    return None if text is None else str(text)
 
 
 def table_cells(driver: WebDriver, css: str) -> list[list[str]]:
@@ -112,25 +123,40 @@ def run_id_of(driver: WebDriver) -> str:
     return match["run"]
 
 
-def wait_for_status(driver: WebDriver, wanted: str, *, seconds: float = 20.0) -> str:
-    """The run page's #run-status once it reads `wanted` (the page reloads itself, or we do)."""
+def wait_for_status(
+    driver: WebDriver, wanted: str, *, seconds: float = 20.0, reload: bool = False
+) -> str:
+    """The run page's #run-status once it reads `wanted`.
+
+    The page gets there by itself (live events with JavaScript, its refresh without); `reload`
+    also reloads it each 1.5 s, for a run whose status changes without the console knowing.
+    """
     deadline = time.monotonic() + seconds
     status = ""
     last_reload = time.monotonic()
     while time.monotonic() < deadline:
-        shown = element(driver, "#run-status")
-        status = shown.text.strip() if shown is not None else ""
+        status = text_of(driver, "#run-status") or ""
         if status == wanted:
             return status
         if status in FINAL_STATUSES and status != wanted:
             break
-        if time.monotonic() - last_reload > 1.5:
+        if reload and time.monotonic() - last_reload > 1.5:
             driver.refresh()
             last_reload = time.monotonic()
         time.sleep(0.1)
     raise AssertionError(
         f"run page {driver.current_url} says {status!r}, not {wanted!r}:\n{page_text(driver)[:2000]}"
     )
+
+
+@contextmanager
+def without_javascript(driver: WebDriver) -> Iterator[None]:
+    """The tab with JavaScript off (the console must work without it), on again afterwards."""
+    driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})  # type: ignore[attr-defined]
 
 
 def download(console: Console, driver: WebDriver, name: str) -> bytes:

@@ -16,9 +16,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
 from openpyxl import load_workbook
 from selenium.webdriver.common.by import By
 
+from jobs.cli import cli
+from lf_bulk.exitcodes import ExitCode
 from lf_bulk.sandbox.seed import DEMO_GROUP
 
 from .conftest import Console
@@ -29,10 +33,12 @@ from .journeys import (
     page_text,
     run_id_of,
     table_cells,
+    text_of,
     through_to_plan,
     upload,
     wait_for,
     wait_for_status,
+    without_javascript,
     workbook_items,
     write_csv,
     write_list,
@@ -156,22 +162,19 @@ def start_then_kill_a_cli_run(console: Console, listing: Path, iccids: list[str]
     return found["run"]
 
 
-def test_a_run_killed_mid_way_is_resumed_from_the_runs_page_and_finishes(
-    console: Console, shot: Shot, tmp_path: Path
+def resume_from_the_runs_page(
+    console: Console, shot: Shot, run_id: str, iccids: list[str], *, shown: str
 ) -> None:
+    """Runs -> the run (showing `shown`) -> Resume -> it finishes with every SIM added."""
     driver = console.driver
-    with console.server.sandbox_state() as state:
-        iccids = state.ungrouped_sims(60)
-    listing = write_list(tmp_path / "killed.xlsx", iccids)
-    run_id = start_then_kill_a_cli_run(console, listing, iccids)
-
     console.go("/runs")
     runs_table = wait_for(driver, "#runs")
     shot("runs")
     assert run_id in runs_table.text
     driver.find_element(By.LINK_TEXT, run_id).click()
-    assert wait_for(driver, "#run-status").text == "interrupted"
-    shot("interrupted")
+    wait_for(driver, "#run-status")
+    assert text_of(driver, "#run-status") == shown
+    shot(shown)
     driver.find_element(By.ID, "resume").click()
     wait_for_status(driver, "finished")
     shot("resumed")
@@ -180,6 +183,34 @@ def test_a_run_killed_mid_way_is_resumed_from_the_runs_page_and_finishes(
     assert counts == {"added": str(len(iccids))}, counts
     with console.server.sandbox_state() as state:
         assert set(state.members(DEMO_GROUP)) >= set(iccids)
+
+
+def test_a_run_left_not_finished_is_resumed_from_the_runs_page_and_finishes(
+    console: Console, shot: Shot, tmp_path: Path
+) -> None:
+    # The fast variant: the command line leaves the run submitted, not finished (--no-wait).
+    with console.server.sandbox_state() as state:
+        iccids = state.ungrouped_sims(30)
+    listing = write_list(tmp_path / "not finished.xlsx", iccids)
+    args = console.server.lf_bulk("sims", "add", DEMO_GROUP, str(listing), "--no-wait")[3:]
+    result = CliRunner().invoke(cli, args, env=console.server.env, catch_exceptions=False)
+    assert result.exit_code == ExitCode.NOT_FINISHED, result.output
+    found = RUN_LINE.search(result.stderr)
+    assert found, result.stderr
+    resume_from_the_runs_page(console, shot, found["run"], iccids, shown="not_finished")
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_way_is_resumed_from_the_runs_page_without_javascript(
+    console: Console, shot: Shot, tmp_path: Path
+) -> None:
+    with console.server.sandbox_state() as state:
+        iccids = state.ungrouped_sims(60)
+    listing = write_list(tmp_path / "killed.xlsx", iccids)
+    run_id = start_then_kill_a_cli_run(console, listing, iccids)
+    with without_javascript(console.driver):
+        # the run page reloads itself (its refresh) until the run has finished
+        resume_from_the_runs_page(console, shot, run_id, iccids, shown="interrupted")
 
 
 def test_reconcile_shows_the_drift_and_applies_it_only_with_the_typed_consent(
