@@ -53,10 +53,16 @@ def check_binding(
     is_flag=True,
     help="A proxy in front of the console terminates TLS (the cookie is sent over https only).",
 )
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the console's jobs write their reports, a folder each [default: "
+    "<home>/console/reports].",
+)
 @pass_app
 def console(
     app: AppContext, host: str, port: int, allow_remote: bool, certfile: Path | None,
-    keyfile: Path | None, behind_tls_proxy: bool,
+    keyfile: Path | None, behind_tls_proxy: bool, report_dir: Path | None,
 ) -> None:  # fmt: skip
     """A web console for the same jobs: upload a spreadsheet, see the plan, confirm, watch, download.
 
@@ -70,7 +76,11 @@ def console(
     from lf_bulk.console.server import serve
 
     config = ConsoleConfig(
-        settings=app.settings, host=host, port=port, tls=bool(certfile) or behind_tls_proxy
+        settings=app.settings,
+        host=host,
+        port=port,
+        tls=bool(certfile) or behind_tls_proxy,
+        report_dir=report_dir.absolute() if report_dir else None,
     )
 
     def announce(url: str) -> None:

@@ -8,9 +8,10 @@ import click
 
 from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
+from jobs.driving import bars, client_of, open_journal
 from jobs.options import report_dir_option
 from lf_bulk import lookups
-from lf_bulk import renewals as _registers_the_renewal_reporters  # noqa: F401
+from lf_bulk import renewals as renewals_lib  # also registers the renewal reporters
 from lf_bulk.fleet import OPTION_OUTPUT
 from lf_bulk.reports import prepare_report_dir
 
@@ -71,9 +72,10 @@ def cancel(
     if report_dir is not None:
         prepare_report_dir(report_dir)
     rows = lk.lookup_rows(app, file, (), False, sheet, column)
-    # A renewal is looked up afresh before it is cancelled: a cached answer may be stale.
-    result = lk.start(
-        app, rows, lookups.LookupKind.CANCEL_RENEWAL, options={lookups.OPTION_YES: yes},
-        max_age=0, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
+    calls = len(lookups.CALLS[lookups.LookupKind.CANCEL_RENEWAL])
+    result = renewals_lib.start_cancel(
+        lambda: open_journal(app), client_of(app), app.settings, rows, yes=yes,
+        report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
+        progress=bars(app, calls), say=app.info,
     )  # fmt: skip
     lk.render(app, result, result.report_dir)

@@ -26,18 +26,24 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
 
+from lf_bulk import runs
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.fleet import OPTION_OUTPUT
+from lf_bulk.journal import Journal
 from lf_bulk.lookups import (
     OPTION_YES,
+    LookupClient,
     LookupKind,
     LookupRun,
     SimAnswers,
     default_reporter,
     register_reporter,
+    start_lookup,
 )
 from lf_bulk.models import OutcomeCode, Renewal
+from lf_bulk.settings import Settings
+from lf_bulk.sources import InputTable
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "cancel_exit_code",
     "report_cancel",
     "report_renewals",
+    "start_cancel",
     "write_cancel_report",
     "write_renewal_list",
 ]
@@ -296,6 +303,28 @@ def report_cancel(run: LookupRun) -> ExitCode:
         source=run.record.source,
         planned=not run.options.get(OPTION_YES),
     )
+
+
+def start_cancel(
+    journal: runs.Lazy[Journal],
+    client: runs.Lazy[LookupClient],
+    settings: Settings,
+    rows: InputTable | Sequence[tuple[str, str]],
+    *,
+    yes: bool,
+    report_dir: Path | None = None,
+    skip_invalid: bool = False,
+    timeout: float | None = None,
+    progress: runs.ProgressFactory = runs.no_progress,
+    say: runs.Say = runs._silent,
+) -> runs.RunResult:
+    """`renewals cancel`: a CANCEL_RENEWAL run; with `yes` the cancels are sent, otherwise only
+    the plan is written. Every renewal is looked up afresh (a cached answer may be stale)."""
+    return start_lookup(
+        journal, client, settings, rows, LookupKind.CANCEL_RENEWAL, options={OPTION_YES: yes},
+        max_age=0, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
+        progress=progress, say=say,
+    )  # fmt: skip
 
 
 register_reporter(LookupKind.RENEWALS, report_renewals)

@@ -78,9 +78,13 @@ def test_remote_behind_a_tls_proxy_is_allowed_and_its_cookie_is_secure(
 def test_loopback_prints_the_url_with_the_token_once_on_stdout(
     tmp_path: Path, served: list[ConsoleConfig]
 ) -> None:
-    result = expect(invoke(console_args(tmp_path, "--port", "9000")), 0)
+    reports = tmp_path / "reports"
+    result = expect(
+        invoke(console_args(tmp_path, "--port", "9000", "--report-dir", str(reports))), 0
+    )
     [config] = served
     assert config.host == "127.0.0.1" and not config.tls and config.port == 9000
+    assert config.report_dir == reports
     assert result.stdout.strip() == f"http://127.0.0.1:8770/?token={config.token}"
     assert len(config.token) >= 40  # secrets.token_urlsafe(32)
     assert "sandbox" in result.stderr  # the embedded sandbox says so
@@ -168,3 +172,16 @@ def test_the_embedded_sandbox_is_started_once_and_stopped_with_the_console(
         assert httpx.get(url, timeout=5).status_code in (200, 404)
     with pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=2)
+
+
+def test_each_job_gets_a_fresh_report_folder_under_the_report_root(tmp_path: Path) -> None:
+    from consolehelp import console_client, state_of
+
+    state = state_of(console_client(tmp_path))
+    assert state.report_root == state.settings.home / "console" / "reports"
+    first, second = state.new_report_dir("remove G1"), state.new_report_dir("remove G1")
+    assert first != second and first.parent == second.parent == state.report_root.absolute()
+    assert first.name.startswith("console-") and "remove-G1" in first.name
+    assert (
+        state_of(console_client(tmp_path, report_dir=tmp_path / "r")).report_root == tmp_path / "r"
+    )

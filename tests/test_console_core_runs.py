@@ -300,3 +300,21 @@ def test_a_run_the_console_drove_is_what_runs_list_shows(
     )
     [record] = [r for r in json.loads(listed.stdout) if r["run_id"] == run_id]
     assert record["status"] == "finished" and record["outcomes"]["removed"] == 5
+
+
+def test_a_report_folder_changed_in_the_journal_is_never_served_from(
+    world: TestClient, members: Iterator[list[str]], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    state = state_of(world)
+    run_id = start_removal(state, tmp_path, next(members))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "items.csv").write_text("someone else's data")
+    with sqlite3.connect(state.settings.home / "journal.db") as db:
+        db.execute("UPDATE runs SET report_dir = ? WHERE run_id = ?", (str(elsewhere), run_id))
+    answer = world.get(f"/runs/{run_id}/files/items.csv")
+    assert answer.status_code == 409
+    assert "someone else" not in answer.text
+    assert "changed by something other than lf-bulk" in answer.text

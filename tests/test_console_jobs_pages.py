@@ -7,6 +7,7 @@ import io
 import re
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from lf_bulk import runs
 from lf_bulk.iccid import with_check_digit
+from lf_bulk.sandbox import cards
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
@@ -227,3 +229,99 @@ def test_a_workbook_with_two_sheets_asks_which(console: TestClient) -> None:
     assert chosen.headers["location"].endswith("/check")
     check = console.get(chosen.headers["location"])
     assert re.search(r'id="valid-count">1<', check.text)
+
+
+def test_top_ups_show_exact_totals_and_need_the_typed_number_of_orders(
+    console: TestClient, sandbox: SandboxServer
+) -> None:
+    sims = sandbox.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=3)
+    lines, expected = ["iccid,package_code,periods,amount,currency,pay_id"], Decimal(0)
+    currencies = set()
+    for n, sim in enumerate(sims):
+        card = sandbox.state.card(sim)
+        assert card is not None
+        plan = cards.plans_for(card["area"])[0]
+        amount = Decimal(plan.price) * (n + 1)
+        expected += amount
+        currencies.add(plan.currency)
+        lines.append(f"{sim},{plan.package_code},{n + 1},{amount:f},{plan.currency},pi_console_{n}")
+    assert len(currencies) == 1, "one currency keeps the expected total simple"
+    where = start_job(console, "topups", "orders.csv", ("\n".join(lines) + "\n").encode())
+    assert where.endswith("/check"), where
+    plan = console.get(where.replace("/check", "/plan"))
+    assert plan.status_code == 200, plan.text
+    assert 'id="plan-totals"' in plan.text and f"{expected:,f}" in plan.text
+    assert 'id="consent"' in plan.text and "<strong>3</strong>" in plan.text
+    confirm = where.replace("/check", "/confirm")
+    orders_before = len(sandbox.state.orders())
+    refused = console.post(confirm, data={"csrf_token": csrf_of(console), "consent": "yes"})
+    assert refused.status_code == 400 and "type 3" in refused.text
+    assert len(sandbox.state.orders()) == orders_before
+    done = console.post(confirm, data={"csrf_token": csrf_of(console), "consent": "3"})
+    assert done.status_code == 303, done.text
+    shown = wait_for_run(console, done.headers["location"].removeprefix("/runs/"))
+    assert shown["status"] == "finished" and shown["outcomes"] == {"created": 3}, shown
+    assert len(sandbox.state.orders()) == orders_before + 3
+
+
+def test_renewals_are_cancelled_only_with_the_typed_number(
+    console: TestClient, sandbox: SandboxServer
+) -> None:
+    sims = sandbox.state.iccids_with(renewal=True, limit=2)
+    assert len(sims) == 2
+    where = start_job(console, "renewals_cancel", "renewals.csv", csv_bytes(sims))
+    plan = console.get(where.replace("/check", "/plan"))
+    assert plan.status_code == 200 and 'id="consent"' in plan.text
+    assert re.search(r'id="plan-calls">about 6<', plan.text)
+    confirm = where.replace("/check", "/confirm")
+    refused = console.post(confirm, data={"csrf_token": csrf_of(console)})
+    assert refused.status_code == 400
+    assert all(sandbox.state.renewal(sim) is not None for sim in sims)
+    done = console.post(confirm, data={"csrf_token": csrf_of(console), "consent": "2"})
+    assert done.status_code == 303, done.text
+    shown = wait_for_run(console, done.headers["location"].removeprefix("/runs/"))
+    assert shown["outcomes"] == {"cancelled": 2}, shown
+    assert all(sandbox.state.renewal(sim) is None for sim in sims)
+
+
+def test_the_fleet_status_of_a_group_writes_its_workbook(console: TestClient) -> None:
+    started = console.post(
+        "/jobs/status-group", data={"csrf_token": csrf_of(console), "group_id": PILOT_GROUP}
+    )
+    assert started.status_code == 303, started.text
+    shown = wait_for_run(console, started.headers["location"].removeprefix("/runs/"))
+    assert shown["kind"] == "lookup" and shown["operation"] == "status", shown
+    assert (Path(str(shown["report_dir"])) / "fleet.xlsx").is_file()
+    unknown = console.post(
+        "/jobs/status-group", data={"csrf_token": csrf_of(console), "group_id": "G404"}
+    )
+    assert unknown.status_code == 400 and "G404" in unknown.text
+
+
+def test_a_second_confirmation_goes_to_the_first_run_and_sends_nothing_more(
+    console: TestClient, sandbox: SandboxServer
+) -> None:
+    fresh = sandbox.state.ungrouped_sims(2)
+    where = start_job(console, "add", "joiners.csv", csv_bytes(fresh), PILOT_GROUP)
+    confirm = where.replace("/check", "/confirm")
+    first = console.post(confirm, data={"csrf_token": csrf_of(console)})
+    second = console.post(confirm, data={"csrf_token": csrf_of(console)})
+    assert first.status_code == 303, first.text
+    assert second.status_code == 303 and second.headers["location"] == first.headers["location"]
+    wait_for_run(console, first.headers["location"].removeprefix("/runs/"))
+    with runs.open_journal(state_of(console).settings.home) as journal:
+        assert len(runs.listing(journal, state_of(console).settings.home)) == 1
+
+
+def test_an_upload_over_the_consoles_limit_is_refused_with_413(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    settings = settings_for(sandbox, tmp_path / "home")
+    with console_client(tmp_path, settings=settings, max_upload_bytes=1000) as client:
+        answer = client.post(
+            "/jobs/new",
+            data={"csrf_token": csrf_of(client), "action": "verify"},
+            files={"file": ("big.csv", b"iccid\n" + b"8" * 2000, "text/csv")},
+        )
+        assert answer.status_code == 413 and "larger than" in answer.text
+        assert not any(state_of(client).uploads_dir.iterdir())

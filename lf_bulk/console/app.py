@@ -27,9 +27,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """What a console serves and how. `host` is the address it is bound to (the Host header of
-    every request is checked against it on loopback); `tls`: the browser reaches it over https
-    (its own certificate, or a proxy that terminates TLS), so the cookie is `Secure`."""
+    """What a console serves and how. `report_dir`: the folder under which each of its jobs
+    writes its reports (default `<home>/console/reports`). `host` is the address it is bound to
+    (the Host header of every request is checked against it on loopback); `tls`: the browser
+    reaches it over https (its own certificate, or a proxy that terminates TLS), so the cookie
+    is `Secure`."""
 
     settings: Settings
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)

@@ -19,7 +19,14 @@ from starlette.routing import BaseRoute, Route
 
 from lf_bulk import orders
 from lf_bulk.console import finance_data
-from lf_bulk.console.newjob import checked_group, form_text, groups_of, report_root, store_upload
+from lf_bulk.console.newjob import (
+    checked_group,
+    form_text,
+    groups_of,
+    refused,
+    report_root,
+    store_upload,
+)
 from lf_bulk.console.state import ConsoleState, console_state
 from lf_bulk.console.templating import error_response, render
 from lf_bulk.errors import InputError, LfBulkError, RunNotFound
@@ -72,7 +79,7 @@ async def export(request: Request) -> Response:
     try:
         made = await run_in_threadpool(_export, state, form, form.get("file"))
     except LfBulkError as error:
-        return error_response(request, error, back="/finance")
+        return refused(request, error, back="/finance")
     finally:
         await form.close()
     return render(request, "finance_export.html", {"made": made}, nav="finance")

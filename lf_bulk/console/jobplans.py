@@ -23,9 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from lf_bulk import bulk, fleet, lookups, quota, runs, topups
+from lf_bulk import bulk, fleet, lookups, quota, renewals, runs, topups
 from lf_bulk import catalogue as _registers_the_plans_reporter  # noqa: F401
-from lf_bulk import renewals as _registers_the_renewal_reporters  # noqa: F401
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import InputError, PlanRefused
 from lf_bulk.journal import Journal
@@ -383,13 +382,13 @@ def _start(
             journal, client, settings, rows, action.operation, group_id,
             skip_invalid=skip_invalid, report_dir=report_dir, progress=progress, say=say,
         )  # fmt: skip
-    options: dict[str, object] = {}
-    max_age = lookups.DEFAULT_MAX_AGE
     if action is Action.RENEWALS_CANCEL:
         check_consent(rows.counts.valid, consent)
-        options = {lookups.OPTION_YES: True}
-        max_age = 0  # a renewal is looked up afresh before it is cancelled, as the CLI does
+        return renewals.start_cancel(
+            journal, client, settings, rows, yes=True, report_dir=report_dir,
+            skip_invalid=skip_invalid, progress=progress, say=say,
+        )  # fmt: skip
     return lookups.start_lookup(
-        journal, client, settings, rows, action.lookup_kind, options=options, max_age=max_age,
+        journal, client, settings, rows, action.lookup_kind, options={},
         report_dir=report_dir, skip_invalid=skip_invalid, progress=progress, say=say,
     )  # fmt: skip

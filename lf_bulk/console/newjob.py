@@ -32,12 +32,13 @@ from lf_bulk.console.jobplans import Action
 from lf_bulk.console.runner import Launch
 from lf_bulk.console.state import ConsoleState, console_state
 from lf_bulk.console.templating import error_response, render
-from lf_bulk.errors import InputError, LfBulkError
+from lf_bulk.errors import InputError, LfBulkError, RunChanged, UploadTooLarge
 from lf_bulk.models import Group
 from lf_bulk.redaction import redact
 from lf_bulk.sources import InputTable
 
 SEE_OTHER = 303
+TOO_LARGE = 413
 
 
 def report_root(state: ConsoleState) -> Path:
@@ -112,7 +113,7 @@ async def upload(request: Request) -> Response:
         )
         seen = await run_in_threadpool(uploads.inspect_upload, stored)
     except LfBulkError as error:
-        return error_response(request, error, back="/jobs/new")
+        return refused(request, error, back="/jobs/new")
     finally:
         await form.close()
     if seen.needs_choice:
@@ -242,27 +243,59 @@ async def confirm(request: Request) -> Response:
     form = await request.form()
     skip_invalid = _skip_invalid(form)
     consent = form_text(form, "consent")
+    query = "?skip_invalid=1" if skip_invalid else ""
     try:
         stored = await run_in_threadpool(_load, state, upload_id)
         action = _action_of(stored)
         rows, _ = await run_in_threadpool(_validated, stored, action)
-        label = f"{action.label} ({stored.original_name})"
+    except LfBulkError as error:
+        return refused(request, error, back=f"/jobs/{upload_id}/plan{query}")
 
-        def job(launch: Launch) -> runs.RunResult:
-            return jobplans.job_for(
-                action, state.journal, launch.client, state.settings, rows,
-                group_id=stored.choice("group_id") or "", skip_invalid=skip_invalid,
-                consent=consent, report_dir=jobplans.job_report_dir(report_root(state)),
-            )(launch.progress, launch.say)  # fmt: skip
+    def job(launch: Launch) -> runs.RunResult:
+        return jobplans.job_for(
+            action, state.journal, launch.client, state.settings, rows,
+            group_id=stored.choice("group_id") or "", skip_invalid=skip_invalid,
+            consent=consent, report_dir=jobplans.job_report_dir(report_root(state)),
+        )(launch.progress, launch.say)  # fmt: skip
 
+    return await launch_once(
+        request, stored, f"{action.label} ({stored.original_name})", job,
+        back=f"/jobs/{upload_id}/plan{query}",
+    )  # fmt: skip
+
+
+async def launch_once(
+    request: Request, stored: uploads.Upload, label: str, job: Any, *, back: str
+) -> Response:
+    """Launch `job` for `stored`, once: a second confirmation goes to the run of the first (or
+    is refused while the first is starting); a job refused before its run existed may be
+    confirmed again."""
+    state = console_state(request)
+    if not await run_in_threadpool(uploads.claim, stored):
+        again = await run_in_threadpool(_load, state, stored.upload_id)
+        run_id = again.choice(uploads.RUN_CHOICE)
+        if run_id:
+            return redirect(f"/runs/{run_id}")
+        error = RunChanged("this job was confirmed already and is starting; see Runs")
+        return refused(request, error, back="/runs")
+    try:
         launched = state.runner.launch(label, job)
         run_id = await run_in_threadpool(launched.run_id)
-    except (LfBulkError, TimeoutError) as error:
-        if isinstance(error, TimeoutError):
-            error = InputError("the job is still starting; see Runs for it")
-        query = "?skip_invalid=1" if skip_invalid else ""
-        return error_response(request, error, back=f"/jobs/{upload_id}/plan{query}")
+    except TimeoutError:
+        return refused(request, InputError("the job is still starting; see Runs for it"), back)
+    except LfBulkError as error:
+        await run_in_threadpool(uploads.release, stored)
+        return refused(request, error, back=back)
+    await run_in_threadpool(lambda: uploads.remember(stored, **{uploads.RUN_CHOICE: run_id}))
     return redirect(f"/runs/{run_id}")
+
+
+def refused(request: Request, error: LfBulkError, back: str) -> Response:
+    """The error page of a library error; 413 for an upload over the size limit."""
+    answer = error_response(request, error, back=back)
+    if isinstance(error, UploadTooLarge):
+        answer.status_code = TOO_LARGE
+    return answer
 
 
 # ---------------------------------------------------------------- fleet status of a group

@@ -26,7 +26,9 @@ from lf_bulk.console.newjob import (
     checked_group,
     form_text,
     groups_of,
+    launch_once,
     redirect,
+    refused,
     report_root,
     store_upload,
 )
@@ -62,7 +64,7 @@ async def reconcile_upload(request: Request) -> Response:
         }
         stored = await run_in_threadpool(lambda: store_upload(state, form.get("file"), **choices))
     except LfBulkError as error:
-        return error_response(request, error, back="/reconcile")
+        return refused(request, error, back="/reconcile")
     finally:
         await form.close()
     return redirect(f"/reconcile/{stored.upload_id}")
@@ -111,34 +113,30 @@ async def drift(request: Request) -> Response:
 async def apply(request: Request) -> Response:
     state = console_state(request)
     upload_id = request.path_params["upload_id"]
+    back = f"/reconcile/{upload_id}"
     form = await request.form()
     try:
         stored = await run_in_threadpool(uploads.load_upload, state.uploads_dir, upload_id)
         view = await run_in_threadpool(_compare, state, stored)
         if not view.changes:
             raise InputError("nothing to apply: the groups are as the file wants them")
-        all_groups = bool(stored.choice("all_groups"))
         options = reconcile_data.apply_options(
             view, form_text(form, "max_changes"), form_text(form, "consent"),
-            all_groups=all_groups,
+            all_groups=bool(stored.choice("all_groups")),
         )  # fmt: skip
         table = await run_in_threadpool(_desired, stored)
+    except LfBulkError as error:
+        return refused(request, error, back=back)
 
-        def job(launch: Launch) -> runs.RunResult:
-            return reconcile_data.apply_job(
-                state.journal, launch.client, state.settings, table, options,
-                group_id=stored.choice("group_id"), sheet_named=bool(stored.choice("sheet")),
-                skip_invalid=bool(stored.choice("skip_invalid")),
-                report_dir=jobplans.job_report_dir(report_root(state)),
-            )(launch.progress, launch.say)  # fmt: skip
+    def job(launch: Launch) -> runs.RunResult:
+        return reconcile_data.apply_job(
+            state.journal, launch.client, state.settings, table, options,
+            group_id=stored.choice("group_id"), sheet_named=bool(stored.choice("sheet")),
+            skip_invalid=bool(stored.choice("skip_invalid")),
+            report_dir=jobplans.job_report_dir(report_root(state)),
+        )(launch.progress, launch.say)  # fmt: skip
 
-        launched = state.runner.launch(f"Reconcile {stored.original_name}", job)
-        run_id = await run_in_threadpool(launched.run_id)
-    except (LfBulkError, TimeoutError) as error:
-        if isinstance(error, TimeoutError):
-            error = InputError("the apply is still starting; see Runs for it")
-        return error_response(request, error, back=f"/reconcile/{upload_id}")
-    return redirect(f"/runs/{run_id}")
+    return await launch_once(request, stored, f"Reconcile {stored.original_name}", job, back=back)
 
 
 routes: list[BaseRoute] = [

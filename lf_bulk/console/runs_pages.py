@@ -204,6 +204,7 @@ async def run_events(request: Request) -> Response:
 
 def _file_path(state: ConsoleState, run_id: str, name: str) -> Path:
     with state.journal() as journal:
+        journal.verify_run(run_id)  # the folder served from is the journal's word: check it
         record = journal.run(run_id)
     if name not in report_files(record):
         raise RunNotFound(f"run {run_id} has no report file {name!r}")

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from lf_bulk import runs
-from lf_bulk.bulk import DEFAULT_REPORT_ROOT
 from lf_bulk.console.runner import RunManager
 from lf_bulk.journal import Journal
 from lf_bulk.quota import QuotaLedger
@@ -104,12 +103,17 @@ class ConsoleState:
                 self._ledger = self._stack.enter_context(open_quota_ledger(self.settings))
             return self._ledger
 
+    @property
+    def report_root(self) -> Path:
+        """Where the console's jobs write their reports: `config.report_dir`, by default
+        `<home>/console/reports` (a console's working folder may be anywhere)."""
+        return self.config.report_dir or self.settings.home / "console" / "reports"
+
     def new_report_dir(self, label: str = "job") -> Path:
-        """A fresh folder name for one job's reports (the library creates it): under
-        `config.report_dir`, else where the CLI writes them (./lf-bulk-reports/), named by the
-        time and `label`, so a job can name files in it (e.g. its fleet workbook) before its run
-        exists."""
-        root = self.config.report_dir or DEFAULT_REPORT_ROOT
+        """A fresh folder name for one job's reports (the library creates it) under
+        `report_root`, named by the time and `label`, so a job can name files in it (e.g. its
+        fleet workbook) before its run exists."""
+        root = self.report_root
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         safe = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40] or "job"
         return (root / f"console-{stamp}-{safe}-{secrets.token_hex(3)}").absolute()

@@ -143,7 +143,7 @@ def status_for(error: BaseException) -> int:
     changed, 429 quota spent, 503 API unreachable, 500 anything else."""
     if isinstance(error, errors.RunNotFound):
         return 404
-    if isinstance(error, errors.RunLocked | errors.RunChanged):
+    if isinstance(error, errors.RunLocked | errors.RunChanged | errors.RunTampered):
         return 409
     if isinstance(error, errors.QuotaExhausted):
         return 429

@@ -51,8 +51,10 @@ __all__ = [
     "InvalidRow",
     "Upload",
     "Validation",
+    "claim",
     "inspect_upload",
     "load_upload",
+    "release",
     "remember",
     "remove_old_uploads",
     "save_upload",
@@ -206,6 +208,27 @@ def remove_old_uploads(
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
     return removed
+
+
+CONFIRMED_NAME: Final = "confirmed"
+RUN_CHOICE: Final = "run_id"
+
+
+def claim(upload: Upload) -> bool:
+    """Mark `upload` as confirmed, once: False when it was already (a second click, another
+    tab). A job is launched once per upload: two top-up runs of one file would make two orders
+    of every row that has no order_no."""
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(upload.folder / CONFIRMED_NAME, flags, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def release(upload: Upload) -> None:
+    """Undo `claim` when the job was refused before its run existed (it may be confirmed again)."""
+    (upload.folder / CONFIRMED_NAME).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- inspecting

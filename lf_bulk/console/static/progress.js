@@ -15,13 +15,22 @@
     var bar = document.getElementById(id);
     if (bar) { bar.max = Math.max(max, 1); bar.value = value; }
   }
+  function duration(seconds) {
+    // As the page writes it: "1 h 5 min", "2 min 5 s", "40 s".
+    var hours = Math.floor(seconds / 3600);
+    var minutes = Math.floor((seconds % 3600) / 60);
+    var rest = Math.round(seconds % 60);
+    if (hours) { return hours + " h " + minutes + " min"; }
+    if (minutes) { return minutes + " min " + rest + " s"; }
+    return rest + " s";
+  }
   source.onmessage = function (event) {
     var state = JSON.parse(event.data);
     if (state.total !== undefined) {
       setBar("progress", state.finished, state.total);
       setBar("submitted", state.submitted, state.total);
       setText("progress-text", state.finished.toLocaleString() + " of " + state.total.toLocaleString());
-      setText("eta", state.eta_seconds === null ? "" : "About " + state.eta_seconds + " s left.");
+      setText("eta", state.eta_seconds === null ? "" : "About " + duration(state.eta_seconds) + " left.");
       setText("stop", state.stop || "");
     }
     if (state.done) {
