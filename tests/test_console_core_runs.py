@@ -318,3 +318,18 @@ def test_a_report_folder_changed_in_the_journal_is_never_served_from(
     assert answer.status_code == 409
     assert "someone else" not in answer.text
     assert "changed by something other than lf-bulk" in answer.text
+
+
+def test_a_bug_shows_a_plain_page_and_no_traceback(
+    world: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("secret detail /home/x/.lf-bulk")
+
+    monkeypatch.setattr(runs, "listing", broken)
+    raw = TestClient(world.app, base_url=str(world.base_url), raise_server_exceptions=False)
+    raw.cookies = world.cookies
+    answer = raw.get("/runs")
+    assert answer.status_code == 500
+    assert "Something went wrong" in answer.text and 'id="error-message"' in answer.text
+    assert "secret detail" not in answer.text and "Traceback" not in answer.text

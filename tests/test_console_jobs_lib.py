@@ -346,3 +346,22 @@ def test_the_group_export_totals_are_exact_per_currency(
 def test_pushed_orders_of_an_empty_home_are_none(tmp_path: Path) -> None:
     listing = finance_data.pushed_orders(tmp_path)
     assert listing.pushes == [] and listing.totals == []
+
+
+def test_an_orders_file_is_validated_as_orders_create_validates_it(tmp_path: Path) -> None:
+    other = with_check_digit("894450010219830483")
+    data = (
+        "iccid,package_code,periods,amount,currency,pay_id\n"
+        f"{GOOD},P1,1,10.00,EUR,pay-1\n"
+        f"{other},P1,1,10.001,EUR,pay-2\n"
+        f"{BAD_CHECKSUM},P1,1,5,EUR,pay-3\n"
+        f"{other},P1,1,5,EUR,pay-1\n"
+    ).encode()
+    upload = upload_bytes(tmp_path, "orders.csv", data)
+    order_input, checked = uploads.validate_orders(upload)
+    assert not checked.ok and checked.counts.valid == 1
+    codes = {r.row: r.reason_code for r in checked.rows}
+    assert codes[3] == "bad_amount" and codes[5] == "duplicate_pay_id"
+    assert codes[4] == "bad_checksum"
+    assert all(r.explanation for r in checked.rows)
+    assert len(order_input.rows) == 4

@@ -141,6 +141,7 @@ def test_upload_plan_confirm_and_the_run_finishes_with_its_report(
         **{i: "added" for i in fresh}, member: "already_member",
     }  # fmt: skip
     assert set(fresh) <= set(sandbox.state.members(PILOT_GROUP))
+    assert shown["source"] == "joiners.csv"  # the user's file, not the stored upload
 
 
 def test_a_mass_removal_is_refused_without_the_typed_number(
@@ -152,7 +153,7 @@ def test_a_mass_removal_is_refused_without_the_typed_number(
     plan = console.get(where.replace("/check", "/plan"))
     assert plan.status_code == 200
     assert 'id="guard"' in plan.text and 'id="consent"' in plan.text
-    assert f"<strong>{len(leaving)}</strong>" in plan.text
+    assert f'<strong id="consent-number">{len(leaving)}</strong>' in plan.text
     assert 'value="' + str(len(leaving)) not in plan.text  # never pre-filled
     confirm = where.replace("/check", "/confirm")
     for typed in ("", "yes", str(len(leaving) + 1)):
@@ -251,7 +252,7 @@ def test_top_ups_show_exact_totals_and_need_the_typed_number_of_orders(
     plan = console.get(where.replace("/check", "/plan"))
     assert plan.status_code == 200, plan.text
     assert 'id="plan-totals"' in plan.text and f"{expected:,f}" in plan.text
-    assert 'id="consent"' in plan.text and "<strong>3</strong>" in plan.text
+    assert 'id="consent"' in plan.text and ">3</strong>" in plan.text
     confirm = where.replace("/check", "/confirm")
     orders_before = len(sandbox.state.orders())
     refused = console.post(confirm, data={"csrf_token": csrf_of(console), "consent": "yes"})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from consolehelp import console_client, csrf_of, state_of
+from markupsafe import escape
 from notifyhelp import event
 from openpyxl import load_workbook
 from starlette.testclient import TestClient
@@ -159,3 +160,44 @@ def test_pushed_orders_are_listed_with_exact_totals_per_currency(console: TestCl
     assert re.search(r'id="total-EUR">0.30<', page.text)  # not 0.30000000000000004
     assert re.search(r'id="total-USD">1,000,000.02<', page.text)
     assert "<b>O4</b>" not in page.text and "&lt;b&gt;O4&lt;/b&gt;" in page.text
+
+
+def test_the_export_by_keys_lists_what_it_found_and_what_it_did_not(
+    console: TestClient, sandbox: SandboxServer
+) -> None:
+    known = sandbox.state.orders()[:2]
+    data = "order_id\n" + "".join(f"{o['order_id']}\n" for o in known) + "LF999999999\n"
+    made = console.post(
+        "/finance/export",
+        data={"csrf_token": csrf_of(console)},
+        files={"file": ("<keys>.csv", data.encode(), "text/csv")},
+    )
+    assert made.status_code == 200, made.text
+    assert str(escape("<keys>.csv")) in made.text and "<keys>" not in made.text
+    assert "upload.csv" not in made.text
+    assert 'id="not-found"' in made.text and "LF999999999" in made.text
+    expected: dict[str, Decimal] = {}
+    for order in known:
+        expected[order["currency"]] = expected.get(order["currency"], Decimal(0)) + Decimal(
+            order["amount"]
+        )
+    totals = re.search(r'<table id="totals">.*?</table>', made.text, re.S)
+    assert totals
+    shown: dict[str, Decimal] = {}
+    for currency, amount in re.findall(
+        r"<tr><td>([A-Z]{3})</td><td>[^<]*</td><td class=\"num\">\d+</td><td class=\"num\">([\d,.]+)</td>",
+        totals.group(0),
+    ):
+        shown[currency] = shown.get(currency, Decimal(0)) + Decimal(amount.replace(",", ""))
+    assert shown == expected
+
+
+def test_an_export_without_keys_or_group_is_refused_by_name(console: TestClient) -> None:
+    refused = console.post(
+        "/finance/export",
+        data={"csrf_token": csrf_of(console)},
+        files={"file": ("keys.csv", b"name\nx\n", "text/csv")},
+    )
+    assert refused.status_code == 400
+    assert "keys.csv" in refused.text and "purchase_order_id" in refused.text
+    assert "upload.csv" not in refused.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from lf_bulk.console.security import SecurityMiddleware
 from lf_bulk.console.state import ConsoleState
 from lf_bulk.engine import EngineOptions
 from lf_bulk.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8770
@@ -69,6 +72,14 @@ async def not_allowed(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", context, status_code=405)
 
 
+async def server_error(request: Request, exc: Exception) -> Response:
+    """A bug: the page says so plainly; the log has the detail, the page never a traceback."""
+    from lf_bulk.console.templating import error_response
+
+    log.error("console page %s failed", request.url.path, exc_info=exc)
+    return error_response(request, exc, back="/")
+
+
 def create_console(config: ConsoleConfig) -> Starlette:
     """The console's application; its API session (and the embedded sandbox, on `--env sandbox`)
     opens on first use and closes when the application shuts down (or `state.close()`)."""
@@ -88,7 +99,7 @@ def create_console(config: ConsoleConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: not_found, 405: not_allowed},
+        exception_handlers={404: not_found, 405: not_allowed, Exception: server_error},
     )
     app.state.console = state
     app.add_middleware(

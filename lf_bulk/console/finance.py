@@ -67,8 +67,9 @@ def _export(state: ConsoleState, form: object, file: object) -> finance_data.Fin
     try:
         sheet = form_text(form, "sheet") or None
         return finance_data.export_by_keys(
-            state.client(), stored.path, folder, sheet=sheet, zone=zone
-        )
+            state.client(), stored.path, folder, sheet=sheet, zone=zone,
+            source=stored.original_name,
+        )  # fmt: skip
     except InputError as error:
         raise InputError(stored.shown(str(error))) from None
 

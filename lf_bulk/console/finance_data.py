@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -58,10 +58,14 @@ def _export(
 
 def export_by_keys(
     client: LinksfieldClient, path: Path, folder: Path, *, sheet: str | None = None,
-    zone: ZoneInfo = UTC,
+    zone: ZoneInfo = UTC, source: str | None = None,
 ) -> FinanceExport:  # fmt: skip
-    """The orders found by the keys of the file at `path`, written to a new workbook in `folder`."""
-    return _export(client, orders.read_keys(path, sheet=sheet), zone, folder)
+    """The orders found by the keys of the file at `path`, written to a new workbook in `folder`;
+    `source` names the file in the workbook and on the page (the user's name for an upload)."""
+    keys = orders.read_keys(path, sheet=sheet)
+    if source is not None:
+        keys = replace(keys, source=source)
+    return _export(client, keys, zone, folder)
 
 
 def export_by_group(

@@ -13,6 +13,7 @@ groups as they are then, and the library refuses a plan beyond the typed limits.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -72,9 +73,10 @@ async def reconcile_upload(request: Request) -> Response:
 
 def _desired(stored: uploads.Upload) -> InputTable:
     try:
-        return runs.read_desired(stored.path, sheet=stored.choice("sheet"))
+        table = runs.read_desired(stored.path, sheet=stored.choice("sheet"))
     except InputError as error:
         raise InputError(stored.shown(str(error))) from None
+    return replace(table, source=stored.original_name)
 
 
 def _compare(state: ConsoleState, stored: uploads.Upload) -> reconcile_data.DriftView:

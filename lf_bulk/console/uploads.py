@@ -315,6 +315,7 @@ def validate_iccids(
         )
     except InputError as error:
         raise InputError(upload.shown(str(error))) from None
+    table = replace(table, source=upload.original_name)  # what the run and its reports name
     rejected = [row for row in table.rows if row.reason is not None]
     shown = [
         InvalidRow(row.row, row.raw, str(row.reason), EXPLANATIONS[row.reason])
@@ -335,6 +336,7 @@ def validate_orders(
         order_input = topups.read_orders(upload.path, sheet=sheet)
     except InputError as error:
         raise InputError(upload.shown(str(error))) from None
+    order_input = replace(order_input, source=upload.original_name)
     bad = [r for r in order_input.rows if r.top_up is None]
     shown = [InvalidRow(r.row, r.value, r.reason_code, r.reason) for r in bad[:_SHOWN_ROWS]]
     numeric = sum(1 for r in bad if r.reason_code == Reason.NUMERIC_CELL)
