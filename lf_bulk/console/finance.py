@@ -24,7 +24,6 @@ from lf_bulk.console.newjob import (
     form_text,
     groups_of,
     refused,
-    report_root,
     store_upload,
 )
 from lf_bulk.console.state import ConsoleState, console_state
@@ -36,7 +35,7 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def exports_dir(state: ConsoleState) -> Path:
-    return report_root(state) / "finance"
+    return state.report_root / "finance"
 
 
 async def finance(request: Request) -> Response:

@@ -13,8 +13,6 @@ Nothing here is Starlette: the pages render these, tests call them directly.
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -274,11 +272,6 @@ def check_consent(expected: int | None, typed: str) -> None:
 # ---------------------------------------------------------------- the jobs a Confirm launches
 
 Job = Callable[[runs.ProgressFactory, runs.Say], runs.RunResult]
-
-
-def job_report_dir(root: Path) -> Path:
-    """A new report folder under `root` for a job whose run id the library chooses."""
-    return root / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
 
 
 def job_for(

@@ -16,7 +16,6 @@ consent for destructive and money actions, and checks it again when the job star
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,11 +38,6 @@ from lf_bulk.sources import InputTable
 
 SEE_OTHER = 303
 TOO_LARGE = 413
-
-
-def report_root(state: ConsoleState) -> Path:
-    """Where the console's jobs write their reports: `--report-dir`, else `<home>/console/reports`."""
-    return state.config.report_dir or state.settings.home / "console" / "reports"
 
 
 def groups_of(state: ConsoleState) -> tuple[list[Group], str]:
@@ -255,7 +249,7 @@ async def confirm(request: Request) -> Response:
         return jobplans.job_for(
             action, state.journal, launch.client, state.settings, rows,
             group_id=stored.choice("group_id") or "", skip_invalid=skip_invalid,
-            consent=consent, report_dir=jobplans.job_report_dir(report_root(state)),
+            consent=consent, report_dir=state.new_report_dir(action.value),
         )(launch.progress, launch.say)  # fmt: skip
 
     return await launch_once(
@@ -311,7 +305,7 @@ async def status_of_group(request: Request) -> Response:
         def job(launch: Launch) -> runs.RunResult:
             return jobplans.group_status_job(
                 group_id, state.journal, launch.client, state.settings,
-                report_dir=jobplans.job_report_dir(report_root(state)),
+                report_dir=state.new_report_dir("status"),
             )(launch.progress, launch.say)  # fmt: skip
 
         launched = state.runner.launch(f"Fleet status of {group_id}", job)

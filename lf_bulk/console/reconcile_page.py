@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lf_bulk import runs
-from lf_bulk.console import jobplans, reconcile_data, uploads
+from lf_bulk.console import reconcile_data, uploads
 from lf_bulk.console.newjob import (
     checked_group,
     form_text,
@@ -30,7 +30,6 @@ from lf_bulk.console.newjob import (
     launch_once,
     redirect,
     refused,
-    report_root,
     store_upload,
 )
 from lf_bulk.console.runner import Launch
@@ -135,7 +134,7 @@ async def apply(request: Request) -> Response:
             state.journal, launch.client, state.settings, table, options,
             group_id=stored.choice("group_id"), sheet_named=bool(stored.choice("sheet")),
             skip_invalid=bool(stored.choice("skip_invalid")),
-            report_dir=jobplans.job_report_dir(report_root(state)),
+            report_dir=state.new_report_dir(ACTION),
         )(launch.progress, launch.say)  # fmt: skip
 
     return await launch_once(request, stored, f"Reconcile {stored.original_name}", job, back=back)
