@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 LF := $(VENV)/bin/lf-bulk
 STAMP := $(VENV)/.installed
 
-.PHONY: install constraints demo test lint docs sandbox bench chaos clean
+.PHONY: install constraints demo test lint docs sandbox bench chaos clean browser
 
 install: $(STAMP)
 
@@ -30,6 +30,19 @@ demo: install
 test: install
 	$(PY) -m pytest -q -n 4 --dist worksteal
 
+# The browser the console's end-to-end tests drive (tests/e2e): Debian's chromium and its driver.
+# Installed only when missing, and only as root; the tests never download a browser or a driver.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "make browser: /usr/bin/chromium and /usr/bin/chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	else \
+		echo "make browser: chromium or chromedriver is missing; as root run" \
+			"'apt-get install chromium chromium-driver' (the browser tests need both)" >&2; \
+		exit 1; \
+	fi
+
 lint: install
 	$(VENV)/bin/ruff check lf_bulk jobs tests
 	$(VENV)/bin/ruff format --check lf_bulk jobs
@@ -49,4 +62,4 @@ chaos: install
 	$(PY) -m pytest -q -m slow -n 4 --dist worksteal
 
 clean:
-	rm -rf $(VENV) .lf-bulk lf-bulk-reports .pytest_cache .mypy_cache
+	rm -rf $(VENV) .lf-bulk lf-bulk-reports .pytest_cache .mypy_cache e2e-screens

@@ -144,6 +144,16 @@ def _totals_text(totals: dict[str, Decimal]) -> str:
     return ", ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items()))
 
 
+def console_hint(home: Path) -> str:
+    """The demo's closing lines: the same jobs, and these runs, from a browser."""
+    shown = home.relative_to(ROOT) if home.is_relative_to(ROOT) else home
+    return (
+        "\nThe same jobs from a browser (upload a spreadsheet, see the plan, confirm, download the "
+        f"report): run `.venv/bin/lf-bulk --home {shown} console` and open the URL it prints; "
+        "the demo's runs are on its Runs page."
+    )
+
+
 def main() -> int:
     shutil.rmtree(DEMO_HOME, ignore_errors=True)
     shutil.rmtree(DEMO_REPORTS, ignore_errors=True)
@@ -183,6 +193,7 @@ def main() -> int:
         f"push loop's in {DEMO_REPORTS / 'push-loop'}",
         file=sys.stderr,
     )
+    _say(console_hint(DEMO_HOME))
     return code or (0 if loop.totals_match else 1)
 
 

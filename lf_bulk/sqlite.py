@@ -25,7 +25,9 @@ import errno
 import os
 import sqlite3
 import stat
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,6 +212,53 @@ def _check_side_files(path: Path, what: str) -> None:
         check_owned(side, info, what=what)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that says when it was closed (see `_hold`)."""
+
+    is_closed = False
+
+    def close(self) -> None:
+        super().close()
+        self.is_closed = True
+
+
+@dataclass
+class _Held:
+    descriptors: list[int]
+    users: list[weakref.ref[_Connection]]
+
+
+_held: dict[tuple[int, int], _Held] = {}
+_held_lock = threading.Lock()
+
+
+def _hold(fd: int, opened: os.stat_result, db: _Connection | None) -> None:
+    """Keep `fd` open while a connection of this process uses the file.
+
+    POSIX record locks belong to the process: closing any descriptor of a file drops all of the
+    process's locks on it, SQLite's included. Closed at once, the descriptor this module opens to
+    check the file would leave another connection of the process (the console's threads) without
+    its locks, and the next process to close the file would delete the write-ahead log under it
+    ("database disk image is malformed"). Descriptors are closed once no connection uses the file.
+    """
+    with _held_lock:
+        held = _held.setdefault((opened.st_dev, opened.st_ino), _Held([], []))
+        held.descriptors.append(fd)
+        if db is not None:
+            held.users.append(weakref.ref(db))
+        for key, entry in list(_held.items()):
+            entry.users = [user for user in entry.users if _in_use(user)]
+            if not entry.users:
+                for descriptor in entry.descriptors:
+                    os.close(descriptor)
+                del _held[key]
+
+
+def _in_use(user: weakref.ref[_Connection]) -> bool:
+    db = user()
+    return db is not None and not db.is_closed
+
+
 def connect(
     path: Path, kind: FileKind, *, private_folder: bool = True, check_same_thread: bool = True
 ) -> sqlite3.Connection:
@@ -238,8 +287,9 @@ def connect(
                 "choose another"
             ) from None
     fd = open_private_file(path, os.O_RDWR, what=kind.name)
+    opened = os.fstat(fd)
+    db: _Connection | None = None
     try:
-        opened = os.fstat(fd)
         _check_side_files(path, kind.name)
         try:
             db = sqlite3.connect(
@@ -248,6 +298,7 @@ def connect(
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
                 check_same_thread=check_same_thread,
+                factory=_Connection,
             )
         except sqlite3.Error as exc:
             raise ForeignDatabase(f"{kind.name} {path} cannot be opened: {exc}") from None
@@ -257,7 +308,7 @@ def connect(
             db.close()
             raise UnsafeFile(f"{kind.name} {path} was replaced while it was being opened")
     finally:
-        os.close(fd)
+        _hold(fd, opened, db)
     try:
         _prepare(db, path, kind)
     except BaseException:

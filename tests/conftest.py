@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +19,12 @@ from lf_bulk.sandbox.state import SandboxState
 # A small world (group sizes scale down with it) whose operations finish in about 0.1 s.
 SANDBOX_TEST_SIMS = 2_000
 SANDBOX_TEST_FAULTS = "async=50-150ms"
+
+# The console's browser tests (tests/e2e) save a screenshot of every page here, for review.
+E2E_SCREENS = Path(
+    os.environ.get("LF_BULK_E2E_SCREENS") or Path(__file__).resolve().parent.parent / "e2e-screens"
+)
+SESSION_STARTED = time.time()
 
 MakeSandbox = Callable[..., SandboxServer]
 FreshWorld = Callable[[Path, int], Path]
@@ -86,3 +93,10 @@ def make_sandbox(tmp_path: Path, fresh_world: FreshWorld) -> Iterator[MakeSandbo
             return stack.enter_context(running_sandbox(path, spec, sims=sims))
 
         yield start
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if E2E_SCREENS.is_dir() and any(
+        shot.stat().st_mtime >= SESSION_STARTED for shot in E2E_SCREENS.glob("*.png")
+    ):
+        terminalreporter.write_line(f"console screenshots (not committed): {E2E_SCREENS}")
