@@ -112,9 +112,11 @@ def test_a_killed_holder_frees_its_lock_at_once(pg_url: str) -> None:
         assert holder.stdout.readline().strip() == "held"
         store = open_store(pg_url, Path("/nonexistent"))
         assert store.is_held("run-R")
-        with pytest.raises(RunLocked, match=r"run R is being driven by another .*pid"):
-            with store.lock("run-R", "run R"):
-                pass
+        with (
+            pytest.raises(RunLocked, match=r"run R is being driven by another .*pid"),
+            store.lock("run-R", "run R"),
+        ):
+            pass
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         killed = time.monotonic()
@@ -146,10 +148,12 @@ def test_a_lost_lock_connection_stops_the_run_before_its_next_write(
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             # The lock is gone with the session: another driver can take the run now...
             other = open_store(pg_url, home)
-            with other.lock(f"run-{run_id}", f"run {run_id}"):
-                # ...and this one must not send: the write before each send refuses.
-                with pytest.raises(RunStopped, match="lock of run .* was lost"):
-                    journal.mark_sending(run_id, 1)
+            # ...and this one must not send: the write before each send refuses.
+            with (
+                other.lock(f"run-{run_id}", f"run {run_id}"),
+                pytest.raises(RunStopped, match=r"lock of run .* was lost"),
+            ):
+                journal.mark_sending(run_id, 1)
             other.close()
         assert journal.batches(run_id)[0].state == "planned"
 
