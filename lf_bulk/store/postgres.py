@@ -367,7 +367,7 @@ class SharedPacer:
     process's slot is freed by the server at once), then reserves the next send time: one
     `UPDATE ... RETURNING` on the server's clock, `1/rate` after the previous reservation of any
     process, and sleeps until then. `hold_off(seconds)` (the server said Retry-After) pushes
-    every process's next send back. `reservations` keeps how long each reservation took.
+    every process's next send back.
     """
 
     def __init__(
@@ -390,13 +390,16 @@ class SharedPacer:
         self._mutex = threading.Lock()
         self._mine: set[int] = set()
         self._slot_keys = [store.key(f"slot {account} {n}") for n in range(concurrency)]
+        # How long each reservation took, and the send times reserved (the database's clock).
         self.reservations: list[float] = []
+        self.starts: list[float] = []
         self._reserve_sql = translate(
             "INSERT INTO pacer (account, next_start) SELECT ?, now_s + ? FROM"
             " (SELECT EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION AS now_s) AS c"
             " ON CONFLICT (account) DO UPDATE SET next_start ="
             " GREATEST(pacer.next_start, EXCLUDED.next_start - ?) + ?"
-            " RETURNING next_start - ? - EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+            " RETURNING next_start - ?,"
+            " EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
         )
 
     def close(self) -> None:
@@ -429,7 +432,11 @@ class SharedPacer:
                 self._reserve_sql, (self.account, interval, interval, interval, interval)
             ).fetchone()
         self.reservations.append(time.perf_counter() - began)
-        return max(0.0, float(row[0])) if row else 0.0
+        if row is None:
+            return 0.0
+        start, now = float(row[0]), float(row[1])
+        self.starts.append(start)
+        return max(0.0, start - now)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
