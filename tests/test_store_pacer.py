@@ -3,6 +3,7 @@ API's limits (10 requests/s, 3 at once), where each process's own pacer would no
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -63,7 +64,7 @@ def check_shared_limits(reports: list[dict[str, Any]]) -> list[float]:
     # a loaded machine; the average shows it).
     reserved = sorted(t for r in reports for t in r["reserved"])
     assert len(reserved) == len(statuses)
-    gaps = [b - a for a, b in zip(reserved, reserved[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(reserved)]
     assert min(gaps) >= 0.1 - 1e-6, min(gaps)
     starts = sorted(t for r in reports for t in r["starts"])
     assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 10.0
