@@ -39,7 +39,7 @@ def paced_processes(url: str, base_url: str, calls: int) -> list[dict[str, Any]]
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(PROCESSES)
     ]
     try:
