@@ -18,6 +18,8 @@ from jobs.cli import cli
 from lf_bulk.journal import Journal
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
 
+from storehelp import journal_at, journal_exists
+
 ROOT = Path(__file__).resolve().parent.parent
 # Fast but contract-shaped: the test sandboxes allow this rate, so no test waits on pacing.
 FAST_SERVER = "rate=400,concurrency=8"
@@ -66,8 +68,8 @@ def wait_for_run(home: Path, timeout: float = 30) -> str:
     """The id of the newest run a job (often a subprocess) has recorded in `home`'s journal."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if (home / "journal.db").exists():
-            with Journal(home / "journal.db") as journal:
+        if journal_exists(home / "journal.db"):
+            with journal_at(home / "journal.db") as journal:
                 runs = journal.runs()
             if runs:
                 return runs[0].run_id
