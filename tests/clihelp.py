@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+from storehelp import journal_at, journal_exists
 
 from jobs.cli import cli
-from lf_bulk.journal import Journal
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
-
-from storehelp import journal_at, journal_exists
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fast but contract-shaped: the test sandboxes allow this rate, so no test waits on pacing.

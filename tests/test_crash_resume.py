@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from storehelp import journal_at
 
 from lf_bulk.sandbox.seed import PILOT_GROUP
 
@@ -24,7 +25,6 @@ from clihelp import (
 )
 from conftest import MakeSandbox
 from inprocess import accepted_counts, taken_then_sent_again
-from storehelp import journal_at
 
 # Every wanted SIM starts outside any group: each must end `added` (with reason LOST when the
 # kill took its answer), never `already_member`.

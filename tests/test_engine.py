@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from storehelp import journal_at
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import EngineOptions, RunDriver
@@ -18,7 +19,6 @@ from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
 from conftest import MakeSandbox
-from storehelp import journal_at
 
 FAST = "rate=400,concurrency=8"
 
@@ -156,7 +156,9 @@ def test_runs_retry_resends_only_retryable_failures(
                 journal, client, run_id, options=EngineOptions(max_attempts=1)
             ).drive()
     assert first.exit_code == ExitCode.SOME_FAILED
-    locked = {i.iccid for i in journal_at(home / "journal.db").items(run_id) if i.outcome == "failed"}
+    locked = {
+        i.iccid for i in journal_at(home / "journal.db").items(run_id) if i.outcome == "failed"
+    }
     assert locked
     before = {i: sends_of(server, i) for i in iccids}
 
