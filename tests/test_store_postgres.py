@@ -35,7 +35,7 @@ from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.store import open_journal, open_store, refuse_password, shown_url
 from lf_bulk.store.postgres import PostgresStore
 
-from clihelp import invoke
+from clihelp import base_args, invoke
 from inprocess import accepted_counts, taken_then_sent_again
 
 
@@ -287,3 +287,37 @@ def test_a_run_whose_lock_connection_dies_stops_and_another_driver_finishes_it_s
     assert result.exit_code == ExitCode.OK
     assert accepted_counts(sandbox.state) == Counter(dict.fromkeys(wanted, 1))
     assert taken_then_sent_again(sandbox.state) == {}
+
+
+def test_sessions_sharing_a_store_share_the_accounts_quota_count_and_pacer(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    from lf_bulk.settings import Settings, open_session
+    from lf_bulk.store.postgres import SharedPacer
+
+    def settings(home: Path, store: str | None) -> Settings:
+        return Settings(
+            env="uat", base_url=sandbox.base_url, partner_code=PARTNER, home=home,
+            store_url=store, daily_quota=100, quota_reserve=0,
+        )  # fmt: skip
+
+    with (
+        open_session(settings(tmp_path / "a", pg_url)) as one,
+        open_session(settings(tmp_path / "b", pg_url)) as two,
+    ):
+        assert isinstance(one.client.pacer, SharedPacer)
+        assert one.client.pacer.account == two.client.pacer.account  # type: ignore[attr-defined]
+        one.client.list_groups()
+        two.client.list_groups()
+        assert one.quota.used_today() == two.quota.used_today() == 2
+    with open_session(settings(tmp_path / "a", None)) as alone:  # the default: its own files
+        assert alone.quota.used_today() == 0
+
+
+def test_doctor_names_the_store_without_its_user(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    result = invoke(["--store", pg_url, *base_args(tmp_path, sandbox.base_url), "doctor"])
+    line = next(x for x in result.stdout.splitlines() if x.startswith("store"))
+    assert "postgresql:///postgres?host=" in line and "from --store" in line
+    assert "postgres@" not in line
