@@ -321,3 +321,26 @@ def test_doctor_names_the_store_without_its_user(
     line = next(x for x in result.stdout.splitlines() if x.startswith("store"))
     assert "postgresql:///postgres?host=" in line and "from --store" in line
     assert "postgres@" not in line
+
+
+def test_the_answer_cache_keeps_its_answers_on_both_stores_beside_the_journal(
+    store_url: str | None, tmp_path: Path
+) -> None:
+    from lf_bulk.store import open_answer_cache
+
+    home = tmp_path / "home"
+    with open_journal(store_url, home) as journal:  # the journal's own `answers` table too
+        run_id = journal.create_run(
+            kind="lookup", operation="STATUS", group_id="", items=items(1), batch_size=1,
+            lookup=True,
+        )  # fmt: skip
+        journal.record_answer(run_id, 0, 0, "verify", "{}", fetched_at=1.0, source="api")
+    with open_answer_cache(store_url, home) as cache:
+        asker = cache.asker("uat https://x", "P-1")
+        cache.put(asker, "verify", "8900", '{"value": 1}', time.time())
+    with open_answer_cache(store_url, home) as again:  # another run, later
+        assert again.asker("uat https://x", "P-1") == asker  # the same salt
+        found = again.get(asker, "verify", "8900", max_age=60)
+        assert found is not None and found[0] == '{"value": 1}'
+    with open_journal(store_url, home) as journal:
+        assert [c.call for c in journal.calls(run_id)[0]] == ["verify"]
