@@ -344,3 +344,40 @@ def test_the_answer_cache_keeps_its_answers_on_both_stores_beside_the_journal(
         assert found is not None and found[0] == '{"value": 1}'
     with open_journal(store_url, home) as journal:
         assert [c.call for c in journal.calls(run_id)[0]] == ["verify"]
+
+
+def test_a_reconciles_group_locks_are_taken_in_the_shared_store(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from lf_bulk.store import bound_locks
+
+    elsewhere = open_store(pg_url, tmp_path / "other-machine")
+    with (
+        bound_locks(pg_url, tmp_path / "home"),
+        locking.exclusive_all(tmp_path / "home", ["group-G1", "group-G2"], "reconcile of G1"),
+    ):
+        assert elsewhere.is_held("group-G1") and elsewhere.is_held("group-G2")
+        with (
+            pytest.raises(RunLocked, match="reconcile of G1 is being driven by this lf-bulk"),
+            locking.exclusive_all(tmp_path / "home", ["group-G2"], "reconcile of G1"),
+        ):
+            pass
+    assert not elsewhere.is_held("group-G1")
+    assert not (tmp_path / "home" / "locks").exists()  # no flock file: the store holds them
+    elsewhere.close()
+
+
+def test_a_reconcile_refused_for_a_locked_group_on_another_machine(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    elsewhere = open_store(pg_url, tmp_path / "other-machine")
+    desired = tmp_path / "desired.csv"
+    desired.write_text(f"iccid,group\n{sandbox.state.ungrouped_sims(1)[0]},{PILOT_GROUP}\n")
+    with elsewhere.lock(f"group-{PILOT_GROUP}", "reconcile elsewhere", holder="other"):
+        result = invoke(
+            ["--store", pg_url, *base_args(tmp_path / "home", sandbox.base_url), "reconcile",
+             str(desired), "--report-dir", str(tmp_path / "r")]
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "being driven by another lf-bulk process" in result.stderr
+    elsewhere.close()
