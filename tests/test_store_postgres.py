@@ -381,3 +381,32 @@ def test_a_reconcile_refused_for_a_locked_group_on_another_machine(
     assert result.exit_code == 1, result.output
     assert "being driven by another lf-bulk process" in result.stderr
     elsewhere.close()
+
+
+def test_runs_driven_at_once_in_one_process_hold_their_locks_on_their_own_stores(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    home = tmp_path / "home"  # one worker process, one home, two jobs in two threads
+    second_open, first_locked, second_closed = (threading.Event() for _ in range(3))
+    seen: list[bool] = []
+
+    def first_job() -> None:
+        with open_journal(pg_url, home) as journal:
+            second_open.wait(10)  # the other job's store was bound after this one's
+            with locking.exclusive(home, "run-A", "run A"):
+                first_locked.set()
+                second_closed.wait(10)
+                journal.runs()
+                # Still held: it was taken on this job's store, not the other's (now closed).
+                seen.append(open_store(pg_url, tmp_path / "x").is_held("run-A"))
+
+    thread = threading.Thread(target=first_job)
+    thread.start()
+    with open_journal(pg_url, home):
+        second_open.set()
+        first_locked.wait(10)
+    second_closed.set()
+    thread.join(10)
+    assert seen == [True]
