@@ -23,6 +23,7 @@ from lf_bulk.errors import (
     DatabaseTooNew,
     ForeignDatabase,
     InvalidSetting,
+    QuotaExhausted,
     RunLocked,
     RunStopped,
 )
@@ -32,7 +33,7 @@ from lf_bulk.models import Operation
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
-from lf_bulk.store import open_journal, open_store, refuse_password, shown_url
+from lf_bulk.store import Store, open_journal, open_store, refuse_password, shown_url
 from lf_bulk.store.postgres import PostgresStore
 
 from clihelp import base_args, invoke
@@ -410,3 +411,18 @@ def test_runs_driven_at_once_in_one_process_hold_their_locks_on_their_own_stores
     second_closed.set()
     thread.join(10)
     assert seen == [True]
+
+
+def test_each_store_keeps_the_locks_quota_and_journal_of_its_kind(store: Store) -> None:
+    with store.lock("run-S", "run S"):
+        assert store.is_held("run-S")
+        store.check_locks()  # held, nothing lost
+    assert not store.is_held("run-S")
+    ledger = store.quota_ledger("acct", daily_quota=2, reserve=0)
+    ledger.take()
+    ledger.take()
+    with pytest.raises(QuotaExhausted):
+        ledger.take()
+    ledger.close()
+    with store.journal() as journal:
+        assert journal.runs() == []
