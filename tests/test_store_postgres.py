@@ -84,7 +84,7 @@ def test_a_schema_is_made_once_and_recorded_with_its_version(pg_url: str) -> Non
     PostgresStore(pg_url).close()  # a second start finds it made
     with psycopg.connect(pg_url) as db:
         versions = dict(db.execute("SELECT kind, version FROM lf_bulk_meta").fetchall())
-    assert versions == {"journal": 4, "quota ledger": 1, "pacer": 1}
+    assert versions == {"journal": 4, "quota ledger": 1, "pacer": 1, "answer cache": 1}
 
 
 def test_an_older_journal_schema_is_migrated_in_order(pg_url: str) -> None:
