@@ -426,3 +426,16 @@ def test_each_store_keeps_the_locks_quota_and_journal_of_its_kind(store: Store) 
     ledger.close()
     with store.journal() as journal:
         assert journal.runs() == []
+
+
+def test_a_config_file_may_name_the_store_without_a_password(pg_url: str, tmp_path: Path) -> None:
+    with open_journal(pg_url, tmp_path / "elsewhere") as journal:
+        journal.create_run(
+            kind="sims", operation="ADD", group_id="GCONF", items=items(1), batch_size=1
+        )
+    config = tmp_path / "c.toml"
+    config.write_text(f"store = {pg_url!r}\n".replace("'", '"'))
+    os.chmod(config, 0o600)
+    result = invoke(["--config", str(config), "--home", str(tmp_path / "home"), "runs", "list"])
+    assert result.exit_code == 0, result.output
+    assert "GCONF" in result.stdout
