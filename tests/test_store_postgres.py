@@ -125,7 +125,10 @@ def test_a_killed_holder_frees_its_lock_at_once(pg_url: str) -> None:
         store = open_store(pg_url, Path("/nonexistent"))
         assert store.is_held("run-R")
         with (
-            pytest.raises(RunLocked, match=r"run R is being driven by another .*pid"),
+            pytest.raises(
+                RunLocked,
+                match=rf"run R is being driven by another .*\(lf-bulk pid {holder.pid}, test on ",
+            ),
             store.lock("run-R", "run R"),
         ):
             pass
