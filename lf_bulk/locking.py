@@ -14,14 +14,51 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from lf_bulk.errors import RunLocked
 from lf_bulk.sqlite import ensure_private_dir, open_private_file
 
 _HOLDER_LIMIT = 200
+
+
+class LockProvider(Protocol):
+    def lock(self, name: str, what: str, *, holder: str = "") -> AbstractContextManager[None]: ...
+
+    def is_held(self, name: str) -> bool: ...
+
+
+# A store other than the files in <home> (PostgreSQL) keeps the locks of the runs in its journal:
+# while its journal is open, the locks of that home are taken there, by the same names. Bound per
+# thread: a worker process may drive several runs at once, each holding its locks on its own
+# store's connection (which its journal's guard checks, and whose closing frees only them).
+_providers: dict[Path, list[tuple[int, LockProvider]]] = {}
+_binding = threading.Lock()
+
+
+def bind(home: Path, provider: LockProvider) -> None:
+    with _binding:
+        _providers.setdefault(Path(home).absolute(), []).append((threading.get_ident(), provider))
+
+
+def unbind(home: Path, provider: LockProvider) -> None:
+    with _binding:
+        bound = _providers.get(Path(home).absolute(), [])
+        bound[:] = [(t, p) for t, p in bound if p is not provider]
+
+
+def _provider(home: Path) -> LockProvider | None:
+    """This thread's latest store for `home`, else any thread's (to ask who holds a lock)."""
+    with _binding:
+        bound = _providers.get(Path(home).absolute(), [])
+        mine = [p for t, p in bound if t == threading.get_ident()]
+        if mine:
+            return mine[-1]
+        return bound[-1][1] if bound else None
 
 
 def _lock_path(home: Path, name: str) -> Path:
@@ -39,6 +76,11 @@ def _holder_text(raw: bytes) -> str:
 def exclusive(home: Path, name: str, what: str, *, holder: str = "") -> Iterator[None]:
     """Hold the lock `name` while the block runs; `what` names the locked thing in the message,
     `holder` (e.g. "run R") is recorded with our pid for whoever finds the lock taken."""
+    provider = _provider(home)
+    if provider is not None:
+        with provider.lock(name, what, holder=holder):
+            yield
+        return
     path = _lock_path(home, name)
     fd = open_private_file(path, os.O_RDWR, what="lock file")
     try:
@@ -60,6 +102,9 @@ def exclusive(home: Path, name: str, what: str, *, holder: str = "") -> Iterator
 
 def is_held(home: Path, name: str) -> bool:
     """Whether some process holds the lock now (a process that died holds nothing)."""
+    provider = _provider(home)
+    if provider is not None:
+        return provider.is_held(name)
     path = home / "locks" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
     try:
         fd = os.open(path, os.O_RDONLY)

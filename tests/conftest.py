@@ -15,6 +15,7 @@ import pytest
 from lf_bulk.sandbox.seed import World, build_world
 from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from lf_bulk.sandbox.state import SandboxState
+from lf_bulk.store import Store
 
 # A small world (group sizes scale down with it) whose operations finish in about 0.1 s.
 SANDBOX_TEST_SIMS = 2_000
@@ -100,3 +101,80 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         shot.stat().st_mtime >= SESSION_STARTED for shot in E2E_SCREENS.glob("*.png")
     ):
         terminalreporter.write_line(f"console screenshots (not committed): {E2E_SCREENS}")
+
+
+# ---------------------------------------------------------------- stores (SQLite, PostgreSQL)
+
+PG_SESSION_DIR = "LF_BULK_TEST_PG_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before xdist starts its workers, which inherit it: the folder where the first of them
+    # starts the session's PostgreSQL and the others find its URL.
+    if not hasattr(config, "workerinput") and PG_SESSION_DIR not in os.environ:
+        import tempfile
+
+        os.environ[PG_SESSION_DIR] = tempfile.mkdtemp(prefix="lf-bulk-pg-session-")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or PG_SESSION_DIR not in os.environ:
+        return
+    from tests import pgserver
+
+    folder = Path(os.environ[PG_SESSION_DIR])
+    pgserver.stop_session_cluster(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The URL of the session's throwaway PostgreSQL server (or LF_BULK_TEST_PG's)."""
+    from tests import pgserver
+
+    missing = not os.environ.get(pgserver.ENV_URL) and pgserver.server_binaries() is None
+    if missing and not os.environ.get("CI"):
+        pytest.skip("no PostgreSQL server binaries here (initdb): install `postgresql`")
+    return pgserver.session_url(Path(os.environ[PG_SESSION_DIR]))
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A store URL of its own for one test: a fresh schema on the session's server."""
+    from tests import pgserver
+
+    url = pgserver.fresh_schema(pg_server)
+    yield url
+    pgserver.drop_schema(pg_server, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Each store in turn: None (SQLite files in the test's home), then a fresh PostgreSQL
+    schema."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Run a test on each store: its jobs (in process or not) and `storehelp.journal_at` use
+    the SQLite files in their home, then a fresh PostgreSQL schema (through LF_BULK_STORE)."""
+    from lf_bulk.store import ENV_VAR
+
+    if request.param == "sqlite":
+        monkeypatch.delenv(ENV_VAR, raising=False)
+        return None
+    url = str(request.getfixturevalue("pg_url"))
+    monkeypatch.setenv(ENV_VAR, url)
+    return url
+
+
+@pytest.fixture
+def store(store_url: str | None, tmp_path: Path) -> Iterator[Store]:
+    """An open store of each kind in turn: the SQLite files in a fresh home, then PostgreSQL."""
+    from lf_bulk.store import opened_store
+
+    with opened_store(store_url, tmp_path / "store-home") as opened:
+        yield opened
