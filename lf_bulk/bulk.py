@@ -20,7 +20,6 @@ from lf_bulk.journal import (
     INTERRUPTED,
     LOOKUP_KIND,
     NOT_FINISHED,
-    RUNNING,
     ItemRecord,
     Journal,
     PlannedItem,
@@ -28,7 +27,6 @@ from lf_bulk.journal import (
     new_run_id,
     utc_now,
 )
-from lf_bulk.locking import is_held
 from lf_bulk.models import InputCounts, Operation, OutcomeCode
 from lf_bulk.reports import (
     DRY_RUN_OUTCOMES,
@@ -39,6 +37,7 @@ from lf_bulk.reports import (
     count_outcomes,
     write_run_report,
 )
+from lf_bulk.run_listing import run_lock_name as run_lock_name  # the lock of a run, one name
 from lf_bulk.sources import InputTable
 
 log = logging.getLogger(__name__)
@@ -399,17 +398,6 @@ class RunReporter:
 
 
 # ---------------------------------------------------------------- runs as people see them
-
-
-def run_lock_name(run_id: str) -> str:
-    return f"run-{run_id}"
-
-
-def shown_status(run: RunRecord, home: Path) -> str:
-    """The stored status, except that a `running` run no process drives is `interrupted`."""
-    if run.status == RUNNING and not is_held(home, run_lock_name(run.run_id)):
-        return INTERRUPTED
-    return run.status
 
 
 def next_step(journal: Journal, run: RunRecord, shown: str) -> str:
