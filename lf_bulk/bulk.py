@@ -355,12 +355,7 @@ class RunReporter:
         """Write the items that became final since the last call (up to the first pending)."""
         if self._stream is None:
             return
-        final = []
-        for item in self.journal.items_from(self.run.run_id, self._next_item):
-            if item.outcome is None:
-                break
-            final.append(_item_outcome(item))
-        self._add(final)
+        self._add_rows(self.journal.final_report_rows_from(self.run.run_id, self._next_item))
 
     def finish(self, exit_code: int) -> Path:
         """Write what is left (pending items too) and the summary; return the report folder."""
@@ -385,16 +380,21 @@ class RunReporter:
             self._stream = None
 
     def _add(self, items: list[ItemOutcome]) -> None:
-        if not items or self._stream is None:
+        self._add_rows(
+            [(i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id) for i in items]
+        )
+
+    def _add_rows(self, rows: list[tuple[int, str, str, str, str, str]]) -> None:
+        if not rows or self._stream is None:
             return
         try:
-            self._stream.add(items)
+            self._stream.add_rows(rows)
         except OSError as error:
             log.info("run %s: reports written at the end (%s)", self.run.run_id, error)
             self.abandon()
             return
-        self._next_item += len(items)
-        self._outcomes.update(item.outcome for item in items)
+        self._next_item += len(rows)
+        self._outcomes.update(row[2] for row in rows)
 
 
 # ---------------------------------------------------------------- runs as people see them

@@ -947,6 +947,29 @@ class Journal:
         finally:
             cursor.close()
 
+    def final_report_rows_from(
+        self, run_id: str, item_id: int
+    ) -> list[tuple[int, str, str, str, str, str]]:
+        """The report rows (row, ICCID, outcome, reason code, reason, request id) of the items
+        from `item_id` on, in id order, up to the first one still pending (not included): what
+        a streamed report adds after a batch, read as plain tuples (no record per item)."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            "SELECT row, iccid, outcome, reason_code, reason, request_id FROM items"
+            " WHERE run_id = ? AND item_id >= ? ORDER BY item_id",
+            (run_id, item_id),
+        )
+        final = []
+        try:
+            for r in rows:
+                if r[2] is None:
+                    break
+                final.append(r)
+        finally:
+            cursor.close()
+        return final
+
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self._db.execute(
             "SELECT COALESCE(outcome, ?) AS o, COUNT(*) FROM items WHERE run_id = ? GROUP BY o",
