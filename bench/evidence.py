@@ -79,6 +79,8 @@ def _floor_job(
         extra = (
             f", {fig['cpu_ms_per_batch']:.0f} ms CPU per batch" if "cpu_ms_per_batch" in fig else ""
         )
+        if "sandbox_cpu_seconds" in fig:
+            extra += f" (the sandbox server: {fig['sandbox_cpu_seconds']:.0f} s CPU)"
         return [
             (
                 title,
