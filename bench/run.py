@@ -8,7 +8,9 @@ average before and after: on a shared machine, read the figures against it).
     python -m bench.run [--quick | --smoke] [--only NAME ...] [--output PATH]
 
 `--quick` uses small sizes (a few minutes); `--smoke` the smallest, for the test suite. Targets
-are judged only at full size. Figures marked "placeholder" are filled by their owners' benches.
+are judged only at full size. `sims status` of 5,000 SIMs (25 minutes) has its own run
+(`--only status --output bench/results-status.json`); the full run quotes its figure from there.
+A full run (`make bench`) also regenerates the README's evidence section (bench/evidence.py).
 """
 
 from __future__ import annotations
@@ -54,11 +56,16 @@ class Sizes:
     cli_runs: int
     runs: int
     status_sims: int
+    million_iccids: int
+    open_batches: int
 
 
-FULL = Sizes("full", 1_000_000, 200_000, 1_000_000, 100_000, 1_000_000, 100_000, 30, 5, 3, 5_000)
-QUICK = Sizes("quick", 50_000, 10_000, 50_000, 5_000, 50_000, 2_000, 2, 3, 1, 60)
-SMOKE = Sizes("smoke", 300, 200, 300, 100, 300, 500, 1, 1, 1, 0)
+FULL = Sizes(
+    "full", 1_000_000, 200_000, 1_000_000, 100_000, 1_000_000, 100_000, 30, 5, 3, 5_000,
+    1_000_000, 2_000,
+)  # fmt: skip
+QUICK = Sizes("quick", 50_000, 10_000, 50_000, 5_000, 50_000, 2_000, 2, 3, 1, 60, 20_000, 2_000)
+SMOKE = Sizes("smoke", 300, 200, 300, 100, 300, 500, 1, 1, 1, 0, 1_000, 50)
 SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
 
 
@@ -80,11 +87,10 @@ TARGETS: dict[str, str] = {
 }
 """Issue 14's target per figure; judged at full size only."""
 
-PLACEHOLDERS = {
-    "add_job_1m_100rps": "1,000,000-ICCID add, sandbox at 100 req/s, limit 500 (2,000 batches)",
-    "engine_cpu_per_batch": "engine CPU per batch of that job",
-}
-"""Figures whose measurement belongs to other parts of issue 14: recorded, filled later."""
+STATUS_RESULTS = ROOT / "bench" / "results-status.json"
+"""`sims status` of 5,000 SIMs takes 25 minutes (its floor): it is measured by its own run,
+`python -m bench.run --only status --output bench/results-status.json`, and quoted from there."""
+DEFAULT_PARTS = ["cli", "read", "diff", "reports", "job", "million", "engine", "naive"]
 
 
 # ---------------------------------------------------------------- workers (run in subprocesses)
@@ -413,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument(
         "--smoke", action="store_true", help="the smallest sizes, in this process (the test suite)"
     )
-    parser.add_argument("--only", nargs="*", help="cli read diff reports job naive status")
+    parser.add_argument(
+        "--only", nargs="*", help=f"{' '.join(DEFAULT_PARTS)} status (status: its own run)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where results.json goes")
     args = parser.parse_args(argv)
     if args.worker:
@@ -423,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[SIZE_VARIABLE] = chosen.name
     in_process = args.smoke
     runs = chosen.runs
-    wanted = set(args.only or ["cli", "read", "diff", "reports", "job", "naive", "status"])
+    wanted = set(args.only or DEFAULT_PARTS)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "sizes": chosen.name,
@@ -476,6 +484,29 @@ def main(argv: list[str] | None = None) -> int:
                 key: statistics.median(s[key] for s in samples) for key in samples[0]
             } | {"runs": runs, "server_faults": JOB_SERVER_FAULTS, "target": TARGETS["add_job"]}
             _progress("job", figures[f"add_job_{job_size}"])
+        if "million" in wanted and chosen.million_iccids:
+            from bench.engine import million_add
+
+            print(f"the {chosen.million_iccids:,}-ICCID add ...", file=sys.stderr)
+            figures["add_job_1m_100rps"] = million_add(data, chosen.million_iccids) | {
+                "target": TARGETS["add_job_1m_100rps"],
+                "baseline": "its floor: 2 requests per batch at 100 requests/s",
+            }
+            _progress("million", figures["add_job_1m_100rps"])
+        if "engine" in wanted:
+            from bench.engine import scheduling_cpu
+
+            ticks = 500 if chosen is not SMOKE else 20
+            tick = scheduling_cpu(chosen.open_batches, ticks)
+            figure: dict[str, Any] = {"target": TARGETS["engine_cpu_per_batch"], "tick": tick}
+            job = figures.get("add_job_1m_100rps")
+            if job:
+                figure |= {
+                    "job_cpu_ms_per_batch": job["cpu_ms_per_batch"],
+                    "job_batches": job["batches"],
+                }
+            figures["engine_cpu_per_batch"] = figure
+            _progress("engine", figure)
         if "naive" in wanted:
             figures["naive_one_at_a_time"] = naive_run(data, chosen.naive_sample)
             _progress("naive", figures["naive_one_at_a_time"])
@@ -487,13 +518,36 @@ def main(argv: list[str] | None = None) -> int:
                 "target": TARGETS["sims_status"]
             }
             _progress("status", figures[name])
-    for name, what in PLACEHOLDERS.items():
-        figures[name] = {"placeholder": True, "what": what, "target": TARGETS[name]}
+    if "status" not in wanted and STATUS_RESULTS.exists():
+        figures.update(quoted_status(json.loads(STATUS_RESULTS.read_text())))
     results["machine"]["load_average_after"] = load_average()
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
     print(f"\nwritten to {args.output}")
+    if chosen is FULL and args.output == RESULTS and not args.only:
+        from bench import evidence
+
+        evidence.update_readme()
+        print(f"README evidence regenerated from {args.output}")
     return 0
+
+
+def quoted_status(status_results: dict[str, Any]) -> dict[str, Any]:
+    """The `sims status` figures of their own run, marked as such (with that run's date and
+    load average)."""
+    return {
+        name: figure
+        | {
+            "quoted_from": STATUS_RESULTS.name,
+            "measured_at": status_results["date"],
+            "load_average": [
+                status_results["machine"].get("load_average_before"),
+                status_results["machine"].get("load_average_after"),
+            ],
+        }
+        for name, figure in status_results["figures"].items()
+        if name.startswith("sims_status") and not figure.get("placeholder")
+    }
 
 
 def _progress(label: str, figure: dict[str, Any]) -> None:
@@ -510,8 +564,24 @@ def render(results: dict[str, Any]) -> str:
     lines.append(f"{'figure':<30} {'seconds':>8} {'peak MB':>8}  {'baseline':<26} target")
     for name, fig in results["figures"].items():
         target = fig.get("target", "")
-        if fig.get("placeholder"):
-            lines.append(f"{name:<30} {'-':>8} {'-':>8}  {'(placeholder)':<26} {target}")
+        if name == "add_job_1m_100rps":
+            floor = f"floor {fig['floor_seconds']:.0f}s, {fig['ratio_to_floor']:.2f}x"
+            lines.append(
+                f"{name:<30} {fig['seconds']:>8.2f} {fig['peak_mb']:>8.0f}  {floor:<26} {target}; "
+                f"{fig['cpu_ms_per_batch']:.1f} ms CPU per batch, {fig['http_429']} HTTP 429"
+            )
+        elif name == "engine_cpu_per_batch":
+            tick = fig["tick"]
+            job = (
+                f"{fig['job_cpu_ms_per_batch']:.1f} ms per batch of the 1M job; "
+                if "job_cpu_ms_per_batch" in fig
+                else ""
+            )
+            lines.append(
+                f"{name:<30} {'':>8} {'':>8}  {job}one tick {tick['tick_cpu_ms']:.2f} ms at "
+                f"{tick['open_batches']} open batches ({tick['speedup']:.0f}x reading every open "
+                f"batch)"
+            )
         elif "ours" in fig:
             ours, base = fig["ours"], fig["baseline"]
             baseline = f"{base['seconds']:.2f}s {base['peak_mb']:.0f}MB, {fig['speedup']:.1f}x"
@@ -528,8 +598,13 @@ def render(results: dict[str, Any]) -> str:
                 )
         elif "cpu_ms_per_lookup" in fig:
             floor = f"floor {fig['floor_seconds']:.0f}s, {fig['ratio_to_floor']:.2f}x"
+            quoted = (
+                f" (from {fig['quoted_from']}, {fig['measured_at']})"
+                if "quoted_from" in fig
+                else ""
+            )
             lines.append(
-                f"{name:<30} {fig['seconds']:>8.2f} {'':>8}  {floor:<26} {target}; "
+                f"{name:<30} {fig['seconds']:>8.2f} {'':>8}  {floor:<26} {target}{quoted}; "
                 f"{fig['cpu_ms_per_lookup']:.1f} ms CPU per look-up, "
                 f"{fig['requests_second_run_within_max_age']} requests in a second run"
             )

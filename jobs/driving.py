@@ -5,21 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from jobs.context import AppContext
 from jobs.errors import JobExit
 from jobs.progress import progress_bar
-from lf_bulk import runs
-from lf_bulk.client import LinksfieldClient
-from lf_bulk.engine import Progress
+from lf_bulk import run_listing
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
 
+if TYPE_CHECKING:  # `runs list` opens the journal through here: it must not load the run library
+    from lf_bulk.client import LinksfieldClient
+    from lf_bulk.engine import Progress
+    from lf_bulk.runs import RunResult
+
 
 def open_journal(app: AppContext) -> Journal:
-    journal = runs.open_journal(app.settings.home, app.settings.store_url)
+    journal = run_listing.open_journal(app.settings.home, app.settings.store_url)
     click.get_current_context().call_on_close(journal.close)
     return journal
 
@@ -37,6 +41,8 @@ def bars(
 
     @contextmanager
     def two_bars(total: int) -> Iterator[Progress]:
+        from lf_bulk.engine import Progress
+
         with (
             progress_bar(app, desc="submitted", total=total, unit="sim", position=0) as sent,
             progress_bar(app, desc="finished ", total=total, unit="sim", position=1) as done,
@@ -59,7 +65,7 @@ def quota_stop(app: AppContext, calls: int) -> str:
     return f"{left:,} calls left today; the rest after {ledger.resets_at():%H:%M} UTC"
 
 
-def render_run(app: AppContext, result: runs.RunResult | None) -> None:
+def render_run(app: AppContext, result: RunResult | None) -> None:
     """Print a driven run's report folder and what to do next, and exit with its code.
 
     None (nothing to do) exits 0; a run not driven (its messages said why) exits with its code.
@@ -67,7 +73,7 @@ def render_run(app: AppContext, result: runs.RunResult | None) -> None:
     if result is None or not result.driven:
         raise JobExit(ExitCode.OK if result is None else result.exit_code)
     click.echo(str(result.report_dir))
-    app.info(runs.summary_line(result.run_id, result.counts))
+    app.info(run_listing.summary_line(result.run_id, result.counts))
     explain_result(
         result.run_id, result.exit_code, result.stopped, result.report_dir, result.retryable
     )

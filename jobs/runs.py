@@ -10,8 +10,10 @@ from jobs.context import AppContext, pass_app
 from jobs.driving import bars, client_of, open_journal, render_run
 from jobs.options import runs_timeout_option, wait_options
 from jobs.render import table
-from lf_bulk import runs as lib
-from lf_bulk.engine import EngineOptions
+from lf_bulk import run_listing
+
+# The commands that drive a run import the run library (`lf_bulk.runs`: engine, client, reports)
+# when they run: `runs list` reads the journal alone and starts in a blink.
 
 LIST_COLUMNS = ["run_id", "operation", "group_id", "status", "started_at", "outcomes"]
 
@@ -26,11 +28,11 @@ def runs() -> None:
 @pass_app
 def list_runs(app: AppContext, output_format: str) -> None:
     """List runs, newest first. A run whose process is gone shows as `interrupted`."""
-    records = lib.listing(open_journal(app), app.settings.home)
+    records = run_listing.listing(open_journal(app), app.settings.home)
     if output_format == "json":
         click.echo(json.dumps(records, indent=2))
         return
-    rows = [{**r, "outcomes": lib.counts_text(r["outcomes"])} for r in records]  # type: ignore[arg-type]
+    rows = [{**r, "outcomes": run_listing.counts_text(r["outcomes"])} for r in records]  # type: ignore[arg-type]
     click.echo(table(rows, LIST_COLUMNS), nl=False)
 
 
@@ -39,6 +41,8 @@ def list_runs(app: AppContext, output_format: str) -> None:
 @pass_app
 def show(app: AppContext, run: str) -> None:
     """Show one run: settings, batches by state, outcomes, report directory, what to do next."""
+    from lf_bulk import runs as lib
+
     click.echo(json.dumps(lib.details(open_journal(app), run, app.settings.home), indent=2))
 
 
@@ -53,6 +57,9 @@ def resume(app: AppContext, run: str | None, timeout: float | None) -> None:
     is settled by the group's membership before any of it is sent again. Failed and cancelled
     runs cannot be continued.
     """
+    from lf_bulk import runs as lib
+    from lf_bulk.engine import EngineOptions
+
     render_run(app, lib.resume(
         open_journal(app), client_of(app), app.settings, run, EngineOptions(timeout=timeout),
         progress=bars(app), say=app.info,
@@ -65,6 +72,9 @@ def resume(app: AppContext, run: str | None, timeout: float | None) -> None:
 @pass_app
 def wait_for(app: AppContext, run: str, timeout: float | None) -> None:
     """Wait for RUN (e.g. one started with --no-wait) to finish, then write its reports."""
+    from lf_bulk import runs as lib
+    from lf_bulk.engine import EngineOptions
+
     render_run(app, lib.drive(
         open_journal(app), client_of(app), run, app.settings, EngineOptions(timeout=timeout),
         progress=bars(app), say=app.info,
@@ -77,6 +87,9 @@ def wait_for(app: AppContext, run: str, timeout: float | None) -> None:
 @pass_app
 def retry(app: AppContext, run: str, no_wait: bool, timeout: float | None) -> None:
     """Re-send the ICCIDs of RUN whose failure may pass on a retry (SIM_LOCKED, INTERNAL, lost)."""
+    from lf_bulk import runs as lib
+    from lf_bulk.engine import EngineOptions
+
     engine = EngineOptions(wait=not no_wait, timeout=timeout)
     render_run(app, lib.retry(
         open_journal(app), client_of(app), app.settings, run, engine, progress=bars(app),
@@ -93,6 +106,8 @@ def cancel(app: AppContext, run: str) -> None:
     ICCIDs never sent are reported `failed` (CANCELLED); ICCIDs already sent stay `pending` (the
     server may still change them: `lf-bulk ops status REQUEST_ID` or the group tells).
     """
+    from lf_bulk import runs as lib
+
     result = lib.cancel(open_journal(app), app.settings, run)
     click.echo(str(result.report_dir))
     app.info(f"run {run} cancelled: {lib.counts_text(result.counts)}; nothing more will be sent")

@@ -20,7 +20,6 @@ from lf_bulk.journal import (
     INTERRUPTED,
     LOOKUP_KIND,
     NOT_FINISHED,
-    RUNNING,
     ItemRecord,
     Journal,
     PlannedItem,
@@ -28,7 +27,6 @@ from lf_bulk.journal import (
     new_run_id,
     utc_now,
 )
-from lf_bulk.locking import is_held
 from lf_bulk.models import InputCounts, Operation, OutcomeCode
 from lf_bulk.reports import (
     DRY_RUN_OUTCOMES,
@@ -39,6 +37,7 @@ from lf_bulk.reports import (
     count_outcomes,
     write_run_report,
 )
+from lf_bulk.run_listing import run_lock_name as run_lock_name  # the lock of a run, one name
 from lf_bulk.sources import InputTable
 
 log = logging.getLogger(__name__)
@@ -356,12 +355,7 @@ class RunReporter:
         """Write the items that became final since the last call (up to the first pending)."""
         if self._stream is None:
             return
-        final = []
-        for item in self.journal.items_from(self.run.run_id, self._next_item):
-            if item.outcome is None:
-                break
-            final.append(_item_outcome(item))
-        self._add(final)
+        self._add_rows(self.journal.final_report_rows_from(self.run.run_id, self._next_item))
 
     def finish(self, exit_code: int) -> Path:
         """Write what is left (pending items too) and the summary; return the report folder."""
@@ -386,30 +380,24 @@ class RunReporter:
             self._stream = None
 
     def _add(self, items: list[ItemOutcome]) -> None:
-        if not items or self._stream is None:
+        self._add_rows(
+            [(i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id) for i in items]
+        )
+
+    def _add_rows(self, rows: list[tuple[int, str, str, str, str, str]]) -> None:
+        if not rows or self._stream is None:
             return
         try:
-            self._stream.add(items)
+            self._stream.add_rows(rows)
         except OSError as error:
             log.info("run %s: reports written at the end (%s)", self.run.run_id, error)
             self.abandon()
             return
-        self._next_item += len(items)
-        self._outcomes.update(item.outcome for item in items)
+        self._next_item += len(rows)
+        self._outcomes.update(row[2] for row in rows)
 
 
 # ---------------------------------------------------------------- runs as people see them
-
-
-def run_lock_name(run_id: str) -> str:
-    return f"run-{run_id}"
-
-
-def shown_status(run: RunRecord, home: Path) -> str:
-    """The stored status, except that a `running` run no process drives is `interrupted`."""
-    if run.status == RUNNING and not is_held(home, run_lock_name(run.run_id)):
-        return INTERRUPTED
-    return run.status
 
 
 def next_step(journal: Journal, run: RunRecord, shown: str) -> str:

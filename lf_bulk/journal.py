@@ -846,15 +846,25 @@ class Journal:
             # Each item is updated by its key: matching ICCIDs within the batch instead costs
             # a walk of the batch per ICCID (0.25 s for a batch of 500).
             ids = self._pending_item_ids(run_id, batch_id)
-            db.executemany(
-                "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
-                " WHERE run_id = ? AND item_id = ? AND batch_id = ? AND outcome IS NULL",
-                (
-                    (o.outcome, o.reason_code, redact(o.reason), run_id, item_id, batch_id)
-                    for iccid, o in outcomes.items()
-                    for item_id in ids.get(iccid, ())
-                ),
-            )
+            # One statement per distinct outcome (a batch has a handful), its items' ids passed
+            # as one JSON list: a statement per item cost 30 us each, 15 ms per batch of 500.
+            redacted: dict[str, str] = {}
+            alike: dict[tuple[str, str, str], list[int]] = {}
+            for iccid, o in outcomes.items():
+                item_ids = ids.get(iccid)
+                if not item_ids:
+                    continue
+                reason = redacted.get(o.reason)
+                if reason is None:
+                    reason = redacted[o.reason] = redact(o.reason)
+                alike.setdefault((o.outcome, o.reason_code, reason), []).extend(item_ids)
+            for (outcome, reason_code, reason), item_ids in alike.items():
+                db.execute(
+                    "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
+                    " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL"
+                    " AND item_id IN (SELECT value FROM json_each(?))",
+                    (outcome, reason_code, reason, run_id, batch_id, json.dumps(item_ids)),
+                )
             if resettle:
                 db.executemany(
                     "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
@@ -951,6 +961,29 @@ class Journal:
                 yield ItemRecord(*r)
         finally:
             cursor.close()
+
+    def final_report_rows_from(
+        self, run_id: str, item_id: int
+    ) -> list[tuple[int, str, str, str, str, str]]:
+        """The report rows (row, ICCID, outcome, reason code, reason, request id) of the items
+        from `item_id` on, in id order, up to the first one still pending (not included): what
+        a streamed report adds after a batch, read as plain tuples (no record per item)."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            "SELECT row, iccid, outcome, reason_code, reason, request_id FROM items"
+            " WHERE run_id = ? AND item_id >= ? ORDER BY item_id",
+            (run_id, item_id),
+        )
+        final = []
+        try:
+            for r in rows:
+                if r[2] is None:
+                    break
+                final.append(r)
+        finally:
+            cursor.close()
+        return final
 
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self._db.execute(

@@ -326,20 +326,22 @@ class StreamedRunReport:
         self._writer.start()
 
     def add(self, items: Sequence[ItemOutcome]) -> None:
+        self.add_rows(
+            [(i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id) for i in items]
+        )
+
+    def add_rows(self, rows: Sequence[tuple[int, str, str, str, str, str]]) -> None:
+        """Add items given as (row, ICCID, outcome, reason code, reason, request id) tuples,
+        the fields of `ItemOutcome` in its order: a million-item run makes no object per item."""
         n = neutralise
         self._csv.writerows(
-            (i.row, n(i.iccid), n(i.outcome), n(i.reason_code), n(i.reason), n(i.request_id))
-            for i in items
+            (row, n(iccid), n(outcome), n(code), n(reason), n(request_id))
+            for row, iccid, outcome, code, reason, request_id in rows
         )
         room = MAX_ROWS - 1 - self.count
         if room > 0:
-            self._rows.put(
-                [
-                    (i.row, i.iccid, i.outcome, i.reason_code, i.reason, i.request_id)
-                    for i in items[:room]
-                ]
-            )
-        self.count += len(items)
+            self._rows.put(list(rows[:room]))
+        self.count += len(rows)
 
     def finish(
         self, summary: RunSummary, *, extra_facts: Iterable[tuple[str, object]] = ()

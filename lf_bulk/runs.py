@@ -54,10 +54,18 @@ from lf_bulk.journal import (
 from lf_bulk.locking import exclusive, exclusive_all, is_held
 from lf_bulk.models import Operation, OutcomeCode
 from lf_bulk.reports import prepare_report_dir
+from lf_bulk.run_listing import (
+    JOURNAL_NAME,
+    counts_text,
+    listing,
+    open_journal,
+    run_lock_name,
+    shown_status,
+    summary_line,
+)
 from lf_bulk.settings import Settings
 from lf_bulk.sources import InputTable, read_iccids
 
-JOURNAL_NAME = "journal.db"
 # The wire profile's largest batch: the engine lowers it further to what the server allows.
 DEFAULT_BATCH_SIZE = wire.DEFAULT_BATCH_SIZE
 
@@ -123,13 +131,6 @@ class DryRun:
     run_id: str
     plan: bulk.DryRunPlan
     report_dir: Path
-
-
-def open_journal(home: Path, store_url: str | None = None) -> Journal:
-    """The run journal: `<home>/journal.db`, or the one of the store `store_url` names."""
-    if store_url:
-        return store.open_journal(store_url, home)
-    return Journal(home / JOURNAL_NAME)
 
 
 def endpoint_of(settings: Settings) -> str:
@@ -204,9 +205,7 @@ def drive(
     check_same_endpoint(run, endpoint_of(settings))
     require_resumable(run)
     say(f"run {run_id}")
-    with exclusive(
-        settings.home, bulk.run_lock_name(run_id), f"run {run_id}", holder=f"run {run_id}"
-    ):
+    with exclusive(settings.home, run_lock_name(run_id), f"run {run_id}", holder=f"run {run_id}"):
         journal.verify_run(run_id)  # first: the report folder below is the journal's word
         # The folder the run started with may have gone since: find out before sending, not after.
         prepare_report_dir(Path(run.report_dir))
@@ -481,13 +480,13 @@ def retry(
             f"run {run_id} is a look-up run: look-ups are not retried; `lf-bulk runs resume "
             f"{run_id}` asks again for the rows still pending, or start the look-up again"
         )
-    if is_held(settings.home, bulk.run_lock_name(run_id)):
+    if is_held(settings.home, run_lock_name(run_id)):
         raise RunLocked(
             f"run {run_id} is being driven by another lf-bulk process; wait for it to finish, "
             "then retry"
         )
     if record.status != FINISHED:
-        status = bulk.shown_status(record, settings.home)
+        status = shown_status(record, settings.home)
         raise RunRefused(
             f"run {run_id} is {status}, not finished; `lf-bulk runs resume {run_id}` first"
         )
@@ -520,7 +519,7 @@ def cancel(journal: Journal, settings: Settings, run_id: str) -> RunResult:
     record = journal.run(run_id)
     if record.status in TERMINAL_STATUSES:
         raise RunRefused(f"run {run_id} is already {record.status}; nothing to cancel")
-    lock = bulk.run_lock_name(run_id)
+    lock = run_lock_name(run_id)
     with exclusive(settings.home, lock, f"run {run_id}", holder=f"run {run_id}"):
         journal.verify_run(run_id)  # the report folder below is the journal's word
         prepare_report_dir(Path(record.report_dir))
@@ -534,25 +533,10 @@ def cancel(journal: Journal, settings: Settings, run_id: str) -> RunResult:
     return RunResult(run_id, ExitCode.SOME_FAILED, counts, report_dir, driven=False)
 
 
-def listing(journal: Journal, home: Path) -> list[dict[str, object]]:
-    """Every run, newest first, as `runs list` shows it."""
-    return [
-        {
-            "run_id": r.run_id,
-            "operation": r.operation,
-            "group_id": r.group_id,
-            "status": bulk.shown_status(r, home),
-            "started_at": r.started_at,
-            "outcomes": journal.outcome_counts(r.run_id),
-        }
-        for r in journal.runs()
-    ]
-
-
 def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
     """One run as `runs show` shows it: settings, batches by state, outcomes, what next."""
     record = journal.run(run_id)
-    status = bulk.shown_status(record, home)
+    status = shown_status(record, home)
     batches: dict[str, int] = {}
     for batch in journal.batches(run_id):
         batches[batch.state] = batches.get(batch.state, 0) + 1
@@ -581,14 +565,6 @@ def details(journal: Journal, run_id: str, home: Path) -> dict[str, object]:
         "report_dir": record.report_dir,
         **looked_up,
     }
-
-
-def counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
-
-
-def summary_line(run_id: str, counts: dict[str, int]) -> str:
-    return f"run {run_id}: {counts_text(counts) or 'nothing to do'}"
 
 
 # ---------------------------------------------------------------- reconcile
@@ -705,9 +681,11 @@ def reconcile(
 
 __all__ = (
     "DEFAULT_BATCH_SIZE",
+    "JOURNAL_NAME",
     "DryRun",
     "RunResult",
     "cancel",
+    "counts_text",
     "details",
     "drive",
     "dry_run",

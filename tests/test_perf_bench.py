@@ -22,7 +22,7 @@ def test_the_smoke_run_measures_every_figure_beside_its_baseline_and_target(
 ) -> None:
     monkeypatch.setenv(bench.SIZE_VARIABLE, "smoke")
     output = tmp_path / "results.json"
-    argv = ["--smoke", "--only", "read", "diff", "reports", "--output", str(output)]
+    argv = ["--smoke", "--only", "read", "diff", "reports", "engine", "--output", str(output)]
     assert bench.main(argv) == 0
     results = json.loads(output.read_text())
     assert results["sizes"] == "smoke"
@@ -38,10 +38,15 @@ def test_the_smoke_run_measures_every_figure_beside_its_baseline_and_target(
         assert figure["target"]
     assert figures["read_validate_csv_300"]["ours"]["count"] == 300
     assert figures["reconcile_diff_300"]["ours"]["count"] == 270  # 30 missing, 30 unexpected
-    for placeholder in bench.PLACEHOLDERS:
-        assert figures[placeholder]["placeholder"] is True
+    assert not any(figure.get("placeholder") for figure in figures.values())
+    tick = figures["engine_cpu_per_batch"]["tick"]
+    assert tick["open_batches"] == 50 and tick["tick_cpu_ms"] > 0
+    # The 25-minute `sims status` figure is quoted from its own run, marked as such.
+    status = figures["sims_status_5000"]
+    assert status["quoted_from"] == "results-status.json" and status["measured_at"]
     table = capsys.readouterr().out
-    assert "report_xlsx_100" in table and "(placeholder)" in table
+    assert "report_xlsx_100" in table and "engine_cpu_per_batch" in table
+    assert "from results-status.json" in table
 
 
 @pytest.mark.slow

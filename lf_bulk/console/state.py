@@ -59,7 +59,7 @@ class ConsoleState:
 
     def journal(self) -> Journal:
         """The run journal, opened for the caller (close it: `with state.journal() as j:`)."""
-        return runs.open_journal(self.settings.home)
+        return runs.open_journal(self.settings.home, self.settings.store_url)
 
     def _sandbox(self) -> str | None:
         if not self.is_sandbox:
