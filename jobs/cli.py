@@ -33,10 +33,20 @@ COMMANDS: dict[str, str] = {
     "sandbox": "The embedded simulator of the Linksfield API (contract v1, and the Vshop and "
     "Payment services of contract v2, on the same port).",
     "notify": "Recharge Success pushes from Linksfield: receive, list, export.",
+    "worker": "Run one worker: take jobs from the shared PostgreSQL store and run them.",
+    "enqueue": "Defer a run-creating command (sims add/remove) to the workers, checked now.",
+    "partners": "Per-partner settings in the shared store (never the partner code itself).",
+    "jobs": "The jobs enqueued for the workers.",
 }
 
 # A group whose module in jobs/ has another name (`payments check` lives with `orders create`).
-COMMAND_MODULES = {"payments": "topups"}
+COMMAND_MODULES = {
+    "payments": "topups",
+    "worker": "workers",
+    "enqueue": "workers",
+    "partners": "workers",
+    "jobs": "workers",
+}
 
 
 class LazyGroup(ErrorMappingGroup):

@@ -222,11 +222,13 @@ def _checked_input(
     *,
     skip_invalid: bool,
     say: Say,
+    run_id: str | None = None,
 ) -> tuple[str, Path]:
-    """A new run id and its report folder, once the input may be sent; else its refusal report."""
+    """A new run id (or `run_id`) and its report folder, once the input may be sent; else its
+    refusal report."""
     counts = table.counts
     say(f"{table.source}: {table.counts.describe()}")
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
     if (counts.invalid or counts.duplicates) and not skip_invalid:
         error = bulk.refuse_invalid(table, operation, group_id, target, run_id)
@@ -250,6 +252,27 @@ def _checked_input(
         empty.report_dir = target
         raise empty
     return run_id, target
+
+
+def check_input(
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    report_dir: Path | None,
+    *,
+    skip_invalid: bool,
+    say: Say = _silent,
+    run_id: str | None = None,
+) -> None:
+    """Refuse `table` as `start` would (`InvalidRowsError` or `InputError`, the refusal report
+    written) without preparing anything when it may be sent: `enqueue` checks its input now."""
+    counts = table.counts
+    if counts.valid and (skip_invalid or not (counts.invalid or counts.duplicates)):
+        return
+    _checked_input(
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say, run_id=run_id
+    )
+    raise AssertionError("_checked_input refuses what check_input passes on")  # pragma: no cover
 
 
 def dry_run(
@@ -292,14 +315,17 @@ def start(
     report_dir: Path | None = None,
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
+    run_id: str | None = None,
 ) -> RunResult:
     """Add (or remove) the ICCIDs of `table` to `group_id` as a journaled run, and drive it.
 
     Invalid or duplicate rows refuse the whole input (`InvalidRowsError`, its report written)
-    unless `skip_invalid`; everything that can fail is checked before the run exists.
+    unless `skip_invalid`; everything that can fail is checked before the run exists. `run_id`:
+    the id to give the run (a worker's job chooses it when enqueued, so a retry of the job finds
+    and resumes its run instead of starting another); default a new one.
     """
     run_id, target = _checked_input(
-        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say, run_id=run_id
     )
     api = _get(client)
     # Refused here when nothing at all is left today; a run that needs more than is left says so

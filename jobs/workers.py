@@ -1,0 +1,259 @@
+"""`lf-bulk worker`, `lf-bulk enqueue`, `lf-bulk partners`, `lf-bulk jobs`: many partner codes,
+many machines, one shared PostgreSQL store (lf_bulk/workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+import click
+
+from jobs.context import AppContext, pass_app
+from jobs.errors import JobExit
+from jobs.options import GROUP_ID, input_file_options, skip_invalid_option
+from lf_bulk import runs, workers, wire
+from lf_bulk.exitcodes import ExitCode
+from lf_bulk.journal import new_run_id
+from lf_bulk.models import Operation
+from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
+from lf_bulk.sources import read_iccids
+from lf_bulk.workers.spec import JobCommand, JobSpec, check_partner_name
+
+DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
+
+
+def store_url(app: AppContext) -> str:
+    """The shared PostgreSQL store, or a clear refusal (exit 2) and what to install or pass."""
+    return workers.require_postgresql(getattr(app.settings, "store_url", None))
+
+
+def partner_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_partner_name(value)
+    except Exception as error:
+        raise click.BadParameter(str(error)) from None
+
+
+# ---------------------------------------------------------------- worker
+
+
+@click.command()
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
+    help="Jobs this worker runs at once (each partner's jobs still run one at a time).",
+)  # fmt: skip
+@click.option("--queue", "queues", multiple=True, help="Take jobs of this queue only (repeat).")
+@click.option(
+    "--report-dir", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_REPORT_ROOT, show_default=True,
+    help="Folder of every run's reports (<folder>/<run id>/): share it between the machines.",
+)  # fmt: skip
+@click.option(
+    "--heartbeat", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+    help="Seconds between heartbeats; a worker silent for 3 of them is dead and its jobs are "
+    "taken over (their runs resume from the journal).",
+)  # fmt: skip
+@click.option("--init", is_flag=True, help="Create the job tables in the store, then exit.")
+@pass_app
+def worker(
+    app: AppContext, concurrency: int, queues: tuple[str, ...], report_dir: Path,
+    heartbeat: float, init: bool,
+) -> None:  # fmt: skip
+    """Run one worker: take enqueued jobs from the shared store and run them, until Ctrl-C.
+
+    The jobs' partners come from `lf-bulk partners`; each partner's code from this machine's
+    LF_BULK_PARTNER_CODE_<NAME> or the [partner_codes] table of <home>/credentials.toml (0600).
+    """
+    url = store_url(app)
+    from lf_bulk.workers import app as worker_app
+
+    if init:
+        applied = worker_app.ensure_schema(url)
+        app.info("job tables created" if applied else "job tables present already")
+        raise JobExit(ExitCode.OK)
+    runner = worker_app.JobRunner(
+        settings=app.settings, store_url=url, report_root=report_dir.absolute(), say=app.info
+    )
+    app.info(f"worker: reports under {runner.report_root}; Ctrl-C stops it after its jobs")
+    asyncio.run(
+        worker_app.run_worker(
+            runner, concurrency=concurrency, queues=list(queues) or None, heartbeat=heartbeat
+        )
+    )
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+@click.group()
+@click.option(
+    "--partner", required=True, callback=partner_name,
+    help="The partner (`lf-bulk partners list`) the job runs for; never its code.",
+)  # fmt: skip
+@click.option("--queue", default="default", show_default=True, help="The queue of the job.")
+@click.pass_context
+def enqueue(ctx: click.Context, partner: str, queue: str) -> None:
+    """Defer a run-creating command to the workers, checked now as the command would check it.
+
+    The input file is read and checked here; its rows travel with the job, so no worker needs
+    the file. Each partner's jobs run one at a time; the same job still waiting is refused
+    (exit 2). Prints the job id on stdout.
+    """
+    ctx.meta["lf_bulk_enqueue"] = (partner, queue)
+
+
+@enqueue.group(name="sims")
+def enqueue_sims() -> None:
+    """Add SIMs to a group or remove them, on a worker."""
+
+
+def _sims_job(operation: Operation) -> click.Command:
+    command = JobCommand.ADD if operation is Operation.ADD else JobCommand.REMOVE
+
+    @click.argument("group", type=GROUP_ID)
+    @click.argument("file", metavar="FILE")
+    @input_file_options
+    @skip_invalid_option
+    @click.option(
+        "--batch-size", type=click.IntRange(1, 10_000), default=wire.DEFAULT_BATCH_SIZE,
+        show_default=True, help="ICCIDs per request; lowered automatically to the server's limit.",
+    )  # fmt: skip
+    @pass_app
+    def job(
+        app: AppContext, group: str, file: str, sheet: str | None, column: str | None,
+        skip_invalid: bool, batch_size: int,
+    ) -> None:  # fmt: skip
+        partner, queue = click.get_current_context().meta["lf_bulk_enqueue"]
+        url = store_url(app)
+        stdin = sys.stdin.buffer if file == "-" else None
+        table = read_iccids(file, sheet=sheet, column=column, stdin=stdin)
+        run_id = new_run_id()
+        runs.check_input(
+            table, operation, group, None, skip_invalid=skip_invalid, say=app.info, run_id=run_id
+        )
+        spec = JobSpec.of(
+            command, partner, run_id, table,
+            {"group": group, "batch_size": batch_size, "skip_invalid": skip_invalid},
+        )  # fmt: skip
+        submit(app, url, spec, queue)
+
+    verb = "Add the ICCIDs listed in FILE to GROUP" if operation is Operation.ADD else (
+        "Remove the ICCIDs listed in FILE from GROUP"
+    )  # fmt: skip
+    return click.command(name=str(operation).lower(), help=f"{verb}, on a worker.")(job)
+
+
+def submit(app: AppContext, url: str, spec: JobSpec, queue: str) -> None:
+    with_partner(url, spec.partner)
+    from lf_bulk.workers import app as worker_app
+
+    job_id = worker_app.enqueue(url, spec, queue=queue)
+    app.info(f"job {job_id}: {spec.command} for {spec.partner}, run {spec.run_id} when it starts")
+    click.echo(str(job_id))
+    raise JobExit(ExitCode.OK)
+
+
+def with_partner(url: str, name: str) -> None:
+    """The partner must exist before its job is queued (a typo fails now, not at 2 a.m.)."""
+    from lf_bulk.workers import app as worker_app
+    from lf_bulk.workers import partners
+
+    with worker_app.connect(url) as db:
+        partners.get(db, name)
+
+
+enqueue_sims.add_command(_sims_job(Operation.ADD))
+enqueue_sims.add_command(_sims_job(Operation.REMOVE))
+
+
+# ---------------------------------------------------------------- partners
+
+
+@click.group()
+def partners() -> None:
+    """Per-partner settings in the shared store (never the partner code itself)."""
+
+
+@partners.command(name="add")
+@click.argument("name", callback=partner_name)
+@click.option("--env", "environment", type=click.Choice(["uat", "prod"]), required=True,
+              help="The partner's environment.")  # fmt: skip
+@click.option("--base-url", help="One URL for every service (no password in it).")
+@click.option("--vshop-url", help="The Vshop service's URL, over --base-url.")
+@click.option("--payment-url", help="The Payment service's URL, over --base-url.")
+@click.option("--quota", type=click.IntRange(min=1), default=DEFAULT_DAILY_QUOTA,
+              show_default=True, help="The partner's daily request quota.")  # fmt: skip
+@click.option("--reserve", type=click.IntRange(min=0), default=DEFAULT_QUOTA_RESERVE,
+              show_default=True, help="Requests of the quota kept for reconcile.")  # fmt: skip
+@pass_app
+def partners_add(
+    app: AppContext, name: str, environment: str, base_url: str | None, vshop_url: str | None,
+    payment_url: str | None, quota: int, reserve: int,
+) -> None:  # fmt: skip
+    """Add partner NAME (or change its settings). Its code stays on each worker machine:
+    LF_BULK_PARTNER_CODE_<NAME>, or [partner_codes] in <home>/credentials.toml (mode 0600)."""
+    from lf_bulk.workers import app as worker_app
+    from lf_bulk.workers import partners as table
+
+    url = store_url(app)
+    partner = table.Partner(
+        name, environment, base_url, vshop_url, payment_url, daily_quota=quota,
+        quota_reserve=reserve,
+    )  # fmt: skip
+    with worker_app.connect(url) as db:
+        added = table.save(db, partner)
+    app.info(f"partner {name} {'added' if added else 'updated'}")
+
+
+@partners.command(name="list")
+@click.option("--names", is_flag=True, help="Only the names, one a line (for shell loops).")
+@pass_app
+def partners_list(app: AppContext, names: bool) -> None:
+    """Every partner in the store, as JSON lines (or only their names)."""
+    from lf_bulk.workers import app as worker_app
+    from lf_bulk.workers import partners as table
+
+    with worker_app.connect(store_url(app)) as db:
+        found = table.listing(db)
+    for partner in found:
+        click.echo(partner.name if names else json.dumps(partner.as_row()))
+
+
+@partners.command(name="remove")
+@click.argument("name", callback=partner_name)
+@pass_app
+def partners_remove(app: AppContext, name: str) -> None:
+    """Remove partner NAME from the store (its jobs still queued will fail)."""
+    from lf_bulk.workers import app as worker_app
+    from lf_bulk.workers import partners as table
+
+    with worker_app.connect(store_url(app)) as db:
+        removed = table.remove(db, name)
+    if not removed:
+        raise click.UsageError(f"no partner named {name!r} in the store")
+    app.info(f"partner {name} removed")
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@click.group(name="jobs")
+def jobs_group() -> None:
+    """The jobs enqueued for the workers."""
+
+
+@jobs_group.command(name="list")
+@pass_app
+def jobs_list(app: AppContext) -> None:
+    """Every job, newest first, as JSON lines: status, partner, command, run id, next try."""
+    from lf_bulk.workers import app as worker_app
+
+    for job in worker_app.list_jobs(store_url(app)):
+        click.echo(json.dumps(job, default=str))
+
+
+# `lf-bulk jobs` (the name `jobs` is this package's: the group is bound under it for the CLI).
+jobs = jobs_group
