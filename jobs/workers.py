@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 import click
@@ -25,7 +26,8 @@ DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 
 def store_url(app: AppContext) -> str:
     """The shared PostgreSQL store, or a clear refusal (exit 2) and what to install or pass."""
-    return workers.require_postgresql(getattr(app.settings, "store_url", None))
+    given = getattr(app.settings, "store_url", None) or os.environ.get("LF_BULK_STORE")
+    return workers.require_postgresql(given)
 
 
 def partner_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
