@@ -8,12 +8,13 @@ import json
 import os
 import sys
 from pathlib import Path
+
 import click
 
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
 from jobs.options import GROUP_ID, input_file_options, skip_invalid_option
-from lf_bulk import runs, workers, wire
+from lf_bulk import runs, wire, workers
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
@@ -130,6 +131,7 @@ def _sims_job(operation: Operation) -> click.Command:
     ) -> None:  # fmt: skip
         partner, queue = click.get_current_context().meta["lf_bulk_enqueue"]
         url = store_url(app)
+        with_partner(url, partner)
         stdin = sys.stdin.buffer if file == "-" else None
         table = read_iccids(file, sheet=sheet, column=column, stdin=stdin)
         run_id = new_run_id()
@@ -149,7 +151,6 @@ def _sims_job(operation: Operation) -> click.Command:
 
 
 def submit(app: AppContext, url: str, spec: JobSpec, queue: str) -> None:
-    with_partner(url, spec.partner)
     from lf_bulk.workers import app as worker_app
 
     job_id = worker_app.enqueue(url, spec, queue=queue)

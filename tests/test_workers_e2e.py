@@ -6,6 +6,7 @@ the contract's limits (`rate=10,concurrency=3`), a shared SQLite journal in one 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -17,14 +18,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from lf_bulk.journal import Journal
-from lf_bulk.sandbox.seed import PILOT_GROUP
-from lf_bulk.settings import SANDBOX_PARTNER_CODE
-
-from clihelp import expect, invoke, write_list
-from conftest import MakeSandbox
-from inprocess import accepted_counts, taken_then_sent_again
 from workershelp import (
     ThrottleCount,
     fresh_database,
@@ -33,6 +26,14 @@ from workershelp import (
     throwaway_cluster,
     wait_until,
 )
+
+from lf_bulk.journal import Journal
+from lf_bulk.sandbox.seed import PILOT_GROUP
+from lf_bulk.settings import SANDBOX_PARTNER_CODE
+
+from clihelp import expect, invoke, write_list
+from conftest import MakeSandbox
+from inprocess import accepted_counts, taken_then_sent_again
 
 CONTRACT_LIMITS = "rate=10,concurrency=3"
 PARTNER = "acme"
@@ -79,7 +80,7 @@ class Fleet:
         return int(done.stdout.strip())
 
     def start(self, count: int) -> None:
-        for number in range(count):
+        for _number in range(count):
             log = self.logs / f"worker-{len(self.workers)}.log"
             self.workers.append(start_worker(self.base, self.reports, self.env, log))
 
@@ -120,9 +121,7 @@ def store(pg_server: str) -> str:
 
 
 @pytest.fixture
-def fleet_of(
-    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[list[Fleet]]:
+def fleet_of(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Fleet]]:
     made: list[Fleet] = []
     monkeypatch.setenv("LF_BULK_STORE", store)
     yield made
@@ -139,7 +138,7 @@ def check_nothing_doubled(fleet: Fleet, server_state: object) -> None:
             assert all(b.sends == 1 for b in batches), run.run_id
     assert taken_then_sent_again(server_state) == {}  # type: ignore[arg-type]
     intervals = sorted(fleet.job_intervals(), key=lambda i: i[1])  # type: ignore[arg-type,return-value]
-    for (job_a, _, end_a), (job_b, start_b, _) in zip(intervals, intervals[1:], strict=False):
+    for (job_a, _, end_a), (job_b, start_b, _) in itertools.pairwise(intervals):
         assert start_b >= end_a, f"jobs {job_a} and {job_b} of one partner ran at once"  # type: ignore[operator]
 
 
@@ -190,9 +189,9 @@ def test_daily_quota_stops_exactly_and_the_job_waits_for_tomorrow(
     server = make_sandbox(f"{CONTRACT_LIMITS},daily_quota={quota}", sims=3_000)
     fleet = Fleet(os.environ["LF_BULK_STORE"], tmp_path, server.base_url)
     fleet_of.append(fleet)
-    wanted = server.state.ungrouped_sims(200)
-    job = fleet.enqueue(write_list(tmp_path / "list.csv", wanted), "--batch-size", "10")
+    wanted = server.state.ungrouped_sims(100)
     fleet.start(1)
+    job = fleet.enqueue(write_list(tmp_path / "list.csv", wanted), "--batch-size", "10")
 
     def deferred() -> bool:
         status, attempts = fleet.jobs()[job]
@@ -219,15 +218,16 @@ def test_kill_nine_of_a_worker_another_resumes_the_run(
     server = make_sandbox(CONTRACT_LIMITS, sims=3_000)
     fleet = Fleet(os.environ["LF_BULK_STORE"], tmp_path, server.base_url)
     fleet_of.append(fleet)
-    wanted = server.state.ungrouped_sims(300)
+    wanted = server.state.ungrouped_sims(100)
     before = set(server.state.members(PILOT_GROUP))
-    job = fleet.enqueue(write_list(tmp_path / "list.csv", wanted), "--batch-size", "20")
     fleet.start(1)
+    job = fleet.enqueue(write_list(tmp_path / "list.csv", wanted), "--batch-size", "10")
     first = fleet.workers[0]
-    wait_until(lambda: len(server.state.mutation_log()) >= 3, 60, "the first batches")
+    wait_until(lambda: fleet.jobs()[job][0] == "doing", 60, "the first worker to take the job")
+    fleet.start(1)  # the one to take over, started while the first works
+    wait_until(lambda: len(server.state.mutation_log()) >= 2, 60, "the first batches")
     first.send_signal(signal.SIGKILL)
     first.wait()
-    fleet.start(1)
     wait_until(fleet.all_done, 90, f"another worker to finish the job\n{fleet.logs_text()}")
     fleet.stop_all()
 

@@ -67,12 +67,16 @@ def throwaway_cluster(folder: Path) -> Iterator[str]:
 
 def fresh_database(server_url: str) -> str:
     import psycopg
-    from psycopg.conninfo import make_conninfo
+    from psycopg.conninfo import conninfo_to_dict
 
     name = "w" + uuid.uuid4().hex[:12]
     with psycopg.connect(server_url, autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
-    return make_conninfo(server_url, dbname=name)
+    parts = conninfo_to_dict(server_url)
+    user, host = parts.get("user", "postgres"), str(parts.get("host", ""))
+    if host.startswith("/"):
+        return f"postgresql://{user}@/{name}?host={host}"
+    return f"postgresql://{user}@{host}:{parts.get('port', 5432)}/{name}"
 
 
 def start_worker(

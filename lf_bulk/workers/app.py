@@ -30,8 +30,8 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from lf_bulk import runs
 from lf_bulk.engine import EngineOptions
-from lf_bulk.exitcodes import ExitCode
 from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound
+from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import TERMINAL_STATUSES, Journal
 from lf_bulk.models import Operation
 from lf_bulk.settings import Settings, open_session
@@ -151,7 +151,7 @@ def ensure_schema(store_url: str) -> bool:
             found = db.execute("SELECT to_regclass(%s)", (SCHEMA_MARKER,)).fetchone()
             if found is not None and found[0] is not None:
                 return False
-            db.execute(SchemaManager.get_schema())  # type: ignore[arg-type]
+            db.execute(SchemaManager.get_schema())
             return True
         finally:
             db.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
@@ -230,12 +230,16 @@ async def run_worker(
     stop = asyncio.Event()
     async with app.open_async():
         sweeper = asyncio.create_task(sweep_stalled(app, heartbeat, stop))
+        options: dict[str, Any] = {"queues": queues} if queues else {}
+        if name:
+            options["name"] = name
         try:
             await app.run_worker_async(
-                concurrency=concurrency, queues=queues, name=name,
-                additional_context={RUNNER: runner}, update_heartbeat_interval=heartbeat,
+                concurrency=concurrency, additional_context={RUNNER: runner},
+                update_heartbeat_interval=heartbeat,
                 stalled_worker_timeout=heartbeat * STALLED_HEARTBEATS,
                 fetch_job_polling_interval=min(heartbeat, 5.0), install_signal_handlers=True,
+                **options,
             )  # fmt: skip
         finally:
             stop.set()

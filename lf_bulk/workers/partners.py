@@ -136,7 +136,7 @@ def _read_credentials(path: Path) -> Mapping[str, Any]:
             raise ConfigError(f"{path}: not a TOML file ({exc})") from None
     codes = data.get("partner_codes", {})
     if not isinstance(codes, dict):
-        raise ConfigError(f"{path}: [partner_codes] must be a table of NAME = \"code\"")
+        raise ConfigError(f'{path}: [partner_codes] must be a table of NAME = "code"')
     return codes
 
 
