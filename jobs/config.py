@@ -10,9 +10,10 @@ import click
 from click.core import ParameterSource
 
 from jobs.errors import to_click_exception
-from lf_bulk.errors import ConfigError
+from lf_bulk.errors import ConfigError, InvalidSetting
 from lf_bulk.redaction import register_secret
 from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_config, url_password
+from lf_bulk.store import password_of, refuse_password
 
 CONFIG_META_KEY = "lf_bulk.config"
 
@@ -36,6 +37,7 @@ TRACED_SETTINGS = (
     "home",
     "daily_quota",
     "quota_reserve",
+    "store",
 )
 
 
@@ -99,10 +101,18 @@ def setting_origins(ctx: click.Context, config: LoadedConfig) -> dict[str, str]:
 def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
     """The root command's options as settings; secrets are registered for redaction first."""
     register_secret(given["partner_code"])
+    register_secret(password_of(given["store"]) if given["store"] else None)
     for url_setting in ("base_url", "vshop_url", "payment_url"):
         url = given[url_setting]
         register_secret(url_password(url) if url else None)
     config: LoadedConfig = ctx.meta.get(CONFIG_META_KEY) or LoadedConfig()
+    store_source = ctx.get_parameter_source("store")
+    if store_source is not ParameterSource.ENVIRONMENT:
+        where = "--store" if store_source is ParameterSource.COMMANDLINE else "the config file"
+        try:
+            refuse_password(given["store"], where)
+        except InvalidSetting as error:
+            raise to_click_exception(error) from None
     return Settings(
         env=given["env"],
         base_url=given["base_url"],
@@ -117,6 +127,7 @@ def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
         payment_url=given["payment_url"],
         daily_quota=given["daily_quota"],
         quota_reserve=given["quota_reserve"],
+        store_url=given["store"],
         config_files=config.files,
         origins=setting_origins(ctx, config),
     )

@@ -43,6 +43,15 @@ class AppContext:
         return self._session
 
 
+def describe_store(settings: Settings) -> str:
+    """Where runs, quota and locks live, as `doctor` shows it (never a password)."""
+    from lf_bulk.store import is_postgres_url, shown_url
+
+    if settings.store_url and is_postgres_url(settings.store_url):
+        return f"{shown_url(settings.store_url)} (PostgreSQL, from {settings.origin('store')})"
+    return f"sqlite: files in {settings.home}"
+
+
 def describe_config_files(settings: Settings) -> str:
     return ", ".join(map(str, settings.config_files)) or "no config file"
 

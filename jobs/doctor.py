@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import click
 
-from jobs.context import AppContext, describe_config_files, pass_app
+from jobs.context import AppContext, describe_config_files, describe_store, pass_app
 from jobs.errors import JobExit
 from lf_bulk import errors
 from lf_bulk.doctor import Check, describe_contract, run_checks
@@ -33,6 +33,7 @@ def doctor(app: AppContext) -> None:
     click.echo(f"env          {settings.env} (from {settings.origin('env')})")
     click.echo(f"config       {describe_config_files(settings)}")
     click.echo(f"partner code {settings.masked_partner_code or '(the sandbox default)'}")
+    click.echo(f"store        {describe_store(settings)}")
     try:
         session = app.session()
     except errors.LfBulkError as error:

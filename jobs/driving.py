@@ -19,7 +19,7 @@ from lf_bulk.journal import Journal
 
 
 def open_journal(app: AppContext) -> Journal:
-    journal = runs.open_journal(app.settings.home)
+    journal = runs.open_journal(app.settings.home, app.settings.store_url)
     click.get_current_context().call_on_close(journal.close)
     return journal
 

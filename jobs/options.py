@@ -279,6 +279,14 @@ global_options = compose(
         help="Where the run journal and the sandbox state live.",
     ),
     click.option(
+        "--store",
+        envvar="LF_BULK_STORE",
+        metavar="URL",
+        help="Where runs, the quota ledger and locks live: the files in --home (default), or "
+        "postgresql://user@host/db shared by several machines (no password in the URL: use "
+        "PGPASSWORD or ~/.pgpass).",
+    ),
+    click.option(
         "--rate",
         type=click.FloatRange(min=0.1),
         default=10.0,

@@ -38,7 +38,7 @@ from lf_bulk.models import (
     Submission,
     TopUp,
 )
-from lf_bulk.pacing import RequestPacer
+from lf_bulk.pacing import Pacer, RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class LinksfieldClient:
         quota: QuotaGate | None = None,
         profile: wire.WireProfile = wire.CONTRACT_V1,
         transport: httpx.BaseTransport | None = None,
-        pacer: RequestPacer | None = None,
+        pacer: Pacer | None = None,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float | None = None,
         verify_tls: bool = True,
@@ -113,7 +113,7 @@ class LinksfieldClient:
         self.quota = quota
         self.trust_env = trust_env
         self.profile = profile
-        self.pacer = pacer or RequestPacer()
+        self.pacer: Pacer = pacer or RequestPacer()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock

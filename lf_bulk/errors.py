@@ -16,6 +16,8 @@
     │   ├── RunChanged           a run changed under us between the checks and its lock (exit 1)
     │   ├── RunLocked            another process drives that run or those groups (exit 1)
     │   └── RunTampered          a run's batches/items disagree with what it planned (exit 1)
+    ├── StoreUnavailable         the PostgreSQL store (--store) cannot be reached, or its
+    │                            connection was lost (exit 1)
     ├── HomeError                a folder or file under --home cannot be used safely (exit 1)
     │   ├── UnsafeFile           a symlink, another user's file, or one others may write to
     │   └── ForeignDatabase      not a database of this tool (or not a database at all)
@@ -205,6 +207,10 @@ class RunChanged(JournalError):
 
 class RunTampered(JournalError):
     """`Journal.verify_run` found batches or items that the run did not plan."""
+
+
+class StoreUnavailable(LfBulkError):
+    """The store named by --store cannot be reached or used (a PostgreSQL server)."""
 
 
 class HomeError(LfBulkError):

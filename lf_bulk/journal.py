@@ -23,7 +23,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -285,12 +285,25 @@ class Outcome:
 
 
 class Journal:
-    """The journal file: opened through `lf_bulk.sqlite` (owner-only, no links, ours, migrated)."""
+    """The journal file: opened through `lf_bulk.sqlite` (owner-only, no links, ours, migrated).
 
-    def __init__(self, path: Path) -> None:
+    A store other than SQLite passes `db`, a connection that speaks this module's SQL (see
+    `lf_bulk.store.dialect`), with `path` naming it in messages, and `guard`, called before
+    each write transaction (so before each send): it raises `RunStopped` when the store's lock
+    of the run may have been lost.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        db: Any = None,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
-        self._db = sqlite.connect(path, JOURNAL_FILE)
+        self._db = sqlite.connect(Path(path), JOURNAL_FILE) if db is None else db
         self._db.row_factory = sqlite3.Row
+        self._guard = guard
 
     def close(self) -> None:
         self._db.close()
@@ -303,6 +316,8 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._guard is not None and not self._db.in_transaction:
+            self._guard()
         with sqlite.transaction(self._db) as db:
             yield db
 

@@ -15,13 +15,40 @@ import fcntl
 import os
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from lf_bulk.errors import RunLocked
 from lf_bulk.sqlite import ensure_private_dir, open_private_file
 
 _HOLDER_LIMIT = 200
+
+
+class LockProvider(Protocol):
+    def lock(self, name: str, what: str, *, holder: str = "") -> AbstractContextManager[None]: ...
+
+    def is_held(self, name: str) -> bool: ...
+
+
+# A store other than the files in <home> (PostgreSQL) keeps the locks of the runs in its journal:
+# while its journal is open, the locks of that home are taken there, by the same names.
+_providers: dict[Path, list[LockProvider]] = {}
+
+
+def bind(home: Path, provider: LockProvider) -> None:
+    _providers.setdefault(Path(home).absolute(), []).append(provider)
+
+
+def unbind(home: Path, provider: LockProvider) -> None:
+    bound = _providers.get(Path(home).absolute(), [])
+    if provider in bound:
+        bound.remove(provider)
+
+
+def _provider(home: Path) -> LockProvider | None:
+    bound = _providers.get(Path(home).absolute())
+    return bound[-1] if bound else None
 
 
 def _lock_path(home: Path, name: str) -> Path:
@@ -39,6 +66,11 @@ def _holder_text(raw: bytes) -> str:
 def exclusive(home: Path, name: str, what: str, *, holder: str = "") -> Iterator[None]:
     """Hold the lock `name` while the block runs; `what` names the locked thing in the message,
     `holder` (e.g. "run R") is recorded with our pid for whoever finds the lock taken."""
+    provider = _provider(home)
+    if provider is not None:
+        with provider.lock(name, what, holder=holder):
+            yield
+        return
     path = _lock_path(home, name)
     fd = open_private_file(path, os.O_RDWR, what="lock file")
     try:
@@ -60,6 +92,9 @@ def exclusive(home: Path, name: str, what: str, *, holder: str = "") -> Iterator
 
 def is_held(home: Path, name: str) -> bool:
     """Whether some process holds the lock now (a process that died holds nothing)."""
+    provider = _provider(home)
+    if provider is not None:
+        return provider.is_held(name)
     path = home / "locks" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -84,7 +84,7 @@ from lf_bulk.models import (
     Renewal,
     TopUp,
 )
-from lf_bulk.pacing import RequestPacer
+from lf_bulk.pacing import Pacer
 from lf_bulk.reports import (
     ITEMS_CSV,
     SUMMARY_JSON,
@@ -218,7 +218,7 @@ class LookupRun:
 class LookupClient(Protocol):
     """What a look-up run needs of `lf_bulk.client.LinksfieldClient`."""
 
-    pacer: RequestPacer
+    pacer: Pacer
     base_url: str
     partner_code: str
 

@@ -9,7 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+
+class Pacer(Protocol):
+    """What the client asks of a pacer: this module's, or a store's shared one."""
+
+    max_in_flight: int
+
+    def slot(self) -> AbstractContextManager[None]: ...
+
+    def hold_off(self, seconds: float) -> None: ...
 
 
 class RequestPacer:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from lf_bulk import sqlite
 from lf_bulk.errors import QuotaExhausted
@@ -140,7 +141,10 @@ class QuotaLedger:
         daily_quota: int = DEFAULT_DAILY_QUOTA,
         reserve: int = DEFAULT_QUOTA_RESERVE,
         clock: Clock = utc_now,
+        db: Any = None,
     ) -> None:
+        """`db`: a connection of another store speaking this module's SQL (`path` then only
+        names it in messages); by default the SQLite file at `path`."""
         if daily_quota < 1 or not 0 <= reserve < daily_quota:
             raise ValueError(
                 f"a daily quota of {daily_quota} with a reserve of {reserve}: the quota must be "
@@ -152,7 +156,9 @@ class QuotaLedger:
         self.clock = clock
         # Re-entrant: `exhausted` reads the count inside `take` and on its own.
         self._lock = threading.RLock()
-        self._db = sqlite.connect(self.path, LEDGER_KIND, check_same_thread=False)
+        self._db = (
+            sqlite.connect(self.path, LEDGER_KIND, check_same_thread=False) if db is None else db
+        )
         try:
             self._account = account_key(self._salt(), identity)
             self._forget_old_days()
@@ -185,6 +191,11 @@ class QuotaLedger:
             self._db.close()
 
     # ------------------------------------------------------------ reading
+
+    @property
+    def account(self) -> str:
+        """The account's key: the salted hash of its identity (never the partner code)."""
+        return self._account
 
     def budget(self, *, spend_reserve: bool = False) -> int:
         """The requests a day allows to a gate that may (or may not) spend the reserve."""
@@ -240,7 +251,7 @@ class QuotaLedger:
                 )
             self._db.execute(
                 "INSERT INTO usage (account, day, used) VALUES (?, ?, 1) "
-                "ON CONFLICT (account, day) DO UPDATE SET used = used + 1",
+                "ON CONFLICT (account, day) DO UPDATE SET used = usage.used + 1",
                 (self._account, day),
             )
 
@@ -291,11 +302,16 @@ class QuotaLedger:
 
     def _salt(self) -> bytes:
         with sqlite.transaction(self._db):
-            row = self._db.execute("SELECT value FROM salt WHERE only = 1").fetchone()
-            if row is not None and isinstance(row[0], bytes) and len(row[0]) >= 16:
-                return row[0]
+            # "only" quoted: a reserved word in PostgreSQL, whose store runs this SQL too.
+            row = self._db.execute('SELECT value FROM salt WHERE "only" = 1').fetchone()
+            if row is not None and isinstance(row[0], bytes | memoryview) and len(row[0]) >= 16:
+                return bytes(row[0])
             salt = secrets.token_bytes(16)
-            self._db.execute("INSERT OR REPLACE INTO salt (only, value) VALUES (1, ?)", (salt,))
+            self._db.execute(
+                'INSERT INTO salt ("only", value) VALUES (1, ?)'
+                ' ON CONFLICT ("only") DO UPDATE SET value = excluded.value',
+                (salt,),
+            )
             return salt
 
     def _forget_old_days(self) -> None:

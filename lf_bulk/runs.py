@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-from lf_bulk import bulk, quota, wire
+from lf_bulk import bulk, quota, store, wire
 from lf_bulk import reconcile as rc
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import (
@@ -102,7 +102,10 @@ class DryRun:
     report_dir: Path
 
 
-def open_journal(home: Path) -> Journal:
+def open_journal(home: Path, store_url: str | None = None) -> Journal:
+    """The run journal: `<home>/journal.db`, or the one of the store `store_url` names."""
+    if store_url:
+        return store.open_journal(store_url, home)
     return Journal(home / JOURNAL_NAME)
 
 
@@ -662,7 +665,7 @@ def reconcile(
         def open_run_journal() -> Journal:
             if journal is not None:
                 return journal()
-            return stack.enter_context(open_journal(settings.home))
+            return stack.enter_context(open_journal(settings.home, settings.store_url))
 
         def drive_run(opened: Journal, run: str) -> DriveResult:
             record = opened.run(run)

@@ -28,6 +28,7 @@ from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedge
 from lf_bulk.redaction import mask, register_secret
 from lf_bulk.sandbox import seed
 from lf_bulk.sqlite import ensure_private_dir
+from lf_bulk.store import Pacer, is_postgres_url, opened_store
 
 if TYPE_CHECKING:
     import httpx
@@ -286,6 +287,8 @@ class Settings:
     payment_url: str | None = field(default=None, repr=False)
     daily_quota: int = DEFAULT_DAILY_QUOTA
     quota_reserve: int = DEFAULT_QUOTA_RESERVE
+    # The store of runs, quota and locks (`lf_bulk.store`): None is the SQLite files in `home`.
+    store_url: str | None = field(default=None, repr=False)
     # Where each setting came from ("--base-url", "LF_BULK_BASE_URL", "config file X (base_url)"),
     # so that an error can say which one to change.
     origins: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -457,13 +460,35 @@ class ApiSession:
 
 
 def open_quota_ledger(settings: Settings) -> QuotaLedger:
-    """The daily quota ledger of the settings' account, in `<home>/quota.db`."""
+    """The daily quota ledger of the settings' account, in `<home>/quota.db` (or the store)."""
+    if settings.store_url and is_postgres_url(settings.store_url):
+        with opened_store(settings.store_url, settings.home) as store:
+            return store.quota_ledger(
+                settings.quota_identity(),
+                daily_quota=settings.daily_quota,
+                reserve=settings.quota_reserve,
+            )
     return QuotaLedger.in_home(
         settings.home,
         settings.quota_identity(),
         daily_quota=settings.daily_quota,
         reserve=settings.quota_reserve,
     )
+
+
+@contextmanager
+def open_pacer(settings: Settings, ledger: QuotaLedger) -> Iterator[Pacer]:
+    """The request pacer: the process's own, or with a PostgreSQL store the one every process
+    sharing the store uses for this account (its rate and in-flight cap hold across them)."""
+    if settings.store_url and is_postgres_url(settings.store_url):
+        with opened_store(settings.store_url, settings.home) as store:
+            pacer = store.pacer(ledger.account, settings.rate_per_second, settings.max_in_flight)
+        try:
+            yield pacer
+        finally:
+            getattr(pacer, "close", lambda: None)()
+        return
+    yield RequestPacer(settings.rate_per_second, settings.max_in_flight)
 
 
 @contextmanager
@@ -476,7 +501,6 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
     from lf_bulk.client import LinksfieldClient
     from lf_bulk.retrying import RetryPolicy
 
-    pacer = RequestPacer(settings.rate_per_second, settings.max_in_flight)
     retry = RetryPolicy(max_attempts=10, deadline_seconds=settings.retry_deadline)
     with ExitStack() as stack:
         if settings.in_process_sandbox:
@@ -491,6 +515,7 @@ def open_session(settings: Settings, *, spend_reserve: bool = False) -> Iterator
         else:
             service_urls = settings.remote_service_urls()
         ledger = stack.enter_context(open_quota_ledger(settings))
+        pacer = stack.enter_context(open_pacer(settings, ledger))
         try:
             # The embedded sandbox is reached directly: no proxy variable applies to it.
             client = LinksfieldClient(

@@ -86,3 +86,57 @@ def make_sandbox(tmp_path: Path, fresh_world: FreshWorld) -> Iterator[MakeSandbo
             return stack.enter_context(running_sandbox(path, spec, sims=sims))
 
         yield start
+
+
+# ---------------------------------------------------------------- stores (SQLite, PostgreSQL)
+
+PG_SESSION_DIR = "LF_BULK_TEST_PG_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before xdist starts its workers, which inherit it: the folder where the first of them
+    # starts the session's PostgreSQL and the others find its URL.
+    if not hasattr(config, "workerinput") and PG_SESSION_DIR not in os.environ:
+        import tempfile
+
+        os.environ[PG_SESSION_DIR] = tempfile.mkdtemp(prefix="lf-bulk-pg-session-")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or PG_SESSION_DIR not in os.environ:
+        return
+    from tests import pgserver
+
+    folder = Path(os.environ[PG_SESSION_DIR])
+    pgserver.stop_session_cluster(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The URL of the session's throwaway PostgreSQL server (or LF_BULK_TEST_PG's)."""
+    from tests import pgserver
+
+    missing = not os.environ.get(pgserver.ENV_URL) and pgserver.server_binaries() is None
+    if missing and not os.environ.get("CI"):
+        pytest.skip("no PostgreSQL server binaries here (initdb): install `postgresql`")
+    return pgserver.session_url(Path(os.environ[PG_SESSION_DIR]))
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A store URL of its own for one test: a fresh schema on the session's server."""
+    from tests import pgserver
+
+    url = pgserver.fresh_schema(pg_server)
+    yield url
+    pgserver.drop_schema(pg_server, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Each store in turn: None (SQLite files in the test's home), then a fresh PostgreSQL
+    schema."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))

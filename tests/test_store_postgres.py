@@ -1,0 +1,228 @@
+"""The PostgreSQL store: schema versions, locks that die with their holder or stop a run whose
+connection was lost, a quota granted exactly across processes, and no password in a URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from storeprocs import REPO
+
+from lf_bulk.errors import (
+    DatabaseTooNew,
+    ForeignDatabase,
+    InvalidSetting,
+    RunLocked,
+    RunStopped,
+)
+from lf_bulk.journal import PlannedItem
+from lf_bulk.store import open_journal, open_store, refuse_password, shown_url
+from lf_bulk.store.postgres import PostgresStore
+
+from clihelp import invoke
+
+
+def start(mode: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.storeprocs", mode, *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def items(count: int) -> list[PlannedItem]:
+    return [PlannedItem(n + 2, f"89{n:017d}", "ADD", "G1") for n in range(count)]
+
+
+def test_the_journal_keeps_its_sql_and_its_answers_on_both_stores(
+    store_url: str | None, tmp_path: Path
+) -> None:
+    with open_journal(store_url, tmp_path / "home") as journal:
+        run_id = journal.create_run(
+            kind="sims", operation="ADD", group_id="G1", items=items(5), batch_size=2
+        )
+        journal.verify_run(run_id)  # the integrity digest reads the same on both
+        first = journal.batches(run_id)[0]
+        journal.mark_sending(run_id, first.batch_id, sent_at=1_700_000_000.25)
+        journal.mark_answer_lost(run_id, first.batch_id, "lost", lost_at=1_700_000_000.5)
+        journal.record_async_duration(run_id, 1.5)
+
+        lost = journal.batches(run_id)[0]
+        # A double, not PostgreSQL's 4-byte REAL: an epoch time to the millisecond.
+        assert lost.submitted_at == 1_700_000_000.5
+        assert lost.state == "answer_lost"
+        assert journal.lost_due(run_id, 1_700_000_001.0) == [lost]
+        assert journal.next_due(run_id, 0) == (0.0, None, 1_700_000_000.5)
+        assert journal.rows_follow_item_ids(run_id)
+        assert journal.async_durations(run_id) == [1.5]
+        assert journal.outcome_counts(run_id) == {"pending": 5}
+        assert journal.newest_unfinished().run_id == run_id  # type: ignore[union-attr]
+
+
+def test_a_schema_is_made_once_and_recorded_with_its_version(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    PostgresStore(pg_url).close()  # a second start finds it made
+    with psycopg.connect(pg_url) as db:
+        versions = dict(db.execute("SELECT kind, version FROM lf_bulk_meta").fetchall())
+    assert versions == {"journal": 4, "quota ledger": 1, "pacer": 1}
+
+
+def test_an_older_journal_schema_is_migrated_in_order(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("DROP INDEX batches_planned_due")
+        db.execute("UPDATE lf_bulk_meta SET version = 3 WHERE kind = 'journal'")
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT to_regclass('batches_planned_due')").fetchone()[0] is not None  # type: ignore[index]
+        version = db.execute("SELECT version FROM lf_bulk_meta WHERE kind = 'journal'")
+        assert version.fetchone()[0] == 4  # type: ignore[index]
+
+
+def test_a_newer_schema_is_refused(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("UPDATE lf_bulk_meta SET version = 99 WHERE kind = 'journal'")
+    with pytest.raises(DatabaseTooNew, match="version 99, newer than this lf-bulk"):
+        PostgresStore(pg_url)
+
+
+def test_tables_lf_bulk_did_not_make_are_refused_untouched(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("CREATE TABLE runs (id INTEGER)")
+        db.execute("INSERT INTO runs VALUES (7)")
+    with pytest.raises(ForeignDatabase, match=r"tables \(runs\) that lf-bulk's journal did not"):
+        PostgresStore(pg_url)
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT id FROM runs").fetchall() == [(7,)]
+
+
+def test_a_killed_holder_frees_its_lock_at_once(pg_url: str) -> None:
+    holder = start("hold", pg_url, "run-R")
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        store = open_store(pg_url, Path("/nonexistent"))
+        assert store.is_held("run-R")
+        with (
+            pytest.raises(RunLocked, match=r"run R is being driven by another .*pid"),
+            store.lock("run-R", "run R"),
+        ):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        killed = time.monotonic()
+        while store.is_held("run-R"):
+            assert time.monotonic() - killed < 5, "the dead holder's lock was never freed"
+            time.sleep(0.01)
+        with store.lock("run-R", "run R"):
+            assert store.is_held("run-R")
+        store.close()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lost_lock_connection_stops_the_run_before_its_next_write(
+    pg_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    with open_journal(pg_url, home) as journal:
+        run_id = journal.create_run(
+            kind="sims", operation="ADD", group_id="G1", items=items(4), batch_size=2
+        )
+        store = journal._guard.__self__  # type: ignore[union-attr]  # the store behind it
+        from lf_bulk import locking
+
+        with locking.exclusive(home, f"run-{run_id}", f"run {run_id}"):
+            pid = store._locks_db.info.backend_pid
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            # The lock is gone with the session: another driver can take the run now...
+            other = open_store(pg_url, home)
+            # ...and this one must not send: the write before each send refuses.
+            with (
+                other.lock(f"run-{run_id}", f"run {run_id}"),
+                pytest.raises(RunStopped, match=r"lock of run .* was lost"),
+            ):
+                journal.mark_sending(run_id, 1)
+            other.close()
+        assert journal.batches(run_id)[0].state == "planned"
+
+
+def test_the_days_quota_is_granted_exactly_across_processes(pg_url: str) -> None:
+    limit = 90
+    takers = [start("quota", pg_url, str(limit)) for _ in range(3)]
+    try:
+        for taker in takers:
+            assert taker.stdout is not None and taker.stdout.readline().strip() == "ready"
+        for taker in takers:
+            assert taker.stdin is not None
+            taker.stdin.write("go\n")
+            taker.stdin.flush()
+        granted = [int(taker.communicate(timeout=60)[0]) for taker in takers]
+    finally:
+        for taker in takers:
+            taker.kill()
+    assert sum(granted) == limit
+    assert all(g > 0 for g in granted), granted  # they really competed
+
+
+def test_a_store_url_never_carries_a_password() -> None:
+    with pytest.raises(InvalidSetting, match="carries a password"):
+        refuse_password("postgresql://bob:secret@db.example/lf", "--store")
+    with pytest.raises(InvalidSetting, match="carries a password"):
+        refuse_password("postgresql://bob@db.example/lf?password=secret", "--store")
+    refuse_password("postgresql://bob@db.example/lf", "--store")
+    assert shown_url("postgresql://bob:secret@db.example:5433/lf") == (
+        "postgresql://db.example:5433/lf"
+    )
+
+
+def test_the_command_line_refuses_a_store_password_and_names_where_to_put_it(
+    tmp_path: Path,
+) -> None:
+    result = invoke(
+        ["--home", str(tmp_path), "--store", "postgresql://bob:s3cret@db.example/lf", "runs",
+         "list"]
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "PGPASSWORD" in result.output
+    assert "s3cret" not in result.output
+
+
+def test_a_config_file_may_not_hold_a_store_password(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('store = "postgresql://bob:s3cret@db.example/lf"\n')
+    os.chmod(config, 0o600)
+    result = invoke(["--config", str(config), "--home", str(tmp_path), "runs", "list"])
+    assert result.exit_code == 2
+    assert "the config file" in result.output and "s3cret" not in result.output
+
+
+def test_an_unknown_store_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke(["--home", str(tmp_path), "--store", "mysql://db/lf", "runs", "list"])
+    assert result.exit_code == 2
+    assert "not a store lf-bulk knows" in result.output
+
+
+def test_runs_list_over_a_postgresql_store_shows_every_machines_runs(
+    pg_url: str, tmp_path: Path
+) -> None:
+    for machine in ("a", "b"):  # two homes: two machines sharing one store
+        with open_journal(pg_url, tmp_path / machine) as journal:
+            journal.create_run(
+                kind="sims", operation="ADD", group_id=f"G{machine}", items=items(1),
+                batch_size=1,
+            )  # fmt: skip
+    result = invoke(["--home", str(tmp_path / "c"), "--store", pg_url, "runs", "list"])
+    assert result.exit_code == 0, result.output
+    assert "Ga" in result.output and "Gb" in result.output
