@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -27,8 +26,7 @@ DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 
 def store_url(app: AppContext) -> str:
     """The shared PostgreSQL store, or a clear refusal (exit 2) and what to install or pass."""
-    given = getattr(app.settings, "store_url", None) or os.environ.get("LF_BULK_STORE")
-    return workers.require_postgresql(given)
+    return workers.require_postgresql(app.settings.store_url)
 
 
 def partner_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

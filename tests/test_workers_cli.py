@@ -4,18 +4,13 @@ checks that run before anything is queued, the partners table and the credential
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-from workershelp import fresh_database, throwaway_cluster
 
 from lf_bulk.errors import ConfigError, InvalidSetting, QuotaExhausted, RunLocked, RunStopped
 from lf_bulk.sandbox.seed import PILOT_GROUP
@@ -29,26 +24,10 @@ from clihelp import expect, invoke, write_list
 VALID = ["89852420180910300011", "89852420180910300029", "89852420180910300037"]
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    given = os.environ.get("LF_BULK_TEST_PG")
-    if given:
-        yield given
-        return
-    folder = Path(tempfile.mkdtemp(prefix="lfw-pg-"))
-    folder.chmod(0o755)
-    try:
-        with throwaway_cluster(folder / "c") as url:
-            yield url
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture
-def store(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = fresh_database(pg_server)
-    monkeypatch.setenv("LF_BULK_STORE", url)
-    return url
+def store(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("LF_BULK_STORE", pg_url)
+    return pg_url
 
 
 def cli(home: Path, *args: str) -> list[str]:

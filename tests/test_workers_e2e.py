@@ -1,17 +1,16 @@
 """Three `lf-bulk worker` processes, one served sandbox, one PostgreSQL store (issue #16).
 
-Real parts: a throwaway PostgreSQL cluster, worker subprocesses, the sandbox on 127.0.0.1 with
-the contract's limits (`rate=10,concurrency=3`), a shared SQLite journal in one <home>.
+Real parts: the session's throwaway PostgreSQL cluster (the store: journal, quota ledger, pacer,
+locks, and Procrastinate's jobs), worker subprocesses, the sandbox on 127.0.0.1 with the
+contract's limits (`rate=10,concurrency=3`).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,12 @@ import psycopg
 import pytest
 from workershelp import (
     ThrottleCount,
-    fresh_database,
     start_worker,
     stop,
-    throwaway_cluster,
     wait_until,
 )
 
+from lf_bulk import runs
 from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
@@ -37,22 +35,6 @@ from inprocess import accepted_counts, taken_then_sent_again
 
 CONTRACT_LIMITS = "rate=10,concurrency=3"
 PARTNER = "acme"
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    given = os.environ.get("LF_BULK_TEST_PG")
-    if given:
-        yield given
-        return
-    # Not under pytest's tmp folder: that one is root's only, and the server runs as postgres.
-    folder = Path(tempfile.mkdtemp(prefix="lfw-pg-"))
-    folder.chmod(0o755)
-    try:
-        with throwaway_cluster(folder / "c") as url:
-            yield url
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Fleet:
@@ -78,6 +60,9 @@ class Fleet:
         done = expect(invoke([*self.base, "enqueue", "--partner", PARTNER, "sims", "add",
                               PILOT_GROUP, str(file), *args]), 0)  # fmt: skip
         return int(done.stdout.strip())
+
+    def journal(self) -> Journal:
+        return runs.open_journal(self.home, self.store)
 
     def start(self, count: int) -> None:
         for _number in range(count):
@@ -116,8 +101,8 @@ class Fleet:
 
 
 @pytest.fixture
-def store(pg_server: str) -> str:
-    return fresh_database(pg_server)
+def store(pg_url: str) -> str:
+    return pg_url
 
 
 @pytest.fixture
@@ -132,7 +117,7 @@ def fleet_of(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 def check_nothing_doubled(fleet: Fleet, server_state: object) -> None:
     """Each run created once, each batch sent once, nothing the server took sent again; no two
     attempts of jobs of the one partner overlapped in time (the lock held across workers)."""
-    with Journal(fleet.home / "journal.db") as journal:
+    with fleet.journal() as journal:
         for run in journal.runs():
             batches = [b for b in journal.batches(run.run_id) if b.request_id]
             assert all(b.sends == 1 for b in batches), run.run_id
@@ -162,7 +147,7 @@ def three_workers_trial(
     assert set(wanted) <= set(server.state.members(PILOT_GROUP))
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
     check_nothing_doubled(fleet, server.state)
-    with Journal(fleet.home / "journal.db") as journal:
+    with fleet.journal() as journal:
         assert len(journal.runs()) == jobs  # one run per job, none created twice
 
 
@@ -200,7 +185,7 @@ def test_daily_quota_stops_exactly_and_the_job_waits_for_tomorrow(
     wait_until(deferred, 60, f"the job to be deferred\n{fleet.logs_text()}")
     fleet.stop_all()
     assert server.state.quota_used() == quota
-    with Journal(fleet.home / "journal.db") as journal:
+    with fleet.journal() as journal:
         (run,) = journal.runs()
     assert run.status == "not_finished"
     with psycopg.connect(fleet.store) as db:
@@ -236,5 +221,5 @@ def test_kill_nine_of_a_worker_another_resumes_the_run(
     assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
     assert taken_then_sent_again(server.state) == {}
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
-    with Journal(fleet.home / "journal.db") as journal:
+    with fleet.journal() as journal:
         assert len(journal.runs()) == 1

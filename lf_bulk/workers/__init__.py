@@ -31,7 +31,9 @@ def require_extra() -> None:
 
 def require_postgresql(url: str | None) -> str:
     """The store URL the workers share; only a PostgreSQL store can be shared between machines."""
-    if not url or not url.startswith(("postgresql://", "postgres://")):
+    from lf_bulk.store import is_postgres_url
+
+    if not url or not is_postgres_url(url):
         raise InvalidSetting(
             "the worker commands need a shared PostgreSQL store: pass --store "
             "postgresql://HOST/DB (or set LF_BULK_STORE, or `store` in the config file); the "

@@ -82,7 +82,7 @@ class JobRunner:
         settings = self.partner_settings(spec.partner)
         with (
             open_session(settings) as session,
-            contextlib.closing(runs.open_journal(settings.home)) as journal,
+            contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal,
         ):
             result = self._start_or_resume(journal, session.client, settings, spec)
         self.say(
