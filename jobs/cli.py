@@ -33,8 +33,10 @@ COMMANDS: dict[str, str] = {
     "sandbox": "The embedded simulator of the Linksfield API (contract v1, and the Vshop and "
     "Payment services of contract v2, on the same port).",
     "notify": "Recharge Success pushes from Linksfield: receive, list, export.",
-    "worker": "Run one worker: take jobs from the shared PostgreSQL store and run them.",
-    "enqueue": "Defer a run-creating command (sims add/remove) to the workers, checked now.",
+    "worker": "Run one worker: take enqueued jobs from the shared store and run them, until "
+    "Ctrl-C.",
+    "enqueue": "Defer a run-creating command to the workers, checked now as the command would "
+    "check it.",
     "partners": "Per-partner settings in the shared store (never the partner code itself).",
     "jobs": "The jobs enqueued for the workers.",
 }

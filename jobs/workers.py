@@ -7,13 +7,14 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
-from jobs.options import GROUP_ID, input_file_options, skip_invalid_option
-from lf_bulk import runs, wire, workers
+from jobs.options import FILE_HELP, reconcile_options, sims_job_options
+from lf_bulk import runs, workers
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
@@ -22,6 +23,7 @@ from lf_bulk.sources import read_iccids
 from lf_bulk.workers.spec import JobCommand, JobSpec, check_partner_name
 
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
+ENQUEUE_KEY = "lf_bulk_enqueue"
 
 
 def store_url(app: AppContext) -> str:
@@ -103,7 +105,7 @@ def enqueue(ctx: click.Context, partner: str, queue: str) -> None:
     the file. Each partner's jobs run one at a time; the same job still waiting is refused
     (exit 2). Prints the job id on stdout.
     """
-    ctx.meta["lf_bulk_enqueue"] = (partner, queue)
+    ctx.meta[ENQUEUE_KEY] = (partner, queue)
 
 
 @enqueue.group(name="sims")
@@ -111,41 +113,93 @@ def enqueue_sims() -> None:
     """Add SIMs to a group or remove them, on a worker."""
 
 
+# Options of the commands that have no meaning on a worker: it always waits for the run's end,
+# and writes the reports under its own --report-dir.
+NOT_ON_A_WORKER = {
+    "dry_run": "--dry-run (run the command itself for a plan)",
+    "no_wait": "--no-wait (a worker always waits for the run's end)",
+    "timeout": "--timeout (a worker always waits for the run's end)",
+    "report_dir": "--report-dir (the reports go under the worker's --report-dir)",
+}
+
+
+def refuse_worker_options(given: dict[str, object]) -> None:
+    for name, label in NOT_ON_A_WORKER.items():
+        if given.pop(name, None):
+            raise click.UsageError(f"enqueue takes no {label}")
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _sims_job(operation: Operation) -> click.Command:
     command = JobCommand.ADD if operation is Operation.ADD else JobCommand.REMOVE
 
-    @click.argument("group", type=GROUP_ID)
-    @click.argument("file", metavar="FILE")
-    @input_file_options
-    @skip_invalid_option
-    @click.option(
-        "--batch-size", type=click.IntRange(1, 10_000), default=wire.DEFAULT_BATCH_SIZE,
-        show_default=True, help="ICCIDs per request; lowered automatically to the server's limit.",
-    )  # fmt: skip
+    @sims_job_options
     @pass_app
-    def job(
-        app: AppContext, group: str, file: str, sheet: str | None, column: str | None,
-        skip_invalid: bool, batch_size: int,
-    ) -> None:  # fmt: skip
-        partner, queue = click.get_current_context().meta["lf_bulk_enqueue"]
+    def job(app: AppContext, /, **given: object) -> None:
+        refuse_worker_options(given)
+        partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
         url = store_url(app)
         with_partner(url, partner)
-        stdin = sys.stdin.buffer if file == "-" else None
-        table = read_iccids(file, sheet=sheet, column=column, stdin=stdin)
+        group, file, skip_invalid = (
+            str(given["group"]),
+            str(given["file"]),
+            bool(given["skip_invalid"]),
+        )
+        table = read_iccids(
+            file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
+        )
         run_id = new_run_id()
         runs.check_input(
             table, operation, group, None, skip_invalid=skip_invalid, say=app.info, run_id=run_id
         )
-        spec = JobSpec.of(
-            command, partner, run_id, table,
-            {"group": group, "batch_size": batch_size, "skip_invalid": skip_invalid},
-        )  # fmt: skip
-        submit(app, url, spec, queue)
+        options = {"group": group, "batch_size": given["batch_size"], "skip_invalid": skip_invalid}
+        submit(app, url, JobSpec.of(command, partner, run_id, table, options), queue)
 
     verb = "Add the ICCIDs listed in FILE to GROUP" if operation is Operation.ADD else (
         "Remove the ICCIDs listed in FILE from GROUP"
     )  # fmt: skip
-    return click.command(name=str(operation).lower(), help=f"{verb}, on a worker.")(job)
+    help_text = f"{verb}, on a worker.\n" + FILE_HELP
+    return click.command(name=str(operation).lower(), help=help_text)(job)
+
+
+@enqueue.command(name="reconcile")
+@reconcile_options
+@pass_app
+def enqueue_reconcile(app: AppContext, /, **given: object) -> None:
+    """Compare the membership desired in FILE with the groups, on a worker; --apply (typed
+    here, and only here) fixes the drift within --max-changes and --max-removal-ratio."""
+    from jobs.reconcile import _typed  # the one rule: a write and higher limits only when typed
+    from lf_bulk import reconcile as rc
+
+    refuse_worker_options(given)
+    partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
+    url = store_url(app)
+    with_partner(url, partner)
+    file, sheet, group = str(given["file"]), _text(given["sheet"]), _text(given["group"])
+    table = runs.read_desired(file, sheet=sheet, column=_text(given["column"]))
+    run_id, skip_invalid = new_run_id(), bool(given["skip_invalid"])
+    runs.check_reconcile_input(
+        table, group_id=group, sheet_named=sheet is not None, skip_invalid=skip_invalid,
+        run_id=run_id,
+    )  # fmt: skip
+    max_changes, ratio = int(given["max_changes"]), float(given["max_removal_ratio"])  # type: ignore[call-overload,arg-type]
+    options = {
+        "group": group,
+        "sheet_named": sheet is not None,
+        "skip_invalid": skip_invalid,
+        "apply": _typed("apply", bool(given["apply"]), False) and not given["no_apply"],
+        "all_groups": bool(given["all_groups"]),
+        "max_changes": _typed("max_changes", max_changes, rc.DEFAULT_MAX_CHANGES),
+        "max_removal_ratio": _typed("max_removal_ratio", ratio, rc.DEFAULT_MAX_REMOVAL_RATIO),
+    }
+    submit(app, url, JobSpec.of(JobCommand.RECONCILE, partner, run_id, table, options), queue)
+
+
+def stdin_for(file: str) -> BinaryIO | None:
+    return sys.stdin.buffer if file == "-" else None
 
 
 def submit(app: AppContext, url: str, spec: JobSpec, queue: str) -> None:

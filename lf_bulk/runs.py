@@ -604,6 +604,30 @@ def read_desired(
     return read_iccids(path, sheet=sheet, column=column, extra_columns=extra)
 
 
+def check_reconcile_input(
+    table: InputTable,
+    *,
+    group_id: str | None,
+    sheet_named: bool,
+    skip_invalid: bool,
+    run_id: str,
+    report_dir: Path | None = None,
+) -> None:
+    """Refuse a desired state as `reconcile` would, before any call (`enqueue` checks its input
+    now); a refusal writes its report, an accepted input leaves nothing behind."""
+    rc.check_one_sheet(table, sheet_named=sheet_named)
+    rc.check_columns(table)
+    desired = rc.desired_rows(table, group_id)
+    named = rc.named_groups(desired, group_id)
+    invalid = sum(1 for row in desired if row.problem)
+    if named and invalid < len(desired) and (skip_invalid or not invalid):
+        return
+    target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
+    rc.check_desired(
+        table, desired, named, skip_invalid=skip_invalid, report_dir=target, run_id=run_id
+    )
+
+
 @contextmanager
 def _report_dir_on_refusal(target: Path) -> Iterator[None]:
     try:
@@ -626,18 +650,20 @@ def reconcile(
     journal: Callable[[], Journal] | None = None,
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
+    run_id: str | None = None,
 ) -> rc.ReconcileResult:
     """Compare the membership desired in `table` with the groups, and with `options.apply` fix
     the drift under the locks of every group it may touch; the report is written either way.
 
     `table` is read with its group column (`read_desired`);
     `journal` opens the run journal (default: the one under `settings.home`, closed at the end).
+    `run_id`: the id to give the run (a worker's job chooses it when enqueued); default new.
     """
     rc.check_one_sheet(table, sheet_named=sheet_named)
     rc.check_columns(table)
     desired = rc.desired_rows(table, group_id)
     named = rc.named_groups(desired, group_id)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     say(f"run {run_id}")
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
     try:

@@ -28,6 +28,7 @@ import psycopg
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
+from lf_bulk import reconcile as rc
 from lf_bulk import runs
 from lf_bulk.engine import EngineOptions
 from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound
@@ -84,12 +85,14 @@ class JobRunner:
             open_session(settings) as session,
             contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal,
         ):
-            result = self._start_or_resume(journal, session.client, settings, spec)
+            run_id, exit_code, report_dir = self._start_or_resume(
+                journal, session.client, settings, spec
+            )
         self.say(
-            f"job {spec.command} for {spec.partner}: run {result.run_id} exit "
-            f"{int(result.exit_code)}; reports in {result.report_dir}"
+            f"job {spec.command} for {spec.partner}: run {run_id} exit {int(exit_code)}; "
+            f"reports in {report_dir}"
         )
-        return {"run_id": result.run_id, "exit_code": int(result.exit_code)}
+        return {"run_id": run_id, "exit_code": int(exit_code)}
 
     def partner_settings(self, name: str) -> Settings:
         with connect(self.store_url) as db:
@@ -99,7 +102,7 @@ class JobRunner:
 
     def _start_or_resume(
         self, journal: Journal, client: Any, settings: Settings, spec: JobSpec
-    ) -> runs.RunResult:
+    ) -> tuple[str, ExitCode, Path]:
         options = EngineOptions(wait=True)
         try:
             run = journal.run(spec.run_id)
@@ -108,20 +111,31 @@ class JobRunner:
         if run is not None:
             if run.status in TERMINAL_STATUSES:
                 self.say(f"run {run.run_id} is {run.status} already: nothing to do")
-                return runs.RunResult(run.run_id, ExitCode.OK, {}, Path(run.report_dir))
+                return run.run_id, ExitCode.OK, Path(run.report_dir)
             self.say(f"resuming run {spec.run_id} ({spec.command} for {spec.partner})")
             resumed = runs.resume(journal, client, settings, spec.run_id, options, say=self.say)
             assert resumed is not None  # a run id was given
-            return resumed
-        if spec.command in (JobCommand.ADD, JobCommand.REMOVE):
-            operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE
-            return runs.start(
-                journal, client, settings, spec.table(), operation, spec.options["group"],
-                options, batch_size=int(spec.options["batch_size"]),
-                skip_invalid=bool(spec.options["skip_invalid"]),
-                report_dir=self.report_root / spec.run_id, say=self.say, run_id=spec.run_id,
+            return resumed.run_id, resumed.exit_code, resumed.report_dir
+        given, report_dir = spec.options, self.report_root / spec.run_id
+        if spec.command is JobCommand.RECONCILE:
+            checked = rc.ReconcileOptions(
+                apply=bool(given["apply"]), all_groups=bool(given["all_groups"]),
+                max_changes=int(given["max_changes"]),
+                max_removal_ratio=float(given["max_removal_ratio"]),
             )  # fmt: skip
-        raise InvalidSetting(f"this worker cannot run {spec.command!r} jobs")
+            compared = runs.reconcile(
+                client, settings, spec.table(), checked, group_id=given["group"],
+                sheet_named=bool(given["sheet_named"]), skip_invalid=bool(given["skip_invalid"]),
+                report_dir=report_dir, journal=lambda: journal, say=self.say, run_id=spec.run_id,
+            )  # fmt: skip
+            return compared.run_id, compared.exit_code, compared.report_dir
+        operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE
+        started = runs.start(
+            journal, client, settings, spec.table(), operation, given["group"], options,
+            batch_size=int(given["batch_size"]), skip_invalid=bool(given["skip_invalid"]),
+            report_dir=report_dir, say=self.say, run_id=spec.run_id,
+        )  # fmt: skip
+        return started.run_id, started.exit_code, started.report_dir
 
 
 @contextlib.contextmanager
