@@ -11,10 +11,11 @@ from typing import BinaryIO
 
 import click
 
+from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
 from jobs.options import FILE_HELP, reconcile_options, sims_job_options
-from lf_bulk import runs, workers
+from lf_bulk import fleet, runs, workers
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
@@ -196,6 +197,44 @@ def enqueue_reconcile(app: AppContext, /, **given: object) -> None:
         "max_removal_ratio": _typed("max_removal_ratio", ratio, rc.DEFAULT_MAX_REMOVAL_RATIO),
     }
     submit(app, url, JobSpec.of(JobCommand.RECONCILE, partner, run_id, table, options), queue)
+
+
+@enqueue_sims.command(name="status")
+@lk.lookup_input_options
+@click.option(
+    "--expiring-within", type=click.IntRange(0, 3650), default=fleet.DEFAULT_EXPIRING_WITHIN,
+    show_default=True, metavar="DAYS", help="Flag a plan in use that ends within DAYS days.",
+)  # fmt: skip
+@lk.max_age_option
+@pass_app
+def enqueue_status(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, expiring_within: int,
+    max_age: float,
+) -> None:  # fmt: skip
+    """The fleet workbook of FILE's SIMs, or of the members of --group GROUP or --all-groups
+    (read by the worker when the job runs), on a worker: fleet.xlsx in the run's report folder."""
+    from lf_bulk import lookups
+    from lf_bulk.sources import InputTable
+
+    if sum((file is not None, bool(groups), all_groups)) != 1:
+        raise click.UsageError("give one of FILE, --group GROUP (repeatable) or --all-groups")
+    partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
+    url = store_url(app)
+    with_partner(url, partner)
+    run_id = new_run_id()
+    if file is not None:
+        table = read_iccids(file, sheet=sheet, column=column, stdin=stdin_for(file))
+        lookups.check_lookup_input(
+            table, lookups.LookupKind.STATUS, skip_invalid=skip_invalid, run_id=run_id
+        )
+    else:
+        table = InputTable("", None, "", [])
+    options = {
+        "groups": list(groups), "all_groups": all_groups, "from_file": file is not None,
+        "skip_invalid": skip_invalid, "expiring_within": expiring_within, "max_age": max_age,
+    }  # fmt: skip
+    submit(app, url, JobSpec.of(JobCommand.STATUS, partner, run_id, table, options), queue)
 
 
 def stdin_for(file: str) -> BinaryIO | None:

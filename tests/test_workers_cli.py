@@ -239,3 +239,51 @@ def test_help_of_the_worker_commands_loads_neither_procrastinate_nor_psycopg() -
                               text=True, timeout=60)  # fmt: skip
         loaded = done.stderr.splitlines()[-1]
         assert "'procrastinate'" not in loaded and "'psycopg'" not in loaded, args
+
+
+def job_spec(store: str, job: int) -> JobSpec:
+    with psycopg.connect(store) as db:
+        row = db.execute("SELECT args->'spec' FROM procrastinate_jobs WHERE id = %s", (job,))
+        (spec,) = row.fetchone()  # type: ignore[misc]
+    return JobSpec.from_json(spec)
+
+
+def test_enqueue_reconcile_records_apply_only_when_typed(store: str, tmp_path: Path) -> None:
+    add_partner(tmp_path)
+    desired = tmp_path / "desired.csv"
+    desired.write_text("iccid,group\n" + "".join(f"{i},{PILOT_GROUP}\n" for i in VALID))
+    base = cli(tmp_path, "enqueue", "--partner", "acme", "reconcile", str(desired))
+
+    applied = int(expect(invoke([*base, "--apply", "--max-changes", "10"]), 0).stdout)
+    looked = int(expect(invoke([*base, "--max-removal-ratio", "0.05"]), 0).stdout)
+
+    assert job_spec(store, applied).options["apply"] is True
+    assert job_spec(store, applied).options["max_changes"] == 10
+    assert job_spec(store, looked).options["apply"] is False
+    assert job_spec(store, applied).command is JobCommand.RECONCILE
+
+
+@pytest.mark.parametrize(
+    "extra", [["--dry-run"], ["--no-wait"], ["--report-dir", "elsewhere"], ["--timeout", "5"]]
+)
+def test_enqueue_refuses_what_a_worker_cannot_do(
+    store: str, tmp_path: Path, extra: list[str]
+) -> None:
+    file = write_list(tmp_path / "l.csv", VALID)
+    done = expect(invoke(cli(tmp_path, "enqueue", "--partner", "acme", "sims", "remove",
+                             PILOT_GROUP, str(file), *extra)), 2)  # fmt: skip
+    assert f"enqueue takes no {extra[0]}" in done.stderr
+    assert queued(store) == 0
+
+
+def test_enqueue_status_of_groups_leaves_the_members_to_the_worker(
+    store: str, tmp_path: Path
+) -> None:
+    add_partner(tmp_path)
+    job = int(expect(invoke(cli(tmp_path, "enqueue", "--partner", "acme", "sims", "status",
+                                "--group", PILOT_GROUP)), 0).stdout)  # fmt: skip
+    spec = job_spec(store, job)
+    assert spec.command is JobCommand.STATUS
+    assert spec.options["groups"] == [PILOT_GROUP] and spec.rows == ()
+    done = expect(invoke(cli(tmp_path, "enqueue", "--partner", "acme", "sims", "status")), 2)
+    assert "give one of FILE" in done.stderr

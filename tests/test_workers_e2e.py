@@ -132,7 +132,8 @@ def three_workers_trial(
     monkeypatch: pytest.MonkeyPatch, *, jobs: int, sims: int,
 ) -> None:  # fmt: skip
     throttled = ThrottleCount().install(monkeypatch)
-    server = make_sandbox(CONTRACT_LIMITS, sims=3_000)
+    # A quota far above the trial's needs: the sandbox then counts every request it served.
+    server = make_sandbox(f"{CONTRACT_LIMITS},daily_quota=1000000", sims=3_000)
     fleet = Fleet(os.environ["LF_BULK_STORE"], tmp_path, server.base_url)
     fleets.append(fleet)
     wanted = server.state.ungrouped_sims(jobs * sims)
@@ -144,6 +145,11 @@ def three_workers_trial(
     fleet.stop_all()
 
     assert throttled.count == 0, fleet.logs_text()
+    intervals = fleet.job_intervals()
+    span = max(end for _, _, end in intervals) - min(start for _, start, _ in intervals)  # type: ignore[operator]
+    requests = server.state.quota_used()
+    print(f"\n{jobs} jobs, {requests} requests in {span.total_seconds():.1f} s: "  # type: ignore[attr-defined]
+          f"{requests / span.total_seconds():.2f} requests/s, {throttled.count} 429s")  # type: ignore[attr-defined]  # fmt: skip
     assert set(wanted) <= set(server.state.members(PILOT_GROUP))
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
     check_nothing_doubled(fleet, server.state)

@@ -10,9 +10,9 @@ import pytest
 
 from lf_bulk import runs
 from lf_bulk.errors import QuotaExhausted
-from lf_bulk.sandbox.seed import EMPTY_GROUP, PILOT_GROUP
+from lf_bulk.sandbox.seed import EMPTY_GROUP, PILOT_GROUP, STAFF_GROUP
 from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
-from lf_bulk.sources import read_iccids
+from lf_bulk.sources import InputTable, read_iccids
 from lf_bulk.workers import partners
 from lf_bulk.workers.app import JobRunner, connect
 from lf_bulk.workers.spec import JobCommand, JobSpec
@@ -101,3 +101,22 @@ def test_a_reconcile_job_reports_drift_and_applies_only_when_asked(
     applied = JobSpec.of(JobCommand.RECONCILE, "acme", "rc-2", table, {**options, "apply": True})
     assert runner.run(applied) == {"run_id": "rc-2", "exit_code": 0}
     assert sorted(server.state.members(EMPTY_GROUP)) == sorted(wanted)
+
+
+def test_a_status_job_writes_the_fleet_workbook_of_a_group_read_when_it_runs(
+    runner: JobRunner, make_sandbox: MakeSandbox
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    add_partner(runner, server.base_url)
+    members = server.state.members(STAFF_GROUP)
+    options = {"groups": [STAFF_GROUP], "all_groups": False, "from_file": False,
+               "skip_invalid": False, "expiring_within": 7, "max_age": 0.0}  # fmt: skip
+    empty = InputTable("", None, "", [])
+
+    done = runner.run(JobSpec.of(JobCommand.STATUS, "acme", "st-1", empty, options))
+
+    assert done["run_id"] == "st-1" and done["exit_code"] in (0, 4)
+    report = runner.report_root / "st-1"
+    assert (report / "fleet.xlsx").exists()
+    with (report / "items.csv").open() as handle:
+        assert len(handle.readlines()) == len(members) + 1

@@ -129,6 +129,8 @@ class JobRunner:
                 report_dir=report_dir, journal=lambda: journal, say=self.say, run_id=spec.run_id,
             )  # fmt: skip
             return compared.run_id, compared.exit_code, compared.report_dir
+        if spec.command is JobCommand.STATUS:
+            return self._status(journal, client, settings, spec, report_dir)
         operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE
         started = runs.start(
             journal, client, settings, spec.table(), operation, given["group"], options,
@@ -136,6 +138,24 @@ class JobRunner:
             report_dir=report_dir, say=self.say, run_id=spec.run_id,
         )  # fmt: skip
         return started.run_id, started.exit_code, started.report_dir
+
+    def _status(
+        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_dir: Path
+    ) -> tuple[str, ExitCode, Path]:
+        from lf_bulk import fleet, lookups
+
+        given = spec.options
+        rows: Any = spec.table()
+        if not given["from_file"]:
+            groups = None if given["all_groups"] else list(given["groups"])
+            rows = fleet.member_rows(client, groups)
+        options = {fleet.OPTION_EXPIRING_WITHIN: int(given["expiring_within"])}
+        looked_up = lookups.start_lookup(
+            journal, client, settings, rows, lookups.LookupKind.STATUS, options=options,
+            max_age=float(given["max_age"]), report_dir=report_dir,
+            skip_invalid=bool(given["skip_invalid"]), say=self.say, run_id=spec.run_id,
+        )  # fmt: skip
+        return looked_up.run_id, looked_up.exit_code, looked_up.report_dir
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ class JobCommand(StrEnum):
     ADD = "sims add"
     REMOVE = "sims remove"
     RECONCILE = "reconcile"
+    STATUS = "sims status"
 
 
 def check_partner_name(name: str) -> str:
