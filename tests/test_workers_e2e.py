@@ -13,6 +13,7 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -218,11 +219,14 @@ def test_kill_nine_of_a_worker_another_resumes_the_run(
     fleet.start(1)  # the one to take over, started while the first works
     wait_until(lambda: len(server.state.mutation_log()) >= 2, 60, "the first batches")
     first.send_signal(signal.SIGKILL)
+    killed_at = datetime.now(UTC)
     first.wait()
     wait_until(fleet.all_done, 90, f"another worker to finish the job\n{fleet.logs_text()}")
     fleet.stop_all()
 
     assert fleet.jobs()[job] == ("succeeded", 2)  # killed once, then finished
+    restarted = max(start for _, start, _ in fleet.job_intervals())
+    print(f"\nresumed {(restarted - killed_at).total_seconds():.2f} s after the kill")  # type: ignore[operator]
     assert "resuming run" in fleet.logs_text()
     assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
     assert taken_then_sent_again(server.state) == {}
