@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -89,7 +89,7 @@ def test_a_spec_of_another_version_is_refused() -> None:
 
 
 def test_a_job_stopped_by_the_quota_waits_for_the_next_utc_day() -> None:
-    from lf_bulk.workers.app import LOCKED_ATTEMPTS, QUOTA_MARGIN, JobRetries
+    from lf_bulk.workers.app import LOCKED_ATTEMPTS, QUOTA_MARGIN, QUOTA_WAIT_PRIORITY, JobRetries
 
     class Job:
         attempts = 0
@@ -98,6 +98,7 @@ def test_a_job_stopped_by_the_quota_waits_for_the_next_utc_day() -> None:
     stop = QuotaExhausted("spent", resets_at=midnight, source="ledger")
     decision = JobRetries().get_retry_decision(exception=stop, job=Job())  # type: ignore[arg-type]
     assert decision is not None and decision.retry_at == midnight + QUOTA_MARGIN
+    assert decision.priority == QUOTA_WAIT_PRIORITY < 0
 
     locked = JobRetries().get_retry_decision(exception=RunLocked("busy"), job=Job())  # type: ignore[arg-type]
     assert locked is not None and locked.retry_at is not None
@@ -287,3 +288,29 @@ def test_enqueue_status_of_groups_leaves_the_members_to_the_worker(
     assert spec.options["groups"] == [PILOT_GROUP] and spec.rows == ()
     done = expect(invoke(cli(tmp_path, "enqueue", "--partner", "acme", "sims", "status")), 2)
     assert "give one of FILE" in done.stderr
+
+
+def test_a_job_waiting_for_tomorrows_quota_holds_back_no_later_job_of_its_partner(
+    store: str,
+) -> None:
+    from lf_bulk.workers.app import QUOTA_WAIT_PRIORITY, ensure_schema
+
+    ensure_schema(store)
+    lock = partner_lock("acme")
+    with psycopg.connect(store, autocommit=True) as db:
+        insert = (
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args, priority, "
+            "scheduled_at) VALUES ('default', 'lf_bulk.run_command', %s, '{}', %s, %s) "
+            "RETURNING id"
+        )
+        tomorrow = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+        waiting = db.execute(insert, (lock, QUOTA_WAIT_PRIORITY, tomorrow)).fetchone()
+        later = db.execute(insert, (lock, 0, None)).fetchone()
+        worker = db.execute(
+            "INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id"
+        ).fetchone()
+        assert waiting and later and worker
+        fetched = db.execute(
+            "SELECT id FROM procrastinate_fetch_job_v2(NULL, %s)", (worker[0],)
+        ).fetchone()
+    assert fetched is not None and fetched[0] == later[0]

@@ -33,7 +33,7 @@ from lf_bulk import runs
 from lf_bulk.engine import EngineOptions
 from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.journal import TERMINAL_STATUSES, Journal
+from lf_bulk.journal import FINISHED, TERMINAL_STATUSES, Journal
 from lf_bulk.models import Operation
 from lf_bulk.settings import Settings, open_session
 from lf_bulk.workers import partners
@@ -48,6 +48,9 @@ QUOTA_MARGIN = timedelta(minutes=1)
 # Another driver holds the run (a worker thought stalled is still alive): look again later.
 LOCKED_RETRY = timedelta(seconds=30)
 LOCKED_ATTEMPTS = 20
+# Procrastinate runs a lock's waiting jobs by priority, then id: a job waiting for the next day's
+# quota goes below the default (0), so that the jobs queued after it are not held back.
+QUOTA_WAIT_PRIORITY = -1
 # A worker whose heartbeat is this many intervals old is dead; its jobs go back to `todo`.
 STALLED_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 10.0
@@ -63,7 +66,11 @@ class JobRetries(BaseRetryStrategy):
         self, *, exception: BaseException, job: procrastinate.jobs.Job
     ) -> RetryDecision | None:
         if isinstance(exception, QuotaExhausted):
-            return RetryDecision(retry_at=exception.resets_at + QUOTA_MARGIN)
+            # Below the default priority: a job waiting for tomorrow must not hold back the
+            # partner's later jobs (a reconcile may still spend the reserve today).
+            return RetryDecision(
+                retry_at=exception.resets_at + QUOTA_MARGIN, priority=QUOTA_WAIT_PRIORITY
+            )
         if isinstance(exception, RunLocked) and job.attempts < LOCKED_ATTEMPTS:
             return RetryDecision(retry_at=datetime.now(UTC) + LOCKED_RETRY)
         return None
@@ -110,8 +117,12 @@ class JobRunner:
             run = None
         if run is not None:
             if run.status in TERMINAL_STATUSES:
+                # The job ran to the run's end before (its worker died just after): say how it
+                # ended, send nothing.
                 self.say(f"run {run.run_id} is {run.status} already: nothing to do")
-                return run.run_id, ExitCode.OK, Path(run.report_dir)
+                fallback = ExitCode.OK if run.status == FINISHED else ExitCode.FATAL
+                ended = fallback if run.exit_code is None else ExitCode(run.exit_code)
+                return run.run_id, ended, Path(run.report_dir)
             self.say(f"resuming run {spec.run_id} ({spec.command} for {spec.partner})")
             resumed = runs.resume(journal, client, settings, spec.run_id, options, say=self.say)
             assert resumed is not None  # a run id was given
