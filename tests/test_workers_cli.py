@@ -314,3 +314,39 @@ def test_a_job_waiting_for_tomorrows_quota_holds_back_no_later_job_of_its_partne
             "SELECT id FROM procrastinate_fetch_job_v2(NULL, %s)", (worker[0],)
         ).fetchone()
     assert fetched is not None and fetched[0] == later[0]
+
+
+def test_procrastinates_log_lines_never_carry_a_jobs_iccids() -> None:
+    import logging
+
+    from lf_bulk.workers.app import TASK_NAME, HideJobArguments
+
+    call = f"{TASK_NAME}[7](spec={{'rows': [[2, '{VALID[0]}', 'x)', None, {{}}]]}})"
+    lines = [
+        f"Starting job {call}",
+        f"Job {call} ended with status: Error, lasted 0.1 s",
+        f"Waiting for job to finish: worker: {call} (started 3.000 s ago)",
+    ]
+    for line in lines:
+        record = logging.LogRecord("procrastinate.worker", logging.ERROR, "", 0, line, None, None)
+        record.job = {"id": 7, "task_kwargs": {"spec": VALID}, "call_string": call}
+        HideJobArguments().filter(record)
+        assert VALID[0] not in record.getMessage()
+        assert f"{TASK_NAME}[7]" in record.getMessage()
+        assert VALID[0] not in repr(record.job)
+
+
+def test_without_the_workers_extra_the_commands_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setenv("LF_BULK_STORE", "postgresql://lfbulk@db.internal/lfbulk")
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "procrastinate" else real(name, *a),
+    )
+    done = expect(invoke(cli(tmp_path, "worker")), 2)
+    assert "pip install 'lf-bulk[workers]'" in done.stderr

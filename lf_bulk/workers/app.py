@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,32 @@ STALLED_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 10.0
 SCHEMA_LOCK = 0x1F_B0_16  # advisory lock id: two workers applying the schema at once wait
 SCHEMA_MARKER = "procrastinate_jobs"
+
+
+# Procrastinate names a job in its log lines by its call, arguments included: a job's spec
+# holds every ICCID of its input, customer data that has no place in a log.
+_CALL = re.compile(
+    rf"({re.escape(TASK_NAME)}\[\d+\])\(.*\)(?= ended with status| \(started|$)", re.S
+)
+
+
+class HideJobArguments(logging.Filter):
+    """Shortens `lf_bulk.run_command[7](spec={...})` to `lf_bulk.run_command[7]` in Procrastinate's
+    log lines, and drops the arguments from the records' extra fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and TASK_NAME in record.msg:
+            record.msg = _CALL.sub(r"\1", record.msg)
+        job = getattr(record, "job", None)
+        if isinstance(job, dict):
+            record.job = {k: v for k, v in job.items() if k not in ("task_kwargs", "call_string")}
+        return True
+
+
+def hide_job_arguments() -> None:
+    target = logging.getLogger("procrastinate")
+    if not any(isinstance(f, HideJobArguments) for f in target.filters):
+        target.addFilter(HideJobArguments())
 
 
 class JobRetries(BaseRetryStrategy):
@@ -271,6 +298,7 @@ async def run_worker(
 ) -> None:
     """One worker until SIGINT/SIGTERM (running jobs finish first), sweeping stalled jobs."""
     ensure_schema(runner.store_url)
+    hide_job_arguments()
     app = make_app(runner.store_url)
     stop = asyncio.Event()
     async with app.open_async():
