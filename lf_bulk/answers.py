@@ -118,10 +118,12 @@ CACHE_FILE: Final = sqlite.FileKind(
 class AnswerCache:
     """The answers of earlier runs; used by one thread (the run's driver)."""
 
-    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Any = time.time, db: Any = None) -> None:
+        """`db`: a connection of another store speaking this module's SQL (`path` then only
+        names it); by default the SQLite file at `path`."""
         self.path = path
         self._clock = clock
-        self._db = sqlite.connect(path, CACHE_FILE)
+        self._db = sqlite.connect(path, CACHE_FILE) if db is None else db
         with sqlite.transaction(self._db) as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
             if row is None:

@@ -40,8 +40,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from lf_bulk import bulk, errors, iccid, quota, runs, wire
-from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, decode, encode, of_error
+from lf_bulk import bulk, errors, iccid, quota, runs, store, wire
+from lf_bulk.answers import Answer, AnswerCache, decode, encode, of_error
 from lf_bulk.engine import Progress
 from lf_bulk.errors import (
     InputError,
@@ -736,7 +736,7 @@ def drive_lookup(
         api = runs._get(client)
         if retry_server_quota:
             quota.retry_server(api)
-        with AnswerCache(settings.home / CACHE_NAME) as cache:
+        with store.open_answer_cache(settings.store_url, settings.home) as cache:
             driver = _Driver(journal, api, cache, record, options, settings, clock=clock)
             journal.set_run_status(run_id, RUNNING, None)
             stop: _Stop | None = None

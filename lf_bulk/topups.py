@@ -30,8 +30,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, Final
 
-from lf_bulk import bulk, errors, iccid, runs, wire
-from lf_bulk.answers import CACHE_NAME, AnswerCache, decode
+from lf_bulk import bulk, errors, iccid, runs, store, wire
+from lf_bulk.answers import AnswerCache, decode
 from lf_bulk.currencies import is_currency
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
@@ -506,7 +506,7 @@ def plan_orders(
     target = prepare_report_dir(bulk.report_dir_for("dry-run-" + new_run_id(), report_dir))
     api = runs._get(client)
     lines, differs, unknown = [], 0, 0
-    with AnswerCache(settings.home / CACHE_NAME) as cache:
+    with store.open_answer_cache(settings.store_url, settings.home) as cache:
         asker = cache.asker(runs.endpoint_of(settings), api.partner_code)
         for r in order_input.rows:
             if r.top_up is None:

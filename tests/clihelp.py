@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+from storehelp import journal_at, journal_exists
 
 from jobs.cli import cli
-from lf_bulk.journal import Journal
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,8 @@ def wait_for_run(home: Path, timeout: float = 30) -> str:
     """The id of the newest run a job (often a subprocess) has recorded in `home`'s journal."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if (home / "journal.db").exists():
-            with Journal(home / "journal.db") as journal:
+        if journal_exists(home / "journal.db"):
+            with journal_at(home / "journal.db") as journal:
                 runs = journal.runs()
             if runs:
                 return runs[0].run_id

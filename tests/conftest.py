@@ -140,3 +140,17 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Run a test on each store: its jobs (in process or not) and `storehelp.journal_at` use
+    the SQLite files in their home, then a fresh PostgreSQL schema (through LF_BULK_STORE)."""
+    from lf_bulk.store import ENV_VAR
+
+    if request.param == "sqlite":
+        monkeypatch.delenv(ENV_VAR, raising=False)
+        return None
+    url = str(request.getfixturevalue("pg_url"))
+    monkeypatch.setenv(ENV_VAR, url)
+    return url

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from storehelp import journal_at
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import EngineOptions, RunDriver
@@ -174,7 +175,7 @@ def open_world(
         sleep=clock.sleep,
         clock=clock,  # Vshop's tradeTime must be near the sandbox's (fake) clock
     )
-    return World(clock, state, client, Journal(folder / "journal.db"))
+    return World(clock, state, client, journal_at(folder / "journal.db"))
 
 
 # ---------------------------------------------------------------- the server's own log

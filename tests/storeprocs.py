@@ -84,6 +84,7 @@ def paced(url: str, base_url: str, threads: int, calls: int) -> None:
         "starts": starts,
         "statuses": statuses,
         "reservations": getattr(pacer, "reservations", []),
+        "reserved": getattr(pacer, "starts", []),
     }
     print(json.dumps(report), flush=True)
 

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from storehelp import journal_at
 
-from lf_bulk.journal import Journal
 from lf_bulk.sandbox.seed import PILOT_GROUP
 
 from clihelp import (
@@ -30,9 +30,16 @@ from inprocess import accepted_counts, taken_then_sent_again
 # kill took its answer), never `already_member`.
 FINAL = {"added"}
 
+# Every test here runs on both stores (the journal and the locks in SQLite files, or in
+# PostgreSQL); the kill -9 trials' PostgreSQL half runs in `make chaos`.
+pytestmark = pytest.mark.usefixtures("each_store")
+LONG_ON_POSTGRESQL = pytest.mark.parametrize(
+    "each_store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
+
 
 def newest_run(home: Path) -> str:
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         runs = journal.runs()
     assert runs, "the job recorded no run"
     return runs[0].run_id
@@ -62,7 +69,7 @@ def crash_trial(
     assert [i["iccid"] for i in items] == wanted
     assert set(Counter(i["outcome"] for i in items)) <= FINAL
     assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         batches = [b for b in journal.batches(run_id) if b.request_id]
     assert all(b.sends == 1 for b in batches)
     assert len({b.request_id for b in batches}) == len(batches)
@@ -71,6 +78,7 @@ def crash_trial(
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
 
 
+@LONG_ON_POSTGRESQL
 @pytest.mark.parametrize("seed", range(2))  # 50 more in test_kill_nine_chaos_scale
 def test_kill_nine_then_resume_loses_nothing(
     make_sandbox: MakeSandbox, tmp_path: Path, seed: int
@@ -79,6 +87,7 @@ def test_kill_nine_then_resume_loses_nothing(
 
 
 @pytest.mark.slow
+@LONG_ON_POSTGRESQL
 def test_kill_while_the_server_holds_the_answer_then_resume_sends_nothing_twice(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
@@ -95,7 +104,7 @@ def test_kill_while_the_server_holds_the_answer_then_resume_sends_nothing_twice(
     run_id = wait_for_run(home)
     deadline = time.time() + 20
     while (
-        not any(b.state == "sending" for b in Journal(home / "journal.db").batches(run_id))
+        not any(b.state == "sending" for b in journal_at(home / "journal.db").batches(run_id))
         and time.time() < deadline
     ):
         time.sleep(0.05)
@@ -115,6 +124,7 @@ def test_kill_nine_chaos_scale(make_sandbox: MakeSandbox, tmp_path: Path, seed: 
     crash_trial(make_sandbox, tmp_path, seed)
 
 
+@LONG_ON_POSTGRESQL
 def test_ctrl_c_stops_cleanly_with_exit_5_and_says_how_to_resume(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:

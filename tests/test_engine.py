@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from storehelp import journal_at
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import EngineOptions, RunDriver
@@ -22,9 +23,13 @@ from conftest import MakeSandbox
 FAST = "rate=400,concurrency=8"
 
 
+# Every test here runs on both stores (SQLite files, PostgreSQL).
+pytestmark = pytest.mark.usefixtures("each_store")
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "journal.db") as opened:
+    with journal_at(tmp_path / "journal.db") as opened:
         yield opened
 
 
@@ -140,7 +145,7 @@ def test_runs_retry_resends_only_retryable_failures(
     server = make_sandbox(f"{FAST},sim_locked=0.2,seed=8")
     iccids = server.state.ungrouped_sims(30)
     home = tmp_path / "home"
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         items = [PlannedItem(n + 2, i, Operation.ADD, PILOT_GROUP) for n, i in enumerate(iccids)]
         run_id = journal.create_run(
             kind="sims", operation="ADD", group_id=PILOT_GROUP, items=items, batch_size=30,
@@ -151,7 +156,9 @@ def test_runs_retry_resends_only_retryable_failures(
                 journal, client, run_id, options=EngineOptions(max_attempts=1)
             ).drive()
     assert first.exit_code == ExitCode.SOME_FAILED
-    locked = {i.iccid for i in Journal(home / "journal.db").items(run_id) if i.outcome == "failed"}
+    locked = {
+        i.iccid for i in journal_at(home / "journal.db").items(run_id) if i.outcome == "failed"
+    }
     assert locked
     before = {i: sends_of(server, i) for i in iccids}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from storehelp import journal_at
 
 from lf_bulk import errors
 from lf_bulk.client import LinksfieldClient
@@ -23,7 +24,6 @@ from lf_bulk.journal import (
     NOT_FINISHED,
     PLANNED,
     SENDING,
-    Journal,
     PlannedItem,
 )
 from lf_bulk.models import Operation
@@ -32,6 +32,9 @@ from lf_bulk.retrying import RetryPolicy
 from lf_bulk.sandbox.seed import DEMO_GROUP, FLEET_GROUP, FOREIGN_GROUP, PARTNER, PILOT_GROUP
 
 from inprocess import FakeClock, World, accepted_counts, open_world, taken_then_sent_again
+
+# Every test here runs on both stores (SQLite files, PostgreSQL).
+pytestmark = pytest.mark.usefixtures("each_store")
 
 
 @pytest.fixture
@@ -227,7 +230,7 @@ def test_the_send_is_journaled_before_the_request_leaves(
     class Watching(httpx.BaseTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             if request.method == "POST":
-                with Journal(world.journal.path) as other:
+                with journal_at(tmp_path / "journal.db") as other:
                     batches = other.batches(run_id)
                 states_at_post.append(",".join(sorted({b.state for b in batches if b.sends})))
             return inner.handle_request(request)
@@ -311,7 +314,7 @@ def test_a_batch_the_server_rejects_fails_its_iccids_and_the_run_goes_on(tmp_pat
         pacer=RequestPacer(1000, 1, sleep=lambda s: None),
         sleep=clock.sleep,
     )
-    with Journal(tmp_path / "j.db") as journal, client:
+    with journal_at(tmp_path / "j.db") as journal, client:
         items = [
             PlannedItem(n, i, Operation.ADD, "G1")
             for n, i in enumerate([*rejected, "8900000000000000003"])
@@ -457,7 +460,7 @@ def test_a_refused_send_stops_the_run_with_the_batch_unsent(
         pacer=RequestPacer(1000, 1, sleep=lambda s: None),
         sleep=clock.sleep,
     )
-    with Journal(tmp_path / "j.db") as journal, client:
+    with journal_at(tmp_path / "j.db") as journal, client:
         items = [PlannedItem(2, "8900000000000000001", Operation.ADD, "G1")]
         run_id = journal.create_run(
             kind="sims", operation="ADD", group_id="G1", items=items, batch_size=5

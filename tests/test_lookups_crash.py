@@ -11,15 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from lf_bulk.journal import Journal
 from tests.clihelp import base_args, invoke, subprocess_cli, wait_for_run
 from tests.conftest import MakeSandbox
+from tests.storehelp import journal_at
+
+# Every test here runs on both stores (the journal, the answer cache and the locks in SQLite
+# files, or in PostgreSQL); the PostgreSQL half of the kill trials runs in `make chaos`.
+pytestmark = pytest.mark.usefixtures("each_store")
+LONG_ON_POSTGRESQL = pytest.mark.parametrize(
+    "each_store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 
 IN_FLIGHT = 4  # --max-in-flight of tests.clihelp.FAST_CLIENT
 
 
 def answered_calls(home: Path, run_id: str) -> int:
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         calls = journal.calls(run_id)
     return sum(1 for cs in calls.values() for c in cs if c.state != "sending")
 
@@ -52,7 +59,7 @@ def kill_trial(make_sandbox: MakeSandbox, tmp_path: Path, trial: int, sims: int 
         time.sleep(0.01)
     job.send_signal(signal.SIGKILL)
     job.wait()
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         assert journal.run(run_id).status != "finished", "the kill came after the end"
 
     resumed = invoke([*args, "runs", "resume", run_id])
@@ -72,6 +79,7 @@ def kill_trial(make_sandbox: MakeSandbox, tmp_path: Path, trial: int, sims: int 
     assert server.state.vshop_call_counts(acted_only=True) == counts
 
 
+@LONG_ON_POSTGRESQL
 def test_a_killed_status_run_resumes_to_a_complete_workbook_asking_nothing_twice(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:

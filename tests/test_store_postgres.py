@@ -8,12 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from storeprocs import REPO
 
+from lf_bulk import locking
+from lf_bulk.client import LinksfieldClient
+from lf_bulk.engine import RunDriver
 from lf_bulk.errors import (
     DatabaseTooNew,
     ForeignDatabase,
@@ -21,11 +26,17 @@ from lf_bulk.errors import (
     RunLocked,
     RunStopped,
 )
+from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import PlannedItem
+from lf_bulk.models import Operation
+from lf_bulk.pacing import RequestPacer
+from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
+from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.store import open_journal, open_store, refuse_password, shown_url
 from lf_bulk.store.postgres import PostgresStore
 
-from clihelp import invoke
+from clihelp import base_args, invoke
+from inprocess import accepted_counts, taken_then_sent_again
 
 
 def start(mode: str, *args: str) -> subprocess.Popen[str]:
@@ -226,3 +237,110 @@ def test_runs_list_over_a_postgresql_store_shows_every_machines_runs(
     result = invoke(["--home", str(tmp_path / "c"), "--store", pg_url, "runs", "list"])
     assert result.exit_code == 0, result.output
     assert "Ga" in result.output and "Gb" in result.output
+
+
+def test_a_run_whose_lock_connection_dies_stops_and_another_driver_finishes_it_sending_nothing_twice(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    wanted = sandbox.state.ungrouped_sims(12)
+    planned = [PlannedItem(n + 2, i, Operation.ADD, PILOT_GROUP) for n, i in enumerate(wanted)]
+    posts = 0
+
+    class CuttingTheLock(httpx.HTTPTransport):
+        """After the first batch is sent, the store's lock connection dies (a network cut)."""
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal posts
+            response = super().handle_request(request)
+            if request.method == "POST" and request.url.path.endswith("/sims"):
+                posts += 1
+                if posts == 1:
+                    pid = store._locks_db.info.backend_pid
+                    with psycopg.connect(pg_url, autocommit=True) as admin:
+                        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            return response
+
+    with open_journal(pg_url, home) as journal:
+        store = journal._guard.__self__  # type: ignore[union-attr]  # the store behind it
+        run_id = journal.create_run(
+            kind="sims", operation="ADD", group_id=PILOT_GROUP, items=planned, batch_size=4
+        )
+        client = LinksfieldClient(
+            sandbox.base_url, PARTNER, pacer=RequestPacer(200, 1), transport=CuttingTheLock()
+        )
+        with (
+            client,
+            pytest.raises(RunStopped, match="was lost"),
+            locking.exclusive(home, f"run-{run_id}", f"run {run_id}"),
+        ):
+            RunDriver(journal, client, run_id).drive()
+    assert posts == 1  # it stopped before sending the next batch
+
+    # Another driver (another machine) takes the run over and finishes it.
+    with (
+        open_journal(pg_url, tmp_path / "other") as journal,
+        LinksfieldClient(sandbox.base_url, PARTNER, pacer=RequestPacer(200, 4)) as client,
+        locking.exclusive(tmp_path / "other", f"run-{run_id}", f"run {run_id}"),
+    ):
+        result = RunDriver(journal, client, run_id).drive()
+    assert result.exit_code == ExitCode.OK
+    assert accepted_counts(sandbox.state) == Counter(dict.fromkeys(wanted, 1))
+    assert taken_then_sent_again(sandbox.state) == {}
+
+
+def test_sessions_sharing_a_store_share_the_accounts_quota_count_and_pacer(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    from lf_bulk.settings import Settings, open_session
+    from lf_bulk.store.postgres import SharedPacer
+
+    def settings(home: Path, store: str | None) -> Settings:
+        return Settings(
+            env="uat", base_url=sandbox.base_url, partner_code=PARTNER, home=home,
+            store_url=store, daily_quota=100, quota_reserve=0,
+        )  # fmt: skip
+
+    with (
+        open_session(settings(tmp_path / "a", pg_url)) as one,
+        open_session(settings(tmp_path / "b", pg_url)) as two,
+    ):
+        assert isinstance(one.client.pacer, SharedPacer)
+        assert one.client.pacer.account == two.client.pacer.account  # type: ignore[attr-defined]
+        one.client.list_groups()
+        two.client.list_groups()
+        assert one.quota.used_today() == two.quota.used_today() == 2
+    with open_session(settings(tmp_path / "a", None)) as alone:  # the default: its own files
+        assert alone.quota.used_today() == 0
+
+
+def test_doctor_names_the_store_without_its_user(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    result = invoke(["--store", pg_url, *base_args(tmp_path, sandbox.base_url), "doctor"])
+    line = next(x for x in result.stdout.splitlines() if x.startswith("store"))
+    assert "postgresql:///postgres?host=" in line and "from --store" in line
+    assert "postgres@" not in line
+
+
+def test_the_answer_cache_keeps_its_answers_on_both_stores_beside_the_journal(
+    store_url: str | None, tmp_path: Path
+) -> None:
+    from lf_bulk.store import open_answer_cache
+
+    home = tmp_path / "home"
+    with open_journal(store_url, home) as journal:  # the journal's own `answers` table too
+        run_id = journal.create_run(
+            kind="lookup", operation="STATUS", group_id="", items=items(1), batch_size=1,
+            lookup=True,
+        )  # fmt: skip
+        journal.record_answer(run_id, 0, 0, "verify", "{}", fetched_at=1.0, source="api")
+    with open_answer_cache(store_url, home) as cache:
+        asker = cache.asker("uat https://x", "P-1")
+        cache.put(asker, "verify", "8900", '{"value": 1}', time.time())
+    with open_answer_cache(store_url, home) as again:  # another run, later
+        assert again.asker("uat https://x", "P-1") == asker  # the same salt
+        found = again.get(asker, "verify", "8900", max_age=60)
+        assert found is not None and found[0] == '{"value": 1}'
+    with open_journal(store_url, home) as journal:
+        assert [c.call for c in journal.calls(run_id)[0]] == ["verify"]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from lf_bulk.journal import Journal
 from lf_bulk.sandbox import cards, seed
 from tests.clihelp import (
     FAST_SERVER,
@@ -25,12 +24,20 @@ from tests.clihelp import (
     wait_for_run,
 )
 from tests.conftest import MakeSandbox
+from tests.storehelp import journal_at
+
+# Every test here runs on both stores (the journal, the answer cache and the locks in SQLite
+# files, or in PostgreSQL); the PostgreSQL half of the kill trials runs in `make chaos`.
+pytestmark = pytest.mark.usefixtures("each_store")
+LONG_ON_POSTGRESQL = pytest.mark.parametrize(
+    "each_store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 
 HEADER = "iccid,package_code,periods,amount,currency,pay_id,order_no\n"
 
 
 def sending_order(home: Path, run_id: str) -> bool:
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         calls = journal.calls(run_id)
     return any(
         c.call == "create_order" and c.state == "sending" for cs in calls.values() for c in cs
@@ -65,7 +72,7 @@ def crash_trial(make_sandbox: MakeSandbox, tmp_path: Path, trial: int, *, given:
         time.sleep(rng.uniform(0.2, 1.5))
     job.send_signal(signal.SIGKILL)
     job.wait()
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         assert journal.run(run_id).status != "finished", "the kill came after the end"
 
     resumed = expect(invoke([*args, "runs", "resume", run_id]), 0)
@@ -87,16 +94,18 @@ def crash_trial(make_sandbox: MakeSandbox, tmp_path: Path, trial: int, *, given:
     summary = read_summary(report)
     assert {c: t["orders"] for c, t in summary["totals"].items()} == dict(totals)
     assert sum(Decimal(t["amount"]) for t in summary["totals"].values()) > 0
-    with Journal(home / "journal.db") as journal:
+    with journal_at(home / "journal.db") as journal:
         assert journal.run(run_id).status == "finished"
 
 
+@LONG_ON_POSTGRESQL
 def test_kill_nine_during_orders_create_then_resume_makes_one_order_per_row(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
     crash_trial(make_sandbox, tmp_path, 1, given=True, rows=12)
 
 
+@LONG_ON_POSTGRESQL
 def test_kill_nine_while_the_sandbox_holds_an_order_answer_then_resume(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:

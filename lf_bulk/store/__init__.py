@@ -23,6 +23,7 @@ from lf_bulk.errors import InvalidSetting
 from lf_bulk.pacing import Pacer
 
 if TYPE_CHECKING:
+    from lf_bulk.answers import AnswerCache
     from lf_bulk.journal import Journal
     from lf_bulk.quota import QuotaLedger
 
@@ -54,6 +55,10 @@ class Store(Protocol):
         reserve: int,
         clock: Callable[[], datetime] | None = None,
     ) -> QuotaLedger: ...
+
+    def answer_cache(self) -> AnswerCache:
+        """The look-up answers earlier runs got (reused by new runs)."""
+        ...
 
     def pacer(self, account_key: str, rate: float, concurrency: int) -> Pacer:
         """The request pacer of one account (the quota ledger's key for it): per process for
@@ -152,6 +157,20 @@ def open_journal(url: str | None, home: Path) -> Journal:
     return Journal(Path(home) / JOURNAL_NAME)
 
 
+def open_answer_cache(url: str | None, home: Path) -> AnswerCache:
+    """The answer cache of the store `url` names (`<home>/answers.db` by default)."""
+    check_url(url)
+    if url and is_postgres_url(url):
+        store = open_store(url, home)
+        try:
+            return store.answer_cache()
+        finally:
+            store.close()
+    from lf_bulk.answers import CACHE_NAME, AnswerCache
+
+    return AnswerCache(Path(home) / CACHE_NAME)
+
+
 @contextmanager
 def opened_store(url: str | None, home: Path) -> Iterator[Store]:
     store = open_store(url, home)
@@ -168,6 +187,7 @@ __all__ = (
     "StoreKind",
     "check_url",
     "is_postgres_url",
+    "open_answer_cache",
     "open_journal",
     "open_store",
     "opened_store",

@@ -13,7 +13,9 @@ translates each statement once:
   by up to a minute), `BLOB` → `BYTEA`;
 - functions: `IFNULL` → `COALESCE`, the two-argument (scalar) `MAX`/`MIN` → `GREATEST`/`LEAST`;
 - `INSERT OR IGNORE` → `INSERT ... ON CONFLICT DO NOTHING`;
-- a subquery in FROM without a name gets one (PostgreSQL 15 requires it).
+- a subquery in FROM without a name gets one (PostgreSQL 15 requires it);
+- a connection may rename tables (the answer cache's `answers` and `meta` live in the shared
+  database beside the journal's `answers`).
 """
 
 from __future__ import annotations
@@ -106,9 +108,12 @@ def _name_subqueries(code: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def translate(sql: str, *, with_parameters: bool = True) -> str:
+def translate(
+    sql: str, *, with_parameters: bool = True, renames: tuple[tuple[str, str], ...] = ()
+) -> str:
     """`sql` (SQLite) as PostgreSQL runs it. `with_parameters`: placeholders are filled by the
-    driver (then `?` becomes `%s` and a literal `%` is doubled)."""
+    driver (then `?` becomes `%s` and a literal `%` is doubled). `renames`: (table, name in
+    the store) pairs, for a file's table whose name another kind uses in the shared database."""
     pieces = []
     for literal, text in _split_literals(sql):
         if literal:
@@ -118,6 +123,8 @@ def translate(sql: str, *, with_parameters: bool = True) -> str:
             text = text.replace("%", "%%").replace("?", "%s")
         for pattern, replacement in _WORD_RULES:
             text = pattern.sub(replacement, text)
+        for table, name in renames:
+            text = re.sub(rf"\b{re.escape(table)}\b", name, text)
         pieces.append(text)
     code = "".join(pieces)
     # Rules that need the parentheses: literals hold none in our SQL that matter here, and a
@@ -224,10 +231,12 @@ class PgConnection:
         write_lock_key: int,
         *,
         on_close: Callable[[], None] | None = None,
+        renames: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.raw = raw
         self.write_lock_key = write_lock_key
         self._on_close = on_close
+        self.renames = renames
         self.row_factory: Any = None
         # psycopg serialises calls on one connection; the journal's transactions must not
         # interleave between threads either (a sqlite3 connection is one thread's).
@@ -242,14 +251,17 @@ class PgConnection:
     def run(self, cursor: Any, sql: str, params: Sequence[Any] | None) -> None:
         with self._lock, self._unavailable_as_error():
             if _BEGIN_IMMEDIATE.match(sql):
-                cursor.execute("BEGIN")
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_lock_key,))
+                # One round trip (the key is our own integer, not input).
+                key = int(self.write_lock_key)
+                cursor.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
                 return
-            cursor.execute(translate(sql, with_parameters=params is not None), _parameters(params))
+            code = translate(sql, with_parameters=params is not None, renames=self.renames)
+            cursor.execute(code, _parameters(params))
 
     def run_many(self, cursor: Any, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._lock, self._unavailable_as_error():
-            cursor.executemany(translate(sql), [_parameters(r) for r in rows])
+            code = translate(sql, renames=self.renames)
+            cursor.executemany(code, [_parameters(r) for r in rows])
 
     @contextmanager
     def _unavailable_as_error(self) -> Iterator[None]:

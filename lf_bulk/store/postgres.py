@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -35,8 +36,10 @@ from typing import Any
 
 import psycopg
 
+from lf_bulk import answers as answers_module
 from lf_bulk import journal as journal_module
 from lf_bulk import locking
+from lf_bulk.answers import AnswerCache
 from lf_bulk.errors import (
     DatabaseTooNew,
     ForeignDatabase,
@@ -96,6 +99,7 @@ class SchemaKind:
     tables: tuple[str, ...]
     create: Migration
     migrations: Sequence[Migration]  # migrations[n]: version n to n + 1 (through the dialect)
+    renames: tuple[tuple[str, str], ...] = ()  # its SQL's table names -> the store's
 
 
 JOURNAL = SchemaKind(
@@ -119,7 +123,17 @@ PACER = SchemaKind(
     create=lambda db: _run_script(db, PACER_SCHEMA),
     migrations=(lambda db: _run_script(db, PACER_SCHEMA),),
 )
-KINDS = (JOURNAL, QUOTA, PACER)
+# The answer cache's tables, as the shared database names them: the journal has an `answers`.
+ANSWER_CACHE_RENAMES = (("answers", "answer_cache"), ("meta", "answer_cache_meta"))
+ANSWER_CACHE = SchemaKind(
+    name="answer cache",
+    version=answers_module.CACHE_FILE.version,
+    tables=("answer_cache", "answer_cache_meta"),
+    create=answers_module.CACHE_FILE.create,
+    migrations=answers_module.CACHE_FILE.migrations,
+    renames=ANSWER_CACHE_RENAMES,
+)
+KINDS = (JOURNAL, QUOTA, PACER, ANSWER_CACHE)
 
 
 def advisory_key(namespace: str, name: str) -> int:
@@ -190,7 +204,7 @@ class PostgresStore:
             row = db.execute(
                 "SELECT version FROM lf_bulk_meta WHERE kind = %s", (kind.name,)
             ).fetchone()
-            adapter = PgConnection(db, self.key(f"write {kind.name}"))
+            adapter = PgConnection(db, self.key(f"write {kind.name}"), renames=kind.renames)
             if row is None:
                 present = [
                     t
@@ -259,6 +273,18 @@ class PostgresStore:
                 clock=clock or utc_now,
                 db=db,
             )
+        except BaseException:
+            db.close()
+            raise
+
+    def answer_cache(self) -> AnswerCache:
+        db = PgConnection(
+            self.connect("answers"),
+            self.key("write answer cache"),
+            renames=ANSWER_CACHE_RENAMES,
+        )
+        try:
+            return AnswerCache(Path(self.shown), db=db)
         except BaseException:
             db.close()
             raise
@@ -339,12 +365,7 @@ class PostgresStore:
             if not self._held:
                 return
             whats = ", ".join(what for _, what in self._held.values())
-            db = self._locks_db
-            try:
-                if db is None:
-                    raise psycopg.OperationalError("no connection")
-                db.execute("SELECT 1")
-            except psycopg.Error:
+            if not _alive(self._locks_db):
                 self._lost = whats
                 raise RunStopped(
                     f"the connection to the store {self.shown} that held the lock of {whats} "
@@ -360,6 +381,21 @@ class PostgresStore:
                 self._locks_db = None
 
 
+def _alive(db: psycopg.Connection[Any] | None) -> bool:
+    """Whether an idle connection still holds its session, asked without a round trip when the
+    server has said nothing: a terminated session's server sends an error and closes, which
+    makes the socket readable; only then is the connection asked."""
+    if db is None or db.closed or db.broken:
+        return False
+    try:
+        readable, _, _ = select.select([db.fileno()], [], [], 0)
+        if readable:
+            db.execute("SELECT 1")
+    except (psycopg.Error, OSError, ValueError):
+        return False
+    return True
+
+
 class SharedPacer:
     """The request pacer of one account, shared through the store by every process using it.
 
@@ -367,7 +403,7 @@ class SharedPacer:
     process's slot is freed by the server at once), then reserves the next send time: one
     `UPDATE ... RETURNING` on the server's clock, `1/rate` after the previous reservation of any
     process, and sleeps until then. `hold_off(seconds)` (the server said Retry-After) pushes
-    every process's next send back. `reservations` keeps how long each reservation took.
+    every process's next send back.
     """
 
     def __init__(
@@ -390,13 +426,16 @@ class SharedPacer:
         self._mutex = threading.Lock()
         self._mine: set[int] = set()
         self._slot_keys = [store.key(f"slot {account} {n}") for n in range(concurrency)]
+        # How long each reservation took, and the send times reserved (the database's clock).
         self.reservations: list[float] = []
+        self.starts: list[float] = []
         self._reserve_sql = translate(
             "INSERT INTO pacer (account, next_start) SELECT ?, now_s + ? FROM"
             " (SELECT EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION AS now_s) AS c"
             " ON CONFLICT (account) DO UPDATE SET next_start ="
             " GREATEST(pacer.next_start, EXCLUDED.next_start - ?) + ?"
-            " RETURNING next_start - ? - EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+            " RETURNING next_start - ?,"
+            " EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
         )
 
     def close(self) -> None:
@@ -429,7 +468,11 @@ class SharedPacer:
                 self._reserve_sql, (self.account, interval, interval, interval, interval)
             ).fetchone()
         self.reservations.append(time.perf_counter() - began)
-        return max(0.0, float(row[0])) if row else 0.0
+        if row is None:
+            return 0.0
+        start, now = float(row[0]), float(row[1])
+        self.starts.append(start)
+        return max(0.0, start - now)
 
     @contextmanager
     def slot(self) -> Iterator[None]:

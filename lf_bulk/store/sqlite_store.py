@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lf_bulk import locking
+from lf_bulk.answers import CACHE_NAME, AnswerCache
 from lf_bulk.journal import Journal
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import QuotaLedger, utc_now
@@ -37,6 +38,9 @@ class SqliteStore:
         return QuotaLedger.in_home(
             self.home, identity, daily_quota=daily_quota, reserve=reserve, clock=clock or utc_now
         )
+
+    def answer_cache(self) -> AnswerCache:
+        return AnswerCache(self.home / CACHE_NAME)
 
     def pacer(self, account_key: str, rate: float, concurrency: int) -> RequestPacer:
         # One process per home drives an account's runs: the pacer is the process's own.
