@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import signal
 import subprocess
 from collections import Counter
@@ -203,33 +204,54 @@ def test_daily_quota_stops_exactly_and_the_job_waits_for_tomorrow(
     assert (scheduled.hour, scheduled.minute) == (0, 1)  # the next 00:00 UTC, plus a minute
 
 
-def test_kill_nine_of_a_worker_another_resumes_the_run(
-    make_sandbox: MakeSandbox, tmp_path: Path, fleet_of: list[Fleet],
-    monkeypatch: pytest.MonkeyPatch,
+def kill_trial(
+    make_sandbox: MakeSandbox, tmp_path: Path, fleets: list[Fleet], *, kills: int, sims: int,
+    seed: int = 0,
 ) -> None:  # fmt: skip
+    """Kill -9 the worker driving the job `kills` times, each at a later batch; a worker started
+    while it worked takes over each time and resumes the run."""
+    rng = random.Random(seed)
     server = make_sandbox(CONTRACT_LIMITS, sims=3_000)
     fleet = Fleet(os.environ["LF_BULK_STORE"], tmp_path, server.base_url)
-    fleet_of.append(fleet)
-    wanted = server.state.ungrouped_sims(100)
+    fleets.append(fleet)
+    wanted = server.state.ungrouped_sims(sims)
     before = set(server.state.members(PILOT_GROUP))
     fleet.start(1)
     job = fleet.enqueue(write_list(tmp_path / "list.csv", wanted), "--batch-size", "10")
-    first = fleet.workers[0]
-    wait_until(lambda: fleet.jobs()[job][0] == "doing", 60, "the first worker to take the job")
-    fleet.start(1)  # the one to take over, started while the first works
-    wait_until(lambda: len(server.state.mutation_log()) >= 2, 60, "the first batches")
-    first.send_signal(signal.SIGKILL)
-    killed_at = datetime.now(UTC)
-    first.wait()
-    wait_until(fleet.all_done, 90, f"another worker to finish the job\n{fleet.logs_text()}")
+    batches = -(-sims // 10)
+    for kill in range(kills):
+        driver = fleet.workers[-1]
+        wait_until(lambda: fleet.jobs()[job][0] == "doing", 60, "a worker to take the job")
+        fleet.start(1)  # the one to take over, started while the other works
+        at = len(server.state.mutation_log()) + rng.randint(1, max(1, batches // (kills + 1)))
+        wait_until(lambda: len(server.state.mutation_log()) >= at, 60, f"batch {at}")  # noqa: B023
+        driver.send_signal(signal.SIGKILL)
+        killed_at = datetime.now(UTC)
+        driver.wait()
+    wait_until(fleet.all_done, 120, f"another worker to finish the job\n{fleet.logs_text()}")
     fleet.stop_all()
 
-    assert fleet.jobs()[job] == ("succeeded", 2)  # killed once, then finished
+    assert fleet.jobs()[job] == ("succeeded", kills + 1)  # killed, then finished
     restarted = max(start for _, start, _ in fleet.job_intervals())
-    print(f"\nresumed {(restarted - killed_at).total_seconds():.2f} s after the kill")  # type: ignore[operator]
-    assert "resuming run" in fleet.logs_text()
+    print(f"\nresumed {(restarted - killed_at).total_seconds():.2f} s after the last kill")  # type: ignore[operator]
+    assert fleet.logs_text().count("resuming run") == kills
     assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
+    # The server's own log: nothing it took was sent to it again, kill or no kill.
     assert taken_then_sent_again(server.state) == {}
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
     with fleet.journal() as journal:
-        assert len(journal.runs()) == 1
+        assert len(journal.runs()) == 1  # resumed, never started again
+
+
+def test_kill_nine_of_a_worker_another_resumes_the_run(
+    make_sandbox: MakeSandbox, tmp_path: Path, fleet_of: list[Fleet]
+) -> None:
+    kill_trial(make_sandbox, tmp_path, fleet_of, kills=1, sims=100)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_kill_nine_again_and_again(
+    make_sandbox: MakeSandbox, tmp_path: Path, fleet_of: list[Fleet], seed: int
+) -> None:
+    kill_trial(make_sandbox, tmp_path, fleet_of, kills=3, sims=400, seed=seed)

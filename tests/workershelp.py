@@ -22,7 +22,7 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "jobs", *base, "worker", "--heartbeat", "0.3",
+            [sys.executable, "-m", "jobs", *base, "worker", "--heartbeat", "1",
              "--report-dir", str(report_root), *extra],
             env=env, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
