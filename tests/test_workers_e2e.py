@@ -220,8 +220,9 @@ def kill_trial(
     job = fleet.enqueue(write_list(tmp_path / "list.csv", wanted), "--batch-size", "10")
     batches = -(-sims // 10)
     for kill in range(kills):
+        # Taken by the only worker alive (after `kill` kills, its attempt number `kill`).
+        wait_until(lambda: fleet.jobs()[job] == ("doing", kill), 60, "a worker to take the job")  # noqa: B023
         driver = fleet.workers[-1]
-        wait_until(lambda: fleet.jobs()[job][0] == "doing", 60, "a worker to take the job")
         fleet.start(1)  # the one to take over, started while the other works
         at = len(server.state.mutation_log()) + rng.randint(1, max(1, batches // (kills + 1)))
         wait_until(lambda: len(server.state.mutation_log()) >= at, 60, f"batch {at}")  # noqa: B023
