@@ -350,3 +350,10 @@ def test_without_the_workers_extra_the_commands_say_what_to_install(
     )
     done = expect(invoke(cli(tmp_path, "worker")), 2)
     assert "pip install 'lf-bulk[workers]'" in done.stderr
+
+
+def test_partners_add_checks_the_urls_as_a_job_would(store: str, tmp_path: Path) -> None:
+    done = expect(invoke(cli(tmp_path, "partners", "add", "acme", "--env", "uat",
+                             "--base-url", "http://api.example.com")), 1)  # fmt: skip
+    assert "http://api.example.com" in done.stderr
+    assert expect(invoke(cli(tmp_path, "partners", "list", "--names")), 0).stdout == ""
