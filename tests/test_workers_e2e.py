@@ -42,7 +42,7 @@ PARTNER = "acme"
 class Fleet:
     """One store, one home, one report folder, the partner set up: enqueue jobs, run workers."""
 
-    def __init__(self, store: str, tmp_path: Path, base_url: str) -> None:
+    def __init__(self, store: str, tmp_path: Path, base_url: str, *partner: str) -> None:
         self.store = store
         self.home = tmp_path / "home"
         self.reports = tmp_path / "reports"
@@ -56,7 +56,7 @@ class Fleet:
         self.base = ["--home", str(self.home), "--no-progress"]
         self.workers: list[subprocess.Popen[bytes]] = []
         expect(invoke([*self.base, "partners", "add", PARTNER, "--env", "uat",
-                       "--base-url", base_url]), 0)  # fmt: skip
+                       "--base-url", base_url, *partner]), 0)  # fmt: skip
 
     def enqueue(self, file: Path, *args: str) -> int:
         done = expect(invoke([*self.base, "enqueue", "--partner", PARTNER, "sims", "add",
@@ -179,8 +179,12 @@ def test_daily_quota_stops_exactly_and_the_job_waits_for_tomorrow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     quota = 6
+    refused = ThrottleCount().install(monkeypatch, "_quota_spent")
     server = make_sandbox(f"{CONTRACT_LIMITS},daily_quota={quota}", sims=3_000)
-    fleet = Fleet(os.environ["LF_BULK_STORE"], tmp_path, server.base_url)
+    # The partner's quota as the server's: the shared ledger stops the run before the server has
+    # to refuse anything.
+    limits = ("--quota", str(quota), "--reserve", "0")
+    fleet = Fleet(os.environ["LF_BULK_STORE"], tmp_path, server.base_url, *limits)
     fleet_of.append(fleet)
     wanted = server.state.ungrouped_sims(100)
     fleet.start(1)
@@ -193,6 +197,7 @@ def test_daily_quota_stops_exactly_and_the_job_waits_for_tomorrow(
     wait_until(deferred, 60, f"the job to be deferred\n{fleet.logs_text()}")
     fleet.stop_all()
     assert server.state.quota_used() == quota
+    assert refused.count == 0  # exactly `quota` requests arrived: none was refused for quota
     with fleet.journal() as journal:
         (run,) = journal.runs()
     assert run.status == "not_finished"

@@ -49,19 +49,20 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class ThrottleCount:
-    """How many 429s (rate or in-flight limit) the in-process sandbox answered."""
+    """How many 429s (rate or in-flight limit, by default) the in-process sandbox answered."""
 
     def __init__(self) -> None:
         self.count = 0
         self._lock = threading.Lock()
 
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> ThrottleCount:
-        original = sandbox_app._throttled
+    def install(self, monkeypatch: pytest.MonkeyPatch, reply: str = "_throttled") -> ThrottleCount:
+        """Count the sandbox's `reply` answers (`_quota_spent`: the 429s for the daily quota)."""
+        original = getattr(sandbox_app, reply)
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 self.count += 1
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(sandbox_app, "_throttled", counted)
+        monkeypatch.setattr(sandbox_app, reply, counted)
         return self
