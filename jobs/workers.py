@@ -16,6 +16,7 @@ from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
 from jobs.options import FILE_HELP, reconcile_options, sims_job_options
 from lf_bulk import fleet, runs, workers
+from lf_bulk.errors import InvalidSetting
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
@@ -37,7 +38,7 @@ def partner_name(ctx: click.Context, param: click.Parameter, value: str | None) 
         return None
     try:
         return check_partner_name(value)
-    except Exception as error:
+    except InvalidSetting as error:
         raise click.BadParameter(str(error)) from None
 
 
@@ -94,12 +95,12 @@ def worker(
 
 @click.group()
 @click.option(
-    "--partner", required=True, callback=partner_name,
+    "--partner", callback=partner_name,
     help="The partner (`lf-bulk partners list`) the job runs for; never its code.",
 )  # fmt: skip
 @click.option("--queue", default="default", show_default=True, help="The queue of the job.")
 @click.pass_context
-def enqueue(ctx: click.Context, partner: str, queue: str) -> None:
+def enqueue(ctx: click.Context, partner: str | None, queue: str) -> None:
     """Defer a run-creating command to the workers, checked now as the command would check it.
 
     The input file is read and checked here; its rows travel with the job, so no worker needs
@@ -141,7 +142,7 @@ def _sims_job(operation: Operation) -> click.Command:
     @pass_app
     def job(app: AppContext, /, **given: object) -> None:
         refuse_worker_options(given)
-        partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
+        partner, queue = enqueued_for()
         url = store_url(app)
         with_partner(url, partner)
         group, file, skip_invalid = (
@@ -176,7 +177,7 @@ def enqueue_reconcile(app: AppContext, /, **given: object) -> None:
     from lf_bulk import reconcile as rc
 
     refuse_worker_options(given)
-    partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
+    partner, queue = enqueued_for()
     url = store_url(app)
     with_partner(url, partner)
     file, sheet, group = str(given["file"]), _text(given["sheet"]), _text(given["group"])
@@ -219,7 +220,7 @@ def enqueue_status(
 
     if sum((file is not None, bool(groups), all_groups)) != 1:
         raise click.UsageError("give one of FILE, --group GROUP (repeatable) or --all-groups")
-    partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
+    partner, queue = enqueued_for()
     url = store_url(app)
     with_partner(url, partner)
     run_id = new_run_id()
@@ -235,6 +236,14 @@ def enqueue_status(
         "skip_invalid": skip_invalid, "expiring_within": expiring_within, "max_age": max_age,
     }  # fmt: skip
     submit(app, url, JobSpec.of(JobCommand.STATUS, partner, run_id, table, options), queue)
+
+
+def enqueued_for() -> tuple[str, str]:
+    """The partner and queue given to `enqueue` (checked here, so that `--help` needs neither)."""
+    partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
+    if partner is None:
+        raise click.UsageError("enqueue needs --partner NAME (`lf-bulk partners list`)")
+    return str(partner), str(queue)
 
 
 def stdin_for(file: str) -> BinaryIO | None:

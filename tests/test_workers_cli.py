@@ -357,3 +357,10 @@ def test_partners_add_checks_the_urls_as_a_job_would(store: str, tmp_path: Path)
                              "--base-url", "http://api.example.com")), 1)  # fmt: skip
     assert "http://api.example.com" in done.stderr
     assert expect(invoke(cli(tmp_path, "partners", "list", "--names")), 0).stdout == ""
+
+
+def test_enqueue_without_a_partner_says_so(store: str, tmp_path: Path) -> None:
+    file = write_list(tmp_path / "l.csv", VALID)
+    done = expect(invoke(cli(tmp_path, "enqueue", "sims", "add", PILOT_GROUP, str(file))), 2)
+    assert "enqueue needs --partner NAME" in done.stderr
+    assert queued(store) == 0
