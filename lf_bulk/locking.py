@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -32,23 +33,32 @@ class LockProvider(Protocol):
 
 
 # A store other than the files in <home> (PostgreSQL) keeps the locks of the runs in its journal:
-# while its journal is open, the locks of that home are taken there, by the same names.
-_providers: dict[Path, list[LockProvider]] = {}
+# while its journal is open, the locks of that home are taken there, by the same names. Bound per
+# thread: a worker process may drive several runs at once, each holding its locks on its own
+# store's connection (which its journal's guard checks, and whose closing frees only them).
+_providers: dict[Path, list[tuple[int, LockProvider]]] = {}
+_binding = threading.Lock()
 
 
 def bind(home: Path, provider: LockProvider) -> None:
-    _providers.setdefault(Path(home).absolute(), []).append(provider)
+    with _binding:
+        _providers.setdefault(Path(home).absolute(), []).append((threading.get_ident(), provider))
 
 
 def unbind(home: Path, provider: LockProvider) -> None:
-    bound = _providers.get(Path(home).absolute(), [])
-    if provider in bound:
-        bound.remove(provider)
+    with _binding:
+        bound = _providers.get(Path(home).absolute(), [])
+        bound[:] = [(t, p) for t, p in bound if p is not provider]
 
 
 def _provider(home: Path) -> LockProvider | None:
-    bound = _providers.get(Path(home).absolute())
-    return bound[-1] if bound else None
+    """This thread's latest store for `home`, else any thread's (to ask who holds a lock)."""
+    with _binding:
+        bound = _providers.get(Path(home).absolute(), [])
+        mine = [p for t, p in bound if t == threading.get_ident()]
+        if mine:
+            return mine[-1]
+        return bound[-1][1] if bound else None
 
 
 def _lock_path(home: Path, name: str) -> Path:

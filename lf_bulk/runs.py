@@ -687,6 +687,8 @@ def reconcile(
     api = _get(client)
     quota.allow_reserve(api)  # the nightly reconcile must never be starved by other jobs
     with ExitStack() as stack:
+        # A shared store keeps the groups' locks too: bound before they are taken below.
+        stack.enter_context(store.bound_locks(settings.store_url, settings.home))
 
         def open_run_journal() -> Journal:
             if journal is not None:

@@ -14,6 +14,7 @@ import pytest
 from lf_bulk.sandbox.seed import World, build_world
 from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from lf_bulk.sandbox.state import SandboxState
+from lf_bulk.store import Store
 
 # A small world (group sizes scale down with it) whose operations finish in about 0.1 s.
 SANDBOX_TEST_SIMS = 2_000
@@ -154,3 +155,12 @@ def each_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     url = str(request.getfixturevalue("pg_url"))
     monkeypatch.setenv(ENV_VAR, url)
     return url
+
+
+@pytest.fixture
+def store(store_url: str | None, tmp_path: Path) -> Iterator[Store]:
+    """An open store of each kind in turn: the SQLite files in a fresh home, then PostgreSQL."""
+    from lf_bulk.store import opened_store
+
+    with opened_store(store_url, tmp_path / "store-home") as opened:
+        yield opened

@@ -23,6 +23,7 @@ from lf_bulk.errors import (
     DatabaseTooNew,
     ForeignDatabase,
     InvalidSetting,
+    QuotaExhausted,
     RunLocked,
     RunStopped,
 )
@@ -32,7 +33,7 @@ from lf_bulk.models import Operation
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
-from lf_bulk.store import open_journal, open_store, refuse_password, shown_url
+from lf_bulk.store import Store, open_journal, open_store, refuse_password, shown_url
 from lf_bulk.store.postgres import PostgresStore
 
 from clihelp import base_args, invoke
@@ -83,7 +84,7 @@ def test_a_schema_is_made_once_and_recorded_with_its_version(pg_url: str) -> Non
     PostgresStore(pg_url).close()  # a second start finds it made
     with psycopg.connect(pg_url) as db:
         versions = dict(db.execute("SELECT kind, version FROM lf_bulk_meta").fetchall())
-    assert versions == {"journal": 4, "quota ledger": 1, "pacer": 1}
+    assert versions == {"journal": 4, "quota ledger": 1, "pacer": 1, "answer cache": 1}
 
 
 def test_an_older_journal_schema_is_migrated_in_order(pg_url: str) -> None:
@@ -124,7 +125,10 @@ def test_a_killed_holder_frees_its_lock_at_once(pg_url: str) -> None:
         store = open_store(pg_url, Path("/nonexistent"))
         assert store.is_held("run-R")
         with (
-            pytest.raises(RunLocked, match=r"run R is being driven by another .*pid"),
+            pytest.raises(
+                RunLocked,
+                match=rf"run R is being driven by another .*\(lf-bulk pid {holder.pid}, test on ",
+            ),
             store.lock("run-R", "run R"),
         ):
             pass
@@ -344,3 +348,97 @@ def test_the_answer_cache_keeps_its_answers_on_both_stores_beside_the_journal(
         assert found is not None and found[0] == '{"value": 1}'
     with open_journal(store_url, home) as journal:
         assert [c.call for c in journal.calls(run_id)[0]] == ["verify"]
+
+
+def test_a_reconciles_group_locks_are_taken_in_the_shared_store(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from lf_bulk.store import bound_locks
+
+    elsewhere = open_store(pg_url, tmp_path / "other-machine")
+    with (
+        bound_locks(pg_url, tmp_path / "home"),
+        locking.exclusive_all(tmp_path / "home", ["group-G1", "group-G2"], "reconcile of G1"),
+    ):
+        assert elsewhere.is_held("group-G1") and elsewhere.is_held("group-G2")
+        with (
+            pytest.raises(RunLocked, match="reconcile of G1 is being driven by this lf-bulk"),
+            locking.exclusive_all(tmp_path / "home", ["group-G2"], "reconcile of G1"),
+        ):
+            pass
+    assert not elsewhere.is_held("group-G1")
+    assert not (tmp_path / "home" / "locks").exists()  # no flock file: the store holds them
+    elsewhere.close()
+
+
+def test_a_reconcile_refused_for_a_locked_group_on_another_machine(
+    sandbox: SandboxServer, pg_url: str, tmp_path: Path
+) -> None:
+    elsewhere = open_store(pg_url, tmp_path / "other-machine")
+    desired = tmp_path / "desired.csv"
+    desired.write_text(f"iccid,group\n{sandbox.state.ungrouped_sims(1)[0]},{PILOT_GROUP}\n")
+    with elsewhere.lock(f"group-{PILOT_GROUP}", "reconcile elsewhere", holder="other"):
+        result = invoke(
+            ["--store", pg_url, *base_args(tmp_path / "home", sandbox.base_url), "reconcile",
+             str(desired), "--report-dir", str(tmp_path / "r")]
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "being driven by another lf-bulk process" in result.stderr
+    elsewhere.close()
+
+
+def test_runs_driven_at_once_in_one_process_hold_their_locks_on_their_own_stores(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    home = tmp_path / "home"  # one worker process, one home, two jobs in two threads
+    second_open, first_locked, second_closed = (threading.Event() for _ in range(3))
+    seen: list[bool] = []
+
+    def first_job() -> None:
+        with open_journal(pg_url, home) as journal:
+            second_open.wait(10)  # the other job's store was bound after this one's
+            with locking.exclusive(home, "run-A", "run A"):
+                first_locked.set()
+                second_closed.wait(10)
+                journal.runs()
+                # Still held: it was taken on this job's store, not the other's (now closed).
+                seen.append(open_store(pg_url, tmp_path / "x").is_held("run-A"))
+
+    thread = threading.Thread(target=first_job)
+    thread.start()
+    with open_journal(pg_url, home):
+        second_open.set()
+        first_locked.wait(10)
+    second_closed.set()
+    thread.join(10)
+    assert seen == [True]
+
+
+def test_each_store_keeps_the_locks_quota_and_journal_of_its_kind(store: Store) -> None:
+    with store.lock("run-S", "run S"):
+        assert store.is_held("run-S")
+        store.check_locks()  # held, nothing lost
+    assert not store.is_held("run-S")
+    ledger = store.quota_ledger("acct", daily_quota=2, reserve=0)
+    ledger.take()
+    ledger.take()
+    with pytest.raises(QuotaExhausted):
+        ledger.take()
+    ledger.close()
+    with store.journal() as journal:
+        assert journal.runs() == []
+
+
+def test_a_config_file_may_name_the_store_without_a_password(pg_url: str, tmp_path: Path) -> None:
+    with open_journal(pg_url, tmp_path / "elsewhere") as journal:
+        journal.create_run(
+            kind="sims", operation="ADD", group_id="GCONF", items=items(1), batch_size=1
+        )
+    config = tmp_path / "c.toml"
+    config.write_text(f"store = {pg_url!r}\n".replace("'", '"'))
+    os.chmod(config, 0o600)
+    result = invoke(["--config", str(config), "--home", str(tmp_path / "home"), "runs", "list"])
+    assert result.exit_code == 0, result.output
+    assert "GCONF" in result.stdout

@@ -172,6 +172,23 @@ def open_answer_cache(url: str | None, home: Path) -> AnswerCache:
 
 
 @contextmanager
+def bound_locks(url: str | None, home: Path) -> Iterator[None]:
+    """While the block runs, the locks `lf_bulk.locking` takes for `home` are the store's (for
+    PostgreSQL; the files in `home` stay flock's)."""
+    if not (url and is_postgres_url(url)):
+        yield
+        return
+    from lf_bulk import locking
+
+    with opened_store(url, home) as store:
+        locking.bind(home, store)
+        try:
+            yield
+        finally:
+            locking.unbind(home, store)
+
+
+@contextmanager
 def opened_store(url: str | None, home: Path) -> Iterator[Store]:
     store = open_store(url, home)
     try:
@@ -185,6 +202,7 @@ __all__ = (
     "Pacer",
     "Store",
     "StoreKind",
+    "bound_locks",
     "check_url",
     "is_postgres_url",
     "open_answer_cache",

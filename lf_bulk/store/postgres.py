@@ -317,6 +317,10 @@ class PostgresStore:
                     "wait for it to finish, or stop it first"
                 )
             self._held[name] = (key, what)
+            # Who holds it, for whoever finds it taken (pg_stat_activity shows it to them).
+            me = f"lf-bulk pid {os.getpid()}, {holder or 'a run'} on {socket.gethostname()}"
+            with suppress(psycopg.Error):
+                db.execute("SELECT set_config('application_name', %s, false)", (me[:63],))
         try:
             yield
         finally:
