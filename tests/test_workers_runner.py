@@ -120,3 +120,26 @@ def test_a_status_job_writes_the_fleet_workbook_of_a_group_read_when_it_runs(
     assert (report / "fleet.xlsx").exists()
     with (report / "items.csv").open() as handle:
         assert len(handle.readlines()) == len(members) + 1
+
+
+def test_a_second_attempt_of_a_job_still_running_waits_even_before_its_run_exists(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    from lf_bulk.errors import RunLocked
+    from lf_bulk.store import opened_store
+
+    server = make_sandbox("rate=400,concurrency=8")
+    add_partner(runner, server.base_url)
+    table = read_iccids(write_list(tmp_path / "l.csv", server.state.ungrouped_sims(5)))
+    spec = JobSpec.of(JobCommand.ADD, "acme", "job-run-3", table,
+                      {"group": PILOT_GROUP, "batch_size": 10, "skip_invalid": False})  # fmt: skip
+    # The first attempt, on a worker passed for dead, holds its job (from another process).
+    with (
+        opened_store(runner.store_url, runner.settings.home) as other,
+        other.lock("job-job-run-3", "the first attempt"),
+        pytest.raises(RunLocked),
+    ):
+        runner.run(spec)
+    assert server.state.mutation_log() == []
+    with runs.open_journal(runner.settings.home, runner.store_url) as journal:
+        assert journal.runs() == []

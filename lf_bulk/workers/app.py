@@ -37,6 +37,7 @@ from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import FINISHED, TERMINAL_STATUSES, Journal
 from lf_bulk.models import Operation
 from lf_bulk.settings import Settings, open_session
+from lf_bulk.store import opened_store
 from lf_bulk.workers import partners
 from lf_bulk.workers.spec import JobCommand, JobSpec, partner_lock
 
@@ -116,6 +117,10 @@ class JobRunner:
     def run(self, spec: JobSpec) -> dict[str, Any]:
         settings = self.partner_settings(spec.partner)
         with (
+            # One attempt of a job at a time, even before its run exists: an attempt begun while
+            # another still runs (its worker passed for dead) waits (`RunLocked`, tried later).
+            opened_store(self.store_url, settings.home) as store,
+            store.lock(f"job-{spec.run_id}", f"the job of run {spec.run_id}"),
             open_session(settings) as session,
             contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal,
         ):
