@@ -35,10 +35,22 @@ COMMANDS: dict[str, str] = {
     "notify": "Recharge Success pushes from Linksfield: receive, list, export.",
     "console": "A web console for the same jobs: upload a spreadsheet, see the plan, confirm, "
     "watch, download.",
+    "worker": "Run one worker: take enqueued jobs from the shared store and run them, until "
+    "Ctrl-C.",
+    "enqueue": "Defer a run-creating command to the workers, checked now as the command would "
+    "check it.",
+    "partners": "Per-partner settings in the shared store (never the partner code itself).",
+    "jobs": "The jobs enqueued for the workers.",
 }
 
 # A group whose module in jobs/ has another name (`payments check` lives with `orders create`).
-COMMAND_MODULES = {"payments": "topups"}
+COMMAND_MODULES = {
+    "payments": "topups",
+    "worker": "workers",
+    "enqueue": "workers",
+    "partners": "workers",
+    "jobs": "workers",
+}
 
 
 class LazyGroup(ErrorMappingGroup):

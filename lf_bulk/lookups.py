@@ -589,6 +589,7 @@ def start_lookup(
     timeout: float | None = None,
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
+    run_id: str | None = None,
 ) -> runs.RunResult:
     """Look up every SIM of `rows` as a new journaled run of `kind`, and drive it.
 
@@ -605,8 +606,26 @@ def start_lookup(
     return start_planned_lookup(
         journal, client, settings, planned,
         kind, options=options, max_age=max_age, report_dir=report_dir, skip_invalid=skip_invalid,
-        timeout=timeout, progress=progress, say=say,
+        timeout=timeout, progress=progress, say=say, run_id=run_id,
     )  # fmt: skip
+
+
+def check_lookup_input(
+    table: InputTable,
+    kind: LookupKind,
+    *,
+    skip_invalid: bool,
+    run_id: str,
+    report_dir: Path | None = None,
+) -> None:
+    """Refuse `table` as `start_lookup` would (its refusal report written), before any call;
+    an input that may be looked up leaves nothing behind (`enqueue` checks its input now)."""
+    items, counts, source, _ = _planned(table, LookupKind(kind))
+    if counts.valid and (skip_invalid or not (counts.invalid or counts.duplicates)):
+        return
+    target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
+    rows_refused = bool(counts.invalid or counts.duplicates) and not skip_invalid
+    raise _refuse(items, counts, source, kind, run_id, target, no_valid_row=not rows_refused)
 
 
 @dataclass(frozen=True)
@@ -635,14 +654,16 @@ def start_planned_lookup(
     timeout: float | None = None,
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
+    run_id: str | None = None,
 ) -> runs.RunResult:
     """`start_lookup` for items its caller planned (an item's `iccid` is the run's subject: a
-    pay_id for CHECK_PAYMENT), e.g. rows with more columns than an ICCID."""
+    pay_id for CHECK_PAYMENT), e.g. rows with more columns than an ICCID. `run_id`: the id to
+    give the run (a worker's job chooses it when enqueued); default a new one."""
     kind = LookupKind(kind)
     stored = dict(options or {})
     json.dumps(stored)  # refuse what the journal could not hold, before anything exists
     items, counts, source, groups = planned.items, planned.counts, planned.source, planned.groups
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
     from_file = planned.from_file
     if from_file and (counts.invalid or counts.duplicates) and not skip_invalid:

@@ -248,11 +248,13 @@ def _checked_input(
     *,
     skip_invalid: bool,
     say: Say,
+    run_id: str | None = None,
 ) -> tuple[str, Path]:
-    """A new run id and its report folder, once the input may be sent; else its refusal report."""
+    """A new run id (or `run_id`) and its report folder, once the input may be sent; else its
+    refusal report."""
     counts = table.counts
     say(f"{table.source}: {table.counts.describe()}")
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
     if (counts.invalid or counts.duplicates) and not skip_invalid:
         error = bulk.refuse_invalid(table, operation, group_id, target, run_id)
@@ -276,6 +278,27 @@ def _checked_input(
         empty.report_dir = target
         raise empty
     return run_id, target
+
+
+def check_input(
+    table: InputTable,
+    operation: Operation,
+    group_id: str,
+    report_dir: Path | None,
+    *,
+    skip_invalid: bool,
+    say: Say = _silent,
+    run_id: str | None = None,
+) -> None:
+    """Refuse `table` as `start` would (`InvalidRowsError` or `InputError`, the refusal report
+    written) without preparing anything when it may be sent: `enqueue` checks its input now."""
+    counts = table.counts
+    if counts.valid and (skip_invalid or not (counts.invalid or counts.duplicates)):
+        return
+    _checked_input(
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say, run_id=run_id
+    )
+    raise AssertionError("_checked_input refuses what check_input passes on")  # pragma: no cover
 
 
 def dry_run(
@@ -318,14 +341,17 @@ def start(
     report_dir: Path | None = None,
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
+    run_id: str | None = None,
 ) -> RunResult:
     """Add (or remove) the ICCIDs of `table` to `group_id` as a journaled run, and drive it.
 
     Invalid or duplicate rows refuse the whole input (`InvalidRowsError`, its report written)
-    unless `skip_invalid`; everything that can fail is checked before the run exists.
+    unless `skip_invalid`; everything that can fail is checked before the run exists. `run_id`:
+    the id to give the run (a worker's job chooses it when enqueued, so a retry of the job finds
+    and resumes its run instead of starting another); default a new one.
     """
     run_id, target = _checked_input(
-        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say, run_id=run_id
     )
     api = _get(client)
     # Refused here when nothing at all is left today; a run that needs more than is left says so
@@ -578,6 +604,30 @@ def read_desired(
     return read_iccids(path, sheet=sheet, column=column, extra_columns=extra)
 
 
+def check_reconcile_input(
+    table: InputTable,
+    *,
+    group_id: str | None,
+    sheet_named: bool,
+    skip_invalid: bool,
+    run_id: str,
+    report_dir: Path | None = None,
+) -> None:
+    """Refuse a desired state as `reconcile` would, before any call (`enqueue` checks its input
+    now); a refusal writes its report, an accepted input leaves nothing behind."""
+    rc.check_one_sheet(table, sheet_named=sheet_named)
+    rc.check_columns(table)
+    desired = rc.desired_rows(table, group_id)
+    named = rc.named_groups(desired, group_id)
+    invalid = sum(1 for row in desired if row.problem)
+    if named and invalid < len(desired) and (skip_invalid or not invalid):
+        return
+    target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
+    rc.check_desired(
+        table, desired, named, skip_invalid=skip_invalid, report_dir=target, run_id=run_id
+    )
+
+
 @contextmanager
 def _report_dir_on_refusal(target: Path) -> Iterator[None]:
     try:
@@ -600,18 +650,20 @@ def reconcile(
     journal: Callable[[], Journal] | None = None,
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
+    run_id: str | None = None,
 ) -> rc.ReconcileResult:
     """Compare the membership desired in `table` with the groups, and with `options.apply` fix
     the drift under the locks of every group it may touch; the report is written either way.
 
     `table` is read with its group column (`read_desired`);
     `journal` opens the run journal (default: the one under `settings.home`, closed at the end).
+    `run_id`: the id to give the run (a worker's job chooses it when enqueued); default new.
     """
     rc.check_one_sheet(table, sheet_named=sheet_named)
     rc.check_columns(table)
     desired = rc.desired_rows(table, group_id)
     named = rc.named_groups(desired, group_id)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     say(f"run {run_id}")
     target = prepare_report_dir(bulk.report_dir_for(run_id, report_dir))
     try:
