@@ -23,6 +23,10 @@ from lf_bulk.store.dialect import translate
         ("not_before REAL NOT NULL", "not_before DOUBLE PRECISION NOT NULL"),
         ("value BLOB", "value BYTEA"),
         ("WHERE IFNULL(submitted_at, 0) <= ?", "WHERE COALESCE(submitted_at, 0) <= %s"),
+        (
+            "AND item_id IN (SELECT value FROM json_each(?))",
+            "AND item_id IN (SELECT value::bigint FROM json_array_elements_text(%s::json))",
+        ),
         ("SET s = MAX(COALESCE(s, 0), ?)", "SET s = GREATEST(COALESCE(s, 0), %s)"),
         ("SELECT MAX(batch_id) FROM b", "SELECT MAX(batch_id) FROM b"),  # the aggregate stays
         ("SELECT MIN(IFNULL(a, 0)) FROM b", "SELECT MIN(COALESCE(a, 0)) FROM b"),

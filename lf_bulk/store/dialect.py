@@ -38,6 +38,11 @@ _WORD_RULES = (
     (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
     (re.compile(r"\bBLOB\b"), "BYTEA"),
     (re.compile(r"\bIFNULL\s*\(", re.IGNORECASE), "COALESCE("),
+    # A JSON list of ids passed as one parameter (the journal's `item_id IN (...)`).
+    (
+        re.compile(r"\bSELECT\s+value\s+FROM\s+json_each\(\s*%s\s*\)", re.IGNORECASE),
+        "SELECT value::bigint FROM json_array_elements_text(%s::json)",
+    ),
 )
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
 _SCALAR_CANDIDATES = re.compile(r"\b(MAX|MIN)\s*\(", re.IGNORECASE)
