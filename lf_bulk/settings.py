@@ -26,7 +26,7 @@ from lf_bulk.models import Service
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedger
 from lf_bulk.redaction import mask, register_secret
-from lf_bulk.sandbox import seed
+from lf_bulk.sandbox import PARTNER as SANDBOX_PARTNER
 from lf_bulk.sqlite import ensure_private_dir
 from lf_bulk.store import Pacer, is_postgres_url, opened_store
 
@@ -58,7 +58,7 @@ SERVICE_URLS: Mapping[str, Mapping[Service, str]] = {
 BASE_URLS = {env: urls[TOPUP] for env, urls in SERVICE_URLS.items()}
 # The setting that overrides one service's URL (`--base-url` sets all three).
 SERVICE_URL_SETTINGS = {TOPUP: "base_url", VSHOP: "vshop_url", PAYMENT: "payment_url"}
-SANDBOX_PARTNER_CODE = seed.PARTNER
+SANDBOX_PARTNER_CODE = SANDBOX_PARTNER
 DEFAULT_HOME = Path(".lf-bulk")
 USER_CONFIG = Path("~/.config/lf-bulk/config.toml")
 FOLDER_CONFIG = Path("lf-bulk.toml")

@@ -8,3 +8,5 @@
 
 Nothing is re-exported here, so that importing `seed` or `state` does not load the web stack.
 """
+
+PARTNER = "P000270"  # the partner the sandbox serves by default

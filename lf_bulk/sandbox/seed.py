@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from lf_bulk.iccid import with_check_digit
+from lf_bulk.sandbox import PARTNER as PARTNER  # the partner the sandbox serves by default
 from lf_bulk.sandbox import cards as vshop_cards
 
-PARTNER = "P000270"  # the partner the sandbox serves by default
 OTHER_PARTNER = "P000999"  # owns some SIMs, so that SIM_NOT_OWNED can happen
 
 DEFAULT_SIMS = 150_000
