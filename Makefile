@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 LF := $(VENV)/bin/lf-bulk
 STAMP := $(VENV)/.installed
 
-.PHONY: install constraints demo test lint docs sandbox bench chaos clean browser
+.PHONY: install constraints demo test lint docs sandbox bench chaos clean bytecode browser
 
 install: $(STAMP)
 
@@ -12,6 +12,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade -c constraints.txt pip setuptools wheel
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# The suite starts lf-bulk in hundreds of processes: compiled once here, not in each of them
+# (a shell with PYTHONDONTWRITEBYTECODE set never caches what it compiles).
+bytecode: install
+	$(PY) -m compileall -q -j 0 lf_bulk jobs > /dev/null
 
 # Re-resolve every dependency to its newest allowed version and pin the result.
 constraints:
@@ -27,7 +32,7 @@ demo: install
 	$(PY) -m jobs.demo
 
 # Four workers on two cores: most of the suite waits on sockets and sandboxes, not the CPU.
-test: install
+test: install bytecode
 	$(PY) -m pytest -q -n 4 --dist worksteal
 
 # The browser the console's end-to-end tests drive (tests/e2e): Debian's chromium and its driver.
@@ -58,7 +63,7 @@ sandbox: install
 bench: install
 	$(PY) -m bench.run
 
-chaos: install
+chaos: install bytecode
 	$(PY) -m pytest -q -m slow -n 4 --dist worksteal
 
 clean:

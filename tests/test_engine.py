@@ -24,7 +24,14 @@ FAST = "rate=400,concurrency=8"
 
 
 # Every test here runs on both stores (SQLite files, PostgreSQL).
-pytestmark = pytest.mark.usefixtures("each_store")
+# The PostgreSQL half runs in `make chaos`; the default suite drives runs on PostgreSQL through
+# tests/test_engine_lost_answers.py, test_store_postgres.py and the workers' tests.
+pytestmark = [
+    pytest.mark.usefixtures("each_store"),
+    pytest.mark.parametrize(
+        "each_store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+    ),
+]
 
 
 @pytest.fixture

@@ -139,6 +139,7 @@ def test_apply_converges_and_a_second_run_is_in_sync(
     assert counts(tmp_path / "r2")["in_sync"] == 10_100
 
 
+@pytest.mark.slow  # a kill, an async window and a resume: the default suite kills adds
 def test_killed_mid_apply_then_resumed_converges(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
     server = make_sandbox(f"{FAST_SERVER},async=0.5-1.5s", sims=20_000)
     desired = build_drift(server, tmp_path)

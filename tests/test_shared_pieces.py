@@ -188,7 +188,7 @@ def test_the_fault_spec_starts_from_the_states_rules() -> None:
 def test_the_sandbox_partner_code_is_written_once() -> None:
     assert settings.SANDBOX_PARTNER_CODE == seed.PARTNER
     holders = [path for path, text in library_sources().items() if f'"{seed.PARTNER}"' in text]
-    assert holders == [Path("lf_bulk/sandbox/seed.py")]
+    assert holders == [Path("lf_bulk/sandbox/__init__.py")]
 
 
 def test_the_sandbox_serves_exactly_the_profiles_endpoints() -> None:

@@ -66,8 +66,10 @@ def check_shared_limits(reports: list[dict[str, Any]]) -> list[float]:
     assert len(reserved) == len(statuses)
     gaps = [b - a for a, b in itertools.pairwise(reserved)]
     assert min(gaps) >= 0.1 - 1e-6, min(gaps)
+    # Measured where the requests leave, the first one may leave late and shorten the span by a
+    # scheduling delay: the average over a couple of seconds is allowed that one delay (20 ms).
     starts = sorted(t for r in reports for t in r["starts"])
-    assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 10.0
+    assert (len(starts) - 1) / (starts[-1] - starts[0] + 0.02) <= 10.0
     return [x for r in reports for x in r["reservations"]]
 
 
