@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import click
 
 from jobs.context import SANDBOX_NOTICE, AppContext, pass_app
-from jobs.errors import JobError
+from jobs.errors import serving
 from jobs.options import certfile_option, host_option, keyfile_option, port_option
-from lf_bulk.exitcodes import ExitCode
 from lf_bulk.settings import is_loopback
 
 DEFAULT_PORT = 8770
@@ -89,16 +87,5 @@ def console(
         click.echo(url)
         app.info("open the URL above in your browser; Ctrl-C stops the console")
 
-    try:
+    with serving("the console", "console stopped", certfile, keyfile):
         serve(config, certfile=certfile, keyfile=keyfile, on_ready=announce)
-    except KeyboardInterrupt:
-        click.echo("console stopped", err=True)
-    except ssl.SSLError as error:
-        raise JobError(
-            f"cannot serve https with --certfile {certfile} and --keyfile {keyfile} ({error}): "
-            "both must be PEM files, the key the certificate's own",
-            ExitCode.FATAL,
-        ) from None
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise JobError(f"cannot start the console: {reason}", ExitCode.FATAL) from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +24,25 @@ class JobError(click.ClickException):
         super().__init__(redact(message))
         # Click declares exit_code on the class; each instance here carries its own.
         setattr(self, "exit_code", exit_code)  # noqa: B010
+
+
+@contextmanager
+def serving(what: str, stopped: str, certfile: Path | None, keyfile: Path | None) -> Iterator[None]:
+    """Serve `what` until Ctrl-C (then `stopped` on stderr); a TLS file or a port that cannot be
+    used is one line and exit 1."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(stopped, err=True)
+    except ssl.SSLError as error:
+        raise JobError(
+            f"cannot serve https with --certfile {certfile} and --keyfile {keyfile} ({error}): "
+            "both must be PEM files, the key the certificate's own",
+            ExitCode.FATAL,
+        ) from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise JobError(f"cannot start {what}: {reason}", ExitCode.FATAL) from None
 
 
 class JobExit(click.exceptions.Exit):

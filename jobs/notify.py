@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import ssl
 import stat
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import click
 
 from jobs.config import CONFIG_META_KEY
 from jobs.context import AppContext, pass_app
-from jobs.errors import JobError
+from jobs.errors import serving
 from jobs.options import (
     certfile_option,
     host_option,
@@ -25,7 +24,6 @@ from jobs.options import (
 from jobs.render import render
 from lf_bulk import order_export
 from lf_bulk.errors import ConfigError, InvalidSetting
-from lf_bulk.exitcodes import ExitCode
 from lf_bulk.notify import export as lib
 from lf_bulk.redaction import register_secret
 from lf_bulk.settings import LoadedConfig, is_loopback
@@ -115,22 +113,11 @@ def serve_command(
     def announce(url: str, store: Path) -> None:
         click.echo(f"receiving pushes at {url} (key id {keys.key_id}, store {store})", err=True)
 
-    try:
+    with serving("the receiver", "receiver stopped", certfile, keyfile):
         serve(
             app.settings.home, keys, host=host, port=port, certfile=certfile, keyfile=keyfile,
             on_ready=announce,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        click.echo("receiver stopped", err=True)
-    except ssl.SSLError as error:
-        raise JobError(
-            f"cannot serve https with --certfile {certfile} and --keyfile {keyfile} ({error}): "
-            "both must be PEM files, the key the certificate's own",
-            ExitCode.FATAL,
-        ) from None
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise JobError(f"cannot start the receiver: {reason}", ExitCode.FATAL) from None
 
 
 @notify.command("list")

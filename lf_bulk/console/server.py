@@ -3,8 +3,6 @@ tests and demos)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,11 +11,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from lf_bulk.console.app import ConsoleConfig, create_console
-from lf_bulk.sandbox.server import base_url, bind_socket
+from lf_bulk.sandbox.server import base_url, bind_socket, served_in_thread
 
 IDLE_TIMEOUT = 5
 MAX_CONNECTIONS = 64
-STARTUP_TIMEOUT = 10.0
 
 
 def uvicorn_config(
@@ -72,20 +69,9 @@ def serve(
 def running_console(config: ConsoleConfig) -> Iterator[str]:
     """A console served in a daemon thread on `config.host`:`config.port` (0: a free port);
     yields the URL to open (with the token); stopped, its sandbox with it, on exit."""
-    sock = bind_socket(config.host, config.port)
     server = uvicorn.Server(uvicorn_config(create_console(config)))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="lf-bulk-console", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the console did not start")
-            time.sleep(0.005)
-        yield console_url(config.host, sock.getsockname()[1], config.token, tls=False)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with served_in_thread(
+        server, config.host, config.port, name="lf-bulk-console", what="the console",
+        join_timeout=10,
+    ) as port:  # fmt: skip
+        yield console_url(config.host, port, config.token, tls=False)

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from lf_bulk import wire
 from lf_bulk.notify.store import Delivery, Outcome, PushStore
-from lf_bulk.sandbox.server import base_url, bind_socket
+from lf_bulk.sandbox.server import base_url, bind_socket, served_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ MAX_PUSHES_PER_COMMIT = 512
 """Pushes committed in one transaction at most."""
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 5
-STARTUP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -269,22 +268,12 @@ def running_receiver(
     """A receiver in a daemon thread (tests, the demo); yields its URL; stopped on exit."""
     store = PushStore.open(home, check_same_thread=False)
     writer = StoreWriter(store)
-    sock = bind_socket(host, port)
     server = uvicorn.Server(_config(create_receiver_app(writer, keys, clock=clock), None, None))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="lf-bulk-notify", daemon=True
-    )
-    thread.start()
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the push receiver did not start")
-            time.sleep(0.005)
-        yield receiver_url(host, sock.getsockname()[1], tls=False)
+        with served_in_thread(
+            server, host, port, name="lf-bulk-notify", what="the push receiver"
+        ) as bound_port:  # fmt: skip
+            yield receiver_url(host, bound_port, tls=False)
     finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
         writer.close()
         store.close()

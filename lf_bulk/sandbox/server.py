@@ -74,20 +74,42 @@ def running_sandbox(
     with ExitStack() as stack:
         state = stack.enter_context(open_state(Path(state_path), spec, sims))
         pusher = stack.enter_context(pushing(state, spec, push)) if push else None
-        sock = bind_socket(host, port)
-        stack.callback(sock.close)
         server = _PromptServer(_config(create_app(state, spec), idle_timeout, max_connections))
+        bound_port = stack.enter_context(
+            served_in_thread(server, host, port, name="lf-bulk-sandbox", what="the sandbox server")
+        )
+        yield SandboxServer(base_url(host, bound_port), state, spec, host, bound_port, pusher)
+
+
+@contextmanager
+def served_in_thread(
+    server: uvicorn.Server,
+    host: str,
+    port: int,
+    *,
+    name: str,
+    what: str,
+    join_timeout: float = SHUTDOWN_TIMEOUT,
+) -> Iterator[int]:
+    """`server` serving in a daemon thread on `host`:`port` (0: a free port), ready to accept
+    connections; yields the port it is bound to; stopped, and its socket closed, on exit.
+
+    The sandbox, the console and the push receiver are all served this way in tests and demos.
+    """
+    sock = bind_socket(host, port)
+    try:
         thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="lf-bulk-sandbox", daemon=True
+            target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True
         )
         thread.start()
         try:
-            _wait_until_started(server, thread)
-            bound_port = sock.getsockname()[1]
-            yield SandboxServer(base_url(host, bound_port), state, spec, host, bound_port, pusher)
+            _wait_until_started(server, thread, what)
+            yield sock.getsockname()[1]
         finally:
             server.should_exit = True
-            thread.join(SHUTDOWN_TIMEOUT)
+            thread.join(join_timeout)
+    finally:
+        sock.close()
 
 
 @contextmanager
@@ -215,14 +237,14 @@ class _PromptServer(uvicorn.Server):
             await server.wait_closed()
 
 
-def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+def _wait_until_started(server: uvicorn.Server, thread: threading.Thread, what: str) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError("the sandbox server stopped while starting (see the log above)")
+            raise RuntimeError(f"{what} stopped while starting (see the log above)")
         if time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError(f"the sandbox server did not start within {STARTUP_TIMEOUT:g}s")
+            raise RuntimeError(f"{what} did not start within {STARTUP_TIMEOUT:g}s")
         time.sleep(0.005)
 
 
