@@ -23,8 +23,9 @@ with warnings.catch_warnings():
 from lf_bulk.console.app import ConsoleConfig, create_console
 from lf_bulk.console.security import COOKIE_NAME, csrf_token_for
 from lf_bulk.console.state import ConsoleState
+from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.sandbox.state import SandboxState
-from lf_bulk.settings import Settings
+from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
 
 BASE_URL = "http://127.0.0.1:8770"
 # Quick operations, and the contract's rate limits far away: no test waits on pacing.
@@ -69,6 +70,20 @@ def console_client(tmp_path: Path, *, settings: Settings | None = None, **kw: An
     assert answer.status_code == 303, answer.text
     assert client.cookies.get(COOKIE_NAME), "the token URL set no cookie"
     return client
+
+
+def settings_over(server: SandboxServer, home: Path) -> Settings:
+    """Settings for a console over a served sandbox (`sandbox`/`make_sandbox`), paced fast."""
+    return Settings(
+        env="uat", base_url=server.base_url, partner_code=SANDBOX_PARTNER_CODE, home=home,
+        rate_per_second=200, max_in_flight=4,
+    )  # fmt: skip
+
+
+def console_over(server: SandboxServer, tmp_path: Path) -> TestClient:
+    """A signed-in console over a served sandbox, its reports in `tmp_path/reports`."""
+    settings = settings_over(server, tmp_path / "home")
+    return console_client(tmp_path, settings=settings, report_dir=tmp_path / "reports")
 
 
 def state_of(client: TestClient) -> ConsoleState:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from consolehelp import console_client, csrf_of, state_of
+from consolehelp import console_client, console_over, csrf_of, settings_over, state_of
 from markupsafe import escape
 from starlette.testclient import TestClient
 
@@ -20,23 +20,14 @@ from lf_bulk.iccid import with_check_digit
 from lf_bulk.sandbox import cards
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
-from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
 
 GOOD = with_check_digit("894450010219830482")
 BAD_CHECKSUM = GOOD[:-1] + str((int(GOOD[-1]) + 1) % 10)
 
 
-def settings_for(server: SandboxServer, home: Path) -> Settings:
-    return Settings(
-        env="uat", base_url=server.base_url, partner_code=SANDBOX_PARTNER_CODE, home=home,
-        rate_per_second=200, max_in_flight=4,
-    )  # fmt: skip
-
-
 @pytest.fixture
 def console(sandbox: SandboxServer, tmp_path: Path) -> Iterator[TestClient]:
-    settings = settings_for(sandbox, tmp_path / "home")
-    with console_client(tmp_path, settings=settings, report_dir=tmp_path / "reports") as client:
+    with console_over(sandbox, tmp_path) as client:
         yield client
 
 
@@ -317,7 +308,7 @@ def test_a_second_confirmation_goes_to_the_first_run_and_sends_nothing_more(
 def test_an_upload_over_the_consoles_limit_is_refused_with_413(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(sandbox, tmp_path / "home")
+    settings = settings_over(sandbox, tmp_path / "home")
     with console_client(tmp_path, settings=settings, max_upload_bytes=1000) as client:
         answer = client.post(
             "/jobs/new",

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from consolehelp import console_client, csrf_of, state_of
+from consolehelp import console_over, csrf_of, state_of
 from markupsafe import escape
 from notifyhelp import event
 from openpyxl import load_workbook
@@ -21,20 +21,11 @@ from lf_bulk import runs, wire
 from lf_bulk.notify.store import Delivery, PushStore
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
-from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
-
-
-def settings_for(server: SandboxServer, home: Path) -> Settings:
-    return Settings(
-        env="uat", base_url=server.base_url, partner_code=SANDBOX_PARTNER_CODE, home=home,
-        rate_per_second=200, max_in_flight=4,
-    )  # fmt: skip
 
 
 @pytest.fixture
 def console(sandbox: SandboxServer, tmp_path: Path) -> Iterator[TestClient]:
-    settings = settings_for(sandbox, tmp_path / "home")
-    with console_client(tmp_path, settings=settings, report_dir=tmp_path / "reports") as client:
+    with console_over(sandbox, tmp_path) as client:
         yield client
 
 
