@@ -28,12 +28,13 @@ class JobError(click.ClickException):
 
 @contextmanager
 def serving(what: str, stopped: str, certfile: Path | None, keyfile: Path | None) -> Iterator[None]:
-    """Serve `what` until Ctrl-C (then `stopped` on stderr); a TLS file or a port that cannot be
-    used is one line and exit 1."""
+    """Serve `what` until Ctrl-C, then say `stopped` on stderr: whether uvicorn took the signal
+    (it does once its handlers are in place) or it arrived before (KeyboardInterrupt). A TLS
+    file or a port that cannot be used is one line and exit 1."""
     try:
         yield
     except KeyboardInterrupt:
-        click.echo(stopped, err=True)
+        pass
     except ssl.SSLError as error:
         raise JobError(
             f"cannot serve https with --certfile {certfile} and --keyfile {keyfile} ({error}): "
@@ -43,6 +44,7 @@ def serving(what: str, stopped: str, certfile: Path | None, keyfile: Path | None
     except OSError as error:
         reason = error.strerror or str(error)
         raise JobError(f"cannot start {what}: {reason}", ExitCode.FATAL) from None
+    click.echo(stopped, err=True)
 
 
 class JobExit(click.exceptions.Exit):

@@ -128,7 +128,7 @@ def test_kill_nine_chaos_scale(make_sandbox: MakeSandbox, tmp_path: Path, seed: 
 def test_ctrl_c_stops_cleanly_with_exit_5_and_says_how_to_resume(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
-    server = make_sandbox(f"{FAST_SERVER},async=2-3s")
+    server = make_sandbox(f"{FAST_SERVER},async=4-6s")
     file = write_list(tmp_path / "s.csv", server.state.ungrouped_sims(800))
     home = tmp_path / "home"
     args = [*base_args(home, server.base_url), "sims", "add", PILOT_GROUP, str(file)]
