@@ -118,14 +118,8 @@ def test_in_flight_slots_are_shared_and_freed_when_the_answer_comes(pg_url: str)
     pacers = [SharedPacer(store, "acct", 1000, 2, sleep=lambda s: None) for _ in range(3)]
     try:
         with pacers[0].slot(), pacers[1].slot():
-            taken = (
-                pacers[2]
-                ._db.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                )
-                .fetchone()
-            )
-            assert taken is not None and taken[0] == 2
+            # (pg_locks is the whole cluster's: other tests hold advisory locks too, so the
+            # slots are checked by their own keys.)
             # A third slot is refused while two are out (the pacer would wait for one).
             free = [pacers[2]._db.execute("SELECT pg_try_advisory_lock(%s)", (k,)).fetchone()
                     for k in pacers[2]._slot_keys]  # fmt: skip
