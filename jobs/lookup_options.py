@@ -180,3 +180,9 @@ def render(app: AppContext, result: runs.RunResult, shown: Path, line: str = "")
             f"see {result.report_dir / 'items.csv'}"
         )
     raise JobExit(result.exit_code)
+
+
+expiring_within_option = click.option(
+    "--expiring-within", type=click.IntRange(0, 3650), default=fleet.DEFAULT_EXPIRING_WITHIN,
+    show_default=True, metavar="DAYS", help="Flag a plan in use that ends within DAYS days.",
+)  # fmt: skip

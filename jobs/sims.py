@@ -138,10 +138,7 @@ Exit 0 when no SIM is flagged, 4 when some are (for alerts), 3 when some look-up
 5 when not finished (`runs resume RUN` continues).
 """ + lk.LOOKUP_FILE_HELP)  # fmt: skip
 @lk.lookup_input_options
-@click.option(
-    "--expiring-within", type=click.IntRange(0, 3650), default=fleet.DEFAULT_EXPIRING_WITHIN,
-    show_default=True, metavar="DAYS", help="Flag a plan in use that ends within DAYS days.",
-)  # fmt: skip
+@lk.expiring_within_option
 @lk.max_age_option
 @lk.output_option("fleet-<date>.xlsx")
 @lk.lookup_timeout_option

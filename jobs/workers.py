@@ -15,7 +15,7 @@ from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
 from jobs.options import FILE_HELP, reconcile_options, sims_job_options
-from lf_bulk import fleet, runs, workers
+from lf_bulk import runs, workers
 from lf_bulk.errors import InvalidSetting
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import new_run_id
@@ -202,10 +202,7 @@ def enqueue_reconcile(app: AppContext, /, **given: object) -> None:
 
 @enqueue_sims.command(name="status")
 @lk.lookup_input_options
-@click.option(
-    "--expiring-within", type=click.IntRange(0, 3650), default=fleet.DEFAULT_EXPIRING_WITHIN,
-    show_default=True, metavar="DAYS", help="Flag a plan in use that ends within DAYS days.",
-)  # fmt: skip
+@lk.expiring_within_option
 @lk.max_age_option
 @pass_app
 def enqueue_status(

@@ -11,6 +11,7 @@ The console runs on the embedded sandbox of a fresh home (`tmp_path / "home"`) u
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from lf_bulk import runs
 from lf_bulk.console.app import ConsoleConfig, create_console
 from lf_bulk.console.security import COOKIE_NAME, csrf_token_for
 from lf_bulk.console.state import ConsoleState
@@ -84,6 +86,19 @@ def console_over(server: SandboxServer, tmp_path: Path) -> TestClient:
     """A signed-in console over a served sandbox, its reports in `tmp_path/reports`."""
     settings = settings_over(server, tmp_path / "home")
     return console_client(tmp_path, settings=settings, report_dir=tmp_path / "reports")
+
+
+def wait_for_run(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, object]:
+    """The run as `runs show` shows it, once the console's job driving it has ended."""
+    home = state_of(client).settings.home
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = state_of(client).runner.live(run_id)
+        if live is not None and live.done:
+            break
+        time.sleep(0.05)
+    with runs.open_journal(home) as journal:
+        return runs.details(journal, run_id, home)
 
 
 def state_of(client: TestClient) -> ConsoleState:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from consolehelp import console_client, console_over, csrf_of, settings_over, state_of
+from consolehelp import console_client, console_over, csrf_of, settings_over, state_of, wait_for_run
 from markupsafe import escape
 from starlette.testclient import TestClient
 
@@ -48,19 +47,6 @@ def start_job(client: TestClient, action: str, name: str, data: bytes, group_id:
 
 def used_today(client: TestClient) -> int:
     return state_of(client).quota().used_today()
-
-
-def wait_for_run(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, object]:
-    """The run as `runs show` shows it, once the console's job driving it has ended."""
-    home = state_of(client).settings.home
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        live = state_of(client).runner.live(run_id)
-        if live is not None and live.done:
-            break
-        time.sleep(0.05)
-    with runs.open_journal(home) as journal:
-        return runs.details(journal, run_id, home)
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

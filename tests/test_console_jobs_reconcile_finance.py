@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from consolehelp import console_over, csrf_of, state_of
+from consolehelp import console_over, csrf_of, state_of, wait_for_run
 from markupsafe import escape
 from notifyhelp import event
 from openpyxl import load_workbook
 from starlette.testclient import TestClient
 
-from lf_bulk import runs, wire
+from lf_bulk import wire
 from lf_bulk.notify.store import Delivery, PushStore
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
@@ -27,18 +26,6 @@ from lf_bulk.sandbox.server import SandboxServer
 def console(sandbox: SandboxServer, tmp_path: Path) -> Iterator[TestClient]:
     with console_over(sandbox, tmp_path) as client:
         yield client
-
-
-def wait_for_run(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, object]:
-    home = state_of(client).settings.home
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        live = state_of(client).runner.live(run_id)
-        if live is not None and live.done:
-            break
-        time.sleep(0.05)
-    with runs.open_journal(home) as journal:
-        return runs.details(journal, run_id, home)
 
 
 def desired_csv(rows: list[tuple[str, str]]) -> bytes:
