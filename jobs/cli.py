@@ -7,12 +7,9 @@ from typing import Any
 
 import click
 
-from jobs.config import settings_from
-from jobs.context import AppContext, configure_logging, describe_config_files
 from jobs.errors import ErrorMappingGroup, to_click_exception
 from jobs.options import global_options
 from lf_bulk import __version__
-from lf_bulk.errors import ConfigError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -90,6 +87,11 @@ def cli(ctx: click.Context, /, verbose: int, quiet: bool, no_progress: bool, **g
     Exit codes: 0 done, 1 fatal, 2 bad input (nothing sent), 3 some ICCIDs failed,
     4 drift found and not applied, 5 not finished (resume with `runs wait`/`runs resume`).
     """
+    # Here rather than at the top: `lf-bulk --help` and `--version` need none of it.
+    from jobs.config import settings_from
+    from jobs.context import AppContext, configure_logging, describe_config_files
+    from lf_bulk.errors import ConfigError
+
     verbosity = -1 if quiet else verbose
     configure_logging(verbosity)
     settings = settings_from(ctx, given)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
 from jobs.errors import to_click_exception
-from lf_bulk.errors import ConfigError, InvalidSetting
-from lf_bulk.redaction import register_secret
-from lf_bulk.settings import KnownSetting, LoadedConfig, Schema, Settings, load_config, url_password
-from lf_bulk.store import password_of, refuse_password
+
+if TYPE_CHECKING:
+    from lf_bulk.settings import LoadedConfig, Schema, Settings
+
+# The settings machinery is imported by the functions below, when a command runs: the root
+# group's options are defined with `read_config`, and `lf-bulk --help` loads none of it.
 
 CONFIG_META_KEY = "lf_bulk.config"
 
@@ -26,7 +28,12 @@ def _text(value: Any) -> str:
     return value
 
 
-FILE_ONLY_SETTINGS: Schema = {"notify_key": KnownSetting(None, _text)}
+def file_only_settings() -> Schema:
+    from lf_bulk.settings import KnownSetting
+
+    return {"notify_key": KnownSetting(None, _text)}
+
+
 # Settings whose origin an error message may need to name.
 TRACED_SETTINGS = (
     "env",
@@ -43,6 +50,8 @@ TRACED_SETTINGS = (
 
 def config_schema(ctx: click.Context, command: click.Command) -> Schema:
     """What a config file may set: every option of every command, a table per (sub)command."""
+    from lf_bulk.settings import KnownSetting
+
     schema: dict[str, Any] = {
         param.name: KnownSetting(param.default, _converter(ctx, param))
         for param in command.params
@@ -69,10 +78,13 @@ def _converter(ctx: click.Context, param: click.Parameter) -> Callable[[Any], An
 def read_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     # Eager, so the files' values become defaults before the other options are read: flags and
     # environment variables still win over them.
+    from lf_bulk.errors import ConfigError
+    from lf_bulk.settings import load_config
+
     try:
         # The schema imports every command group: built only when a config file is there.
         config = load_config(
-            value, lambda: {**config_schema(ctx, ctx.command), **FILE_ONLY_SETTINGS}
+            value, lambda: {**config_schema(ctx, ctx.command), **file_only_settings()}
         )
     except ConfigError as error:
         raise to_click_exception(error) from None
@@ -100,6 +112,11 @@ def setting_origins(ctx: click.Context, config: LoadedConfig) -> dict[str, str]:
 
 def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
     """The root command's options as settings; secrets are registered for redaction first."""
+    from lf_bulk.errors import InvalidSetting
+    from lf_bulk.redaction import register_secret
+    from lf_bulk.settings import LoadedConfig, Settings, url_password
+    from lf_bulk.store import password_of, refuse_password
+
     register_secret(given["partner_code"])
     register_secret(password_of(given["store"]) if given["store"] else None)
     for url_setting in ("base_url", "vshop_url", "payment_url"):

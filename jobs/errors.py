@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from lf_bulk import errors
 from lf_bulk.exitcodes import ExitCode
-from lf_bulk.redaction import redact
+from lf_bulk.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import ssl
+
+    from lf_bulk import errors, redaction
+else:
+    # The root group is built from this module: `lf-bulk --help` loads neither the error tree
+    # nor ssl. Each is imported when an error is mapped (an `except` clause names its classes
+    # only when an exception reaches it).
+    errors = lazy_module("lf_bulk.errors")
+    redaction = lazy_module("lf_bulk.redaction")
+    ssl = lazy_module("ssl")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,7 +31,7 @@ class JobError(click.ClickException):
     """A message for the user and an exit code; the message is redacted whatever its source."""
 
     def __init__(self, message: str, exit_code: int = ExitCode.FATAL) -> None:
-        super().__init__(redact(message))
+        super().__init__(redaction.redact(message))
         # Click declares exit_code on the class; each instance here carries its own.
         setattr(self, "exit_code", exit_code)  # noqa: B010
 
@@ -84,7 +94,7 @@ def advice_for(error: errors.LfBulkError) -> str:
 
 def to_click_exception(error: errors.LfBulkError) -> JobError:
     advice = advice_for(error)
-    text = redact(str(error))
+    text = redaction.redact(str(error))
     message = f"{text.rstrip('.')}.{advice}" if advice else text
     return JobError(message, exit_code_for(error))
 

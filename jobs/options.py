@@ -4,33 +4,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from jobs.config import read_config
-from lf_bulk import errors, wire
-from lf_bulk.notify.when import WHEN_HELP, parse_when
-from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
-from lf_bulk.settings import (
+from lf_bulk.defaults import (
+    DEFAULT_DAILY_QUOTA,
     DEFAULT_HOME,
     DEFAULT_MAX_CHANGES,
     DEFAULT_MAX_REMOVAL_RATIO,
+    DEFAULT_QUOTA_RESERVE,
     ENVIRONMENTS,
 )
+from lf_bulk.lazy import lazy_module
+from lf_bulk.notify.when import WHEN_HELP, parse_when
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from lf_bulk import errors, wire
+else:
+    # The root group's options are built from this module: `lf-bulk --help` must not load the
+    # wire profile (and its models) or the error tree; a command's first id or time loads them.
+    errors = lazy_module("lf_bulk.errors")
+    wire = lazy_module("lf_bulk.wire")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class IdParamType(click.ParamType[str]):
-    """A group or request id, checked by `wire.validate_id` before anything is sent."""
+    """A group or request id, checked by `wire.validate_id` before anything is sent.
 
-    def __init__(self, kind: wire.IdKind) -> None:
-        self.kind = kind
-        self.name = kind.value
+    `kind` is the value of a `wire.IdKind` ('group id'): the kind is looked up when a value is
+    checked, so that defining the options loads nothing of the wire profile.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.name = kind
+
+    @property
+    def kind(self) -> wire.IdKind:
+        return wire.IdKind(self.name)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         try:
@@ -39,8 +56,8 @@ class IdParamType(click.ParamType[str]):
             self.fail(str(error), param, ctx)
 
 
-GROUP_ID = IdParamType(wire.IdKind.GROUP)
-REQUEST_ID = IdParamType(wire.IdKind.REQUEST)
+GROUP_ID = IdParamType("group id")
+REQUEST_ID = IdParamType("request id")
 
 
 def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -147,24 +164,28 @@ excel_error (a formula shows #N/A or another error), duplicate. Any such row sto
 before anything is sent (exit 2) and is listed in the report, unless --skip-invalid.
 """
 
-sims_job_options = compose(
-    click.argument("group", type=GROUP_ID),
-    click.argument("file", metavar="FILE"),
-    input_file_options,
-    click.option(
-        "--dry-run", is_flag=True, help="Show the plan and write it as a report; send nothing."
-    ),
-    skip_invalid_option,
-    click.option(
-        "--batch-size",
-        type=click.IntRange(1, 10_000),
-        default=wire.DEFAULT_BATCH_SIZE,
-        show_default=True,
-        help="ICCIDs per request; lowered automatically to the server's limit.",
-    ),
-    wait_options,
-    report_dir_option,
-)
+
+def sims_job_options(func: F) -> F:
+    """The options of `sims add` and `sims remove`, applied when their module loads: the batch
+    size's default is the wire profile's, which `lf-bulk --help` does not load."""
+    return compose(
+        click.argument("group", type=GROUP_ID),
+        click.argument("file", metavar="FILE"),
+        input_file_options,
+        click.option(
+            "--dry-run", is_flag=True, help="Show the plan and write it as a report; send nothing."
+        ),
+        skip_invalid_option,
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 10_000),
+            default=wire.DEFAULT_BATCH_SIZE,
+            show_default=True,
+            help="ICCIDs per request; lowered automatically to the server's limit.",
+        ),
+        wait_options,
+        report_dir_option,
+    )(func)
 
 
 class Ratio(click.FloatRange):

@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from lf_bulk import sqlite
+from lf_bulk.defaults import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
 from lf_bulk.errors import QuotaExhausted
 
 log = logging.getLogger(__name__)
 
 QUOTA_FILE = "quota.db"
-DEFAULT_DAILY_QUOTA = 5_000
-DEFAULT_QUOTA_RESERVE = 500
 # Days of counts kept; older ones are dropped when the ledger is opened.
 KEEP_DAYS = 31
 # PBKDF2 rounds for the account key: about 12 ms once per home and process; a guess costs as much.

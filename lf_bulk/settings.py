@@ -9,38 +9,46 @@ destructive switch or raise a safety limit; unknown keys are errors.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from lf_bulk.defaults import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
+from lf_bulk.defaults import DEFAULT_HOME as DEFAULT_HOME
+from lf_bulk.defaults import DEFAULT_MAX_CHANGES as DEFAULT_MAX_CHANGES
+from lf_bulk.defaults import DEFAULT_MAX_REMOVAL_RATIO as DEFAULT_MAX_REMOVAL_RATIO
+from lf_bulk.defaults import ENVIRONMENTS as ENVIRONMENTS
 from lf_bulk.errors import ConfigError, InvalidSetting
 from lf_bulk.lazy import lazy_module
 from lf_bulk.models import Service
 from lf_bulk.pacing import RequestPacer
-from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE, QuotaLedger
 from lf_bulk.redaction import mask, register_secret
 from lf_bulk.sandbox import PARTNER as SANDBOX_PARTNER
 from lf_bulk.sqlite import ensure_private_dir
 from lf_bulk.store import Pacer, is_postgres_url, opened_store
 
 if TYPE_CHECKING:
+    import difflib
+    import tomllib
+
     import httpx
 
     from lf_bulk.client import LinksfieldClient
+    from lf_bulk.quota import QuotaLedger
 else:
     # Loaded when a URL is checked or a session opens, not by `--help` or `runs list`.
     httpx = lazy_module("httpx")
+    # Loaded when a config file is read, or a key in it is unknown.
+    tomllib = lazy_module("tomllib")
+    difflib = lazy_module("difflib")
 
 log = logging.getLogger(__name__)
 
-ENVIRONMENTS = ("sandbox", "uat", "prod")
 # The three services' base URLs per environment (linksfield-api.md §1).
 TOPUP, VSHOP, PAYMENT = SERVICES = (Service.TOPUP, Service.VSHOP, Service.PAYMENT)
 SERVICE_URLS: Mapping[str, Mapping[Service, str]] = {
@@ -59,17 +67,12 @@ BASE_URLS = {env: urls[TOPUP] for env, urls in SERVICE_URLS.items()}
 # The setting that overrides one service's URL (`--base-url` sets all three).
 SERVICE_URL_SETTINGS = {TOPUP: "base_url", VSHOP: "vshop_url", PAYMENT: "payment_url"}
 SANDBOX_PARTNER_CODE = SANDBOX_PARTNER
-DEFAULT_HOME = Path(".lf-bulk")
 USER_CONFIG = Path("~/.config/lf-bulk/config.toml")
 FOLDER_CONFIG = Path("lf-bulk.toml")
 LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 
 # Switches that make a run destructive or unattended: only a command line turns them on.
 COMMAND_LINE_ONLY = frozenset({"apply", "yes", "allow_insecure_http"})
-# Reconcile's safety limits (`--max-changes`, `--max-removal-ratio`), defined here so that the
-# command line and the config check know them without loading the reconcile machinery.
-DEFAULT_MAX_CHANGES = 500
-DEFAULT_MAX_REMOVAL_RATIO = 0.1
 # Safety limits a config file may lower but never raise above their defaults.
 RAISE_ONLY_LIMITS: Mapping[str, float] = {
     "max_changes": DEFAULT_MAX_CHANGES,
@@ -468,6 +471,8 @@ def open_quota_ledger(settings: Settings) -> QuotaLedger:
                 daily_quota=settings.daily_quota,
                 reserve=settings.quota_reserve,
             )
+    from lf_bulk.quota import QuotaLedger  # the ledger's machinery, for commands that send
+
     return QuotaLedger.in_home(
         settings.home,
         settings.quota_identity(),

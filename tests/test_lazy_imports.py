@@ -26,6 +26,24 @@ except SystemExit:
     pass
 print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
+# The settings machinery and what it loads: `lf-bulk --help` builds the root group and its
+# options from `lf_bulk.defaults` and reads none of it (a command's settings load when it runs).
+SETTINGS_MACHINERY = (
+    "lf_bulk.settings",
+    "lf_bulk.models",
+    "lf_bulk.wire",
+    "lf_bulk.quota",
+    "lf_bulk.store",
+    "lf_bulk.errors",
+    "lf_bulk.redaction",
+    "jobs.context",
+    "ssl",
+    "logging",
+    "tomllib",
+    "difflib",
+)
+# Only a config file, a send or an error needs these: `runs list` with no config file does not.
+NOT_FOR_LISTING = ("lf_bulk.quota", "ssl", "tomllib", "difflib")
 # What drives a run: `runs list` reads the journal alone and needs none of it.
 RUN_LIBRARY = (
     "lf_bulk.runs",
@@ -57,6 +75,51 @@ def test_help_imports_no_heavy_library(args: list[str]) -> None:
     loaded = _imported(args)
     assert "jobs" in loaded and "click" in loaded
     assert loaded.isdisjoint(HEAVY + NETWORK), sorted(loaded & set(HEAVY + NETWORK))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]], ids=["help", "version"])
+def test_the_root_help_loads_no_settings_machinery(args: list[str]) -> None:
+    modules, shown = _imported_modules(args)
+    assert "lf-bulk" in shown and "jobs.options" in modules
+    assert modules.isdisjoint(SETTINGS_MACHINERY), sorted(modules & set(SETTINGS_MACHINERY))
+
+
+def test_runs_list_loads_no_quota_ledger_config_reader_or_tls(tmp_path: Path) -> None:
+    modules, _ = _imported_modules(["--home", str(tmp_path / "home"), "runs", "list"])
+    assert "lf_bulk.settings" in modules  # the probe sees what a command does load
+    assert modules.isdisjoint(NOT_FOR_LISTING), sorted(modules & set(NOT_FOR_LISTING))
+
+
+def test_a_config_file_is_still_read_and_checked_when_its_reader_loads_late(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "lf.toml"
+    config.write_text('envv = "uat"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs", "--config", str(config), "--home", str(tmp_path / "h"),
+         "runs", "list"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "unknown key 'envv'; did you mean 'env'?" in done.stderr
+    config.write_text("env = [\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs", "--config", str(config), "runs", "list"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0 and str(config) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_id_options_check_ids_with_the_wire_profiles_kinds() -> None:
+    import click
+
+    from jobs.options import GROUP_ID, REQUEST_ID
+    from lf_bulk import wire
+
+    assert GROUP_ID.kind is wire.IdKind.GROUP and REQUEST_ID.kind is wire.IdKind.REQUEST
+    assert GROUP_ID.convert("G1000001", None, None) == "G1000001"
+    with pytest.raises(click.BadParameter, match="group id"):
+        GROUP_ID.convert("../G1", None, None)
 
 
 def test_runs_list_imports_no_heavy_library(tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from lf_bulk.errors import InputError
-
 _SPAN = re.compile(r"(?P<count>\d{1,6})(?P<unit>[smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 WHEN_HELP = (
@@ -26,6 +24,9 @@ def parse_when(text: str, *, now: Callable[[], datetime] | None = None) -> datet
     try:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
+        # Imported here: the command line's --since/--until help reads this module at start.
+        from lf_bulk.errors import InputError
+
         raise InputError(f"{value!r} is not a time: use {WHEN_HELP}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
