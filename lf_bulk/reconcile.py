@@ -1,7 +1,8 @@
 """Reconciliation: desired membership (a spreadsheet) against the real groups, a plan, and its apply.
 
-The diff is pure and linear (dicts and sets), so an orchestrator can call it on its own and a
-million rows against a million members takes about a second.
+The diff is pure and linear (dicts and sets), so an orchestrator can call it on its own; a file
+of valid rows, each ICCID once (the usual case), is compared column-wise in C (`map`, `bytes`), a
+million rows against a million members in about half a second.
 
 The apply policy (`reconcile`) is safe by construction:
 
@@ -24,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
-from operator import itemgetter
+from itertools import filterfalse, repeat
+from operator import attrgetter, eq, itemgetter, truth
 from pathlib import Path
 from typing import NamedTuple
 
@@ -252,6 +254,59 @@ def diff(
     `actual` maps each ICCID found in the groups in scope to its group; `named` are the groups the
     desired state speaks for (only their members can be unexpected).
     """
+    return _diff_of_unique_valid_rows(desired, actual, named) or diff_row_by_row(
+        desired, actual, named
+    )
+
+
+_PROBLEM = attrgetter("problem")
+_ICCID = attrgetter("iccid")
+_GROUP = attrgetter("group_id")
+# A row's code from (its ICCID's current group equals the desired one) * 2 + (it has one at all).
+_CODE_OF_KEY = bytes([_MISSING_CODE, _KEPT_CODE, _IN_SYNC_CODE, _IN_SYNC_CODE]).ljust(256, b"\0")
+
+
+def _diff_of_unique_valid_rows(
+    desired: Sequence[DesiredRow], actual: Mapping[str, str], named: Sequence[str]
+) -> Diff | None:
+    """`diff` of a file without invalid rows that names each ICCID once, column by column with no
+    Python code per row; None for any other file (`diff_row_by_row` applies its rules)."""
+    if any(map(_PROBLEM, desired)):
+        return None
+    iccids = list(map(_ICCID, desired))
+    # A set rather than a dict of the rows: the hash table passes over a million strings are
+    # what the diff costs, so there are three (this set, the members' groups, the unexpected).
+    unique = set(iccids)
+    if len(unique) != len(iccids):  # an ICCID repeated: duplicates and conflicts
+        return None
+    currents = list(map(actual.get, iccids, repeat("")))
+    # One byte a row each (0 or 1), as one big integer each: the key of every row is two C-level
+    # integer operations on a million bytes, and its code one translate.
+    same = int.from_bytes(bytes(map(eq, currents, map(_GROUP, desired))), "big")
+    member = int.from_bytes(bytes(map(truth, currents)), "big")
+    keys = ((same << 1) | member).to_bytes(len(currents), "big")
+    codes = bytearray(keys.translate(_CODE_OF_KEY))
+    kept: dict[int, Finding] = {}
+    index = codes.find(_KEPT_CODE)
+    while index >= 0:  # misplaced: a member of another group
+        r = desired[index]
+        kept[index] = Finding(r.row, r.iccid, MISPLACED, r.group_id, currents[index])
+        index = codes.find(_KEPT_CODE, index + 1)
+    named_set = set(named)
+    unexpected = [
+        Finding(0, iccid, UNEXPECTED, "", actual[iccid])
+        for iccid in filterfalse(unique.__contains__, actual)
+        if actual[iccid] in named_set
+    ]
+    return Diff(Findings(desired, codes, kept, unexpected), sorted(named_set))
+
+
+def diff_row_by_row(
+    desired: Sequence[DesiredRow],
+    actual: Mapping[str, str],
+    named: Sequence[str],
+) -> Diff:
+    """`diff` for any file, one row at a time: invalid rows, duplicates and conflicts."""
     first_group: dict[str, str] = {}
     conflicted: dict[str, set[str]] = {}
     # An ICCID that an invalid row also names: that row may have wanted it elsewhere (or where it
