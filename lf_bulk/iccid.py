@@ -319,13 +319,22 @@ def _check_plain(
     # Unsigned: a character below "0" wraps round to a large number, so one test says "digit".
     block = windows[starts] - _ASCII_ZERO
     plain = (block <= 9).all(axis=1)
-    digits = block[plain].astype(np.uint8)
-    rows = rows[plain]
+    # The usual slab is all digits: no copy of it then (nor of the good rows below). Narrowed
+    # only once known to be digits: a code point of a non-ASCII column would wrap round.
+    all_plain = bool(plain.all())
+    digits = (block if all_plain else block[plain]).astype(np.uint8, copy=False)
+    rows = rows if all_plain else rows[plain]
     odd[rows] = False
     # Every second digit from the right is doubled, less 9 when that is over 9 (a digit of 5-9).
-    doubled = np.zeros(length, dtype=np.int32)
+    doubled = np.zeros(length, dtype=np.int64)
     doubled[length - 2 :: -2] = 1
-    total = digits @ (doubled + 1) - 9 * ((digits >= 5) @ doubled)
+    # One product gives each row's Luhn sum before that correction (column 0) and its key, the
+    # digits after 89 as one number (column 1): the digits are widened once, not twice.
+    weights = np.zeros((length, 2), dtype=np.int64)
+    weights[:, 0] = doubled + 1
+    weights[2:, 1] = 10 ** np.arange(length - 3, -1, -1, dtype=np.int64)
+    sums_and_keys = digits @ weights
+    total = sums_and_keys[:, 0] - 9 * ((digits >= 5) @ doubled)
     bad_prefix = (digits[:, 0] != 8) | (digits[:, 1] != 9)
     bad_checksum = ~bad_prefix & (total % 10 != 0)
     for index in rows[bad_prefix].tolist():
@@ -333,9 +342,11 @@ def _check_plain(
     for index in rows[bad_checksum].tolist():
         reasons[index] = _BAD_CHECKSUM
     good = ~(bad_prefix | bad_checksum)
-    powers = 10 ** np.arange(length - 3, -1, -1, dtype=np.int64)
     offset = _TWENTY_DIGITS_KEY if length == 20 else 0
-    keys[rows[good]] = digits[good, 2:] @ powers + offset
+    if good.all():
+        keys[rows] = sums_and_keys[:, 1] + offset
+    else:
+        keys[rows[good]] = sums_and_keys[good, 1] + offset
 
 
 def _reason(iccid: str) -> Reason | None:

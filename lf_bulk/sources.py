@@ -572,7 +572,9 @@ def _sniff_delimiter(text: str) -> str | None:
 def _split_lines(text: str) -> _ColumnGrid:
     # str.splitlines would also split on form feeds and other rare separators and shift the line
     # numbers away from what an editor shows.
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if "\r" in text:  # one scan, rather than two replaces of a text that has none
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
     if '"' in text:
         lines = [_unquote(line) for line in lines]
     return _ColumnGrid([lines])
