@@ -249,8 +249,13 @@ def validate_columnwise(
     odd = np.ones(count, dtype=bool)
     # A valid ICCID as one number, to find repeats without hashing a million strings; -1: none.
     keys = np.full(count, -1, dtype=np.int64)
+    # The rows holding any character that is not an ASCII digit, found in one pass over the text
+    # (unsigned: a character below "0" wraps round to a large number): the others are plain.
+    with_other = np.searchsorted(starts, np.flatnonzero(codes - _ASCII_ZERO > 9), side="right") - 1
+    all_digits = np.ones(count, dtype=bool)
+    all_digits[with_other] = False
     for length in VALID_LENGTHS:
-        rows = np.flatnonzero(lengths == length)
+        rows = np.flatnonzero((lengths == length) & all_digits)
         if not len(rows):
             continue
         windows = np.lib.stride_tricks.sliding_window_view(codes, length)
@@ -311,19 +316,12 @@ def _check_plain(
     keys: npt.NDArray[np.int64],
     reasons: list[Reason | None],
 ) -> None:
-    """Prefix and Luhn check of the `rows` of `length` characters that are all ASCII digits.
+    """Prefix and Luhn check of the `rows` of `length` characters, all of them ASCII digits.
 
     `windows[i]` is the `length` characters from position i of the column's text."""
     import numpy as np
 
-    # Unsigned: a character below "0" wraps round to a large number, so one test says "digit".
-    block = windows[starts] - _ASCII_ZERO
-    plain = (block <= 9).all(axis=1)
-    # The usual slab is all digits: no copy of it then (nor of the good rows below). Narrowed
-    # only once known to be digits: a code point of a non-ASCII column would wrap round.
-    all_plain = bool(plain.all())
-    digits = (block if all_plain else block[plain]).astype(np.uint8, copy=False)
-    rows = rows if all_plain else rows[plain]
+    digits = (windows[starts] - _ASCII_ZERO).astype(np.uint8, copy=False)
     odd[rows] = False
     # Every second digit from the right is doubled, less 9 when that is over 9 (a digit of 5-9).
     doubled = np.zeros(length, dtype=np.int64)

@@ -63,3 +63,20 @@ def test_a_text_list_reads_the_same_rows_whatever_its_line_ends(
     assert table.counts.valid == ROWS - 1 and table.counts.invalid == 1
     assert [row.row for row in table.invalid_rows] == [12]
     assert table.rows[0].iccid == iccids[0] and table.rows[-1].row == ROWS + 1
+
+
+def test_a_character_at_the_edge_of_a_row_after_empty_rows_is_found_in_its_own_row() -> None:
+    # Empty rows start where the next row starts: the character belongs to the next one.
+    raws = _valid(ROWS)
+    good = raws[20]
+    raws[18:21] = ["", "", "X" + good[1:]]
+    raws[30] = good[:-1] + "X"
+    raws[-1] = "-" + raws[-1][1:]
+    reasons = _agrees(raws)
+    assert [str(reasons[n]) for n in (18, 19, 20, 30)] == [
+        "empty",
+        "empty",
+        "not_digits",
+        "not_digits",
+    ]
+    assert reasons[-1] is not None
