@@ -1,46 +1,60 @@
-"""What the API talks about, as plain typed values (independent of how the wire spells it)."""
+"""What the API talks about, as plain typed values (independent of how the wire spells it).
+
+The vocabularies (enums) and the input counts are defined here. The API's answers and requests
+(groups, member pages, results, orders, cards, plans, renewals, top-ups, payments) live in
+`lf_bulk.api_values` and are served from here too, imported on first use: the journal needs
+this module, and `lf-bulk runs list` should not make fourteen dataclasses it never uses.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
+import importlib
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lf_bulk.api_values import AsyncResult as AsyncResult
+    from lf_bulk.api_values import Bundle as Bundle
+    from lf_bulk.api_values import CardInfo as CardInfo
+    from lf_bulk.api_values import CreatedOrder as CreatedOrder
+    from lf_bulk.api_values import Group as Group
+    from lf_bulk.api_values import HeldPlan as HeldPlan
+    from lf_bulk.api_values import MemberPage as MemberPage
+    from lf_bulk.api_values import Order as Order
+    from lf_bulk.api_values import PaymentResult as PaymentResult
+    from lf_bulk.api_values import PlanOffer as PlanOffer
+    from lf_bulk.api_values import Renewal as Renewal
+    from lf_bulk.api_values import SimResult as SimResult
+    from lf_bulk.api_values import Submission as Submission
+    from lf_bulk.api_values import TopUp as TopUp
+
+# The names `lf_bulk.api_values` defines, served by `__getattr__` (`from lf_bulk.models import
+# Group` works as before); tests/test_lazy_imports.py checks that the two lists agree.
+API_VALUES = frozenset(
+    {
+        "AsyncResult",
+        "Bundle",
+        "CardInfo",
+        "CreatedOrder",
+        "Group",
+        "HeldPlan",
+        "MemberPage",
+        "Order",
+        "PaymentResult",
+        "PlanOffer",
+        "Renewal",
+        "SimResult",
+        "Submission",
+        "TopUp",
+    }
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Bundle:
-    bundle_id: str
-    bundle_name: str
-    data_mb: int | None = None
-    validity_days: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    group_id: str
-    group_name: str
-    sim_count: int
-    bundles: tuple[Bundle, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MemberPage:
-    group_id: str
-    total: int
-    page_no: int
-    page_size: int
-    iccids: tuple[str, ...]
-    rejected: tuple[str, ...] = ()
-    """Listed ids that are not ICCID-like (`wire.is_member_id`), cleaned text: never used."""
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """The synchronous answer to add/remove: the work itself happens later."""
-
-    request_id: str
-    accepted: int
+def __getattr__(name: str) -> Any:
+    if name in API_VALUES:
+        return getattr(importlib.import_module("lf_bulk.api_values"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,51 +123,6 @@ class OutcomeCode(StrEnum):
     WOULD_CREATE = "would_create"
 
 
-@dataclass(frozen=True, slots=True)
-class SimResult:
-    iccid: str
-    succeeded: bool
-    reason_code: str = ""
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AsyncResult:
-    request_id: str
-    operation: Operation
-    group_id: str
-    status: OpStatus
-    total: int
-    succeeded: int
-    failed: int
-    results: tuple[SimResult, ...] = ()
-    created_at: str = ""
-    finished_at: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    """One order. Times stay as the API text; `orders.py` reads them in the time zone setting."""
-
-    order_id: str
-    purchase_order_id: str
-    sim_id: str
-    bundle_id: str
-    bundle_name: str
-    periods: int | None
-    amount: Decimal | None
-    currency: str
-    pay_status: str
-    pay_type: str
-    pay_id: str
-    created_at: str
-    paid_at: str
-    start_time: str
-    expire_time: str
-    auto_renewal: str
-    extra: Mapping[str, object] = field(default_factory=dict)
-
-
 # ---------------------------------------------------------------- contract v2: Vshop and Payment
 
 
@@ -171,91 +140,12 @@ class CardStatus(StrEnum):
     SUSPENDED = "SUSPENDED"
 
 
-@dataclass(frozen=True, slots=True)
-class CardInfo:
-    """The answer of card login verification: the card exists, is the partner's, and its state."""
-
-    iccid: str
-    card_status: str
-    area: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PlanOffer:
-    """A data plan a SIM can buy; `price` is exact (never a float)."""
-
-    package_code: str
-    name: str
-    area: str
-    data_mb: int | None
-    validity_days: int | None
-    price: Decimal | None
-    currency: str
-    auto_renewal: bool
-
-
 class HeldStatus(StrEnum):
     """`orderStatus` of a plan a SIM holds."""
 
     NOT_STARTED = "1"  # bought, not started
     IN_USE = "2"
     EXPIRED = "3"  # assumed
-
-
-@dataclass(frozen=True, slots=True)
-class HeldPlan:
-    """A plan a SIM holds. Dates stay the API's `yyyy-MM-dd` text ("" when absent)."""
-
-    status: str
-    name: str
-    time: int | None
-    unit: str
-    expire_date: str
-    remaining_days: int | None
-    order_no: str
-    package_code: str
-    start_date: str
-
-
-@dataclass(frozen=True, slots=True)
-class Renewal:
-    """A SIM's active auto-renewal; a cancel needs its `order_no` and `pay_id`."""
-
-    iccid: str
-    order_no: str
-    pay_id: str
-    plan_name: str
-    periods: int | None
-    package_type: str
-    subscription_time: str  # `yyyy.MM.dd`, as the API writes it
-
-
-@dataclass(frozen=True, slots=True)
-class TopUp:
-    """One third-party-payment order to record (SynOrderInfo): a row of `orders create`.
-
-    `amount` is exact; `pay_time` is `yyyy-MM-dd HH:mm:ss` or "" (the server's time then).
-    """
-
-    order_no: str
-    iccid: str
-    package_code: str
-    periods: int
-    amount: Decimal
-    currency: str
-    pay_id: str
-    pay_type: str = ""
-    pay_time: str = ""
-    auto_renewal: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedOrder:
-    """SynOrderInfo's answer: the partner's `order_no` and Linksfield's `order_id`."""
-
-    order_no: str
-    order_id: str
-    iccid: str
 
 
 class PayStatus(StrEnum):
@@ -266,16 +156,3 @@ class PayStatus(StrEnum):
     FAILED = "FAILED"
     CANCELED = "CANCELED"
     REFUNDED = "REFUNDED"
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentResult:
-    """A payment's result (`resultQuery`); `amount` exact, `pay_time` the API's text."""
-
-    pay_id: str
-    pay_status: str
-    amount: Decimal | None
-    currency: str
-    pay_time: str
-    order_no: str
-    iccid: str

@@ -25,30 +25,34 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from lf_bulk import errors
-from lf_bulk.models import (
-    AsyncResult,
-    Bundle,
-    CardInfo,
-    CreatedOrder,
-    Group,
-    HeldPlan,
-    MemberPage,
-    Operation,
-    OpStatus,
-    Order,
-    PaymentResult,
-    PlanOffer,
-    Renewal,
-    Service,
-    SimResult,
-    Submission,
-    TopUp,
-)
+from lf_bulk.lazy import lazy_module
+from lf_bulk.models import Operation, OpStatus, Service
 from lf_bulk.signing import SIGN_FIELD, canonical_json, sign
+
+if TYPE_CHECKING:
+    from lf_bulk import api_values
+    from lf_bulk.api_values import (
+        AsyncResult,
+        CardInfo,
+        CreatedOrder,
+        Group,
+        HeldPlan,
+        MemberPage,
+        Order,
+        PaymentResult,
+        PlanOffer,
+        Renewal,
+        Submission,
+        TopUp,
+    )
+else:
+    # The answers are made by the parse functions, when an answer comes: the journal imports
+    # this module (the batch size), and `lf-bulk runs list` makes none of them.
+    api_values = lazy_module("lf_bulk.api_values")
 
 # The version of the contract document this profile implements (`doctor` names it).
 # v1: bundle groups and orders; v2 adds the daily quota, Vshop and Payment (sections 5-7).
@@ -526,7 +530,7 @@ def parse_groups(data: Any) -> list[Group]:
     for item in data:
         item = _require_dict(item, "groups")
         bundles = tuple(
-            Bundle(
+            api_values.Bundle(
                 bundle_id=str(b.get("bundle_id", "")),
                 bundle_name=str(b.get("bundle_name", "")),
                 data_mb=_opt_int(b.get("data_mb")),
@@ -536,7 +540,7 @@ def parse_groups(data: Any) -> list[Group]:
             if isinstance(b, dict)
         )
         groups.append(
-            Group(
+            api_values.Group(
                 group_id=str(item.get("group_id", "")),
                 group_name=str(item.get("group_name", "")),
                 sim_count=_int(item.get("sim_count")),
@@ -557,7 +561,7 @@ def parse_member_page(data: Any) -> MemberPage:
     if not isinstance(listed, list):
         raise errors.EnvelopeError("members: expected a list in 'iccids'")
     members = [clean_text(i) for i in listed]
-    return MemberPage(
+    return api_values.MemberPage(
         group_id=clean_text(data.get("group_id", "")),
         total=_int(data.get("total")),
         page_no=_int(data.get("page_no"), 1),
@@ -583,7 +587,7 @@ def parse_submission(data: Any) -> Submission:
             f"submission: the answer's request_id {shown_text(request_id)} is not a request id "
             f"({ID_ALPHABET}, at most {ID_MAX_LENGTH})"
         )
-    return Submission(request_id=request_id, accepted=_int(data.get("accepted")))
+    return api_values.Submission(request_id=request_id, accepted=_int(data.get("accepted")))
 
 
 def parse_async_result(data: Any) -> AsyncResult:
@@ -593,8 +597,9 @@ def parse_async_result(data: Any) -> AsyncResult:
         operation = Operation(str(data.get("operation", "")).upper())
     except ValueError as exc:
         raise errors.EnvelopeError(f"async result: {exc}") from None
+    sim_result = api_values.SimResult  # looked up once, not for each of up to 500 results
     results = tuple(
-        SimResult(
+        sim_result(
             iccid=str(r.get("iccid", "")),
             succeeded=str(r.get("status", "")).upper() == "SUCCESS",
             reason_code=str(r.get("reason_code") or ""),
@@ -603,7 +608,7 @@ def parse_async_result(data: Any) -> AsyncResult:
         for r in data.get("results") or []
         if isinstance(r, dict)
     )
-    return AsyncResult(
+    return api_values.AsyncResult(
         request_id=str(data.get("request_id", "")),
         operation=operation,
         group_id=str(data.get("group_id", "")),
@@ -655,7 +660,7 @@ def _decimal(value: Any, what: str = "order: amount") -> Decimal | None:
 def parse_order(item: Any) -> Order:
     item = _require_dict(item, "order")
     text = {k: "" if item.get(k) is None else str(item.get(k)) for k in ORDER_FIELDS}
-    return Order(
+    return api_values.Order(
         order_id=text["order_id"],
         purchase_order_id=text["purchase_order_id"],
         sim_id=text["sim_id"],
@@ -714,7 +719,7 @@ def cancel_renewal_params(iccid: str, order_no: str, pay_id: str) -> dict[str, A
 
 def parse_card(data: Any, iccid: str) -> CardInfo:
     data = _require_dict(data, "card")
-    return CardInfo(
+    return api_values.CardInfo(
         iccid=_text(data, "deviceCode") or iccid,
         card_status=_text(data, "cardStatus").upper(),
         area=_text(data, "area"),
@@ -724,7 +729,7 @@ def parse_card(data: Any, iccid: str) -> CardInfo:
 def parse_plan(item: Any) -> PlanOffer:
     item = _require_dict(item, "plan")
     price = _decimal(item.get("price"), "plan price")
-    return PlanOffer(
+    return api_values.PlanOffer(
         package_code=_text(item, "packageCode"),
         name=_text(item, "servicePlanShowName"),
         area=_text(item, "area"),
@@ -754,7 +759,7 @@ def parse_held_plans(data: Any) -> list[HeldPlan]:
     for item in listed:
         item = _require_dict(item, "held order")
         held.append(
-            HeldPlan(
+            api_values.HeldPlan(
                 status=_text(item, "orderStatus"),
                 name=_text(item, "servicePlanShowName"),
                 time=_opt_int(item.get("time")),
@@ -774,7 +779,7 @@ def parse_renewal(data: Any, iccid: str) -> Renewal | None:
     if data is None or data == {} or data == []:
         return None
     data = _require_dict(data, "renewal")
-    return Renewal(
+    return api_values.Renewal(
         iccid=_text(data, "deviceCode") or iccid,
         order_no=_text(data, "orderNo"),
         pay_id=_text(data, "payId"),
@@ -814,7 +819,7 @@ def parse_created_order(data: Any, top_up: TopUp) -> CreatedOrder:
     order_id = _text(data, "order_id") or _text(data, "orderId")
     if not order_id:
         raise errors.EnvelopeError("created order: no order_id in the answer")
-    return CreatedOrder(
+    return api_values.CreatedOrder(
         order_no=_text(data, "orderNo") or top_up.order_no,
         order_id=clean_text(order_id),
         iccid=_text(data, "deviceCode") or top_up.iccid,
@@ -829,7 +834,7 @@ def payment_params(pay_id: str) -> dict[str, Any]:
 
 def parse_payment(data: Any, pay_id: str) -> PaymentResult:
     data = _require_dict(data, "payment")
-    return PaymentResult(
+    return api_values.PaymentResult(
         pay_id=clean_text(_text(data, "payId") or pay_id),
         pay_status=clean_text(_text(data, "payStatus").upper()),
         amount=_decimal(data.get("payAmount"), "payment: payAmount"),

@@ -43,7 +43,7 @@ SETTINGS_MACHINERY = (
     "difflib",
 )
 # Only a config file, a send or an error needs these: `runs list` with no config file does not.
-NOT_FOR_LISTING = ("lf_bulk.quota", "ssl", "tomllib", "difflib")
+NOT_FOR_LISTING = ("lf_bulk.quota", "lf_bulk.api_values", "ssl", "tomllib", "difflib")
 # What drives a run: `runs list` reads the journal alone and needs none of it.
 RUN_LIBRARY = (
     "lf_bulk.runs",
@@ -108,6 +108,29 @@ def test_a_config_file_is_still_read_and_checked_when_its_reader_loads_late(
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode != 0 and str(config) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_api_values_are_served_by_models_as_before() -> None:
+    import dataclasses
+    import inspect
+
+    from lf_bulk import api_values, models
+
+    defined = {
+        name
+        for name, value in vars(api_values).items()
+        if inspect.isclass(value) and value.__module__ == api_values.__name__
+    }
+    assert defined == models.API_VALUES and all(
+        dataclasses.is_dataclass(getattr(api_values, name)) for name in defined
+    )
+    for name in defined:
+        assert getattr(models, name) is getattr(api_values, name)
+    from lf_bulk.models import Group, Operation
+
+    assert Group is api_values.Group and Operation is models.Operation
+    with pytest.raises(AttributeError, match="no attribute 'Gruop'"):
+        models.Gruop  # noqa: B018
 
 
 def test_the_id_options_check_ids_with_the_wire_profiles_kinds() -> None:
