@@ -2,7 +2,7 @@
 
 The diff is pure and linear (dicts and sets), so an orchestrator can call it on its own; a file
 of valid rows, each ICCID once (the usual case), is compared column-wise in C (`map`, `bytes`), a
-million rows against a million members in about half a second.
+million rows against a million members in about half the time of the row-by-row diff.
 
 The apply policy (`reconcile`) is safe by construction:
 
