@@ -45,6 +45,7 @@ from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
     FINISHED,
     LOOKUP_KIND,
+    NOT_FINISHED,
     NOT_RESUMABLE,
     TERMINAL_STATUSES,
     Journal,
@@ -209,14 +210,19 @@ def drive(
         journal.verify_run(run_id)  # first: the report folder below is the journal's word
         # The folder the run started with may have gone since: find out before sending, not after.
         prepare_report_dir(Path(run.report_dir))
-        announce_run(run_id)
-        if before is not None:
-            before()
-        api = _get(client)
-        if retry_server_quota:
-            quota.retry_server(api)
-        if run.kind == "reconcile":
-            quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept for it
+        try:
+            announce_run(run_id)
+            if before is not None:
+                before()
+            api = _get(client)
+            if retry_server_quota:
+                quota.retry_server(api)
+            if run.kind == "reconcile":
+                quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept
+        except KeyboardInterrupt:
+            # Ctrl-C while the client and the store's pacer, ledger and cache open (long on
+            # PostgreSQL): the run exists, so it stops as the engine's Ctrl-C stops it.
+            return _interrupted_before_driving(journal, run_id)
         # The reports are written while the batches finish: little is left for the end.
         reporter = bulk.RunReporter(journal, run_id)
         try:
@@ -238,6 +244,13 @@ def drive(
     report_dir = write_reports(journal, run_id, result.exit_code, reporter)
     retryable = journal.failure_count(run_id, RETRYABLE_FAILURES)
     return RunResult(run_id, result.exit_code, result.counts, report_dir, result.stopped, retryable)
+
+
+def _interrupted_before_driving(journal: Journal, run_id: str) -> RunResult:
+    journal.set_run_status(run_id, NOT_FINISHED, ExitCode.NOT_FINISHED)
+    report_dir = write_reports(journal, run_id, ExitCode.NOT_FINISHED)
+    counts = journal.outcome_counts(run_id)
+    return RunResult(run_id, ExitCode.NOT_FINISHED, counts, report_dir, StopReason.INTERRUPTED)
 
 
 def _checked_input(
