@@ -253,6 +253,17 @@ export_options = compose(
 )
 
 
+# `orders create`, typed or enqueued (`lf-bulk enqueue orders create`).
+create_orders_options = compose(
+    click.argument("file", metavar="FILE"),
+    sheet_option,
+    click.option("--dry-run", is_flag=True, help="Show the plan and totals; send nothing."),
+    skip_invalid_option,
+    runs_timeout_option,
+    report_dir_option,
+)
+
+
 global_options = compose(
     click.option(
         "--config",

@@ -10,19 +10,20 @@ import click
 from jobs.context import AppContext, pass_app
 from jobs.driving import bars, client_of, open_journal, render_run
 from jobs.errors import JobExit
-from jobs.options import report_dir_option, runs_timeout_option, sheet_option, skip_invalid_option
+from jobs.options import (
+    create_orders_options,
+    report_dir_option,
+    runs_timeout_option,
+    sheet_option,
+    skip_invalid_option,
+)
 from lf_bulk import topups as lib
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.reports import prepare_report_dir
 
 
 @click.command()
-@click.argument("file", metavar="FILE")
-@sheet_option
-@click.option("--dry-run", is_flag=True, help="Show the plan and totals; send nothing.")
-@skip_invalid_option
-@runs_timeout_option
-@report_dir_option
+@create_orders_options
 @pass_app
 def create(
     app: AppContext, file: str, sheet: str | None, dry_run: bool, skip_invalid: bool,

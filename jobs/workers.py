@@ -14,7 +14,14 @@ import click
 from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
-from jobs.options import FILE_HELP, reconcile_options, sims_job_options
+from jobs.options import (
+    FILE_HELP,
+    create_orders_options,
+    export_options,
+    from_pushes_options,
+    reconcile_options,
+    sims_job_options,
+)
 from lf_bulk import runs, workers
 from lf_bulk.errors import InvalidSetting
 from lf_bulk.exitcodes import ExitCode
@@ -122,6 +129,10 @@ NOT_ON_A_WORKER = {
     "no_wait": "--no-wait (a worker always waits for the run's end)",
     "timeout": "--timeout (a worker always waits for the run's end)",
     "report_dir": "--report-dir (the reports go under the worker's --report-dir)",
+    "output": "--output (the workbook is orders.xlsx in the job's report folder)",
+    "from_pushes": "--from-pushes (the pushes are in the --home of `notify serve`: export "
+    "them there)",
+    "since": "--since (it goes with --from-pushes)",
 }
 
 
@@ -233,6 +244,98 @@ def enqueue_status(
         "skip_invalid": skip_invalid, "expiring_within": expiring_within, "max_age": max_age,
     }  # fmt: skip
     submit(app, url, JobSpec.of(JobCommand.STATUS, partner, run_id, table, options), queue)
+
+
+@enqueue.group(name="renewals")
+def enqueue_renewals() -> None:
+    """Cancel automatic renewals, on a worker."""
+
+
+@enqueue_renewals.command(name="cancel")
+@lk.cancel_renewal_options
+@pass_app
+def enqueue_cancel_renewals(app: AppContext, /, **given: object) -> None:
+    """Cancel the automatic renewal of every SIM listed in FILE, on a worker. Without --yes
+    (typed here, and only here) nothing is sent: the plan is written (WOULD_CANCEL)."""
+    from lf_bulk import lookups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = read_iccids(
+        file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
+    )
+    run_id = new_run_id()
+    lookups.check_lookup_input(
+        table, lookups.LookupKind.CANCEL_RENEWAL, skip_invalid=skip_invalid, run_id=run_id
+    )
+    options = {"yes": bool(given["yes"]), "skip_invalid": skip_invalid}
+    submit(app, url, JobSpec.of(JobCommand.CANCEL_RENEWALS, partner, run_id, table, options), queue)
+
+
+@enqueue.group(name="orders")
+def enqueue_orders() -> None:
+    """Top-ups and order exports, on a worker."""
+
+
+@enqueue_orders.command(name="create")
+@create_orders_options
+@pass_app
+def enqueue_create_orders(app: AppContext, /, **given: object) -> None:
+    """Record one paid top-up order per row of FILE, on a worker (see `orders create`).
+
+    Every row is checked here, and the order numbers of rows without one are fixed here: every
+    attempt of the job pays the same orders. The same FILE enqueued again for the partner is
+    refused (exit 2) even after its job ran: continue its run instead.
+    """
+    from lf_bulk import topups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = topups.read_order_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
+    generated: dict[str, str] = {}
+
+    def order_no(row: int) -> str:
+        generated[str(row)] = topups.generate_order_no(row)
+        return generated[str(row)]
+
+    order_input = topups.orders_of(table, make_order_no=order_no)
+    app.info(f"{order_input.source}: {order_input.counts.describe()}")
+    topups.check_orders(order_input, skip_invalid=skip_invalid)
+    options = {"skip_invalid": skip_invalid, "order_nos": generated}
+    spec = JobSpec.of(JobCommand.CREATE_ORDERS, partner, new_run_id(), table, options)
+    submit(app, url, spec, queue)
+
+
+@enqueue_orders.command(name="export")
+@export_options
+@from_pushes_options
+@pass_app
+def enqueue_export_orders(app: AppContext, /, **given: object) -> None:
+    """Export the orders found by the keys in FILE, or of every SIM in --group GROUP (read by
+    the worker when the job runs), on a worker: orders.xlsx in the job's report folder."""
+    from lf_bulk import orders
+    from lf_bulk.sources import InputTable
+
+    refuse_worker_options(given)
+    file, group = _text(given["file"]), _text(given["group_id"])
+    if (file is None) == (group is None):
+        raise click.UsageError("give either FILE or --group GROUP (not both)")
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    table = InputTable("", None, "", [])
+    if file is not None:
+        table = orders.read_key_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
+        orders.keys_of(table)  # no key at all: refused now, as the command refuses it
+    options = {"group": group, "timezone": str(given["zone"])}
+    spec = JobSpec.of(JobCommand.EXPORT_ORDERS, partner, new_run_id(), table, options)
+    submit(app, url, spec, queue)
 
 
 def enqueued_for() -> tuple[str, str]:

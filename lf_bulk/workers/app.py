@@ -39,7 +39,7 @@ from lf_bulk.models import Operation
 from lf_bulk.settings import Settings, open_session
 from lf_bulk.store import opened_store
 from lf_bulk.workers import partners
-from lf_bulk.workers.spec import JobCommand, JobSpec, partner_lock
+from lf_bulk.workers.spec import ONCE_PER_INPUT, JobCommand, JobSpec, partner_lock
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ STALLED_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 10.0
 SCHEMA_LOCK = 0x1F_B0_16  # advisory lock id: two workers applying the schema at once wait
 SCHEMA_MARKER = "procrastinate_jobs"
+EXPORT_NAME = "orders.xlsx"  # an `orders export` job's workbook, in its report folder
 
 
 # Procrastinate names a job in its log lines by its call, arguments included: a job's spec
@@ -174,6 +175,19 @@ class JobRunner:
             return compared.run_id, compared.exit_code, compared.report_dir
         if spec.command is JobCommand.STATUS:
             return self._status(journal, client, settings, spec, report_dir)
+        if spec.command is JobCommand.CANCEL_RENEWALS:
+            from lf_bulk import renewals
+
+            cancelled = renewals.start_cancel(
+                lambda: journal, client, settings, spec.table(), yes=bool(given["yes"]),
+                report_dir=report_dir, skip_invalid=bool(given["skip_invalid"]), say=self.say,
+                run_id=spec.run_id,
+            )  # fmt: skip
+            return cancelled.run_id, cancelled.exit_code, cancelled.report_dir
+        if spec.command is JobCommand.CREATE_ORDERS:
+            return self._orders(journal, client, settings, spec, report_dir)
+        if spec.command is JobCommand.EXPORT_ORDERS:
+            return self._export(client, spec, report_dir)
         operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE
         started = runs.start(
             journal, client, settings, spec.table(), operation, given["group"], options,
@@ -199,6 +213,43 @@ class JobRunner:
             skip_invalid=bool(given["skip_invalid"]), say=self.say, run_id=spec.run_id,
         )  # fmt: skip
         return looked_up.run_id, looked_up.exit_code, looked_up.report_dir
+
+    def _orders(
+        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_dir: Path
+    ) -> tuple[str, ExitCode, Path]:
+        from lf_bulk import topups
+
+        # The order numbers generated when the job was enqueued, not new ones: every attempt
+        # of the job, and the run it records, pays the same orders.
+        fixed: dict[str, str] = dict(spec.options["order_nos"])
+        order_input = topups.orders_of(spec.table(), make_order_no=lambda row: fixed[str(row)])
+        created = topups.start_orders(
+            lambda: journal, client, settings, order_input,
+            skip_invalid=bool(spec.options["skip_invalid"]), report_dir=report_dir,
+            say=self.say, run_id=spec.run_id,
+        )  # fmt: skip
+        return created.run_id, created.exit_code, created.report_dir
+
+    def _export(self, client: Any, spec: JobSpec, report_dir: Path) -> tuple[str, ExitCode, Path]:
+        """`orders export` on a worker: not a run (nothing to resume; tried again, it reads
+        again); the workbook is <report folder>/<job's run id>/orders.xlsx."""
+        from zoneinfo import ZoneInfo
+
+        from lf_bulk import order_export, orders
+        from lf_bulk.reports import prepare_report_dir
+
+        group = spec.options["group"]
+        keys = (
+            orders.group_keys(group, client.list_members(group))
+            if group
+            else orders.keys_of(spec.table())
+        )
+        order_export.check_quota(client, keys)
+        timed = order_export.export_orders(client, keys, ZoneInfo(str(spec.options["timezone"])))
+        target = prepare_report_dir(report_dir) / EXPORT_NAME
+        orders.write_xlsx(timed.export, target)
+        self.say(f"job orders export for {spec.partner}: {timed.summary()}")
+        return spec.run_id, ExitCode.OK, report_dir
 
 
 @contextlib.contextmanager
@@ -237,6 +288,8 @@ def ensure_schema(store_url: str) -> bool:
 def enqueue(store_url: str, spec: JobSpec, *, queue: str = "default") -> int:
     """Defer `spec`; `AlreadyQueued` (an `InvalidSetting`) when the same job is waiting already."""
     ensure_schema(store_url)
+    if spec.command in ONCE_PER_INPUT:
+        refuse_enqueued_before(store_url, spec)
     app = make_app(store_url)
     with app.open():
         task = app.tasks[TASK_NAME]
@@ -254,6 +307,28 @@ def enqueue(store_url: str, spec: JobSpec, *, queue: str = "default") -> int:
 
 class AlreadyQueued(InvalidSetting):
     """A duplicate trigger: the same job is still waiting (exit 2, nothing added)."""
+
+
+class EnqueuedBefore(AlreadyQueued):
+    """A job that pays (`orders create`) with the same partner, options and rows was enqueued
+    before, whatever became of it: its run is the one to continue (exit 2, nothing added)."""
+
+
+def refuse_enqueued_before(store_url: str, spec: JobSpec) -> None:
+    with connect(store_url) as db:
+        row = db.execute(
+            "SELECT id, status, args->'spec'->>'run_id' FROM procrastinate_jobs"
+            " WHERE task_name = %s AND queueing_lock = %s ORDER BY id LIMIT 1",
+            (TASK_NAME, spec.queueing_lock()),
+        ).fetchone()
+    if row is not None:
+        job_id, status, run_id = row
+        raise EnqueuedBefore(
+            f"the same {spec.command} for partner {spec.partner} (same rows and options) was "
+            f"enqueued before as job {job_id} ({status}), run {run_id}: nothing was added, so "
+            f"nothing is paid twice. `lf-bulk runs show {run_id}` says what it did; `lf-bulk "
+            f"runs resume {run_id}` continues it"
+        )
 
 
 def list_jobs(store_url: str) -> list[dict[str, Any]]:

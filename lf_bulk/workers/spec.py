@@ -35,6 +35,17 @@ class JobCommand(StrEnum):
     REMOVE = "sims remove"
     RECONCILE = "reconcile"
     STATUS = "sims status"
+    CANCEL_RENEWALS = "renewals cancel"
+    CREATE_ORDERS = "orders create"
+    EXPORT_ORDERS = "orders export"
+
+
+# Commands that pay: the same input enqueued again is refused even after its first job ran
+# (`procrastinate_jobs` keeps the digest of every job), not only while that job waits.
+ONCE_PER_INPUT = frozenset({JobCommand.CREATE_ORDERS})
+# Options chosen anew by each `enqueue` (the order numbers generated for rows without one):
+# left out of the digest, like the run id, so that a second trigger is still the same job.
+PER_ENQUEUE_OPTIONS = ("order_nos",)
 
 
 def check_partner_name(name: str) -> str:
@@ -129,5 +140,7 @@ class JobSpec:
         still waiting are refused (a duplicate trigger); the run id is left out on purpose."""
         payload = self.to_json()
         del payload["run_id"]
+        for name in PER_ENQUEUE_OPTIONS:
+            payload["options"].pop(name, None)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"{self.partner} {self.command} {digest[:32]}"
