@@ -1,0 +1,254 @@
+"""`lf-bulk enqueue renewals cancel`, `enqueue orders create` and `enqueue orders export`: the
+spec each queues (checked as the command checks it) and what a worker's job does with it, in
+process (issue #16)."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import openpyxl
+import psycopg
+import pytest
+
+from lf_bulk import orders, topups
+from lf_bulk.sandbox import cards, seed
+from lf_bulk.sandbox.server import SandboxServer
+from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
+from lf_bulk.sources import InputTable, read_iccids
+from lf_bulk.workers import partners
+from lf_bulk.workers.app import EXPORT_NAME, JobRunner, connect
+from lf_bulk.workers.spec import JobCommand, JobSpec
+
+from clihelp import expect, invoke, write_list
+from conftest import MakeSandbox
+
+VALID = ["89852420180910300011", "89852420180910300029", "89852420180910300037"]
+ORDER_HEADER = ["iccid", "package_code", "periods", "amount", "currency", "pay_id"]
+
+
+@pytest.fixture
+def store(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("LF_BULK_STORE", pg_url)
+    return pg_url
+
+
+def cli(home: Path, *args: str) -> list[str]:
+    return ["--home", str(home), "--no-progress", "enqueue", "--partner", "acme", *args]
+
+
+def add_partner(home: Path) -> None:
+    expect(invoke(["--home", str(home), "partners", "add", "acme", "--env", "uat",
+                   "--base-url", "http://127.0.0.1:9"]), 0)  # fmt: skip
+
+
+def job_spec(store: str, job: int) -> JobSpec:
+    with psycopg.connect(store) as db:
+        row = db.execute("SELECT args->'spec' FROM procrastinate_jobs WHERE id = %s", (job,))
+        (spec,) = row.fetchone()  # type: ignore[misc]
+    return JobSpec.from_json(spec)
+
+
+def queued(store: str) -> int:
+    with psycopg.connect(store) as db:
+        found = db.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+        if found is None or found[0] is None:
+            return 0
+        row = db.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()
+    return int(row[0]) if row else 0
+
+
+def write_orders(path: Path, rows: list[tuple[str, str, int, str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ORDER_HEADER)
+        for n, (iccid, package, periods, amount, currency) in enumerate(rows):
+            writer.writerow([iccid, package, periods, amount, currency, f"pi_job_{n}"])
+    return path
+
+
+def sandbox_orders(server: SandboxServer, path: Path, count: int) -> Path:
+    """`count` top-ups of distinct active cards of the sandbox, at their plans' prices."""
+    rows = []
+    for iccid in server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=count):
+        card = server.state.card(iccid)
+        assert card is not None
+        plan = cards.plans_for(card["area"])[0]
+        rows.append((iccid, plan.package_code, 1, plan.price, plan.currency))
+    return write_orders(path, rows)
+
+
+# ---------------------------------------------------------------- enqueue: the spec queued
+
+
+def test_enqueue_renewals_cancel_sends_only_with_yes_typed_here(store: str, tmp_path: Path) -> None:
+    add_partner(tmp_path)
+    file = write_list(tmp_path / "l.csv", VALID)
+
+    plan = job_spec(
+        store, int(expect(invoke(cli(tmp_path, "renewals", "cancel", str(file))), 0).stdout)
+    )
+    sent = job_spec(
+        store,
+        int(expect(invoke(cli(tmp_path, "renewals", "cancel", str(file), "--yes")), 0).stdout),
+    )
+
+    assert plan.command is sent.command is JobCommand.CANCEL_RENEWALS
+    assert plan.options["yes"] is False and sent.options["yes"] is True
+    assert [row[2] for row in sent.rows] == VALID
+    for extra in (["--timeout", "5"], ["--report-dir", str(tmp_path / "r")]):
+        refused = expect(invoke(cli(tmp_path, "renewals", "cancel", str(file), *extra)), 2)
+        assert f"enqueue takes no {extra[0]}" in refused.stderr
+    assert queued(store) == 2
+
+
+def test_enqueue_orders_create_fixes_the_order_numbers_and_never_queues_a_payment_twice(
+    store: str, tmp_path: Path
+) -> None:
+    add_partner(tmp_path)
+    file = write_orders(tmp_path / "o.csv", [(VALID[0], "PKG-EU-1", 1, "9.90", "EUR"),
+                                             (VALID[1], "PKG-EU-1", 2, "19.80", "EUR")])  # fmt: skip
+    args = cli(tmp_path, "orders", "create", str(file))
+
+    spec = job_spec(store, int(expect(invoke(args), 0).stdout))
+
+    assert spec.command is JobCommand.CREATE_ORDERS
+    numbers = spec.options["order_nos"]
+    assert sorted(numbers) == ["2", "3"] and len(set(numbers.values())) == 2
+    # The worker checks the rows again with the numbers fixed here, not new ones.
+    again = topups.orders_of(spec.table(), make_order_no=lambda row: numbers[str(row)])
+    assert [r.top_up.order_no for r in again.rows if r.top_up] == [numbers["2"], numbers["3"]]
+    waiting = expect(invoke(args), 2)
+    assert "enqueued before" in waiting.stderr and "nothing is paid twice" in waiting.stderr
+    # Even once its job has run, the same file is refused: its run is the one to continue.
+    with psycopg.connect(store, autocommit=True) as db:
+        db.execute("UPDATE procrastinate_jobs SET status = 'succeeded'")
+    ran = expect(invoke(args), 2)
+    assert f"run {spec.run_id}" in ran.stderr and f"runs resume {spec.run_id}" in ran.stderr
+    assert queued(store) == 1
+    other = write_orders(tmp_path / "p.csv", [(VALID[2], "PKG-EU-1", 1, "9.90", "EUR")])
+    expect(invoke(cli(tmp_path, "orders", "create", str(other))), 0)
+    assert queued(store) == 2
+
+
+def test_enqueue_orders_create_checks_every_row_now(store: str, tmp_path: Path) -> None:
+    add_partner(tmp_path)
+    file = write_orders(tmp_path / "o.csv", [(VALID[0], "PKG-EU-1", 1, "9.999", "EUR")])
+
+    bad = expect(invoke(cli(tmp_path, "orders", "create", str(file))), 2)
+    dry = expect(invoke(cli(tmp_path, "orders", "create", str(file), "--dry-run")), 2)
+
+    assert "row 2: bad_amount" in bad.stderr and "nothing was sent" in bad.stderr
+    assert "enqueue takes no --dry-run" in dry.stderr
+    assert queued(store) == 0
+
+
+def test_enqueue_orders_export_of_a_file_or_a_group(store: str, tmp_path: Path) -> None:
+    add_partner(tmp_path)
+    file = write_list(tmp_path / "k.csv", VALID)
+
+    of_file = job_spec(store, int(expect(invoke(cli(tmp_path, "orders", "export", str(file),
+                                                  "--timezone", "Europe/London")), 0).stdout))  # fmt: skip
+    of_group = job_spec(store, int(expect(invoke(cli(tmp_path, "orders", "export", "--group",
+                                                   seed.DEMO_GROUP)), 0).stdout))  # fmt: skip
+
+    assert of_file.command is of_group.command is JobCommand.EXPORT_ORDERS
+    assert [row[2] for row in of_file.rows] == VALID
+    assert of_file.options == {"group": None, "timezone": "Europe/London"}
+    assert of_group.rows == () and of_group.options["group"] == seed.DEMO_GROUP
+    for extra, said in ((["-o", "x.xlsx"], "--output"), (["--from-pushes"], "--from-pushes")):
+        refused = expect(invoke(cli(tmp_path, "orders", "export", str(file), *extra)), 2)
+        assert f"enqueue takes no {said}" in refused.stderr
+    assert "give either FILE" in expect(invoke(cli(tmp_path, "orders", "export")), 2).stderr
+    assert queued(store) == 2
+
+
+# ---------------------------------------------------------------- the job, on a worker
+
+
+@pytest.fixture
+def runner(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobRunner:
+    monkeypatch.setenv("LF_BULK_PARTNER_CODE_ACME", SANDBOX_PARTNER_CODE)
+    settings = Settings(home=tmp_path / "home", store_url=pg_url, rate_per_second=200)
+    return JobRunner(settings, pg_url, tmp_path / "reports", say=lambda line: None)
+
+
+def for_sandbox(runner: JobRunner, server: SandboxServer) -> None:
+    with connect(runner.store_url) as db:
+        partners.save(db, partners.Partner("acme", "uat", server.base_url))
+
+
+def test_a_renewals_cancel_job_cancels_once_and_tried_again_sends_nothing(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    renewing = server.state.iccids_with(renewal=True, limit=3)
+    table = read_iccids(write_list(tmp_path / "r.csv", renewing))
+    spec = JobSpec.of(JobCommand.CANCEL_RENEWALS, "acme", "cancel-1", table,
+                      {"yes": True, "skip_invalid": False})  # fmt: skip
+
+    assert runner.run(spec) == {"run_id": "cancel-1", "exit_code": 0}
+    cancelled = server.state.cancelled_renewals()
+    assert sorted(cancelled) == sorted(renewing)
+    assert runner.run(spec) == {"run_id": "cancel-1", "exit_code": 0}
+    assert server.state.cancelled_renewals() == cancelled
+    with (runner.report_root / "cancel-1" / "items.csv").open() as handle:
+        assert {row["outcome"] for row in csv.DictReader(handle)} == {"cancelled"}
+
+
+def test_an_orders_job_pays_the_numbers_fixed_at_enqueue_once_however_often_it_runs(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    table = topups.read_order_table(sandbox_orders(server, tmp_path / "o.csv", 4))
+    numbers = {str(row.row): f"LFB-job-{row.row}" for row in table.rows}
+    spec = JobSpec.of(JobCommand.CREATE_ORDERS, "acme", "orders-1", table,
+                      {"skip_invalid": False, "order_nos": numbers})  # fmt: skip
+
+    assert runner.run(spec) == {"run_id": "orders-1", "exit_code": 0}
+    assert runner.run(spec) == {"run_id": "orders-1", "exit_code": 0}  # its worker died after
+
+    made = Counter(o["purchase_order_id"] for o in server.state.orders(seed.PARTNER))
+    assert {n: made[n] for n in numbers.values()} == dict.fromkeys(numbers.values(), 1)
+
+
+def test_an_orders_export_job_writes_the_workbook_in_its_report_folder(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    ordered = runner.run(JobSpec.of(
+        JobCommand.CREATE_ORDERS, "acme", "orders-2",
+        topups.read_order_table(sandbox_orders(server, tmp_path / "o.csv", 2)),
+        {"skip_invalid": False, "order_nos": {"2": "LFB-x-2", "3": "LFB-x-3"}},
+    ))  # fmt: skip
+    assert ordered["exit_code"] == 0
+    keys = tmp_path / "k.csv"
+    keys.write_text("purchase_order_id\nLFB-x-2\nLFB-x-3\n")
+    spec = JobSpec.of(JobCommand.EXPORT_ORDERS, "acme", "export-1", orders.read_key_table(keys),
+                      {"group": None, "timezone": "UTC"})  # fmt: skip
+
+    assert runner.run(spec) == {"run_id": "export-1", "exit_code": 0}
+
+    book = openpyxl.load_workbook(runner.report_root / "export-1" / EXPORT_NAME, read_only=True)
+    cells = {cell for row in book["Orders"].iter_rows(values_only=True) for cell in row}
+    assert {"LFB-x-2", "LFB-x-3"} <= cells
+
+
+def test_an_orders_export_job_of_a_group_reads_its_members_when_it_runs(
+    runner: JobRunner, make_sandbox: MakeSandbox
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    empty = InputTable("", None, "", [])
+    spec = JobSpec.of(JobCommand.EXPORT_ORDERS, "acme", "export-2", empty,
+                      {"group": seed.STAFF_GROUP, "timezone": "UTC"})  # fmt: skip
+
+    assert runner.run(spec) == {"run_id": "export-2", "exit_code": 0}
+
+    book = openpyxl.load_workbook(runner.report_root / "export-2" / EXPORT_NAME, read_only=True)
+    first = next(book["Orders"].iter_rows(values_only=True))
+    assert f"group {seed.STAFF_GROUP}" in str(first[0])
