@@ -287,8 +287,8 @@ def enqueue_create_orders(app: AppContext, /, **given: object) -> None:
     """Record one paid top-up order per row of FILE, on a worker (see `orders create`).
 
     Every row is checked here, and the order numbers of rows without one are fixed here: every
-    attempt of the job pays the same orders. The same FILE enqueued again for the partner is
-    refused (exit 2) even after its job ran: continue its run instead.
+    attempt of the job pays the same orders. A FILE with a pay_id that an earlier job of the
+    partner holds is refused (exit 2), even after that job ran: continue its run instead.
     """
     from lf_bulk import topups
 

@@ -120,14 +120,22 @@ def test_enqueue_orders_create_fixes_the_order_numbers_and_never_queues_a_paymen
     again = topups.orders_of(spec.table(), make_order_no=lambda row: numbers[str(row)])
     assert [r.top_up.order_no for r in again.rows if r.top_up] == [numbers["2"], numbers["3"]]
     waiting = expect(invoke(args), 2)
-    assert "enqueued before" in waiting.stderr and "nothing is paid twice" in waiting.stderr
-    # Even once its job has run, the same file is refused: its run is the one to continue.
+    assert "pay_id pi_job_0 and 1 more was enqueued before" in waiting.stderr
+    assert "nothing is paid twice" in waiting.stderr
+    # Even once its job has run: its run is the one to continue.
     with psycopg.connect(store, autocommit=True) as db:
         db.execute("UPDATE procrastinate_jobs SET status = 'succeeded'")
     ran = expect(invoke(args), 2)
     assert f"run {spec.run_id}" in ran.stderr and f"runs resume {spec.run_id}" in ran.stderr
+    # Another file with one of those payments among new ones (--skip-invalid or not).
+    mixed = write_orders(tmp_path / "m.csv", [(VALID[2], "PKG-EU-1", 1, "9.90", "EUR"),
+                                              (VALID[1], "PKG-EU-1", 2, "19.80", "EUR")])  # fmt: skip
+    mixed.write_text(mixed.read_text().replace("pi_job_0", "pi_new_0"))
+    again = expect(invoke(cli(tmp_path, "orders", "create", str(mixed), "--skip-invalid")), 2)
+    assert "row 3: pay_id pi_job_1 was enqueued before" in again.stderr
     assert queued(store) == 1
     other = write_orders(tmp_path / "p.csv", [(VALID[2], "PKG-EU-1", 1, "9.90", "EUR")])
+    other.write_text(other.read_text().replace("pi_job_0", "pi_other_0"))
     expect(invoke(cli(tmp_path, "orders", "create", str(other))), 0)
     assert queued(store) == 2
 

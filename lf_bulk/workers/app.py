@@ -39,7 +39,7 @@ from lf_bulk.models import Operation
 from lf_bulk.settings import Settings, open_session
 from lf_bulk.store import opened_store
 from lf_bulk.workers import partners
-from lf_bulk.workers.spec import ONCE_PER_INPUT, JobCommand, JobSpec, partner_lock
+from lf_bulk.workers.spec import JobCommand, JobSpec, partner_lock
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +288,8 @@ def ensure_schema(store_url: str) -> bool:
 def enqueue(store_url: str, spec: JobSpec, *, queue: str = "default") -> int:
     """Defer `spec`; `AlreadyQueued` (an `InvalidSetting`) when the same job is waiting already."""
     ensure_schema(store_url)
-    if spec.command in ONCE_PER_INPUT:
-        refuse_enqueued_before(store_url, spec)
+    if spec.command is JobCommand.CREATE_ORDERS:
+        refuse_paid_before(store_url, spec)
     app = make_app(store_url)
     with app.open():
         task = app.tasks[TASK_NAME]
@@ -310,25 +310,46 @@ class AlreadyQueued(InvalidSetting):
 
 
 class EnqueuedBefore(AlreadyQueued):
-    """A job that pays (`orders create`) with the same partner, options and rows was enqueued
-    before, whatever became of it: its run is the one to continue (exit 2, nothing added)."""
+    """A top-up's payment (its pay_id) was enqueued before for the partner, whatever became of
+    that job: its run is the one to continue (exit 2, nothing added)."""
 
 
-def refuse_enqueued_before(store_url: str, spec: JobSpec) -> None:
+def paid_rows(spec: JobSpec) -> dict[str, int]:
+    """The pay_ids an `orders create` job pays, each with its row (its valid rows only)."""
+    from lf_bulk import topups
+
+    fixed: dict[str, str] = dict(spec.options["order_nos"])
+    checked = topups.orders_of(spec.table(), make_order_no=lambda row: fixed.get(str(row), "-"))
+    return {r.top_up.pay_id: r.row for r in checked.rows if r.top_up is not None}
+
+
+def refuse_paid_before(store_url: str, spec: JobSpec) -> None:
+    """Refuse an `orders create` job one of whose payments an earlier job of the partner holds
+    (waiting, running, done or failed): a file enqueued twice, or rows of it again."""
+    mine = paid_rows(spec)
+    if not mine:
+        return
     with connect(store_url) as db:
-        row = db.execute(
-            "SELECT id, status, args->'spec'->>'run_id' FROM procrastinate_jobs"
-            " WHERE task_name = %s AND queueing_lock = %s ORDER BY id LIMIT 1",
-            (TASK_NAME, spec.queueing_lock()),
-        ).fetchone()
-    if row is not None:
-        job_id, status, run_id = row
-        raise EnqueuedBefore(
-            f"the same {spec.command} for partner {spec.partner} (same rows and options) was "
-            f"enqueued before as job {job_id} ({status}), run {run_id}: nothing was added, so "
-            f"nothing is paid twice. `lf-bulk runs show {run_id}` says what it did; `lf-bulk "
-            f"runs resume {run_id}` continues it"
-        )
+        # The jobs that may share a pay_id, found by the database; then checked row by row.
+        candidates = db.execute(
+            "SELECT DISTINCT j.id, j.status::text, j.args->'spec' FROM procrastinate_jobs AS j,"
+            " jsonb_array_elements(j.args->'spec'->'rows') AS r"
+            " WHERE j.task_name = %s AND j.args->'spec'->>'command' = %s"
+            " AND j.args->'spec'->>'partner' = %s AND r->4->>'pay_id' = ANY(%s) ORDER BY j.id",
+            (TASK_NAME, str(JobCommand.CREATE_ORDERS), spec.partner, list(mine)),
+        ).fetchall()
+    for job_id, status, data in candidates:
+        earlier = JobSpec.from_json(data)
+        shared = sorted(set(mine) & set(paid_rows(earlier)), key=mine.__getitem__)
+        if shared:
+            more = f" and {len(shared) - 1} more" if len(shared) > 1 else ""
+            raise EnqueuedBefore(
+                f"row {mine[shared[0]]}: pay_id {shared[0]}{more} was enqueued before for "
+                f"partner {spec.partner}, in job {job_id} ({status}) of run {earlier.run_id}: "
+                "nothing was added, so nothing is paid twice. `lf-bulk runs show "
+                f"{earlier.run_id}` says what became of it; `lf-bulk runs resume "
+                f"{earlier.run_id}` continues it"
+            )
 
 
 def list_jobs(store_url: str) -> list[dict[str, Any]]:

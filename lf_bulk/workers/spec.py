@@ -40,9 +40,6 @@ class JobCommand(StrEnum):
     EXPORT_ORDERS = "orders export"
 
 
-# Commands that pay: the same input enqueued again is refused even after its first job ran
-# (`procrastinate_jobs` keeps the digest of every job), not only while that job waits.
-ONCE_PER_INPUT = frozenset({JobCommand.CREATE_ORDERS})
 # Options chosen anew by each `enqueue` (the order numbers generated for rows without one):
 # left out of the digest, like the run id, so that a second trigger is still the same job.
 PER_ENQUEUE_OPTIONS = ("order_nos",)
