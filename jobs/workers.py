@@ -246,6 +246,30 @@ def enqueue_status(
     submit(app, url, JobSpec.of(JobCommand.STATUS, partner, run_id, table, options), queue)
 
 
+@enqueue_sims.command(name="verify")
+@lk.single_file_options
+@lk.lookup_timeout_option
+@pass_app
+def enqueue_verify(app: AppContext, /, **given: object) -> None:
+    """Verify every card listed in FILE with Linksfield (one call per SIM), on a worker."""
+    from lf_bulk import lookups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = read_iccids(
+        file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
+    )
+    run_id = new_run_id()
+    lookups.check_lookup_input(
+        table, lookups.LookupKind.VERIFY, skip_invalid=skip_invalid, run_id=run_id
+    )
+    options = {"skip_invalid": skip_invalid}
+    submit(app, url, JobSpec.of(JobCommand.VERIFY, partner, run_id, table, options), queue)
+
+
 @enqueue.group(name="renewals")
 def enqueue_renewals() -> None:
     """Cancel automatic renewals, on a worker."""

@@ -172,7 +172,38 @@ def test_enqueue_orders_export_of_a_file_or_a_group(store: str, tmp_path: Path) 
     assert queued(store) == 2
 
 
+def test_enqueue_sims_verify_queues_the_rows_checked_now(store: str, tmp_path: Path) -> None:
+    add_partner(tmp_path)
+    file = write_list(tmp_path / "l.csv", VALID)
+
+    spec = job_spec(
+        store, int(expect(invoke(cli(tmp_path, "sims", "verify", str(file))), 0).stdout)
+    )
+    bad = write_list(tmp_path / "b.csv", [*VALID, "89852420180910300046"])
+    refused = expect(invoke(cli(tmp_path, "sims", "verify", str(bad))), 2)
+
+    assert spec.command is JobCommand.VERIFY and [row[2] for row in spec.rows] == VALID
+    assert "bad_checksum" in refused.stderr
+    assert queued(store) == 1
+
+
 # ---------------------------------------------------------------- the job, on a worker
+
+
+def test_a_verify_job_verifies_each_card_once_under_its_run_id(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=3)
+    table = read_iccids(write_list(tmp_path / "v.csv", active))
+    spec = JobSpec.of(JobCommand.VERIFY, "acme", "verify-1", table, {"skip_invalid": False})
+
+    assert runner.run(spec) == {"run_id": "verify-1", "exit_code": 0}
+    assert runner.run(spec) == {"run_id": "verify-1", "exit_code": 0}
+
+    with (runner.report_root / "verify-1" / "items.csv").open() as handle:
+        assert {row["outcome"] for row in csv.DictReader(handle)} == {"verified"}
 
 
 @pytest.fixture

@@ -175,6 +175,15 @@ class JobRunner:
             return compared.run_id, compared.exit_code, compared.report_dir
         if spec.command is JobCommand.STATUS:
             return self._status(journal, client, settings, spec, report_dir)
+        if spec.command is JobCommand.VERIFY:
+            from lf_bulk import lookups
+
+            verified = lookups.start_lookup(
+                journal, client, settings, spec.table(), lookups.LookupKind.VERIFY, options={},
+                report_dir=report_dir, skip_invalid=bool(given["skip_invalid"]), say=self.say,
+                run_id=spec.run_id,
+            )  # fmt: skip
+            return verified.run_id, verified.exit_code, verified.report_dir
         if spec.command is JobCommand.CANCEL_RENEWALS:
             from lf_bulk import renewals
 

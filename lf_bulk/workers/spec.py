@@ -35,6 +35,7 @@ class JobCommand(StrEnum):
     REMOVE = "sims remove"
     RECONCILE = "reconcile"
     STATUS = "sims status"
+    VERIFY = "sims verify"
     CANCEL_RENEWALS = "renewals cancel"
     CREATE_ORDERS = "orders create"
     EXPORT_ORDERS = "orders export"
