@@ -415,10 +415,15 @@ def partners() -> None:
               show_default=True, help="The partner's daily request quota.")  # fmt: skip
 @click.option("--reserve", type=click.IntRange(min=0), default=DEFAULT_QUOTA_RESERVE,
               show_default=True, help="Requests of the quota kept for reconcile.")  # fmt: skip
+@click.option(
+    "--report-dir", type=click.Path(file_okay=False),
+    help="The partner's own report folder (an absolute path every worker machine mounts) "
+    "[default: the worker's --report-dir].",
+)  # fmt: skip
 @pass_app
 def partners_add(
     app: AppContext, name: str, environment: str, base_url: str | None, vshop_url: str | None,
-    payment_url: str | None, quota: int, reserve: int,
+    payment_url: str | None, quota: int, reserve: int, report_dir: str | None,
 ) -> None:  # fmt: skip
     """Add partner NAME (or change its settings). Its code stays on each worker machine:
     LF_BULK_PARTNER_CODE_<NAME>, or [partner_codes] in <home>/credentials.toml (mode 0600)."""
@@ -428,7 +433,7 @@ def partners_add(
     url = store_url(app)
     partner = table.Partner(
         name, environment, base_url, vshop_url, payment_url, daily_quota=quota,
-        quota_reserve=reserve,
+        quota_reserve=reserve, report_dir=report_dir,
     )  # fmt: skip
     # Its URLs checked now as a job would check them (https, no password), not at 2 a.m.
     partner.settings(app.settings, partner_code="not-stored")

@@ -116,7 +116,12 @@ class JobRunner:
     say: Callable[[str], None] = field(default=log.info)
 
     def run(self, spec: JobSpec) -> dict[str, Any]:
-        settings = self.partner_settings(spec.partner)
+        partner = self.partner(spec.partner)
+        settings = partner.settings(
+            self.settings, partners.partner_code(partner.name, self.settings.home)
+        )
+        # The partner's own folder when it has one, else the one every worker shares.
+        report_root = Path(partner.report_dir) if partner.report_dir else self.report_root
         with (
             # One attempt of a job at a time, even before its run exists: an attempt begun while
             # another still runs (its worker passed for dead) waits (`RunLocked`, tried later).
@@ -126,7 +131,7 @@ class JobRunner:
             contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal,
         ):
             run_id, exit_code, report_dir = self._start_or_resume(
-                journal, session.client, settings, spec
+                journal, session.client, settings, spec, report_root
             )
         self.say(
             f"job {spec.command} for {spec.partner}: run {run_id} exit {int(exit_code)}; "
@@ -134,14 +139,16 @@ class JobRunner:
         )
         return {"run_id": run_id, "exit_code": int(exit_code)}
 
-    def partner_settings(self, name: str) -> Settings:
+    def partner(self, name: str) -> partners.Partner:
         with connect(self.store_url) as db:
-            partner = partners.get(db, name)
+            return partners.get(db, name)
+
+    def partner_settings(self, name: str) -> Settings:
         code = partners.partner_code(name, self.settings.home)
-        return partner.settings(self.settings, code)
+        return self.partner(name).settings(self.settings, code)
 
     def _start_or_resume(
-        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec
+        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_root: Path
     ) -> tuple[str, ExitCode, Path]:
         options = EngineOptions(wait=True)
         try:
@@ -160,7 +167,7 @@ class JobRunner:
             resumed = runs.resume(journal, client, settings, spec.run_id, options, say=self.say)
             assert resumed is not None  # a run id was given
             return resumed.run_id, resumed.exit_code, resumed.report_dir
-        given, report_dir = spec.options, self.report_root / spec.run_id
+        given, report_dir = spec.options, report_root / spec.run_id
         if spec.command is JobCommand.RECONCILE:
             checked = rc.ReconcileOptions(
                 apply=bool(given["apply"]), all_groups=bool(given["all_groups"]),
