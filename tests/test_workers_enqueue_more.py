@@ -103,6 +103,23 @@ def test_enqueue_renewals_cancel_sends_only_with_yes_typed_here(store: str, tmp_
     assert queued(store) == 2
 
 
+def test_enqueue_renewals_cancel_takes_no_yes_from_a_config_file(
+    store: str, tmp_path: Path
+) -> None:
+    add_partner(tmp_path)
+    file = write_list(tmp_path / "l.csv", VALID)
+    config = tmp_path / "c.toml"
+    config.write_text("[enqueue.renewals.cancel]\nyes = true\n")
+
+    # A configuration error (exit 1), as for `renewals cancel` itself: nothing is queued.
+    done = expect(
+        invoke(["--config", str(config), *cli(tmp_path, "renewals", "cancel", str(file))]), 1
+    )
+
+    assert "'enqueue.renewals.cancel.yes' cannot be set in a config file" in done.stderr
+    assert queued(store) == 0
+
+
 def test_enqueue_orders_create_fixes_the_order_numbers_and_never_queues_a_payment_twice(
     store: str, tmp_path: Path
 ) -> None:
