@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from lf_bulk import orders, topups
+from lf_bulk.errors import QuotaExhausted
 from lf_bulk.sandbox import cards, seed
 from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
@@ -308,3 +309,31 @@ def test_an_orders_export_job_of_a_group_reads_its_members_when_it_runs(
     book = openpyxl.load_workbook(runner.report_root / "export-2" / EXPORT_NAME, read_only=True)
     first = next(book["Orders"].iter_rows(values_only=True))
     assert f"group {seed.STAFF_GROUP}" in str(first[0])
+
+
+def test_a_look_up_job_stopped_by_the_quota_waits_for_the_next_day_and_resumes_its_run(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    # A look-up run (verify, status, renewals, top-ups) stops cleanly for the quota (exit 5);
+    # its job must then wait for the next UTC day like an add's, not end as if done.
+    server = make_sandbox("rate=400,concurrency=8,daily_quota=2")
+    for_sandbox(runner, server)
+    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=5)
+    table = read_iccids(write_list(tmp_path / "v.csv", active))
+    spec = JobSpec.of(JobCommand.VERIFY, "acme", "verify-q", table, {"skip_invalid": False})
+
+    with pytest.raises(QuotaExhausted) as stopped:
+        runner.run(spec)
+    assert "verify-q" in str(stopped.value) and stopped.value.resets_at is not None
+
+    for _ in range(5):
+        server.state.new_day()
+        try:
+            assert runner.run(spec) == {"run_id": "verify-q", "exit_code": 0}
+            break
+        except QuotaExhausted:
+            continue
+    else:
+        raise AssertionError("the run never finished")
+    with (runner.report_root / "verify-q" / "items.csv").open() as handle:
+        assert {row["outcome"] for row in csv.DictReader(handle)} == {"verified"}

@@ -29,13 +29,14 @@ import psycopg
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
+from lf_bulk import quota, runs
 from lf_bulk import reconcile as rc
-from lf_bulk import runs
 from lf_bulk.engine import EngineOptions
 from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import FINISHED, TERMINAL_STATUSES, Journal
 from lf_bulk.models import Operation
+from lf_bulk.quota import QuotaSource
 from lf_bulk.settings import Settings, open_session
 from lf_bulk.store import opened_store
 from lf_bulk.workers import partners
@@ -133,6 +134,10 @@ class JobRunner:
             run_id, exit_code, report_dir = self._start_or_resume(
                 journal, session.client, settings, spec, report_root
             )
+            if exit_code == ExitCode.NOT_FINISHED:
+                spent = quota_spent(session.client, run_id)
+                if spent is not None:
+                    raise spent
         self.say(
             f"job {spec.command} for {spec.partner}: run {run_id} exit {int(exit_code)}; "
             f"reports in {report_dir}"
@@ -266,6 +271,25 @@ class JobRunner:
         orders.write_xlsx(timed.export, target)
         self.say(f"job orders export for {spec.partner}: {timed.summary()}")
         return spec.run_id, ExitCode.OK, report_dir
+
+
+def quota_spent(client: Any, run_id: str) -> QuotaExhausted | None:
+    """The quota stop of a run that ended not finished while the partner's day is spent.
+
+    An add or remove run raises `QuotaExhausted` itself; a look-up run (verify, status,
+    renewals, top-ups) stops cleanly with exit 5. Either way its job must wait for the next UTC
+    day (`JobRetries`), not end as if it were done."""
+    gate = quota.ledger_gate(client)
+    if gate is None or gate.ledger.left_today(spend_reserve=gate.spend_reserve) > 0:
+        return None
+    ledger = gate.ledger
+    source = QuotaSource.SERVER if ledger.server_spent_until() else QuotaSource.LEDGER
+    spent = ledger.exhausted(source, ledger.resets_at(), spend_reserve=gate.spend_reserve)
+    stop = QuotaExhausted(
+        f"run {run_id} stopped: {spent}. Its job is tried again after the reset and resumes it",
+        resets_at=spent.resets_at, used=spent.used, limit=spent.limit, source=spent.source,
+    )  # fmt: skip
+    return stop
 
 
 @contextlib.contextmanager
