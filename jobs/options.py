@@ -264,6 +264,23 @@ create_orders_options = compose(
 )
 
 
+# `payments check`, typed or enqueued (`lf-bulk enqueue payments check`).
+check_payments_options = compose(
+    click.argument("file", metavar="FILE"),
+    sheet_option,
+    click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the results here (.xlsx, or .csv: the Payments rows only) "
+        "[default: payments.xlsx in the report folder].",
+    ),
+    skip_invalid_option,
+    runs_timeout_option,
+    report_dir_option,
+)
+
+
 global_options = compose(
     click.option(
         "--config",

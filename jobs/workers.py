@@ -16,6 +16,7 @@ from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
 from jobs.options import (
     FILE_HELP,
+    check_payments_options,
     create_orders_options,
     export_options,
     from_pushes_options,
@@ -129,7 +130,7 @@ NOT_ON_A_WORKER = {
     "no_wait": "--no-wait (a worker always waits for the run's end)",
     "timeout": "--timeout (a worker always waits for the run's end)",
     "report_dir": "--report-dir (the reports go under the worker's --report-dir)",
-    "output": "--output (the workbook is orders.xlsx in the job's report folder)",
+    "output": "--output (a worker writes the workbook in the job's report folder)",
     "from_pushes": "--from-pushes (the pushes are in the --home of `notify serve`: export "
     "them there)",
     "since": "--since (it goes with --from-pushes)",
@@ -334,6 +335,34 @@ def enqueue_create_orders(app: AppContext, /, **given: object) -> None:
     options = {"skip_invalid": skip_invalid, "order_nos": generated}
     spec = JobSpec.of(JobCommand.CREATE_ORDERS, partner, new_run_id(), table, options)
     submit(app, url, spec, queue)
+
+
+@enqueue.group(name="payments")
+def enqueue_payments() -> None:
+    """Payment results, on a worker."""
+
+
+@enqueue_payments.command(name="check")
+@check_payments_options
+@pass_app
+def enqueue_check_payments(app: AppContext, /, **given: object) -> None:
+    """Look up the result of every payment in FILE (a pay_id column), on a worker:
+    payments.xlsx in the run's report folder."""
+    from lf_bulk import lookups, topups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = topups.read_pay_id_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
+    run_id = new_run_id()
+    lookups.check_planned_input(
+        topups.pay_ids_of(table), lookups.LookupKind.CHECK_PAYMENT, skip_invalid=skip_invalid,
+        run_id=run_id,
+    )  # fmt: skip
+    options = {"skip_invalid": skip_invalid}
+    submit(app, url, JobSpec.of(JobCommand.CHECK_PAYMENTS, partner, run_id, table, options), queue)
 
 
 @enqueue_orders.command(name="export")

@@ -589,9 +589,21 @@ def read_pay_ids(
 ) -> PlannedRows:
     """The pay_ids of a file (a `pay_id` column): each a run item (its `iccid` field holds the
     pay_id); empty, malformed and repeated ones are invalid / duplicate rows."""
-    table = read_iccids(
+    return pay_ids_of(read_pay_id_table(path, sheet=sheet, stdin=stdin))
+
+
+def read_pay_id_table(
+    path: str | Path, *, sheet: str | None = None, stdin: IO[bytes] | None = None
+) -> InputTable:
+    """A `payments check` file as read, before its pay_ids are checked (`pay_ids_of`)."""
+    return read_iccids(
         path, sheet=sheet, extra_columns=PAY_ID_COLUMNS, require_column=False, stdin=stdin
     )
+
+
+def pay_ids_of(table: InputTable) -> PlannedRows:
+    """The pay_ids of a table read by `read_pay_id_table` (a worker checks the rows its job
+    carries); InputError when it has no pay_id column."""
     headers = {h.strip().casefold() for h in table.headers}
     if not any(alias.casefold() in headers for alias in PAY_ID_COLUMNS["pay_id"]):
         raise errors.InputError(
@@ -670,15 +682,17 @@ def start_payments(
     timeout: float | None = None,
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
+    run_id: str | None = None,
 ) -> runs.RunResult:
     """Ask the Payment service for every pay_id as a new CHECK_PAYMENT run; the reporter writes
-    `output` (default: payments.xlsx in the report folder) besides items.csv and summary.json."""
+    `output` (default: payments.xlsx in the report folder) besides items.csv and summary.json.
+    `run_id`: the id to give the run (a worker's job chooses it when enqueued)."""
     say(f"{planned.source}: {planned.counts.describe()}")
     options = {OPTION_OUTPUT: str(check_output_path(output))} if output is not None else {}
     return start_planned_lookup(
         journal, client, settings, planned, LookupKind.CHECK_PAYMENT, options=options,
         max_age=0, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
-        progress=progress, say=say,
+        progress=progress, say=say, run_id=run_id,
     )  # fmt: skip
 
 

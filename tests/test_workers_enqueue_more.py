@@ -205,7 +205,45 @@ def test_enqueue_sims_verify_queues_the_rows_checked_now(store: str, tmp_path: P
     assert queued(store) == 1
 
 
+def test_enqueue_payments_check_queues_the_pay_ids_checked_now(store: str, tmp_path: Path) -> None:
+    add_partner(tmp_path)
+    file = tmp_path / "p.csv"
+    file.write_text("pay_id\npi_1\npi_2\n")
+    bad = tmp_path / "b.csv"
+    bad.write_text("pay_id\npi_1\npi_1\n")
+
+    spec = job_spec(
+        store, int(expect(invoke(cli(tmp_path, "payments", "check", str(file))), 0).stdout)
+    )
+    refused = expect(invoke(cli(tmp_path, "payments", "check", str(bad))), 2)
+    output = expect(invoke(cli(tmp_path, "payments", "check", str(file), "-o", "x.xlsx")), 2)
+
+    assert spec.command is JobCommand.CHECK_PAYMENTS
+    assert topups.pay_ids_of(spec.table()).counts.valid == 2
+    assert "duplicate" in refused.stderr
+    assert "enqueue takes no --output" in output.stderr
+    assert queued(store) == 1
+
+
 # ---------------------------------------------------------------- the job, on a worker
+
+
+def test_a_payments_check_job_writes_the_payments_workbook_in_its_report_folder(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    paid = [o for o in server.state.orders(seed.PARTNER) if o["pay_id"]][:2]
+    file = tmp_path / "p.csv"
+    file.write_text("pay_id\n" + "".join(f"{o['pay_id']}\n" for o in paid))
+    table = topups.read_pay_id_table(file)
+    spec = JobSpec.of(JobCommand.CHECK_PAYMENTS, "acme", "pay-1", table, {"skip_invalid": False})
+
+    assert runner.run(spec) == {"run_id": "pay-1", "exit_code": 0}
+
+    book = openpyxl.load_workbook(runner.report_root / "pay-1" / "payments.xlsx", read_only=True)
+    cells = {cell for row in book["Payments"].iter_rows(values_only=True) for cell in row}
+    assert {o["pay_id"] for o in paid} <= cells
 
 
 def test_a_verify_job_verifies_each_card_once_under_its_run_id(

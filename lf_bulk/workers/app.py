@@ -207,6 +207,15 @@ class JobRunner:
             return cancelled.run_id, cancelled.exit_code, cancelled.report_dir
         if spec.command is JobCommand.CREATE_ORDERS:
             return self._orders(journal, client, settings, spec, report_dir)
+        if spec.command is JobCommand.CHECK_PAYMENTS:
+            from lf_bulk import topups
+
+            paid = topups.start_payments(
+                lambda: journal, client, settings, topups.pay_ids_of(spec.table()),
+                skip_invalid=bool(given["skip_invalid"]), report_dir=report_dir, say=self.say,
+                run_id=spec.run_id,
+            )  # fmt: skip
+            return paid.run_id, paid.exit_code, paid.report_dir
         if spec.command is JobCommand.EXPORT_ORDERS:
             return self._export(client, spec, report_dir)
         operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE

@@ -39,6 +39,7 @@ class JobCommand(StrEnum):
     CANCEL_RENEWALS = "renewals cancel"
     CREATE_ORDERS = "orders create"
     EXPORT_ORDERS = "orders export"
+    CHECK_PAYMENTS = "payments check"
 
 
 # Options chosen anew by each `enqueue` (the order numbers generated for rows without one):
