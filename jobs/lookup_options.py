@@ -92,6 +92,10 @@ single_file_options = compose(
     report_dir_option,
 )
 
+area_option = click.option(
+    "--area", metavar="AREA", help="Only the plans of this area (e.g. 欧洲)."
+)
+
 # `renewals cancel`, typed or enqueued (`lf-bulk enqueue renewals cancel`).
 cancel_renewal_options = compose(
     single_file_options,

@@ -168,7 +168,7 @@ printed on stdout. Exit 0; 3 when some look-ups failed or a card is not found; 5
 finished.
 """ + lk.LOOKUP_FILE_HELP)  # fmt: skip
 @lk.lookup_input_options
-@click.option("--area", metavar="AREA", help="Only the plans of this area (e.g. 欧洲).")
+@lk.area_option
 @lk.max_age_option
 @lk.output_option("plans-<date>.xlsx")
 @lk.lookup_timeout_option

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,7 +31,7 @@ from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
 from lf_bulk.sources import read_iccids
-from lf_bulk.workers.spec import JobCommand, JobSpec, check_partner_name
+from lf_bulk.workers.spec import ROWS_LOOKUPS, JobCommand, JobSpec, check_partner_name
 
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 ENQUEUE_KEY = "lf_bulk_enqueue"
@@ -224,6 +225,34 @@ def enqueue_status(
 ) -> None:  # fmt: skip
     """The fleet workbook of FILE's SIMs, or of the members of --group GROUP or --all-groups
     (read by the worker when the job runs), on a worker: fleet.xlsx in the run's report folder."""
+    options = {"expiring_within": expiring_within, "max_age": max_age}
+    enqueue_rows_lookup(app, JobCommand.STATUS, file, groups, all_groups, sheet, column,
+                        skip_invalid, options)  # fmt: skip
+
+
+@enqueue_sims.command(name="plans")
+@lk.lookup_input_options
+@lk.area_option
+@lk.max_age_option
+@pass_app
+def enqueue_plans(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, area: str | None,
+    max_age: float,
+) -> None:  # fmt: skip
+    """The plans FILE's SIMs, or the members of --group GROUP or --all-groups (read by the
+    worker when the job runs), can buy, on a worker: plans.xlsx in the run's report folder."""
+    options = {"area": area, "max_age": max_age}
+    enqueue_rows_lookup(app, JobCommand.PLANS, file, groups, all_groups, sheet, column,
+                        skip_invalid, options)  # fmt: skip
+
+
+def enqueue_rows_lookup(
+    app: AppContext, command: JobCommand, file: str | None, groups: tuple[str, ...],
+    all_groups: bool, sheet: str | None, column: str | None, skip_invalid: bool,
+    options: Mapping[str, object],
+) -> None:  # fmt: skip
+    """A look-up of FILE's rows (checked now) or of groups' members (read by the worker)."""
     from lf_bulk import lookups
     from lf_bulk.sources import InputTable
 
@@ -235,16 +264,13 @@ def enqueue_status(
     run_id = new_run_id()
     if file is not None:
         table = read_iccids(file, sheet=sheet, column=column, stdin=stdin_for(file))
-        lookups.check_lookup_input(
-            table, lookups.LookupKind.STATUS, skip_invalid=skip_invalid, run_id=run_id
-        )
+        kind = lookups.LookupKind(ROWS_LOOKUPS[command])
+        lookups.check_lookup_input(table, kind, skip_invalid=skip_invalid, run_id=run_id)
     else:
         table = InputTable("", None, "", [])
-    options = {
-        "groups": list(groups), "all_groups": all_groups, "from_file": file is not None,
-        "skip_invalid": skip_invalid, "expiring_within": expiring_within, "max_age": max_age,
-    }  # fmt: skip
-    submit(app, url, JobSpec.of(JobCommand.STATUS, partner, run_id, table, options), queue)
+    given = {"groups": list(groups), "all_groups": all_groups, "from_file": file is not None,
+             "skip_invalid": skip_invalid, **options}  # fmt: skip
+    submit(app, url, JobSpec.of(command, partner, run_id, table, given), queue)
 
 
 @enqueue_sims.command(name="verify")
@@ -273,7 +299,21 @@ def enqueue_verify(app: AppContext, /, **given: object) -> None:
 
 @enqueue.group(name="renewals")
 def enqueue_renewals() -> None:
-    """Cancel automatic renewals, on a worker."""
+    """List or cancel automatic renewals, on a worker."""
+
+
+@enqueue_renewals.command(name="list")
+@lk.lookup_input_options
+@lk.max_age_option
+@pass_app
+def enqueue_list_renewals(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, max_age: float,
+) -> None:  # fmt: skip
+    """The SIMs of FILE, --group GROUP or --all-groups (read by the worker when the job runs)
+    that renew a plan automatically, on a worker: renewals.xlsx in the run's report folder."""
+    enqueue_rows_lookup(app, JobCommand.LIST_RENEWALS, file, groups, all_groups, sheet, column,
+                        skip_invalid, {"max_age": max_age})  # fmt: skip
 
 
 @enqueue_renewals.command(name="cancel")

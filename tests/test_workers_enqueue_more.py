@@ -225,7 +225,53 @@ def test_enqueue_payments_check_queues_the_pay_ids_checked_now(store: str, tmp_p
     assert queued(store) == 1
 
 
+def test_enqueue_sims_plans_and_renewals_list_of_a_group_or_a_file(
+    store: str, tmp_path: Path
+) -> None:
+    add_partner(tmp_path)
+    file = write_list(tmp_path / "l.csv", VALID)
+    plans = cli(tmp_path, "sims", "plans", "--group", seed.DEMO_GROUP, "--area", "欧洲")
+
+    of_group = job_spec(store, int(expect(invoke(plans), 0).stdout))
+    of_file = job_spec(
+        store, int(expect(invoke(cli(tmp_path, "renewals", "list", str(file))), 0).stdout)
+    )
+    neither = expect(invoke(cli(tmp_path, "renewals", "list")), 2)
+
+    assert of_group.command is JobCommand.PLANS and of_group.rows == ()
+    assert of_group.options["groups"] == [seed.DEMO_GROUP] and of_group.options["area"] == "欧洲"
+    assert of_file.command is JobCommand.LIST_RENEWALS and of_file.options["from_file"] is True
+    assert [row[2] for row in of_file.rows] == VALID
+    assert "give one of FILE" in neither.stderr
+    assert queued(store) == 2
+
+
 # ---------------------------------------------------------------- the job, on a worker
+
+
+@pytest.mark.parametrize(
+    ("command", "workbook", "extra"),
+    [
+        (JobCommand.LIST_RENEWALS, "renewals.xlsx", {}),
+        (JobCommand.PLANS, "plans.xlsx", {"area": None}),
+    ],
+)
+def test_a_plans_or_renewals_job_of_a_group_writes_its_workbook_in_the_report_folder(
+    runner: JobRunner, make_sandbox: MakeSandbox, command: JobCommand, workbook: str,
+    extra: dict[str, object],
+) -> None:  # fmt: skip
+    server = make_sandbox("rate=400,concurrency=8")
+    for_sandbox(runner, server)
+    options = {"groups": [seed.STAFF_GROUP], "all_groups": False, "from_file": False,
+               "skip_invalid": False, "max_age": 0.0, **extra}  # fmt: skip
+    spec = JobSpec.of(command, "acme", "rows-1", InputTable("", None, "", []), options)
+
+    done = runner.run(spec)
+
+    assert done["run_id"] == "rows-1" and done["exit_code"] in (0, 3)
+    assert (runner.report_root / "rows-1" / workbook).exists()
+    with (runner.report_root / "rows-1" / "items.csv").open() as handle:
+        assert len(handle.readlines()) == len(server.state.members(seed.STAFF_GROUP)) + 1
 
 
 def test_a_payments_check_job_writes_the_payments_workbook_in_its_report_folder(

@@ -40,7 +40,7 @@ from lf_bulk.quota import QuotaSource
 from lf_bulk.settings import Settings, open_session
 from lf_bulk.store import opened_store
 from lf_bulk.workers import partners
-from lf_bulk.workers.spec import JobCommand, JobSpec, partner_lock
+from lf_bulk.workers.spec import ROWS_LOOKUPS, JobCommand, JobSpec, partner_lock
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,8 @@ class JobRunner:
                 report_dir=report_dir, journal=lambda: journal, say=self.say, run_id=spec.run_id,
             )  # fmt: skip
             return compared.run_id, compared.exit_code, compared.report_dir
-        if spec.command is JobCommand.STATUS:
-            return self._status(journal, client, settings, spec, report_dir)
+        if spec.command in ROWS_LOOKUPS:
+            return self._rows_lookup(journal, client, settings, spec, report_dir)
         if spec.command is JobCommand.VERIFY:
             from lf_bulk import lookups
 
@@ -226,9 +226,11 @@ class JobRunner:
         )  # fmt: skip
         return started.run_id, started.exit_code, started.report_dir
 
-    def _status(
+    def _rows_lookup(
         self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_dir: Path
     ) -> tuple[str, ExitCode, Path]:
+        """`sims status`, `sims plans`, `renewals list`: of FILE's rows, or of the groups'
+        members read now; the workbook in the run's report folder."""
         from lf_bulk import fleet, lookups
 
         given = spec.options
@@ -236,9 +238,14 @@ class JobRunner:
         if not given["from_file"]:
             groups = None if given["all_groups"] else list(given["groups"])
             rows = fleet.member_rows(client, groups)
-        options = {fleet.OPTION_EXPIRING_WITHIN: int(given["expiring_within"])}
+        options: dict[str, Any] = {}
+        if "expiring_within" in given:
+            options[fleet.OPTION_EXPIRING_WITHIN] = int(given["expiring_within"])
+        if given.get("area"):
+            options[lookups.OPTION_AREA] = str(given["area"])
         looked_up = lookups.start_lookup(
-            journal, client, settings, rows, lookups.LookupKind.STATUS, options=options,
+            journal, client, settings, rows, lookups.LookupKind(ROWS_LOOKUPS[spec.command]),
+            options=options,
             max_age=float(given["max_age"]), report_dir=report_dir,
             skip_invalid=bool(given["skip_invalid"]), say=self.say, run_id=spec.run_id,
         )  # fmt: skip

@@ -36,12 +36,21 @@ class JobCommand(StrEnum):
     RECONCILE = "reconcile"
     STATUS = "sims status"
     VERIFY = "sims verify"
+    PLANS = "sims plans"
+    LIST_RENEWALS = "renewals list"
     CANCEL_RENEWALS = "renewals cancel"
     CREATE_ORDERS = "orders create"
     EXPORT_ORDERS = "orders export"
     CHECK_PAYMENTS = "payments check"
 
 
+# The look-ups of a FILE or of groups' members (read when the job runs), by command: their
+# look-up kind (`lf_bulk.lookups.LookupKind`).
+ROWS_LOOKUPS = {
+    JobCommand.STATUS: "status",
+    JobCommand.PLANS: "plans",
+    JobCommand.LIST_RENEWALS: "renewals",
+}
 # Options chosen anew by each `enqueue` (the order numbers generated for rows without one):
 # left out of the digest, like the run id, so that a second trigger is still the same job.
 PER_ENQUEUE_OPTIONS = ("order_nos",)
