@@ -167,6 +167,15 @@ sims_job_options = compose(
 )
 
 
+verify_option = click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every card with the Vshop service first (one call per SIM, its own run); "
+    "cards it rejects (not found, another partner's, not active) are never sent and are "
+    "reported `rejected`.",
+)
+
+
 class Ratio(click.FloatRange):
     """A fraction from 0 to 1; NaN, which FloatRange lets through (no comparison fails), is not."""
 

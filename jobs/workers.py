@@ -23,6 +23,7 @@ from jobs.options import (
     from_pushes_options,
     reconcile_options,
     sims_job_options,
+    verify_option,
 )
 from lf_bulk import runs, workers
 from lf_bulk.errors import InvalidSetting
@@ -152,6 +153,7 @@ def _sims_job(operation: Operation) -> click.Command:
     command = JobCommand.ADD if operation is Operation.ADD else JobCommand.REMOVE
 
     @sims_job_options
+    @verify_option
     @pass_app
     def job(app: AppContext, /, **given: object) -> None:
         refuse_worker_options(given)
@@ -171,6 +173,8 @@ def _sims_job(operation: Operation) -> click.Command:
             table, operation, group, None, skip_invalid=skip_invalid, say=app.info, run_id=run_id
         )
         options = {"group": group, "batch_size": given["batch_size"], "skip_invalid": skip_invalid}
+        if given["verify"]:  # the verification's own run, its id chosen now like the run's
+            options.update(verify=True, verify_run_id=new_run_id())
         submit(app, url, JobSpec.of(command, partner, run_id, table, options), queue)
 
     verb = "Add the ICCIDs listed in FILE to GROUP" if operation is Operation.ADD else (

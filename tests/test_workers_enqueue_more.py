@@ -12,7 +12,7 @@ import openpyxl
 import psycopg
 import pytest
 
-from lf_bulk import orders, topups
+from lf_bulk import orders, runs, topups
 from lf_bulk.errors import QuotaExhausted
 from lf_bulk.sandbox import cards, seed
 from lf_bulk.sandbox.server import SandboxServer
@@ -24,6 +24,7 @@ from lf_bulk.workers.spec import JobCommand, JobSpec
 
 from clihelp import expect, invoke, write_list
 from conftest import MakeSandbox
+from inprocess import accepted_counts
 
 VALID = ["89852420180910300011", "89852420180910300029", "89852420180910300037"]
 ORDER_HEADER = ["iccid", "package_code", "periods", "amount", "currency", "pay_id"]
@@ -187,6 +188,23 @@ def test_enqueue_orders_export_of_a_file_or_a_group(store: str, tmp_path: Path) 
         refused = expect(invoke(cli(tmp_path, "orders", "export", str(file), *extra)), 2)
         assert f"enqueue takes no {said}" in refused.stderr
     assert "give either FILE" in expect(invoke(cli(tmp_path, "orders", "export")), 2).stderr
+    assert queued(store) == 2
+
+
+def test_enqueue_sims_add_with_verify_chooses_the_verification_run_id_now(
+    store: str, tmp_path: Path
+) -> None:
+    add_partner(tmp_path)
+    file = write_list(tmp_path / "l.csv", VALID)
+    args = cli(tmp_path, "sims", "add", seed.PILOT_GROUP, str(file), "--verify")
+
+    spec = job_spec(store, int(expect(invoke(args), 0).stdout))
+    again = expect(invoke(args), 2)
+    plain = job_spec(store, int(expect(invoke(args[:-1]), 0).stdout))
+
+    assert spec.options["verify"] is True and spec.options["verify_run_id"] != spec.run_id
+    assert "waiting in the queue already" in again.stderr  # its own ids make no new job
+    assert "verify_run_id" not in plain.options
     assert queued(store) == 2
 
 
@@ -421,3 +439,37 @@ def test_a_look_up_job_stopped_by_the_quota_waits_for_the_next_day_and_resumes_i
         raise AssertionError("the run never finished")
     with (runner.report_root / "verify-q" / "items.csv").open() as handle:
         assert {row["outcome"] for row in csv.DictReader(handle)} == {"verified"}
+
+
+def test_an_add_job_with_verify_checks_the_cards_first_under_ids_chosen_at_enqueue(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server = make_sandbox("rate=400,concurrency=8,daily_quota=5")
+    for_sandbox(runner, server)
+    ungrouped = set(server.state.ungrouped_sims(3_000))
+    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=1_000)
+    wanted = [i for i in active if i in ungrouped][:6]
+    table = read_iccids(write_list(tmp_path / "v.csv", wanted))
+    options = {"group": seed.PILOT_GROUP, "batch_size": 10, "skip_invalid": False,
+               "verify_run_id": "add-v-verify"}  # fmt: skip
+    spec = JobSpec.of(JobCommand.ADD, "acme", "add-v", table, options)
+
+    # Day one: the quota stops the verification; the job waits for tomorrow, nothing was added.
+    with pytest.raises(QuotaExhausted):
+        runner.run(spec)
+    assert server.state.mutation_log() == []
+    for _ in range(6):  # each next day resumes the verification, then the add: never again
+        server.state.new_day()
+        with connect(runner.store_url) as db:  # our clock past the reset too: the server's
+            db.execute("DELETE FROM server_spent")  # "spent until" mark has expired
+        try:
+            assert runner.run(spec) == {"run_id": "add-v", "exit_code": 0}
+            break
+        except QuotaExhausted:
+            continue
+    else:
+        raise AssertionError("the job never finished")
+
+    assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
+    with runs.open_journal(runner.settings.home, runner.store_url) as journal:
+        assert sorted(run.run_id for run in journal.runs()) == ["add-v", "add-v-verify"]

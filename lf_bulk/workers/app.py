@@ -219,6 +219,14 @@ class JobRunner:
         if spec.command is JobCommand.EXPORT_ORDERS:
             return self._export(client, spec, report_dir)
         operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE
+        if given.get("verify_run_id"):  # --verify: its verification run's id chosen at enqueue
+            started = runs.start_verified(
+                journal, client, settings, spec.table(), operation, given["group"], options,
+                batch_size=int(given["batch_size"]), skip_invalid=bool(given["skip_invalid"]),
+                report_dir=report_dir, say=self.say, run_id=spec.run_id,
+                verify_run_id=str(given["verify_run_id"]),
+            )  # fmt: skip
+            return started.run_id, started.exit_code, started.report_dir
         started = runs.start(
             journal, client, settings, spec.table(), operation, given["group"], options,
             batch_size=int(given["batch_size"]), skip_invalid=bool(given["skip_invalid"]),

@@ -51,9 +51,10 @@ ROWS_LOOKUPS = {
     JobCommand.PLANS: "plans",
     JobCommand.LIST_RENEWALS: "renewals",
 }
-# Options chosen anew by each `enqueue` (the order numbers generated for rows without one):
-# left out of the digest, like the run id, so that a second trigger is still the same job.
-PER_ENQUEUE_OPTIONS = ("order_nos",)
+# Options chosen anew by each `enqueue` (the order numbers generated for rows without one, the
+# id of a --verify's verification run): left out of the digest, like the run id, so that a
+# second trigger is still the same job.
+PER_ENQUEUE_OPTIONS = ("order_nos", "verify_run_id")
 
 
 def check_partner_name(name: str) -> str:
