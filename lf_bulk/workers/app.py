@@ -148,10 +148,6 @@ class JobRunner:
         with connect(self.store_url) as db:
             return partners.get(db, name)
 
-    def partner_settings(self, name: str) -> Settings:
-        code = partners.partner_code(name, self.settings.home)
-        return self.partner(name).settings(self.settings, code)
-
     def _start_or_resume(
         self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_root: Path
     ) -> tuple[str, ExitCode, Path]:
