@@ -92,6 +92,17 @@ single_file_options = compose(
     report_dir_option,
 )
 
+area_option = click.option(
+    "--area", metavar="AREA", help="Only the plans of this area (e.g. 欧洲)."
+)
+
+# `renewals cancel`, typed or enqueued (`lf-bulk enqueue renewals cancel`).
+cancel_renewal_options = compose(
+    single_file_options,
+    click.option("--yes", is_flag=True, help="Send the cancels (only on the command line)."),
+    lookup_timeout_option,
+)
+
 LOOKUP_FILE_HELP = """
 FILE is a .csv, .tsv or .txt list, or an Excel workbook (.xlsx, .xlsm), or - for standard
 input; its ICCID column is found by its header or named with --column. Invalid or duplicate rows

@@ -188,6 +188,15 @@ def sims_job_options(func: F) -> F:
     )(func)
 
 
+verify_option = click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every card with the Vshop service first (one call per SIM, its own run); "
+    "cards it rejects (not found, another partner's, not active) are never sent and are "
+    "reported `rejected`.",
+)
+
+
 class Ratio(click.FloatRange):
     """A fraction from 0 to 1; NaN, which FloatRange lets through (no comparison fails), is not."""
 
@@ -271,6 +280,34 @@ export_options = compose(
         help="The time zone the API's times are in (IANA name, e.g. Europe/London); times are "
         "written as given and the sheet says which zone they are in.",
     ),
+)
+
+
+# `orders create`, typed or enqueued (`lf-bulk enqueue orders create`).
+create_orders_options = compose(
+    click.argument("file", metavar="FILE"),
+    sheet_option,
+    click.option("--dry-run", is_flag=True, help="Show the plan and totals; send nothing."),
+    skip_invalid_option,
+    runs_timeout_option,
+    report_dir_option,
+)
+
+
+# `payments check`, typed or enqueued (`lf-bulk enqueue payments check`).
+check_payments_options = compose(
+    click.argument("file", metavar="FILE"),
+    sheet_option,
+    click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the results here (.xlsx, or .csv: the Payments rows only) "
+        "[default: payments.xlsx in the report folder].",
+    ),
+    skip_invalid_option,
+    runs_timeout_option,
+    report_dir_option,
 )
 
 

@@ -61,9 +61,7 @@ Outcomes per row: cancelled, no_renewal, failed, invalid, duplicate, pending; it
 order_no, pay_id and plan. The report folder is printed on stdout. Exit 0 done (or the plan),
 3 when some failed, 5 when not finished (`runs resume RUN` continues).
 """ + lk.LOOKUP_FILE_HELP)  # fmt: skip
-@lk.single_file_options
-@click.option("--yes", is_flag=True, help="Send the cancels (only on the command line).")
-@lk.lookup_timeout_option
+@lk.cancel_renewal_options
 @pass_app
 def cancel(
     app: AppContext, file: str, sheet: str | None, column: str | None, skip_invalid: bool,

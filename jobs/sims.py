@@ -11,7 +11,7 @@ from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
 from jobs.driving import bars, client_of, open_journal, render_run
 from jobs.errors import JobExit
-from jobs.options import FILE_HELP, report_dir_option, sims_job_options
+from jobs.options import FILE_HELP, report_dir_option, sims_job_options, verify_option
 from lf_bulk import catalogue as _registers_the_plans_reporter  # noqa: F401
 from lf_bulk import fleet, lookups, runs
 from lf_bulk.engine import EngineOptions
@@ -24,15 +24,6 @@ from lf_bulk.sources import read_iccids
 @click.group()
 def sims() -> None:
     """Add SIMs to a group or remove them; verify cards, their plans and status (Vshop)."""
-
-
-verify_option = click.option(
-    "--verify",
-    is_flag=True,
-    help="Verify every card with the Vshop service first (one call per SIM, its own run); "
-    "cards it rejects (not found, another partner's, not active) are never sent and are "
-    "reported `rejected`.",
-)
 
 
 @sims.command(help="Add the ICCIDs listed in FILE to GROUP.\n" + FILE_HELP)
@@ -168,7 +159,7 @@ printed on stdout. Exit 0; 3 when some look-ups failed or a card is not found; 5
 finished.
 """ + lk.LOOKUP_FILE_HELP)  # fmt: skip
 @lk.lookup_input_options
-@click.option("--area", metavar="AREA", help="Only the plans of this area (e.g. 欧洲).")
+@lk.area_option
 @lk.max_age_option
 @lk.output_option("plans-<date>.xlsx")
 @lk.lookup_timeout_option

@@ -10,19 +10,14 @@ import click
 from jobs.context import AppContext, pass_app
 from jobs.driving import bars, client_of, open_journal, render_run
 from jobs.errors import JobExit
-from jobs.options import report_dir_option, runs_timeout_option, sheet_option, skip_invalid_option
+from jobs.options import check_payments_options, create_orders_options
 from lf_bulk import topups as lib
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.reports import prepare_report_dir
 
 
 @click.command()
-@click.argument("file", metavar="FILE")
-@sheet_option
-@click.option("--dry-run", is_flag=True, help="Show the plan and totals; send nothing.")
-@skip_invalid_option
-@runs_timeout_option
-@report_dir_option
+@create_orders_options
 @pass_app
 def create(
     app: AppContext, file: str, sheet: str | None, dry_run: bool, skip_invalid: bool,
@@ -70,18 +65,7 @@ payments = click.Group("payments", help="Payment results (the Payment service)."
 
 
 @payments.command()
-@click.argument("file", metavar="FILE")
-@sheet_option
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results here (.xlsx, or .csv: the Payments rows only) "
-    "[default: payments.xlsx in the report folder].",
-)
-@skip_invalid_option
-@runs_timeout_option
-@report_dir_option
+@check_payments_options
 @pass_app
 def check(
     app: AppContext, file: str, sheet: str | None, output: Path | None, skip_invalid: bool,

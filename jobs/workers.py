@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,7 +15,16 @@ import click
 from jobs import lookup_options as lk
 from jobs.context import AppContext, pass_app
 from jobs.errors import JobExit
-from jobs.options import FILE_HELP, reconcile_options, sims_job_options
+from jobs.options import (
+    FILE_HELP,
+    check_payments_options,
+    create_orders_options,
+    export_options,
+    from_pushes_options,
+    reconcile_options,
+    sims_job_options,
+    verify_option,
+)
 from lf_bulk import runs, workers
 from lf_bulk.errors import InvalidSetting
 from lf_bulk.exitcodes import ExitCode
@@ -22,7 +32,7 @@ from lf_bulk.journal import new_run_id
 from lf_bulk.models import Operation
 from lf_bulk.quota import DEFAULT_DAILY_QUOTA, DEFAULT_QUOTA_RESERVE
 from lf_bulk.sources import read_iccids
-from lf_bulk.workers.spec import JobCommand, JobSpec, check_partner_name
+from lf_bulk.workers.spec import ROWS_LOOKUPS, JobCommand, JobSpec, check_partner_name
 
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
 ENQUEUE_KEY = "lf_bulk_enqueue"
@@ -122,6 +132,10 @@ NOT_ON_A_WORKER = {
     "no_wait": "--no-wait (a worker always waits for the run's end)",
     "timeout": "--timeout (a worker always waits for the run's end)",
     "report_dir": "--report-dir (the reports go under the worker's --report-dir)",
+    "output": "--output (a worker writes the workbook in the job's report folder)",
+    "from_pushes": "--from-pushes (the pushes are in the --home of `notify serve`: export "
+    "them there)",
+    "since": "--since (it goes with --from-pushes)",
 }
 
 
@@ -139,6 +153,7 @@ def _sims_job(operation: Operation) -> click.Command:
     command = JobCommand.ADD if operation is Operation.ADD else JobCommand.REMOVE
 
     @sims_job_options
+    @verify_option
     @pass_app
     def job(app: AppContext, /, **given: object) -> None:
         refuse_worker_options(given)
@@ -158,6 +173,8 @@ def _sims_job(operation: Operation) -> click.Command:
             table, operation, group, None, skip_invalid=skip_invalid, say=app.info, run_id=run_id
         )
         options = {"group": group, "batch_size": given["batch_size"], "skip_invalid": skip_invalid}
+        if given["verify"]:  # the verification's own run, its id chosen now like the run's
+            options.update(verify=True, verify_run_id=new_run_id())
         submit(app, url, JobSpec.of(command, partner, run_id, table, options), queue)
 
     verb = "Add the ICCIDs listed in FILE to GROUP" if operation is Operation.ADD else (
@@ -212,6 +229,34 @@ def enqueue_status(
 ) -> None:  # fmt: skip
     """The fleet workbook of FILE's SIMs, or of the members of --group GROUP or --all-groups
     (read by the worker when the job runs), on a worker: fleet.xlsx in the run's report folder."""
+    options = {"expiring_within": expiring_within, "max_age": max_age}
+    enqueue_rows_lookup(app, JobCommand.STATUS, file, groups, all_groups, sheet, column,
+                        skip_invalid, options)  # fmt: skip
+
+
+@enqueue_sims.command(name="plans")
+@lk.lookup_input_options
+@lk.area_option
+@lk.max_age_option
+@pass_app
+def enqueue_plans(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, area: str | None,
+    max_age: float,
+) -> None:  # fmt: skip
+    """The plans FILE's SIMs, or the members of --group GROUP or --all-groups (read by the
+    worker when the job runs), can buy, on a worker: plans.xlsx in the run's report folder."""
+    options = {"area": area, "max_age": max_age}
+    enqueue_rows_lookup(app, JobCommand.PLANS, file, groups, all_groups, sheet, column,
+                        skip_invalid, options)  # fmt: skip
+
+
+def enqueue_rows_lookup(
+    app: AppContext, command: JobCommand, file: str | None, groups: tuple[str, ...],
+    all_groups: bool, sheet: str | None, column: str | None, skip_invalid: bool,
+    options: Mapping[str, object],
+) -> None:  # fmt: skip
+    """A look-up of FILE's rows (checked now) or of groups' members (read by the worker)."""
     from lf_bulk import lookups
     from lf_bulk.sources import InputTable
 
@@ -223,16 +268,171 @@ def enqueue_status(
     run_id = new_run_id()
     if file is not None:
         table = read_iccids(file, sheet=sheet, column=column, stdin=stdin_for(file))
-        lookups.check_lookup_input(
-            table, lookups.LookupKind.STATUS, skip_invalid=skip_invalid, run_id=run_id
-        )
+        kind = lookups.LookupKind(ROWS_LOOKUPS[command])
+        lookups.check_lookup_input(table, kind, skip_invalid=skip_invalid, run_id=run_id)
     else:
         table = InputTable("", None, "", [])
-    options = {
-        "groups": list(groups), "all_groups": all_groups, "from_file": file is not None,
-        "skip_invalid": skip_invalid, "expiring_within": expiring_within, "max_age": max_age,
-    }  # fmt: skip
-    submit(app, url, JobSpec.of(JobCommand.STATUS, partner, run_id, table, options), queue)
+    given = {"groups": list(groups), "all_groups": all_groups, "from_file": file is not None,
+             "skip_invalid": skip_invalid, **options}  # fmt: skip
+    submit(app, url, JobSpec.of(command, partner, run_id, table, given), queue)
+
+
+@enqueue_sims.command(name="verify")
+@lk.single_file_options
+@lk.lookup_timeout_option
+@pass_app
+def enqueue_verify(app: AppContext, /, **given: object) -> None:
+    """Verify every card listed in FILE with Linksfield (one call per SIM), on a worker."""
+    from lf_bulk import lookups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = read_iccids(
+        file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
+    )
+    run_id = new_run_id()
+    lookups.check_lookup_input(
+        table, lookups.LookupKind.VERIFY, skip_invalid=skip_invalid, run_id=run_id
+    )
+    options = {"skip_invalid": skip_invalid}
+    submit(app, url, JobSpec.of(JobCommand.VERIFY, partner, run_id, table, options), queue)
+
+
+@enqueue.group(name="renewals")
+def enqueue_renewals() -> None:
+    """List or cancel automatic renewals, on a worker."""
+
+
+@enqueue_renewals.command(name="list")
+@lk.lookup_input_options
+@lk.max_age_option
+@pass_app
+def enqueue_list_renewals(
+    app: AppContext, file: str | None, groups: tuple[str, ...], all_groups: bool,
+    sheet: str | None, column: str | None, skip_invalid: bool, max_age: float,
+) -> None:  # fmt: skip
+    """The SIMs of FILE, --group GROUP or --all-groups (read by the worker when the job runs)
+    that renew a plan automatically, on a worker: renewals.xlsx in the run's report folder."""
+    enqueue_rows_lookup(app, JobCommand.LIST_RENEWALS, file, groups, all_groups, sheet, column,
+                        skip_invalid, {"max_age": max_age})  # fmt: skip
+
+
+@enqueue_renewals.command(name="cancel")
+@lk.cancel_renewal_options
+@pass_app
+def enqueue_cancel_renewals(app: AppContext, /, **given: object) -> None:
+    """Cancel the automatic renewal of every SIM listed in FILE, on a worker. Without --yes
+    (typed here, and only here) nothing is sent: the plan is written (WOULD_CANCEL)."""
+    from lf_bulk import lookups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = read_iccids(
+        file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
+    )
+    run_id = new_run_id()
+    lookups.check_lookup_input(
+        table, lookups.LookupKind.CANCEL_RENEWAL, skip_invalid=skip_invalid, run_id=run_id
+    )
+    options = {"yes": bool(given["yes"]), "skip_invalid": skip_invalid}
+    submit(app, url, JobSpec.of(JobCommand.CANCEL_RENEWALS, partner, run_id, table, options), queue)
+
+
+@enqueue.group(name="orders")
+def enqueue_orders() -> None:
+    """Top-ups and order exports, on a worker."""
+
+
+@enqueue_orders.command(name="create")
+@create_orders_options
+@pass_app
+def enqueue_create_orders(app: AppContext, /, **given: object) -> None:
+    """Record one paid top-up order per row of FILE, on a worker (see `orders create`).
+
+    Every row is checked here, and the order numbers of rows without one are fixed here: every
+    attempt of the job pays the same orders. A FILE with a pay_id that an earlier job of the
+    partner holds is refused (exit 2), even after that job ran: continue its run instead.
+    """
+    from lf_bulk import topups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = topups.read_order_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
+    generated: dict[str, str] = {}
+
+    def order_no(row: int) -> str:
+        generated[str(row)] = topups.generate_order_no(row)
+        return generated[str(row)]
+
+    order_input = topups.orders_of(table, make_order_no=order_no)
+    app.info(f"{order_input.source}: {order_input.counts.describe()}")
+    topups.check_orders(order_input, skip_invalid=skip_invalid)
+    options = {"skip_invalid": skip_invalid, "order_nos": generated}
+    spec = JobSpec.of(JobCommand.CREATE_ORDERS, partner, new_run_id(), table, options)
+    submit(app, url, spec, queue)
+
+
+@enqueue.group(name="payments")
+def enqueue_payments() -> None:
+    """Payment results, on a worker."""
+
+
+@enqueue_payments.command(name="check")
+@check_payments_options
+@pass_app
+def enqueue_check_payments(app: AppContext, /, **given: object) -> None:
+    """Look up the result of every payment in FILE (a pay_id column), on a worker:
+    payments.xlsx in the run's report folder."""
+    from lf_bulk import lookups, topups
+
+    refuse_worker_options(given)
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
+    table = topups.read_pay_id_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
+    run_id = new_run_id()
+    lookups.check_planned_input(
+        topups.pay_ids_of(table), lookups.LookupKind.CHECK_PAYMENT, skip_invalid=skip_invalid,
+        run_id=run_id,
+    )  # fmt: skip
+    options = {"skip_invalid": skip_invalid}
+    submit(app, url, JobSpec.of(JobCommand.CHECK_PAYMENTS, partner, run_id, table, options), queue)
+
+
+@enqueue_orders.command(name="export")
+@export_options
+@from_pushes_options
+@pass_app
+def enqueue_export_orders(app: AppContext, /, **given: object) -> None:
+    """Export the orders found by the keys in FILE, or of every SIM in --group GROUP (read by
+    the worker when the job runs), on a worker: orders.xlsx in the job's report folder."""
+    from lf_bulk import orders
+    from lf_bulk.sources import InputTable
+
+    refuse_worker_options(given)
+    file, group = _text(given["file"]), _text(given["group_id"])
+    if (file is None) == (group is None):
+        raise click.UsageError("give either FILE or --group GROUP (not both)")
+    partner, queue = enqueued_for()
+    url = store_url(app)
+    with_partner(url, partner)
+    table = InputTable("", None, "", [])
+    if file is not None:
+        table = orders.read_key_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
+        orders.keys_of(table)  # no key at all: refused now, as the command refuses it
+    options = {"group": group, "timezone": str(given["zone"])}
+    spec = JobSpec.of(JobCommand.EXPORT_ORDERS, partner, new_run_id(), table, options)
+    submit(app, url, spec, queue)
 
 
 def enqueued_for() -> tuple[str, str]:
@@ -288,10 +488,15 @@ def partners() -> None:
               show_default=True, help="The partner's daily request quota.")  # fmt: skip
 @click.option("--reserve", type=click.IntRange(min=0), default=DEFAULT_QUOTA_RESERVE,
               show_default=True, help="Requests of the quota kept for reconcile.")  # fmt: skip
+@click.option(
+    "--report-dir", type=click.Path(file_okay=False),
+    help="The partner's own report folder (an absolute path every worker machine mounts) "
+    "[default: the worker's --report-dir].",
+)  # fmt: skip
 @pass_app
 def partners_add(
     app: AppContext, name: str, environment: str, base_url: str | None, vshop_url: str | None,
-    payment_url: str | None, quota: int, reserve: int,
+    payment_url: str | None, quota: int, reserve: int, report_dir: str | None,
 ) -> None:  # fmt: skip
     """Add partner NAME (or change its settings). Its code stays on each worker machine:
     LF_BULK_PARTNER_CODE_<NAME>, or [partner_codes] in <home>/credentials.toml (mode 0600)."""
@@ -301,7 +506,7 @@ def partners_add(
     url = store_url(app)
     partner = table.Partner(
         name, environment, base_url, vshop_url, payment_url, daily_quota=quota,
-        quota_reserve=reserve,
+        quota_reserve=reserve, report_dir=report_dir,
     )  # fmt: skip
     # Its URLs checked now as a job would check them (https, no password), not at 2 a.m.
     partner.settings(app.settings, partner_code="not-stored")

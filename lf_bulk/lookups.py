@@ -628,6 +628,20 @@ def check_lookup_input(
     raise _refuse(items, counts, source, kind, run_id, target, no_valid_row=not rows_refused)
 
 
+def check_planned_input(
+    planned: PlannedRows, kind: LookupKind, *, skip_invalid: bool, run_id: str
+) -> None:
+    """`check_lookup_input` for items its caller planned: refused as `start_planned_lookup`
+    would refuse them (the refusal report written), before any call."""
+    counts = planned.counts
+    refused = planned.from_file and bool(counts.invalid or counts.duplicates) and not skip_invalid
+    if counts.valid and not refused:
+        return
+    target = prepare_report_dir(bulk.report_dir_for(run_id, None))
+    items, source = planned.items, planned.source
+    raise _refuse(items, counts, source, LookupKind(kind), run_id, target, no_valid_row=not refused)
+
+
 @dataclass(frozen=True)
 class PlannedRows:
     """A look-up run's items as planned by its caller (`start_planned_lookup`)."""

@@ -36,7 +36,7 @@ from lf_bulk.client import LinksfieldClient
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.iccid import Reason, looks_rounded
 from lf_bulk.models import Order
-from lf_bulk.sources import InputRow, is_iccid_header, read_iccids
+from lf_bulk.sources import InputRow, InputTable, is_iccid_header, read_iccids
 from lf_bulk.xlsx import Column, Kind, Sheet, write_workbook
 
 __all__ = [
@@ -161,9 +161,21 @@ def read_keys(
     path: str | Path, *, sheet: str | None = None, stdin: IO[bytes] | None = None
 ) -> KeyInput:
     """The keys of a .csv/.tsv/.txt/.xlsx file (or `-`); InputError when it has no key column."""
-    table = read_iccids(
+    return keys_of(read_key_table(path, sheet=sheet, stdin=stdin))
+
+
+def read_key_table(
+    path: str | Path, *, sheet: str | None = None, stdin: IO[bytes] | None = None
+) -> InputTable:
+    """A keys file as read, before its keys are found (`keys_of`)."""
+    return read_iccids(
         path, sheet=sheet, extra_columns=KEY_ALIASES, require_column=False, stdin=stdin
     )
+
+
+def keys_of(table: InputTable) -> KeyInput:
+    """The keys of a table read by `read_key_table`; InputError when it has none (a worker
+    finds the keys of the rows its job carries)."""
     has_iccid_column = is_iccid_header(table.column) or (
         table.column == "" and any(row.raw or row.reason is not None for row in table.rows)
     )

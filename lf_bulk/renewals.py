@@ -317,13 +317,15 @@ def start_cancel(
     timeout: float | None = None,
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
+    run_id: str | None = None,
 ) -> runs.RunResult:
     """`renewals cancel`: a CANCEL_RENEWAL run; with `yes` the cancels are sent, otherwise only
-    the plan is written. Every renewal is looked up afresh (a cached answer may be stale)."""
+    the plan is written. Every renewal is looked up afresh (a cached answer may be stale).
+    `run_id`: the id to give the run (a worker's job chooses it when enqueued)."""
     return start_lookup(
         journal, client, settings, rows, LookupKind.CANCEL_RENEWAL, options={OPTION_YES: yes},
         max_age=0, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
-        progress=progress, say=say,
+        progress=progress, say=say, run_id=run_id,
     )  # fmt: skip
 
 

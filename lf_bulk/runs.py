@@ -38,6 +38,7 @@ from lf_bulk.errors import (
     ReportError,
     RunChanged,
     RunLocked,
+    RunNotFound,
     RunRefused,
     RunStopped,
 )
@@ -45,6 +46,7 @@ from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
     FINISHED,
     LOOKUP_KIND,
+    NOT_FINISHED,
     NOT_RESUMABLE,
     TERMINAL_STATUSES,
     Journal,
@@ -209,14 +211,19 @@ def drive(
         journal.verify_run(run_id)  # first: the report folder below is the journal's word
         # The folder the run started with may have gone since: find out before sending, not after.
         prepare_report_dir(Path(run.report_dir))
-        announce_run(run_id)
-        if before is not None:
-            before()
-        api = _get(client)
-        if retry_server_quota:
-            quota.retry_server(api)
-        if run.kind == "reconcile":
-            quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept for it
+        try:
+            announce_run(run_id)
+            if before is not None:
+                before()
+            api = _get(client)
+            if retry_server_quota:
+                quota.retry_server(api)
+            if run.kind == "reconcile":
+                quota.allow_reserve(api)  # a reconcile's apply, resumed, may use what is kept
+        except KeyboardInterrupt:
+            # Ctrl-C while the client and the store's pacer, ledger and cache open (long on
+            # PostgreSQL): the run exists, so it stops as the engine's Ctrl-C stops it.
+            return _interrupted_before_driving(journal, run_id)
         # The reports are written while the batches finish: little is left for the end.
         reporter = bulk.RunReporter(journal, run_id)
         try:
@@ -238,6 +245,13 @@ def drive(
     report_dir = write_reports(journal, run_id, result.exit_code, reporter)
     retryable = journal.failure_count(run_id, RETRYABLE_FAILURES)
     return RunResult(run_id, result.exit_code, result.counts, report_dir, result.stopped, retryable)
+
+
+def _interrupted_before_driving(journal: Journal, run_id: str) -> RunResult:
+    journal.set_run_status(run_id, NOT_FINISHED, ExitCode.NOT_FINISHED)
+    report_dir = write_reports(journal, run_id, ExitCode.NOT_FINISHED)
+    counts = journal.outcome_counts(run_id)
+    return RunResult(run_id, ExitCode.NOT_FINISHED, counts, report_dir, StopReason.INTERRUPTED)
 
 
 def _checked_input(
@@ -406,9 +420,15 @@ def start_verified(
     max_age: float | None = None,
     progress: ProgressFactory = no_progress,
     say: Say = _silent,
+    run_id: str | None = None,
+    verify_run_id: str | None = None,
 ) -> RunResult:
     """`start` with `--verify`: every card is verified first, in a VERIFY look-up run of its own
     (its reports in `verify/` under the run's report folder), and only the verified ones are sent.
+
+    `run_id`, `verify_run_id`: the ids of the two runs (a worker's job chooses them when it is
+    enqueued): a verification begun before (its job was tried again) is resumed, or taken as it
+    ended, never started again.
 
     Rejected cards are recorded in the add/remove run as `rejected`, with the Vshop code as the
     reason (exit 3); a card whose verification failed is `failed` (NOT_VERIFIED). When the
@@ -418,17 +438,27 @@ def start_verified(
     from lf_bulk import lookups  # it builds on this module
 
     run_id, target = _checked_input(
-        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say
+        table, operation, group_id, report_dir, skip_invalid=skip_invalid, say=say, run_id=run_id
     )
     api = _get(client)
-    bulk.require_group(api, group_id)
     opened = _get(journal)
+    begun = _recorded(opened, verify_run_id)
+    if begun is not None:  # a job tried again, as `runs resume` tries: the server's day may
+        quota.retry_server(api)  # have begun before ours
+    bulk.require_group(api, group_id)
     say(f"run {run_id}: verifying every card first")
-    verification = lookups.start_lookup(
-        opened, api, settings, table, lookups.LookupKind.VERIFY, skip_invalid=True,
-        report_dir=target / "verify", say=say, progress=progress,
-        max_age=lookups.DEFAULT_MAX_AGE if max_age is None else max_age,
-    )  # fmt: skip
+    if begun is None:
+        verification = lookups.start_lookup(
+            opened, api, settings, table, lookups.LookupKind.VERIFY, skip_invalid=True,
+            report_dir=target / "verify", say=say, progress=progress,
+            max_age=lookups.DEFAULT_MAX_AGE if max_age is None else max_age,
+            run_id=verify_run_id,
+        )  # fmt: skip
+    elif begun.status in TERMINAL_STATUSES:
+        ended = ExitCode.OK if begun.exit_code is None else ExitCode(begun.exit_code)
+        verification = RunResult(begun.run_id, ended, {}, Path(begun.report_dir))
+    else:
+        verification = drive(opened, api, begun.run_id, settings, progress=progress, say=say)
     if verification.exit_code == ExitCode.NOT_FINISHED:
         return replace(
             verification,
@@ -457,6 +487,15 @@ def start_verified(
         report_dir=target, batch_size=batch_size, progress=progress, say=say, preset=preset,
         details={bulk.VERIFIED_BY: verification.run_id},
     )  # fmt: skip
+
+
+def _recorded(journal: Journal, run_id: str | None) -> RunRecord | None:
+    if run_id is None:
+        return None
+    try:
+        return journal.run(run_id)
+    except RunNotFound:
+        return None
 
 
 def resume(

@@ -55,7 +55,7 @@ from lf_bulk.lookups import (
 from lf_bulk.models import InputCounts, OutcomeCode, PlanOffer, TopUp
 from lf_bulk.reports import ITEMS_CSV, REPORT_XLSX, SUMMARY_JSON, prepare_report_dir
 from lf_bulk.settings import Settings
-from lf_bulk.sources import InputRow, read_iccids
+from lf_bulk.sources import InputRow, InputTable, read_iccids
 from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, write_workbook
 
 ORDER_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -228,6 +228,19 @@ def read_orders(
     """Read and check every row of an `orders create` file; InputError for the file as a whole
     (e.g. a missing column), per-row problems in each `OrderRow`."""
     table = read_iccids(path, sheet=sheet, extra_columns=ORDER_COLUMNS, stdin=stdin)
+    return orders_of(table, make_order_no)
+
+
+def read_order_table(
+    path: str | Path, *, sheet: str | None = None, stdin: IO[bytes] | None = None
+) -> InputTable:
+    """An `orders create` file as read, before its rows are checked (`orders_of` checks them)."""
+    return read_iccids(path, sheet=sheet, extra_columns=ORDER_COLUMNS, stdin=stdin)
+
+
+def orders_of(table: InputTable, make_order_no: Any = generate_order_no) -> OrderInput:
+    """Check every row of an `orders create` table (`read_orders` without the reading): a
+    worker checks the rows its job carries, with the order numbers fixed when it was enqueued."""
     headers = {h.strip().casefold() for h in table.headers}
     missing = [
         name for name in REQUIRED_COLUMNS
@@ -326,16 +339,16 @@ def start_orders(
     timeout: float | None = None,
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
+    run_id: str | None = None,
 ) -> runs.RunResult:
     """Record every valid row's order as a new CREATE_ORDER run, and drive it.
 
     Invalid or duplicate rows refuse the whole file (exit 2, nothing sent, no run) unless
-    `skip_invalid`; a file with no valid row is refused in any case.
+    `skip_invalid`; a file with no valid row is refused in any case. `run_id`: the id to give
+    the run (a worker's job chooses it when enqueued); default a new one.
     """
-    counts = order_input.counts
-    say(f"{order_input.source}: {counts.describe()}")
-    if ((counts.invalid or counts.duplicates) and not skip_invalid) or not counts.valid:
-        raise _refuse(order_input, report_dir)
+    say(f"{order_input.source}: {order_input.counts.describe()}")
+    check_orders(order_input, skip_invalid=skip_invalid, report_dir=report_dir)
     items, orders = [], {}
     for r in order_input.rows:
         if r.top_up is None:
@@ -345,12 +358,22 @@ def start_orders(
         else:
             items.append(PlannedItem(r.row, r.top_up.iccid, str(LookupKind.CREATE_ORDER), ""))
             orders[str(r.row)] = order_to_option(r.top_up, r.given)
-    planned = PlannedRows(items, counts, order_input.source, "", from_file=True)
+    planned = PlannedRows(items, order_input.counts, order_input.source, "", from_file=True)
     return start_planned_lookup(
         journal, client, settings, planned, LookupKind.CREATE_ORDER,
         options={OPTION_ORDERS: orders}, max_age=0, report_dir=report_dir, skip_invalid=True,
-        timeout=timeout, progress=progress, say=say,
+        timeout=timeout, progress=progress, say=say, run_id=run_id,
     )  # fmt: skip
+
+
+def check_orders(
+    order_input: OrderInput, *, skip_invalid: bool, report_dir: Path | None = None
+) -> None:
+    """Refuse `order_input` as `start_orders` would (exit 2, the refusal report written):
+    invalid or duplicate rows without `skip_invalid`, or no valid row at all."""
+    counts = order_input.counts
+    if ((counts.invalid or counts.duplicates) and not skip_invalid) or not counts.valid:
+        raise _refuse(order_input, report_dir)
 
 
 ORDER_ITEM_FIELDS: Final = (
@@ -566,9 +589,21 @@ def read_pay_ids(
 ) -> PlannedRows:
     """The pay_ids of a file (a `pay_id` column): each a run item (its `iccid` field holds the
     pay_id); empty, malformed and repeated ones are invalid / duplicate rows."""
-    table = read_iccids(
+    return pay_ids_of(read_pay_id_table(path, sheet=sheet, stdin=stdin))
+
+
+def read_pay_id_table(
+    path: str | Path, *, sheet: str | None = None, stdin: IO[bytes] | None = None
+) -> InputTable:
+    """A `payments check` file as read, before its pay_ids are checked (`pay_ids_of`)."""
+    return read_iccids(
         path, sheet=sheet, extra_columns=PAY_ID_COLUMNS, require_column=False, stdin=stdin
     )
+
+
+def pay_ids_of(table: InputTable) -> PlannedRows:
+    """The pay_ids of a table read by `read_pay_id_table` (a worker checks the rows its job
+    carries); InputError when it has no pay_id column."""
     headers = {h.strip().casefold() for h in table.headers}
     if not any(alias.casefold() in headers for alias in PAY_ID_COLUMNS["pay_id"]):
         raise errors.InputError(
@@ -647,15 +682,17 @@ def start_payments(
     timeout: float | None = None,
     progress: runs.ProgressFactory = runs.no_progress,
     say: runs.Say = runs._silent,
+    run_id: str | None = None,
 ) -> runs.RunResult:
     """Ask the Payment service for every pay_id as a new CHECK_PAYMENT run; the reporter writes
-    `output` (default: payments.xlsx in the report folder) besides items.csv and summary.json."""
+    `output` (default: payments.xlsx in the report folder) besides items.csv and summary.json.
+    `run_id`: the id to give the run (a worker's job chooses it when enqueued)."""
     say(f"{planned.source}: {planned.counts.describe()}")
     options = {OPTION_OUTPUT: str(check_output_path(output))} if output is not None else {}
     return start_planned_lookup(
         journal, client, settings, planned, LookupKind.CHECK_PAYMENT, options=options,
         max_age=0, report_dir=report_dir, skip_invalid=skip_invalid, timeout=timeout,
-        progress=progress, say=say,
+        progress=progress, say=say, run_id=run_id,
     )  # fmt: skip
 
 

@@ -49,10 +49,19 @@ def base_args(home: Path, base_url: str) -> list[str]:
     return ["--home", str(home), *served_sandbox_args(base_url), "--no-progress", *FAST_CLIENT]
 
 
+# The CLI as a terminal starts it, with Ctrl-C (SIGINT) raising KeyboardInterrupt, however the
+# tests were started: a shell's background job (`make chaos &`) starts its children with SIGINT
+# ignored, and Python leaves a signal ignored that it inherited ignored (as `nohup` wants).
+_AS_FROM_A_TERMINAL = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from jobs.cli import main; main()"
+)
+
+
 def subprocess_cli(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs", *args],
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, *args],
         cwd=Path.cwd(),  # the tests' scratch folder (conftest.py), where default reports go
         env=env,
         stdout=subprocess.PIPE,

@@ -29,17 +29,18 @@ import psycopg
 from procrastinate import exceptions as pq_exceptions
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
+from lf_bulk import quota, runs
 from lf_bulk import reconcile as rc
-from lf_bulk import runs
 from lf_bulk.engine import EngineOptions
 from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import FINISHED, TERMINAL_STATUSES, Journal
 from lf_bulk.models import Operation
+from lf_bulk.quota import QuotaSource
 from lf_bulk.settings import Settings, open_session
 from lf_bulk.store import opened_store
 from lf_bulk.workers import partners
-from lf_bulk.workers.spec import JobCommand, JobSpec, partner_lock
+from lf_bulk.workers.spec import ROWS_LOOKUPS, JobCommand, JobSpec, partner_lock
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ STALLED_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 10.0
 SCHEMA_LOCK = 0x1F_B0_16  # advisory lock id: two workers applying the schema at once wait
 SCHEMA_MARKER = "procrastinate_jobs"
+EXPORT_NAME = "orders.xlsx"  # an `orders export` job's workbook, in its report folder
 
 
 # Procrastinate names a job in its log lines by its call, arguments included: a job's spec
@@ -115,7 +117,12 @@ class JobRunner:
     say: Callable[[str], None] = field(default=log.info)
 
     def run(self, spec: JobSpec) -> dict[str, Any]:
-        settings = self.partner_settings(spec.partner)
+        partner = self.partner(spec.partner)
+        settings = partner.settings(
+            self.settings, partners.partner_code(partner.name, self.settings.home)
+        )
+        # The partner's own folder when it has one, else the one every worker shares.
+        report_root = Path(partner.report_dir) if partner.report_dir else self.report_root
         with (
             # One attempt of a job at a time, even before its run exists: an attempt begun while
             # another still runs (its worker passed for dead) waits (`RunLocked`, tried later).
@@ -125,22 +132,24 @@ class JobRunner:
             contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal,
         ):
             run_id, exit_code, report_dir = self._start_or_resume(
-                journal, session.client, settings, spec
+                journal, session.client, settings, spec, report_root
             )
+            if exit_code == ExitCode.NOT_FINISHED:
+                spent = quota_spent(session.client, run_id)
+                if spent is not None:
+                    raise spent
         self.say(
             f"job {spec.command} for {spec.partner}: run {run_id} exit {int(exit_code)}; "
             f"reports in {report_dir}"
         )
         return {"run_id": run_id, "exit_code": int(exit_code)}
 
-    def partner_settings(self, name: str) -> Settings:
+    def partner(self, name: str) -> partners.Partner:
         with connect(self.store_url) as db:
-            partner = partners.get(db, name)
-        code = partners.partner_code(name, self.settings.home)
-        return partner.settings(self.settings, code)
+            return partners.get(db, name)
 
     def _start_or_resume(
-        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec
+        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_root: Path
     ) -> tuple[str, ExitCode, Path]:
         options = EngineOptions(wait=True)
         try:
@@ -159,7 +168,7 @@ class JobRunner:
             resumed = runs.resume(journal, client, settings, spec.run_id, options, say=self.say)
             assert resumed is not None  # a run id was given
             return resumed.run_id, resumed.exit_code, resumed.report_dir
-        given, report_dir = spec.options, self.report_root / spec.run_id
+        given, report_dir = spec.options, report_root / spec.run_id
         if spec.command is JobCommand.RECONCILE:
             checked = rc.ReconcileOptions(
                 apply=bool(given["apply"]), all_groups=bool(given["all_groups"]),
@@ -172,9 +181,48 @@ class JobRunner:
                 report_dir=report_dir, journal=lambda: journal, say=self.say, run_id=spec.run_id,
             )  # fmt: skip
             return compared.run_id, compared.exit_code, compared.report_dir
-        if spec.command is JobCommand.STATUS:
-            return self._status(journal, client, settings, spec, report_dir)
+        if spec.command in ROWS_LOOKUPS:
+            return self._rows_lookup(journal, client, settings, spec, report_dir)
+        if spec.command is JobCommand.VERIFY:
+            from lf_bulk import lookups
+
+            verified = lookups.start_lookup(
+                journal, client, settings, spec.table(), lookups.LookupKind.VERIFY, options={},
+                report_dir=report_dir, skip_invalid=bool(given["skip_invalid"]), say=self.say,
+                run_id=spec.run_id,
+            )  # fmt: skip
+            return verified.run_id, verified.exit_code, verified.report_dir
+        if spec.command is JobCommand.CANCEL_RENEWALS:
+            from lf_bulk import renewals
+
+            cancelled = renewals.start_cancel(
+                lambda: journal, client, settings, spec.table(), yes=bool(given["yes"]),
+                report_dir=report_dir, skip_invalid=bool(given["skip_invalid"]), say=self.say,
+                run_id=spec.run_id,
+            )  # fmt: skip
+            return cancelled.run_id, cancelled.exit_code, cancelled.report_dir
+        if spec.command is JobCommand.CREATE_ORDERS:
+            return self._orders(journal, client, settings, spec, report_dir)
+        if spec.command is JobCommand.CHECK_PAYMENTS:
+            from lf_bulk import topups
+
+            paid = topups.start_payments(
+                lambda: journal, client, settings, topups.pay_ids_of(spec.table()),
+                skip_invalid=bool(given["skip_invalid"]), report_dir=report_dir, say=self.say,
+                run_id=spec.run_id,
+            )  # fmt: skip
+            return paid.run_id, paid.exit_code, paid.report_dir
+        if spec.command is JobCommand.EXPORT_ORDERS:
+            return self._export(client, spec, report_dir)
         operation = Operation.ADD if spec.command is JobCommand.ADD else Operation.REMOVE
+        if given.get("verify_run_id"):  # --verify: its verification run's id chosen at enqueue
+            started = runs.start_verified(
+                journal, client, settings, spec.table(), operation, given["group"], options,
+                batch_size=int(given["batch_size"]), skip_invalid=bool(given["skip_invalid"]),
+                report_dir=report_dir, say=self.say, run_id=spec.run_id,
+                verify_run_id=str(given["verify_run_id"]),
+            )  # fmt: skip
+            return started.run_id, started.exit_code, started.report_dir
         started = runs.start(
             journal, client, settings, spec.table(), operation, given["group"], options,
             batch_size=int(given["batch_size"]), skip_invalid=bool(given["skip_invalid"]),
@@ -182,9 +230,11 @@ class JobRunner:
         )  # fmt: skip
         return started.run_id, started.exit_code, started.report_dir
 
-    def _status(
+    def _rows_lookup(
         self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_dir: Path
     ) -> tuple[str, ExitCode, Path]:
+        """`sims status`, `sims plans`, `renewals list`: of FILE's rows, or of the groups'
+        members read now; the workbook in the run's report folder."""
         from lf_bulk import fleet, lookups
 
         given = spec.options
@@ -192,13 +242,74 @@ class JobRunner:
         if not given["from_file"]:
             groups = None if given["all_groups"] else list(given["groups"])
             rows = fleet.member_rows(client, groups)
-        options = {fleet.OPTION_EXPIRING_WITHIN: int(given["expiring_within"])}
+        options: dict[str, Any] = {}
+        if "expiring_within" in given:
+            options[fleet.OPTION_EXPIRING_WITHIN] = int(given["expiring_within"])
+        if given.get("area"):
+            options[lookups.OPTION_AREA] = str(given["area"])
         looked_up = lookups.start_lookup(
-            journal, client, settings, rows, lookups.LookupKind.STATUS, options=options,
+            journal, client, settings, rows, lookups.LookupKind(ROWS_LOOKUPS[spec.command]),
+            options=options,
             max_age=float(given["max_age"]), report_dir=report_dir,
             skip_invalid=bool(given["skip_invalid"]), say=self.say, run_id=spec.run_id,
         )  # fmt: skip
         return looked_up.run_id, looked_up.exit_code, looked_up.report_dir
+
+    def _orders(
+        self, journal: Journal, client: Any, settings: Settings, spec: JobSpec, report_dir: Path
+    ) -> tuple[str, ExitCode, Path]:
+        from lf_bulk import topups
+
+        # The order numbers generated when the job was enqueued, not new ones: every attempt
+        # of the job, and the run it records, pays the same orders.
+        fixed: dict[str, str] = dict(spec.options["order_nos"])
+        order_input = topups.orders_of(spec.table(), make_order_no=lambda row: fixed[str(row)])
+        created = topups.start_orders(
+            lambda: journal, client, settings, order_input,
+            skip_invalid=bool(spec.options["skip_invalid"]), report_dir=report_dir,
+            say=self.say, run_id=spec.run_id,
+        )  # fmt: skip
+        return created.run_id, created.exit_code, created.report_dir
+
+    def _export(self, client: Any, spec: JobSpec, report_dir: Path) -> tuple[str, ExitCode, Path]:
+        """`orders export` on a worker: not a run (nothing to resume; tried again, it reads
+        again); the workbook is <report folder>/<job's run id>/orders.xlsx."""
+        from zoneinfo import ZoneInfo
+
+        from lf_bulk import order_export, orders
+        from lf_bulk.reports import prepare_report_dir
+
+        group = spec.options["group"]
+        keys = (
+            orders.group_keys(group, client.list_members(group))
+            if group
+            else orders.keys_of(spec.table())
+        )
+        order_export.check_quota(client, keys)
+        timed = order_export.export_orders(client, keys, ZoneInfo(str(spec.options["timezone"])))
+        target = prepare_report_dir(report_dir) / EXPORT_NAME
+        orders.write_xlsx(timed.export, target)
+        self.say(f"job orders export for {spec.partner}: {timed.summary()}")
+        return spec.run_id, ExitCode.OK, report_dir
+
+
+def quota_spent(client: Any, run_id: str) -> QuotaExhausted | None:
+    """The quota stop of a run that ended not finished while the partner's day is spent.
+
+    An add or remove run raises `QuotaExhausted` itself; a look-up run (verify, status,
+    renewals, top-ups) stops cleanly with exit 5. Either way its job must wait for the next UTC
+    day (`JobRetries`), not end as if it were done."""
+    gate = quota.ledger_gate(client)
+    if gate is None or gate.ledger.left_today(spend_reserve=gate.spend_reserve) > 0:
+        return None
+    ledger = gate.ledger
+    source = QuotaSource.SERVER if ledger.server_spent_until() else QuotaSource.LEDGER
+    spent = ledger.exhausted(source, ledger.resets_at(), spend_reserve=gate.spend_reserve)
+    stop = QuotaExhausted(
+        f"run {run_id} stopped: {spent}. Its job is tried again after the reset and resumes it",
+        resets_at=spent.resets_at, used=spent.used, limit=spent.limit, source=spent.source,
+    )  # fmt: skip
+    return stop
 
 
 @contextlib.contextmanager
@@ -237,6 +348,8 @@ def ensure_schema(store_url: str) -> bool:
 def enqueue(store_url: str, spec: JobSpec, *, queue: str = "default") -> int:
     """Defer `spec`; `AlreadyQueued` (an `InvalidSetting`) when the same job is waiting already."""
     ensure_schema(store_url)
+    if spec.command is JobCommand.CREATE_ORDERS:
+        refuse_paid_before(store_url, spec)
     app = make_app(store_url)
     with app.open():
         task = app.tasks[TASK_NAME]
@@ -254,6 +367,49 @@ def enqueue(store_url: str, spec: JobSpec, *, queue: str = "default") -> int:
 
 class AlreadyQueued(InvalidSetting):
     """A duplicate trigger: the same job is still waiting (exit 2, nothing added)."""
+
+
+class EnqueuedBefore(AlreadyQueued):
+    """A top-up's payment (its pay_id) was enqueued before for the partner, whatever became of
+    that job: its run is the one to continue (exit 2, nothing added)."""
+
+
+def paid_rows(spec: JobSpec) -> dict[str, int]:
+    """The pay_ids an `orders create` job pays, each with its row (its valid rows only)."""
+    from lf_bulk import topups
+
+    fixed: dict[str, str] = dict(spec.options["order_nos"])
+    checked = topups.orders_of(spec.table(), make_order_no=lambda row: fixed.get(str(row), "-"))
+    return {r.top_up.pay_id: r.row for r in checked.rows if r.top_up is not None}
+
+
+def refuse_paid_before(store_url: str, spec: JobSpec) -> None:
+    """Refuse an `orders create` job one of whose payments an earlier job of the partner holds
+    (waiting, running, done or failed): a file enqueued twice, or rows of it again."""
+    mine = paid_rows(spec)
+    if not mine:
+        return
+    with connect(store_url) as db:
+        # The jobs that may share a pay_id, found by the database; then checked row by row.
+        candidates = db.execute(
+            "SELECT DISTINCT j.id, j.status::text, j.args->'spec' FROM procrastinate_jobs AS j,"
+            " jsonb_array_elements(j.args->'spec'->'rows') AS r"
+            " WHERE j.task_name = %s AND j.args->'spec'->>'command' = %s"
+            " AND j.args->'spec'->>'partner' = %s AND r->4->>'pay_id' = ANY(%s) ORDER BY j.id",
+            (TASK_NAME, str(JobCommand.CREATE_ORDERS), spec.partner, list(mine)),
+        ).fetchall()
+    for job_id, status, data in candidates:
+        earlier = JobSpec.from_json(data)
+        shared = sorted(set(mine) & set(paid_rows(earlier)), key=mine.__getitem__)
+        if shared:
+            more = f" and {len(shared) - 1} more" if len(shared) > 1 else ""
+            raise EnqueuedBefore(
+                f"row {mine[shared[0]]}: pay_id {shared[0]}{more} was enqueued before for "
+                f"partner {spec.partner}, in job {job_id} ({status}) of run {earlier.run_id}: "
+                "nothing was added, so nothing is paid twice. `lf-bulk runs show "
+                f"{earlier.run_id}` says what became of it; `lf-bulk runs resume "
+                f"{earlier.run_id}` continues it"
+            )
 
 
 def list_jobs(store_url: str) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
 """Per-partner settings in the shared store (table `partners`), and where each partner's code is.
 
 A row holds what every worker must agree on: the environment, URLs (never with a password), the
-daily quota and the reserve. The partner code is the credential: it is never stored in the
-database nor passed on a command line. Each worker machine reads it from the environment variable
+daily quota and the reserve, and optionally the partner's own report folder (an absolute path
+every worker machine mounts; default the worker's `--report-dir`). The partner code is the
+credential: it is never stored in the database nor passed on a command line. Each worker machine
+reads it from the environment variable
 `LF_BULK_PARTNER_CODE_<NAME>` (the name upper-cased, '-' as '_') or from `<home>/credentials.toml`
 (`[partner_codes]`, `NAME = "code"`), a file that must be the user's own and mode 0600.
 """
@@ -39,7 +41,15 @@ CREATE TABLE IF NOT EXISTS partners (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )
 """
-COLUMNS = ("name", "env", "base_url", "vshop_url", "payment_url", "daily_quota", "quota_reserve")
+# Columns added since the table was first made, added to an older table when missing (asked
+# first: an ALTER takes the table's strongest lock even when it has nothing to do).
+ADDED_COLUMNS = {"report_dir": "ALTER TABLE partners ADD COLUMN IF NOT EXISTS report_dir TEXT"}
+COLUMNS = (
+    "name", "env", "base_url", "vshop_url", "payment_url", "daily_quota", "quota_reserve",
+    "report_dir",
+)  # fmt: skip
+# The columns that make a partner's settings (the report folder is where, not how, it runs).
+SETTING_COLUMNS = COLUMNS[:7]
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,15 @@ class Partner:
     payment_url: str | None = None
     daily_quota: int = DEFAULT_DAILY_QUOTA
     quota_reserve: int = DEFAULT_QUOTA_RESERVE
+    report_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_partner_name(self.name)
+        if self.report_dir is not None and not Path(self.report_dir).is_absolute():
+            raise InvalidSetting(
+                f"partner {self.name}: the report folder {self.report_dir!r} must be an "
+                "absolute path, the same on every worker machine (a shared folder mounted there)"
+            )
         if self.env not in PARTNER_ENVIRONMENTS:
             raise InvalidSetting(
                 f"partner {self.name}: environment {self.env!r}; choose one of "
@@ -86,7 +102,7 @@ class Partner:
             base, env=self.env, base_url=self.base_url, vshop_url=self.vshop_url,
             payment_url=self.payment_url, daily_quota=self.daily_quota,
             quota_reserve=self.quota_reserve, partner_code=partner_code,
-            origins={**base.origins, **dict.fromkeys(COLUMNS, f"partner {self.name}")},
+            origins={**base.origins, **dict.fromkeys(SETTING_COLUMNS, f"partner {self.name}")},
         )  # fmt: skip
         settings.validate()
         return settings
@@ -145,6 +161,16 @@ def _read_credentials(path: Path) -> Mapping[str, Any]:
 
 def ensure_table(db: Any) -> None:
     db.execute(SCHEMA)
+    present = {
+        row[0]
+        for row in db.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'partners'"
+        )
+    }
+    for column, statement in ADDED_COLUMNS.items():
+        if column not in present:
+            db.execute(statement)
 
 
 def save(db: Any, partner: Partner) -> bool:

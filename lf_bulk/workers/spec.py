@@ -35,6 +35,26 @@ class JobCommand(StrEnum):
     REMOVE = "sims remove"
     RECONCILE = "reconcile"
     STATUS = "sims status"
+    VERIFY = "sims verify"
+    PLANS = "sims plans"
+    LIST_RENEWALS = "renewals list"
+    CANCEL_RENEWALS = "renewals cancel"
+    CREATE_ORDERS = "orders create"
+    EXPORT_ORDERS = "orders export"
+    CHECK_PAYMENTS = "payments check"
+
+
+# The look-ups of a FILE or of groups' members (read when the job runs), by command: their
+# look-up kind (`lf_bulk.lookups.LookupKind`).
+ROWS_LOOKUPS = {
+    JobCommand.STATUS: "status",
+    JobCommand.PLANS: "plans",
+    JobCommand.LIST_RENEWALS: "renewals",
+}
+# Options chosen anew by each `enqueue` (the order numbers generated for rows without one, the
+# id of a --verify's verification run): left out of the digest, like the run id, so that a
+# second trigger is still the same job.
+PER_ENQUEUE_OPTIONS = ("order_nos", "verify_run_id")
 
 
 def check_partner_name(name: str) -> str:
@@ -129,5 +149,7 @@ class JobSpec:
         still waiting are refused (a duplicate trigger); the run id is left out on purpose."""
         payload = self.to_json()
         del payload["run_id"]
+        for name in PER_ENQUEUE_OPTIONS:
+            payload["options"].pop(name, None)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"{self.partner} {self.command} {digest[:32]}"
