@@ -4,6 +4,7 @@ process (issue #16)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 
 from lf_bulk import orders, runs, topups
-from lf_bulk.errors import QuotaExhausted
+from lf_bulk.errors import QuotaExhausted, RunStopped
 from lf_bulk.sandbox import cards, seed
 from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
@@ -329,8 +330,16 @@ def test_a_verify_job_verifies_each_card_once_under_its_run_id(
 @pytest.fixture
 def runner(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobRunner:
     monkeypatch.setenv("LF_BULK_PARTNER_CODE_ACME", SANDBOX_PARTNER_CODE)
-    settings = Settings(home=tmp_path / "home", store_url=pg_url, rate_per_second=200)
+    settings = Settings(
+        home=tmp_path / "home", store_url=pg_url, rate_per_second=200, retry_deadline=1.0
+    )
     return JobRunner(settings, pg_url, tmp_path / "reports", say=lambda line: None)
+
+
+def runs_status(runner: JobRunner, run_id: str) -> str:
+    settings = runner.settings
+    with contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal:
+        return str(journal.run(run_id).status)
 
 
 def for_sandbox(runner: JobRunner, server: SandboxServer) -> None:
@@ -439,6 +448,23 @@ def test_a_look_up_job_stopped_by_the_quota_waits_for_the_next_day_and_resumes_i
         raise AssertionError("the run never finished")
     with (runner.report_root / "verify-q" / "items.csv").open() as handle:
         assert {row["outcome"] for row in csv.DictReader(handle)} == {"verified"}
+
+
+def test_a_job_whose_run_ends_not_finished_fails_and_leaves_the_run_to_resume(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    # Every call fails (5xx): the SIMs stay pending and the run ends not finished. The job must
+    # fail (the job list shows it), not end as done with the run still open.
+    server = make_sandbox("rate=400,concurrency=8,5xx=1")
+    for_sandbox(runner, server)
+    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=2)
+    table = read_iccids(write_list(tmp_path / "v.csv", active))
+    spec = JobSpec.of(JobCommand.VERIFY, "acme", "verify-5xx", table, {"skip_invalid": False})
+
+    with pytest.raises(RunStopped) as stopped:
+        runner.run(spec)
+    assert "verify-5xx" in str(stopped.value) and "runs resume verify-5xx" in str(stopped.value)
+    assert runs_status(runner, "verify-5xx") == "not_finished"
 
 
 def test_an_add_job_with_verify_checks_the_cards_first_under_ids_chosen_at_enqueue(

@@ -6,6 +6,8 @@
 - a job's run id is chosen when it is enqueued: the job starts that run, or (tried again) resumes
   it from the journal, never a second run;
 - the day's quota spent (`QuotaExhausted`): the job is tried again after the next 00:00 UTC;
+- a run that ends not finished for any other reason fails its job (`RunStopped`): the job list
+  shows it, and `lf-bulk runs resume` continues the run;
 - a worker killed mid-job stops sending heartbeats: every worker sweeps such stalled jobs back to
   `todo` and one of them resumes the run, the journal telling what the server already took.
 
@@ -32,7 +34,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from lf_bulk import quota, runs
 from lf_bulk import reconcile as rc
 from lf_bulk.engine import EngineOptions
-from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound
+from lf_bulk.errors import InvalidSetting, QuotaExhausted, RunLocked, RunNotFound, RunStopped
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import FINISHED, TERMINAL_STATUSES, Journal
 from lf_bulk.models import Operation
@@ -138,6 +140,12 @@ class JobRunner:
                 spent = quota_spent(session.client, run_id)
                 if spent is not None:
                     raise spent
+                # Some calls failed and stay pending: the job fails (visible in `jobs list`)
+                # rather than end as done; the run waits in the journal for a resume.
+                raise RunStopped(
+                    f"run {run_id} ended not finished: its pending SIMs are in the journal and "
+                    f"the report ({report_dir}); continue it with `lf-bulk runs resume {run_id}`"
+                )
         self.say(
             f"job {spec.command} for {spec.partner}: run {run_id} exit {int(exit_code)}; "
             f"reports in {report_dir}"
