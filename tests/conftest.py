@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,6 +95,40 @@ def make_sandbox(tmp_path: Path, fresh_world: FreshWorld) -> Iterator[MakeSandbo
             return stack.enter_context(running_sandbox(path, spec, sims=sims))
 
         yield start
+
+
+# The engine's own waits, scaled to the test sandbox's operations (0.05-0.15 s, at most 2 s in a
+# fault cell) instead of a real server's seconds. The lost-send window stays longer than any
+# operation of the default suite's sandboxes: a shorter one would re-send what the server took,
+# which the fault and crash tests catch in the server's log.
+QUICK_ENGINE = {"first_poll": 0.2, "retry_delay": 0.25}
+QUICK_ASYNC_WINDOW = 3.0
+
+
+@pytest.fixture
+def quick_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """Every engine this test drives in-process (CLI, library, console) polls first after 0.2 s
+    and retries a failed SIM after 0.25 s, not 1 s and 2 s; a lost answer is settled after 3 s
+    when no duration was learned yet, not 10 s. A module whose promise is not about the engine's
+    timing opts in (`pytestmark = pytest.mark.usefixtures("quick_engine")`); `make chaos` keeps
+    the real defaults. Subprocesses keep them too."""
+    import dataclasses
+
+    from lf_bulk import engine
+
+    driver_init = engine.RunDriver.__init__
+
+    def quick_init(driver: engine.RunDriver, *args: Any, **kwargs: Any) -> None:
+        driver_init(driver, *args, **kwargs)
+        quicker = {
+            name: min(getattr(driver.options, name), seconds)
+            for name, seconds in QUICK_ENGINE.items()
+        }
+        driver.options = dataclasses.replace(driver.options, **quicker)
+
+    monkeypatch.setattr(engine.RunDriver, "__init__", quick_init)
+    monkeypatch.setattr(engine, "DEFAULT_ASYNC_WINDOW", QUICK_ASYNC_WINDOW)
+    return {**QUICK_ENGINE, "async_window": QUICK_ASYNC_WINDOW}
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
