@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from jobs.render import table
 from lf_bulk.journal import Journal
 from lf_bulk.locking import exclusive
@@ -12,6 +14,10 @@ from lf_bulk.sandbox.seed import FLEET_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke
+
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
 
 G1, G2 = PILOT_GROUP, FLEET_GROUP
 

@@ -24,6 +24,10 @@ from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import served_sandbox_args
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 MakeSandbox = Callable[..., SandboxServer]  # the `make_sandbox` fixture of conftest.py
 FAST = "rate=1000,concurrency=20"
 WORLD = 10_000
