@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lf_bulk.sandbox.seed import World, build_world
+from lf_bulk.sandbox.seed import DEFAULT_SIMS, World, build_world
 from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from lf_bulk.sandbox.state import SandboxState
 from lf_bulk.store import Store
@@ -67,6 +67,60 @@ def fresh_world(tmp_path_factory: pytest.TempPathFactory) -> FreshWorld:
         return path
 
     return put
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_world_seeded_once_per_session() -> Iterator[None]:
+    """The embedded sandbox's world (150,000 SIMs, about 2.5 s of CPU to seed) seeded by one
+    process of the session, not by each xdist worker (`share_world`). Other sizes are untouched."""
+    from lf_bulk.sandbox import state as sandbox_state
+
+    seed_as_usual = sandbox_state._world_template
+    # The session's folder, shared by its workers (read now: some tests clear LF_BULK_* variables).
+    folder = Path(os.environ[PG_SESSION_DIR])
+
+    def shared_template(sims: int) -> str:
+        if sims == DEFAULT_SIMS and sims not in sandbox_state._world_templates:
+            share_world(DEFAULT_SIMS, folder, seed_as_usual)
+        return seed_as_usual(sims)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sandbox_state, "_world_template", shared_template)
+        yield
+
+
+def share_world(sims: int, folder: Path, seed_as_usual: Callable[[int], str] | None = None) -> None:
+    """Make this process's template of the world of `sims` SIMs (which every new sandbox state
+    file is copied from): the first process to get here seeds it as usual and saves a copy in
+    `folder`; the others load that copy (milliseconds) instead of seeding (seconds).
+    `seed_as_usual`: the library's own seeding, when its module's name now leads here."""
+    import fcntl
+    import sqlite3
+    import uuid
+
+    from lf_bulk.sandbox import state as sandbox_state
+
+    seed_as_usual = seed_as_usual or sandbox_state._world_template
+
+    saved = folder / f"world-{sims}.db"
+    with (folder / f"world-{sims}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            seed_as_usual(sims)
+            _uri, keeper = sandbox_state._world_templates[sims]
+            partial = saved.with_suffix(".partial")
+            copy = sqlite3.connect(partial)
+            keeper.backup(copy)
+            copy.close()
+            partial.rename(saved)
+            return
+        uri = f"file:lf-bulk-world-{uuid.uuid4().hex}-{sims}?mode=memory&cache=shared"
+        keeper = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        source = sqlite3.connect(saved)
+        source.backup(keeper)
+        source.close()
+        with sandbox_state._world_templates_lock:
+            sandbox_state._world_templates.setdefault(sims, (uri, keeper))
 
 
 @pytest.fixture
