@@ -30,10 +30,6 @@ from clihelp import base_args, expect, invoke, read_items, subprocess_cli, wait_
 from conftest import MakeSandbox
 from inprocess import open_world
 
-# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
-# what a job does, not about how long it waits.
-pytestmark = pytest.mark.usefixtures("quick_engine")
-
 ITEMS = [
     ItemOutcome(2, "89852420000000000011", "added", "", "", "r-1"),
     ItemOutcome(3, '=HYPERLINK("x")', "invalid", "not_digits", "not only digits"),

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import httpx
-import pytest
 
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.engine import EngineOptions
@@ -24,10 +23,6 @@ from lf_bulk.sandbox.faults import FaultSpec
 from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 
 from inprocess import WORLD_FAULTS, InProcessTransport, open_world, taken_then_sent_again
-
-# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
-# what a job does, not about how long it waits.
-pytestmark = pytest.mark.usefixtures("quick_engine")
 
 FAULTS = "drop_first=1,async=3s"
 THROTTLED_FOR = 20  # seconds the first POST is held off, longer than the window below
