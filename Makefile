@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 LF := $(VENV)/bin/lf-bulk
 STAMP := $(VENV)/.installed
 
-.PHONY: install constraints demo test lint docs sandbox bench chaos clean bytecode browser
+.PHONY: install constraints demo test lint docs sandbox bench chaos clean bytecode browser assert-cache
 
 install: $(STAMP)
 
@@ -31,9 +31,22 @@ constraints:
 demo: install
 	$(PY) -m jobs.demo
 
+# pytest rewrites the asserts of every test module it imports: about 7 s of CPU in each of the
+# four workers. Done here once, by two processes each importing half the modules, and cached in
+# tests/__pycache__ for the workers to load (also cached: the helper modules they import). A shell
+# with PYTHONDONTWRITEBYTECODE set would stop both caches: pytest runs with it cleared. A
+# collection error is not reported here but by the run that follows.
+NO_DONT_WRITE := PYTHONDONTWRITEBYTECODE=
+COLLECT_ONLY := $(NO_DONT_WRITE) xargs $(PY) -m pytest --collect-only -q -p no:xdist -p no:cacheprovider
+assert-cache: install
+	@modules="$$(ls tests/test_*.py tests/e2e/test_*.py)"; \
+	echo "$$modules" | awk 'NR % 2 == 1' | $(COLLECT_ONLY) > /dev/null 2>&1 & \
+	echo "$$modules" | awk 'NR % 2 == 0' | $(COLLECT_ONLY) > /dev/null 2>&1; \
+	wait; true
+
 # Four workers on two cores: most of the suite waits on sockets and sandboxes, not the CPU.
-test: install bytecode
-	$(PY) -m pytest -q -n 4 --dist worksteal
+test: install bytecode assert-cache
+	$(NO_DONT_WRITE) $(PY) -m pytest -q -n 4 --dist worksteal
 
 # The browser the console's end-to-end tests drive (tests/e2e): Debian's chromium and its driver.
 # Installed only when missing, and only as root; the tests never download a browser or a driver.
@@ -63,8 +76,8 @@ sandbox: install
 bench: install
 	$(PY) -m bench.run
 
-chaos: install bytecode
-	$(PY) -m pytest -q -m slow -n 4 --dist worksteal
+chaos: install bytecode assert-cache
+	$(NO_DONT_WRITE) $(PY) -m pytest -q -m slow -n 4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) .lf-bulk lf-bulk-reports .pytest_cache .mypy_cache e2e-screens

@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lf_bulk.sandbox.seed import World, build_world
+from lf_bulk.sandbox.seed import DEFAULT_SIMS, World, build_world
 from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from lf_bulk.sandbox.state import SandboxState
 from lf_bulk.store import Store
@@ -68,6 +69,60 @@ def fresh_world(tmp_path_factory: pytest.TempPathFactory) -> FreshWorld:
     return put
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_world_seeded_once_per_session() -> Iterator[None]:
+    """The embedded sandbox's world (150,000 SIMs, about 2.5 s of CPU to seed) seeded by one
+    process of the session, not by each xdist worker (`share_world`). Other sizes are untouched."""
+    from lf_bulk.sandbox import state as sandbox_state
+
+    seed_as_usual = sandbox_state._world_template
+    # The session's folder, shared by its workers (read now: some tests clear LF_BULK_* variables).
+    folder = Path(os.environ[PG_SESSION_DIR])
+
+    def shared_template(sims: int) -> str:
+        if sims == DEFAULT_SIMS and sims not in sandbox_state._world_templates:
+            share_world(DEFAULT_SIMS, folder, seed_as_usual)
+        return seed_as_usual(sims)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sandbox_state, "_world_template", shared_template)
+        yield
+
+
+def share_world(sims: int, folder: Path, seed_as_usual: Callable[[int], str] | None = None) -> None:
+    """Make this process's template of the world of `sims` SIMs (which every new sandbox state
+    file is copied from): the first process to get here seeds it as usual and saves a copy in
+    `folder`; the others load that copy (milliseconds) instead of seeding (seconds).
+    `seed_as_usual`: the library's own seeding, when its module's name now leads here."""
+    import fcntl
+    import sqlite3
+    import uuid
+
+    from lf_bulk.sandbox import state as sandbox_state
+
+    seed_as_usual = seed_as_usual or sandbox_state._world_template
+
+    saved = folder / f"world-{sims}.db"
+    with (folder / f"world-{sims}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            seed_as_usual(sims)
+            _uri, keeper = sandbox_state._world_templates[sims]
+            partial = saved.with_suffix(".partial")
+            copy = sqlite3.connect(partial)
+            keeper.backup(copy)
+            copy.close()
+            partial.rename(saved)
+            return
+        uri = f"file:lf-bulk-world-{uuid.uuid4().hex}-{sims}?mode=memory&cache=shared"
+        keeper = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        source = sqlite3.connect(saved)
+        source.backup(keeper)
+        source.close()
+        with sandbox_state._world_templates_lock:
+            sandbox_state._world_templates.setdefault(sims, (uri, keeper))
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path, fresh_world: FreshWorld) -> Iterator[SandboxServer]:
     """A running sandbox on 127.0.0.1 with a fresh state and the contract's rate limits."""
@@ -94,6 +149,40 @@ def make_sandbox(tmp_path: Path, fresh_world: FreshWorld) -> Iterator[MakeSandbo
             return stack.enter_context(running_sandbox(path, spec, sims=sims))
 
         yield start
+
+
+# The engine's own waits, scaled to the test sandbox's operations (0.05-0.15 s, at most 2 s in a
+# fault cell) instead of a real server's seconds. The lost-send window stays longer than any
+# operation of the default suite's sandboxes: a shorter one would re-send what the server took,
+# which the fault and crash tests catch in the server's log.
+QUICK_ENGINE = {"first_poll": 0.2, "retry_delay": 0.25}
+QUICK_ASYNC_WINDOW = 3.0
+
+
+@pytest.fixture
+def quick_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """Every engine this test drives in-process (CLI, library, console) polls first after 0.2 s
+    and retries a failed SIM after 0.25 s, not 1 s and 2 s; a lost answer is settled after 3 s
+    when no duration was learned yet, not 10 s. A module whose promise is not about the engine's
+    timing opts in (`pytestmark = pytest.mark.usefixtures("quick_engine")`); `make chaos` keeps
+    the real defaults. Subprocesses keep them too."""
+    import dataclasses
+
+    from lf_bulk import engine
+
+    driver_init = engine.RunDriver.__init__
+
+    def quick_init(driver: engine.RunDriver, *args: Any, **kwargs: Any) -> None:
+        driver_init(driver, *args, **kwargs)
+        quicker = {
+            name: min(getattr(driver.options, name), seconds)
+            for name, seconds in QUICK_ENGINE.items()
+        }
+        driver.options = dataclasses.replace(driver.options, **quicker)
+
+    monkeypatch.setattr(engine.RunDriver, "__init__", quick_init)
+    monkeypatch.setattr(engine, "DEFAULT_ASYNC_WINDOW", QUICK_ASYNC_WINDOW)
+    return {**QUICK_ENGINE, "async_window": QUICK_ASYNC_WINDOW}
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -13,6 +13,10 @@ from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from badinput_corpus import BUILDERS, CorpusCase
 from clihelp import base_args, expect, invoke
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:

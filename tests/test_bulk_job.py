@@ -24,6 +24,10 @@ from clihelp import (
 from conftest import MakeSandbox
 from inprocess import taken_then_sent_again
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 def add(home: Path, server: SandboxServer, group: str, file: Path, report: Path, *extra: str):
     args = [*base_args(home, server.base_url), "sims", "add", group, str(file)]

@@ -19,6 +19,10 @@ from lf_bulk.sandbox.server import SandboxServer
 from clihelp import FAST_SERVER, base_args, expect, invoke
 from conftest import MakeSandbox
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = []

@@ -16,6 +16,10 @@ from lf_bulk.settings import KnownSetting, load_config
 
 from clihelp import expect, invoke
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

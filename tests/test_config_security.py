@@ -30,6 +30,10 @@ from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import FAST_CLIENT, expect, invoke, write_list
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 SECRET_CODE = "PSECRET9"
 
 

@@ -11,6 +11,10 @@ from consolehelp import TEST_TOKEN, TestClient, anonymous_client, console_client
 
 from lf_bulk.console.security import COOKIE_NAME, SECURITY_HEADERS
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 PAGES = ["/", "/runs", "/runs/R1", "/runs/R1/files/items.csv", "/runs/R1/events", "/jobs/new"]
 ACTIONS = ["/runs/R1/resume", "/runs/R1/wait", "/runs/R1/retry", "/runs/R1/cancel"]
 

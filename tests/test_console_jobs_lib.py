@@ -24,6 +24,10 @@ from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings, open_session
 
 from clihelp import read_items
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 def settings_for(server: SandboxServer, home: Path) -> Settings:
     return Settings(

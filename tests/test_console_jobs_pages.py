@@ -20,6 +20,10 @@ from lf_bulk.sandbox import cards
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 GOOD = with_check_digit("894450010219830482")
 BAD_CHECKSUM = GOOD[:-1] + str((int(GOOD[-1]) + 1) % 10)
 

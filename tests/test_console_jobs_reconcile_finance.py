@@ -21,6 +21,10 @@ from lf_bulk.notify.store import Delivery, PushStore
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 @pytest.fixture
 def console(sandbox: SandboxServer, tmp_path: Path) -> Iterator[TestClient]:

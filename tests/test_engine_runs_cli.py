@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from lf_bulk.journal import CANCELLED, FAILED, FINISHED, Journal, PlannedItem
 from lf_bulk.locking import exclusive
 from lf_bulk.models import Operation
@@ -13,6 +15,10 @@ from lf_bulk.sandbox.seed import FLEET_GROUP, FOREIGN_GROUP, PILOT_GROUP, unseed
 from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke, read_items, read_summary, write_list
+
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
 
 
 def journaled_runs(home: Path) -> list[str]:

@@ -71,6 +71,7 @@ ALSO_ALONE = ("first-answer-dropped", "sim-internal", "everything")
         for name, faults in DEFAULT_CELLS.items()
     ],
 )
+@pytest.mark.usefixtures("quick_engine")  # the engine's waits scaled to these operations
 def test_fault_cell(make_sandbox: MakeSandbox, tmp_path: Path, faults: str) -> None:
     run_cell(make_sandbox, tmp_path, faults, DEFAULT_SIMS, seed=1)
 

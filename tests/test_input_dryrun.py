@@ -13,6 +13,10 @@ from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke, read_items, read_summary, write_list
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 @pytest.mark.parametrize(
     ("command", "member_outcome", "other_outcome"),

@@ -34,6 +34,10 @@ from inprocess import (
     taken_then_sent_again,
 )
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:

@@ -25,6 +25,10 @@ from click.testing import CliRunner, Result
 from jobs.cli import cli
 from lf_bulk.sandbox import seed
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SAMPLES = ROOT / "samples"

@@ -17,6 +17,10 @@ from lf_bulk.sandbox.server import SandboxServer
 from clihelp import FAST_SERVER, base_args, expect, invoke, subprocess_cli, wait_for_run
 from conftest import MakeSandbox
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 G1, G2 = PILOT_GROUP, FLEET_GROUP
 
 
@@ -115,7 +119,7 @@ def test_max_changes_refuses_a_larger_plan_and_sends_nothing(
 def test_apply_converges_and_a_second_run_is_in_sync(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
-    server = make_sandbox(f"{FAST_SERVER},5xx=0.1,429=0.05,async=0.5-2s,seed=3", sims=20_000)
+    server = make_sandbox(f"{FAST_SERVER},5xx=0.1,429=0.05,async=0.2-0.8s,seed=3", sims=20_000)
     desired = build_drift(server, tmp_path)
     home = tmp_path / "h"
     applied = expect(

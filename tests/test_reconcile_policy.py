@@ -24,6 +24,10 @@ from lf_bulk.sandbox.seed import FLEET_GROUP, PARTNER, PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.sources import read_iccids
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 G1, G2 = PILOT_GROUP, FLEET_GROUP
 
 

@@ -6,8 +6,13 @@ from datetime import datetime
 from pathlib import Path
 
 import openpyxl
+import pytest
 
 from lf_bulk.reports import ItemOutcome, RunSummary, count_outcomes, excel_time, write_run_report
+
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
 
 
 def test_summary_times_are_date_cells_in_utc(tmp_path: Path) -> None:

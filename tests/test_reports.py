@@ -36,6 +36,10 @@ from lf_bulk.xlsx import (
     write_workbook,
 )
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 ICCID = "89852420180910340793"
 FORMULAS = {"iccid": "=1+1", "reason": "+44", "reason_code": "-3", "request_id": "@SUM(A1)"}
 

@@ -21,6 +21,10 @@ from lf_bulk.sqlite import ensure_private_dir
 
 from clihelp import expect, invoke
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 NOBODY = 65534
 
 

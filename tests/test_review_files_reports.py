@@ -23,6 +23,10 @@ from lf_bulk.xlsx import Column, Sheet, atomic_file, write_workbook
 
 from clihelp import base_args, expect, invoke, write_list
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 VICTIM_TEXT = "the user's precious file\n"
 
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lf_bulk.journal import Journal, PlannedItem
 from lf_bulk.models import InputCounts
 from lf_bulk.sandbox.seed import PILOT_GROUP
 from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke
+
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
 
 
 def unfinished_run(home: Path, sandbox: SandboxServer, report: Path) -> str:

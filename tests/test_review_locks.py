@@ -9,6 +9,10 @@ import pytest
 from lf_bulk.errors import RunLocked
 from lf_bulk.locking import exclusive
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 def test_the_holder_named_by_a_lock_file_reaches_the_terminal_escaped(tmp_path: Path) -> None:
     # Repro: a lock file rewritten to hold "\x1b[2J..." had it printed raw in "run locked".

@@ -19,6 +19,10 @@ from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 G1, G2 = PILOT_GROUP, FLEET_GROUP
 
 

@@ -25,6 +25,10 @@ from lf_bulk.sources import read_iccids
 
 from clihelp import write_list
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 def settings_for(server: SandboxServer, home: Path) -> Settings:
     return Settings(

@@ -22,6 +22,10 @@ from lf_bulk.sandbox.seed import PARTNER, PILOT_GROUP
 from clihelp import FAST_SERVER, base_args, expect, invoke, write_list
 from conftest import MakeSandbox
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 SIGNATURE = re.compile(r"\b[0-9a-f]{32}\b")
 
 

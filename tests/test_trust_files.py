@@ -23,6 +23,10 @@ from lf_bulk.sandbox.state import SandboxState
 
 from clihelp import base_args, expect, invoke, write_list
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 NOBODY = 65534
 
 

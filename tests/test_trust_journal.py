@@ -18,6 +18,10 @@ from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import base_args, expect, invoke, read_items
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 FIXTURE = Path(__file__).parent / "fixtures" / "journal-v0.1.0.db"
 FIXTURE_RUN = "20260102-000000-0002"
 

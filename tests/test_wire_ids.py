@@ -19,6 +19,10 @@ from lf_bulk.sandbox.server import SandboxServer
 
 from clihelp import expect, invoke
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 VALID_ICCID = "89852420180910340793"
 HOSTILE_IDS = [
     "G1/../G2",

@@ -23,6 +23,10 @@ from lf_bulk.pacing import RequestPacer
 
 from clihelp import expect, invoke
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 ICCID_A = "8944500000396693786"
 ICCID_B = "89852420180910340793"
 # Raw JSON text: `\ud800` is a lone surrogate once decoded, `\u001b` an ESC, `\u009b` a C1 CSI.

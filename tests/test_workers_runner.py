@@ -21,6 +21,10 @@ from clihelp import write_list
 from conftest import MakeSandbox
 from inprocess import accepted_counts
 
+# The engine's waits scaled to the test sandbox (conftest.quick_engine): these tests are about
+# what a job does, not about how long it waits.
+pytestmark = pytest.mark.usefixtures("quick_engine")
+
 
 @pytest.fixture
 def runner(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobRunner:

@@ -124,12 +124,14 @@ def run_id_of(driver: WebDriver) -> str:
 
 
 def wait_for_status(
-    driver: WebDriver, wanted: str, *, seconds: float = 20.0, reload: bool = False
+    driver: WebDriver, wanted: str, *, seconds: float = 60.0, reload: bool = False
 ) -> str:
     """The run page's #run-status once it reads `wanted`.
 
     The page gets there by itself (live events with JavaScript, its refresh without); `reload`
     also reloads it each 1.5 s, for a run whose status changes without the console knowing.
+    The deadline is generous: on a loaded 2-core machine a resumed run once took 20 s to show
+    `running` (the test failed there); waiting longer costs nothing when the run is quick.
     """
     deadline = time.monotonic() + seconds
     status = ""
