@@ -31,6 +31,7 @@ from lf_bulk.models import InputCounts, Operation, OutcomeCode
 from lf_bulk.reports import (
     DRY_RUN_OUTCOMES,
     OUTCOMES,
+    WORKBOOK_PROCESS_ITEMS,
     ItemOutcome,
     RunSummary,
     StreamedRunReport,
@@ -347,7 +348,10 @@ class RunReporter:
         self._stream: StreamedRunReport | None = None
         if journal.rows_follow_item_ids(run_id):
             try:
-                self._stream = StreamedRunReport(Path(self.run.report_dir))
+                self._stream = StreamedRunReport(
+                    Path(self.run.report_dir),
+                    separate_process=self.run.valid >= WORKBOOK_PROCESS_ITEMS,
+                )
             except OSError as error:
                 log.info("run %s: reports written at the end (%s)", run_id, error)
 

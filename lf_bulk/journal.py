@@ -304,6 +304,8 @@ class Journal:
         self._db = sqlite.connect(Path(path), JOURNAL_FILE) if db is None else db
         self._db.row_factory = sqlite3.Row
         self._guard = guard
+        # Runs this object created, with the file's state just after: see `_unchanged_since`.
+        self._created: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -411,7 +413,25 @@ class Journal:
                 ),
             )
             self._event(run_id, None, "created", f"{len(items)} items")
+        mark = self._write_mark()
+        if mark is not None:
+            self._created[run_id] = (mark, integrity)
         return run_id
+
+    def _write_mark(self) -> tuple[int, int] | None:
+        """What changes when anything writes to the file: another connection's commit moves
+        `data_version`, this connection's writes move `total_changes`. None off SQLite."""
+        if not isinstance(self._db, sqlite3.Connection) or self._db.in_transaction:
+            return None
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return int(version), self._db.total_changes
+
+    def _unchanged_since_created(self, run_id: str, recorded: dict[str, Any]) -> bool:
+        """Whether this object created the run and nothing has written to the file since: its
+        items are then the ones just digested, and digesting them again (seconds for a million)
+        proves nothing. A run read from the file in any other way is checked in full."""
+        created = self._created.get(run_id)
+        return created is not None and created[1] == recorded and created[0] == self._write_mark()
 
     def verify_run(self, run_id: str) -> None:
         """Check a run's items and batches against what it planned, before anything is sent.
@@ -432,6 +452,8 @@ class Journal:
         recorded = run.details.get(INTEGRITY)
         if not isinstance(recorded, dict):
             raise RunTampered(refuse("it has no integrity record (not created by lf-bulk)"))
+        if self._unchanged_since_created(run_id, recorded):
+            return
         rows = self._db.execute(
             "SELECT item_id, row, iccid, operation, group_id, phase, batch_id IS NULL FROM items"
             " WHERE run_id = ? ORDER BY item_id",
@@ -1129,31 +1151,42 @@ def _integrity(
     count = 0
     text = _json_text
     lines: list[str] = []
+    # The end of a line (operation, group, phase, never sent) is shared by nearly every item of
+    # a run: written once per distinct value, not once per item (a million-item run is digested
+    # when planned and again before it is driven by another process).
+    tails: dict[tuple[str, str, int, bool], str] = {}
     for item_id, row, iccid, item_operation, item_group, phase, unsent in items:
-        operation_text = str(item_operation)
         if (
             type(item_id) is int
             and type(row) is int
-            and type(phase) is int
             and type(iccid) is str
+            and type(phase) is int
             and type(item_group) is str
+            and isinstance(item_operation, str)  # an Operation when planned, str when read
         ):
-            # What json.dumps writes for these types, without its per-call overhead (a
-            # million-item run is digested twice: when planned and before it is driven).
-            state = "true" if unsent else "false"
-            lines.append(
-                f"\n[{item_id}, {row}, {text(iccid)}, {text(operation_text)}, {text(item_group)},"
-                f" {phase}, {state}]"
-            )
-        else:  # anything else (a journal edited by hand): exactly as json.dumps has it
-            line = [item_id, row, iccid, operation_text, item_group, phase, bool(unsent)]
-            lines.append("\n" + json.dumps(line))
+            key = (item_operation, item_group, phase, bool(unsent))
+            tail = tails.get(key)
+            if tail is None:
+                tail = tails[key] = _line_tail(str(item_operation), item_group, phase, unsent)
+            # What json.dumps writes for these types, without its per-call overhead.
+            lines.append(f"\n[{item_id}, {row}, {text(iccid)}, {tail}")
+            count += 1
+            if len(lines) >= 10_000:
+                digest.update("".join(lines).encode())
+                lines.clear()
+            continue
+        # anything else (a journal edited by hand): exactly as json.dumps has it
+        line = [item_id, row, iccid, str(item_operation), item_group, phase, bool(unsent)]
+        lines.append("\n" + json.dumps(line))
         count += 1
-        if len(lines) >= 10_000:
-            digest.update("".join(lines).encode())
-            lines.clear()
     digest.update("".join(lines).encode())
     return {"items": count, "sha256": digest.hexdigest()}
+
+
+def _line_tail(operation: str, group: str, phase: int, unsent: object) -> str:
+    """The end of an item's digest line from its operation on, as json.dumps writes it."""
+    state = "true" if unsent else "false"
+    return f"{_json_text(operation)}, {_json_text(group)}, {phase}, {state}]"
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
@@ -1228,12 +1261,13 @@ def _chunk(
 ) -> list[_PlannedBatch]:
     """Batches of at most `batch_size` items of one phase, operation and group, in item order."""
     by_key: dict[tuple[int, str, str], list[int]] = {}
-    for item_id, phase, operation, group_id in sorted(
-        pending, key=lambda p: (p[1], p[2], p[3], p[0])
-    ):
+    for item_id, phase, operation, group_id in pending:
         by_key.setdefault((phase, operation, group_id), []).append(item_id)
     batches: list[_PlannedBatch] = []
-    for (phase, operation, group_id), item_ids in by_key.items():
+    for key in sorted(by_key):  # a run has a handful of keys: sorting them, not the items
+        phase, operation, group_id = key
+        item_ids = by_key[key]
+        item_ids.sort()  # in id order already when planned: a pass over the list
         for start in range(0, len(item_ids), batch_size):
             chunk = item_ids[start : start + batch_size]
             batches.append(
