@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count, islice
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from lf_bulk import xlsx
 from lf_bulk.errors import InputError
@@ -97,8 +97,8 @@ ITEMS_SHEET_COLUMNS: Final = (
 
 
 WORKBOOK_PROCESS_ITEMS: Final = 20_000
-"""From this many items on, a streamed report's workbook is written by a process of its own
-(`lf_bulk.reports_process`): rendering its rows in a thread holds the GIL that the run needs.
+"""From this many items on, a streamed report's items.csv and workbook are written by a process
+of its own (`lf_bulk.reports_process`): rendering them here holds the GIL that the run needs.
 Below it, starting an interpreter costs more than it saves."""
 
 
@@ -312,6 +312,15 @@ def _summary_sheet(
     )
 
 
+def write_csv_rows(writer: Any, rows: Iterable[Sequence[Any]]) -> None:
+    """Item rows (the fields of `ItemOutcome` in its order) into items.csv, text neutralised."""
+    n = neutralise
+    writer.writerows(
+        (row, n(iccid), n(outcome), n(code), n(reason), n(request_id))
+        for row, iccid, outcome, code, reason, request_id in rows
+    )
+
+
 class StreamedRunReport:
     """A run report written while the run goes on: items are added in report order as they
     become final, so that little is left to write when the last answer arrives.
@@ -324,26 +333,29 @@ class StreamedRunReport:
     """
 
     def __init__(self, report_dir: Path, *, separate_process: bool = False) -> None:
-        """`separate_process`: the workbook is written by `lf_bulk.reports_process`, fed by the
-        thread, for a run large enough that rendering it here would slow the run down."""
+        """`separate_process`: items.csv and the workbook are written by
+        `lf_bulk.reports_process`, fed by the thread, for a run large enough that rendering them
+        here would slow the run down."""
         self.report_dir = xlsx.make_folders(Path(report_dir))
         self.count = 0
         self._files = ExitStack()
-        self._csv = csv.writer(
-            self._files.enter_context(atomic_file(self.report_dir / ITEMS_CSV, newline=""))
-        )
-        self._csv.writerow(ITEM_FIELDS)
         self._rows: queue.SimpleQueue[list[tuple[object, ...]] | None] = queue.SimpleQueue()
         self._summary: Summary | None = None
         self._failure: BaseException | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._csv: Any = None  # a csv writer, when items.csv is written here
         target = self._write_workbook
         if separate_process:
             try:
-                self._process = _start_workbook_process(self.report_dir / REPORT_XLSX)
-                target = self._feed_workbook_process
+                self._process = _start_report_process(self.report_dir)
+                target = self._feed_report_process
             except OSError:
-                self._process = None  # no interpreter to start: the thread writes it
+                self._process = None  # no interpreter to start: written here, as for a small run
+        if self._process is None:
+            self._csv = csv.writer(
+                self._files.enter_context(atomic_file(self.report_dir / ITEMS_CSV, newline=""))
+            )
+            self._csv.writerow(ITEM_FIELDS)
         self._writer = threading.Thread(target=target, daemon=True)
         self._writer.start()
 
@@ -355,11 +367,11 @@ class StreamedRunReport:
     def add_rows(self, rows: Sequence[tuple[int, str, str, str, str, str]]) -> None:
         """Add items given as (row, ICCID, outcome, reason code, reason, request id) tuples,
         the fields of `ItemOutcome` in its order: a million-item run makes no object per item."""
-        n = neutralise
-        self._csv.writerows(
-            (row, n(iccid), n(outcome), n(code), n(reason), n(request_id))
-            for row, iccid, outcome, code, reason, request_id in rows
-        )
+        if self._csv is None:  # the report process writes both files
+            self._rows.put(list(rows))
+            self.count += len(rows)
+            return
+        write_csv_rows(self._csv, rows)
         room = MAX_ROWS - 1 - self.count
         if room > 0:
             self._rows.put(list(rows[:room]))
@@ -421,8 +433,8 @@ class StreamedRunReport:
             while not ended and self._rows.get() is not None:  # take what `add` still puts
                 pass
 
-    def _feed_workbook_process(self) -> None:
-        """Hand the rows to the workbook process as they come (this thread waits on the pipe,
+    def _feed_report_process(self) -> None:
+        """Hand the rows to the report process as they come (this thread waits on the pipe,
         not the caller), then the summary; a failure there is handed to `finish`."""
         from lf_bulk.reports_process import ROWS, SUMMARY
 
@@ -444,10 +456,10 @@ class StreamedRunReport:
             except BrokenPipeError:
                 said, _ = process.communicate()
             if process.returncode != 0 and self._failure is None:
-                self._failure = _workbook_process_failure(said, process.returncode)
+                self._failure = _report_process_failure(said, process.returncode)
             elif not closing and self._failure is None:
                 self._failure = OSError(
-                    errno.EPIPE, "the workbook process stopped before the end of the report"
+                    errno.EPIPE, "the report process stopped before the end of the report"
                 )
         except BaseException as error:
             self._failure = self._failure or error
@@ -455,8 +467,8 @@ class StreamedRunReport:
             process.wait()
 
 
-def _start_workbook_process(target: Path) -> subprocess.Popen[bytes]:
-    """`lf_bulk.reports_process` writing `target`, importing this very copy of lf_bulk."""
+def _start_report_process(folder: Path) -> subprocess.Popen[bytes]:
+    """`lf_bulk.reports_process` writing into `folder`, importing this very copy of lf_bulk."""
     import lf_bulk
 
     code_root = str(Path(lf_bulk.__file__).resolve().parent.parent)
@@ -465,7 +477,7 @@ def _start_workbook_process(target: Path) -> subprocess.Popen[bytes]:
         part for part in (code_root, env.get("PYTHONPATH", "")) if part
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "lf_bulk.reports_process", str(target)],
+        [sys.executable, "-m", "lf_bulk.reports_process", str(folder)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -473,13 +485,13 @@ def _start_workbook_process(target: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _workbook_process_failure(said: bytes, status: int) -> BaseException:
-    """The error the workbook process reported, as the type it was (OSError, ValueError)."""
+def _report_process_failure(said: bytes, status: int) -> BaseException:
+    """The error the report process reported, as the type it was (OSError, ValueError)."""
     try:
         failure = json.loads(said.decode("utf-8", "replace").strip() or "{}")
     except ValueError:
         failure = {}
-    message = str(failure.get("message") or f"the workbook process failed (exit {status})")
+    message = str(failure.get("message") or f"the report process failed (exit {status})")
     kind = failure.get("error")
     if kind == "ValueError":
         return ValueError(message)

@@ -1,14 +1,16 @@
-"""The Items workbook of a large run, written by a process of its own (`StreamedRunReport`).
+"""The items.csv and report.xlsx of a large run, written by a process of its own
+(`StreamedRunReport`).
 
-Rendering a million rows of XML holds the GIL for seconds: in a thread it slows every journal
-write and every answer of the run it reports on. This process reads, from its standard input,
+Rendering a million rows of CSV and XML holds the GIL for seconds: in the run's process it slows
+every journal write and every answer of the run it reports on. This process reads, from its standard input,
 pickled messages that the parent (`lf_bulk.reports`) writes and no one else can reach:
 
     ("rows", [(row, iccid, outcome, reason_code, reason, request_id), ...])   any number
     ("summary", Summary)                                                      last
 
-and writes `report.xlsx` atomically once the summary has come. An input that ends before the
-summary (the run was abandoned, or the parent died) leaves the folder as it was. A failure is
+and puts `items.csv` (every row) and `report.xlsx` (the rows that fit a sheet) in place, each
+atomically, once the summary has come; the parent writes summary.json after. An input that ends
+before the summary (the run was abandoned, or the parent died) leaves the folder as it was. A failure is
 reported as one JSON line on standard output ({"error", "errno", "message"}) and exit status 1.
 """
 
@@ -29,29 +31,45 @@ class _Ended(Exception):
     """The input ended before the summary: nothing is to be put in place."""
 
 
-def write_items_workbook(target: Path, source: BinaryIO) -> None:
-    from lf_bulk.reports import ITEMS_SHEET_COLUMNS
-    from lf_bulk.xlsx import Sheet, Summary, write_workbook
+def write_items_files(folder: Path, source: BinaryIO) -> None:
+    import csv
+
+    from lf_bulk.reports import (
+        ITEM_FIELDS,
+        ITEMS_CSV,
+        ITEMS_SHEET_COLUMNS,
+        REPORT_XLSX,
+        write_csv_rows,
+    )
+    from lf_bulk.xlsx import MAX_ROWS, Sheet, Summary, atomic_file, write_workbook
 
     summary: list[Summary] = []
+    with atomic_file(folder / ITEMS_CSV, newline="") as out:
+        items_csv = csv.writer(out)
+        items_csv.writerow(ITEM_FIELDS)
 
-    def rows() -> Iterator[tuple[object, ...]]:
-        while True:
-            try:
-                kind, payload = pickle.load(source)
-            except EOFError:
-                raise _Ended from None
-            if kind == SUMMARY:
-                summary.append(payload)
-                return
-            yield from payload
+        def rows() -> Iterator[tuple[object, ...]]:
+            room = MAX_ROWS - 1
+            while True:
+                try:
+                    kind, payload = pickle.load(source)
+                except EOFError:
+                    raise _Ended from None
+                if kind == SUMMARY:
+                    summary.append(payload)
+                    return
+                write_csv_rows(items_csv, payload)
+                if room > 0:
+                    yield from payload[:room]
+                    room -= len(payload)
 
-    write_workbook(target, [Sheet("Items", ITEMS_SHEET_COLUMNS, rows())], lambda: summary[0])
+        sheet = Sheet("Items", ITEMS_SHEET_COLUMNS, rows())
+        write_workbook(folder / REPORT_XLSX, [sheet], lambda: summary[0])
 
 
 def main(argv: list[str]) -> int:
     try:
-        write_items_workbook(Path(argv[0]), sys.stdin.buffer)
+        write_items_files(Path(argv[0]), sys.stdin.buffer)
     except _Ended:
         return 0
     except (OSError, ValueError, TypeError) as error:
