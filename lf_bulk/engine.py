@@ -440,22 +440,36 @@ class RunDriver:
             )
             self.journal.schedule_poll(self.run_id, batch.batch_id, now + interval, result.status)
             return
-        self._learn_duration(result, batch, now)
         by_iccid = {r.iccid: r for r in result.results}
-        attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
-        lost_before = self.journal.lost_sends(self.run_id, batch.batch_id)
+        # One read of the batch's pending items: how often each was sent, which were lost sends,
+        # and their ids for closing it.
+        pending = self.journal.pending_in_batch(self.run_id, batch.batch_id)
+        attempts: dict[str, int] = {}
+        pending_ids: dict[str, list[int]] = {}
+        lost_before: set[str] = set()
+        for iccid, item_id, sent, reason_code in pending:
+            attempts[iccid] = sent
+            pending_ids.setdefault(iccid, []).append(item_id)
+            if reason_code == PENDING_LOST_MARK:
+                lost_before.add(iccid)
         outcomes: dict[str, Outcome] = {}
         retry: list[str] = []
         resettle: list[str] = []
+        # A batch's answers share a handful of (status, reason) pairs: one Outcome for each.
+        alike: dict[tuple[bool, str, str], Outcome] = {}
+        not_mentioned = Outcome(
+            OutcomeCode.FAILED, PENDING_LOST_MARK, "the result did not mention this SIM"
+        )
         for iccid, sent in attempts.items():
             sim = by_iccid.get(iccid)
-            outcome = (
-                outcome_of(batch.operation, sim.succeeded, sim.reason_code, sim.reason)
-                if sim
-                else Outcome(
-                    OutcomeCode.FAILED, PENDING_LOST_MARK, "the result did not mention this SIM"
-                )
-            )
+            if sim is None:
+                outcome = not_mentioned
+            else:
+                key = (sim.succeeded, sim.reason_code, sim.reason)
+                found = alike.get(key)
+                if found is None:
+                    found = alike[key] = outcome_of(batch.operation, *key)
+                outcome = found
             if iccid in lost_before:
                 if (
                     outcome.reason_code == wire.REASON_SIM_LOCKED
@@ -472,18 +486,21 @@ class RunDriver:
                 retry.append(iccid)
             else:
                 outcomes[iccid] = outcome
-        self.journal.close_batch(
-            self.run_id,
-            batch.batch_id,
-            state=FINAL,
-            api_status=result.status,
-            outcomes=outcomes,
-            retry=retry,
-            retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
-            max_batch=self.max_batch,
-            resettle=resettle,
-            resettle_from=now,
-        )
+        with self.journal.transaction():  # one commit: what was learned and the batch closed
+            self._learn_duration(result, batch, now)
+            self.journal.close_batch(
+                self.run_id,
+                batch.batch_id,
+                state=FINAL,
+                api_status=result.status,
+                outcomes=outcomes,
+                retry=retry,
+                retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
+                max_batch=self.max_batch,
+                resettle=resettle,
+                resettle_from=now,
+                pending_ids=pending_ids,
+            )
         self.progress.finished(len(outcomes))
 
     def _on_poll_error(self, batch: BatchRecord, error: BaseException) -> None:
