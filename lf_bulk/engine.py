@@ -40,7 +40,7 @@ from lf_bulk.journal import (
     Journal,
     Outcome,
 )
-from lf_bulk.models import AsyncResult, Operation, OutcomeCode, Submission
+from lf_bulk.models import AsyncResult, Operation, OutcomeCode, SimResult, Submission
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,39 @@ class RunDriver:
         outcomes: dict[str, Outcome] = {}
         retry: list[str] = []
         resettle: list[str] = []
+        common = None if lost_before else _one_outcome_for_all(batch.operation, result, attempts)
+        if common is not None and not _retryable(common):
+            outcomes = dict.fromkeys(attempts, common)  # the usual batch: one answer for all
+        else:
+            self._sort_answers(batch, by_iccid, attempts, lost_before, outcomes, retry, resettle)
+        with self.journal.transaction():  # one commit: what was learned and the batch closed
+            self._learn_duration(result, batch, now)
+            self.journal.close_batch(
+                self.run_id,
+                batch.batch_id,
+                state=FINAL,
+                api_status=result.status,
+                outcomes=outcomes,
+                retry=retry,
+                retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
+                max_batch=self.max_batch,
+                resettle=resettle,
+                resettle_from=now,
+                pending_ids=pending_ids,
+            )
+        self.progress.finished(len(outcomes))
+
+    def _sort_answers(
+        self,
+        batch: BatchRecord,
+        by_iccid: dict[str, SimResult],
+        attempts: dict[str, int],
+        lost_before: set[str],
+        outcomes: dict[str, Outcome],
+        retry: list[str],
+        resettle: list[str],
+    ) -> None:
+        """Each pending ICCID's answer: a final outcome, sent again, or settled again."""
         # A batch's answers share a handful of (status, reason) pairs: one Outcome for each.
         alike: dict[tuple[bool, str, str], Outcome] = {}
         not_mentioned = Outcome(
@@ -479,29 +512,10 @@ class RunDriver:
                     continue
                 if outcome.outcome in (OutcomeCode.ALREADY_MEMBER, OutcomeCode.NOT_MEMBER):
                     outcome = _changed_by_lost_send(batch.operation, "found when sent again")
-            retryable = (
-                outcome.outcome is OutcomeCode.FAILED and outcome.reason_code in RETRYABLE_FAILURES
-            )
-            if retryable and sent < self.options.max_attempts:
+            if _retryable(outcome) and sent < self.options.max_attempts:
                 retry.append(iccid)
             else:
                 outcomes[iccid] = outcome
-        with self.journal.transaction():  # one commit: what was learned and the batch closed
-            self._learn_duration(result, batch, now)
-            self.journal.close_batch(
-                self.run_id,
-                batch.batch_id,
-                state=FINAL,
-                api_status=result.status,
-                outcomes=outcomes,
-                retry=retry,
-                retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
-                max_batch=self.max_batch,
-                resettle=resettle,
-                resettle_from=now,
-                pending_ids=pending_ids,
-            )
-        self.progress.finished(len(outcomes))
 
     def _on_poll_error(self, batch: BatchRecord, error: BaseException) -> None:
         if isinstance(error, errors.QuotaExhausted):
@@ -629,6 +643,24 @@ def _refused(error: BaseException) -> bool:
         and not isinstance(error, errors.ServerError)
         and error.http_status < 500
     )
+
+
+def _retryable(outcome: Outcome) -> bool:
+    return outcome.outcome is OutcomeCode.FAILED and outcome.reason_code in RETRYABLE_FAILURES
+
+
+def _one_outcome_for_all(
+    operation: str, result: AsyncResult, attempts: dict[str, int]
+) -> Outcome | None:
+    """The outcome of every pending ICCID when the result gives each the same answer (status
+    and reason) and mentions every one of them; None otherwise."""
+    results = result.results
+    if not results or len({(r.succeeded, r.reason_code, r.reason) for r in results}) != 1:
+        return None
+    if not attempts.keys() <= {r.iccid for r in results}:
+        return None
+    first = results[0]
+    return outcome_of(operation, first.succeeded, first.reason_code, first.reason)
 
 
 def _changed(operation: str) -> OutcomeCode:
