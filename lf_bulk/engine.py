@@ -145,6 +145,9 @@ class RunDriver:
         self.max_batch = journal.run(run_id).batch_size
         self._durations: list[float] = journal.async_durations(run_id)
         self._members_cache: dict[str, set[str]] = {}
+        # The longest an operation of this drive was seen unfinished: until a duration is
+        # learned, no first poll comes sooner than twice that after its send.
+        self._unfinished_for = 0.0
         # The first QuotaExhausted of this drive: nothing more is sent, what is in flight lands.
         self._quota_spent: errors.QuotaExhausted | None = None
 
@@ -439,6 +442,7 @@ class RunDriver:
                 self.options.max_poll_interval, self.options.first_poll * 2 ** (polls - 1)
             )
             self.journal.schedule_poll(self.run_id, batch.batch_id, now + interval, result.status)
+            self._learn_unfinished(batch, now)
             return
         by_iccid = {r.iccid: r for r in result.results}
         # One read of the batch's pending items: how often each was sent, which were lost sends,
@@ -604,9 +608,19 @@ class RunDriver:
         # Learned durations come from second-resolution timestamps: a margin covers rounding.
         return max(self._durations[-20:]) * 1.5 + 2.0
 
+    def _learn_unfinished(self, batch: BatchRecord, now: float) -> None:
+        """A poll answered PROCESSING: the operations take longer than the time since the send,
+        so the batches sent meanwhile and not yet polled are first polled when they can have
+        finished (`_expected_duration`), not after `first_poll`: a request each saved."""
+        if batch.submitted_at is None or now - batch.submitted_at <= self._unfinished_for:
+            return
+        self._unfinished_for = now - batch.submitted_at
+        if not self._durations:
+            self.journal.defer_first_polls(self.run_id, self._expected_duration())
+
     def _expected_duration(self) -> float:
         if not self._durations:
-            return self.options.first_poll
+            return max(self.options.first_poll, 2 * self._unfinished_for)
         typical = float(statistics.median(self._durations[-20:]))
         return max(self.options.first_poll, typical + 0.25)
 

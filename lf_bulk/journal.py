@@ -852,6 +852,17 @@ class Journal:
             self._event(run_id, batch_id, SPLIT, f"into {len(new_ids)} of at most {size}")
             return new_ids
 
+    def defer_first_polls(self, run_id: str, after: float) -> None:
+        """Submitted batches never polled yet are first polled no sooner than `after` seconds
+        after their send (one due at once, next_poll_at NULL, stays so)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET next_poll_at = submitted_at + ? WHERE run_id = ?"
+                " AND state = 'submitted' AND polls = 0 AND submitted_at IS NOT NULL"
+                " AND next_poll_at < submitted_at + ?",
+                (after, run_id, after),
+            )
+
     def schedule_poll(self, run_id: str, batch_id: int, next_poll_at: float, status: str) -> None:
         with self._tx() as db:
             db.execute(
