@@ -43,6 +43,7 @@ def write_items_files(folder: Path, source: BinaryIO) -> None:
     )
     from lf_bulk.xlsx import MAX_ROWS, Sheet, Summary, atomic_file, write_workbook
 
+    _deflate_quickly()
     summary: list[Summary] = []
     with atomic_file(folder / ITEMS_CSV, newline="") as out:
         items_csv = csv.writer(out)
@@ -65,6 +66,20 @@ def write_items_files(folder: Path, source: BinaryIO) -> None:
 
         sheet = Sheet("Items", ITEMS_SHEET_COLUMNS, rows())
         write_workbook(folder / REPORT_XLSX, [sheet], lambda: summary[0])
+
+
+def _deflate_quickly() -> None:
+    """Zip the workbook at deflate level 1, not 6: it is zipped after the run's last answer, and
+    a million rows take 3 s at level 6, under 1 s at level 1, for a file 12% larger. Only this
+    process (which writes nothing else) is affected; without XlsxWriter's name for it the
+    default stays."""
+    import functools
+    import importlib
+    import zipfile
+
+    workbook = importlib.import_module("xlsxwriter.workbook")
+    if getattr(workbook, "ZipFile", None) is zipfile.ZipFile:
+        setattr(workbook, "ZipFile", functools.partial(zipfile.ZipFile, compresslevel=1))  # noqa: B010
 
 
 def main(argv: list[str]) -> int:

@@ -138,3 +138,27 @@ def test_a_large_run_streams_its_workbook_through_the_process(
 
 def test_the_threshold_is_a_large_run(tmp_path: Path) -> None:
     assert reports.WORKBOOK_PROCESS_ITEMS >= 10_000
+
+
+def test_the_report_process_deflates_its_workbook_quickly(tmp_path: Path) -> None:
+    import zipfile
+    import zlib
+
+    def deflated_size(data: bytes, level: int) -> int:
+        packer = zlib.compressobj(level, zlib.DEFLATED, -15)
+        return len(packer.compress(data) + packer.flush())
+
+    by_thread = stream(tmp_path / "thread", separate_process=False)
+    by_process = stream(tmp_path / "process", separate_process=True)
+    sizes = {}
+    for folder in (by_thread, by_process):
+        with zipfile.ZipFile(folder / "report.xlsx") as archive:
+            entry = archive.getinfo("xl/worksheets/sheet2.xml")
+            data = archive.read(entry)
+            sizes[folder.name] = (
+                entry.compress_size,
+                deflated_size(data, 1),
+                deflated_size(data, 6),
+            )
+    assert sizes["process"][0] == sizes["process"][1] != sizes["process"][2]
+    assert sizes["thread"][0] == sizes["thread"][2]  # a small run's workbook: as before
