@@ -31,6 +31,7 @@ from lf_bulk.models import InputCounts, Operation, OutcomeCode
 from lf_bulk.reports import (
     DRY_RUN_OUTCOMES,
     OUTCOMES,
+    WORKBOOK_PROCESS_ITEMS,
     ItemOutcome,
     RunSummary,
     StreamedRunReport,
@@ -38,7 +39,7 @@ from lf_bulk.reports import (
     write_run_report,
 )
 from lf_bulk.run_listing import run_lock_name as run_lock_name  # the lock of a run, one name
-from lf_bulk.sources import InputTable
+from lf_bulk.sources import InputRows, InputTable
 
 log = logging.getLogger(__name__)
 DEFAULT_REPORT_ROOT = Path("lf-bulk-reports")
@@ -67,9 +68,21 @@ def planned_items(
 ) -> list[PlannedItem]:
     """One item per input row; rows that will never be sent carry their outcome already
     (invalid, duplicate, or what `preset` says for their row number)."""
-    items = []
     decided = preset or {}
-    for row in table.rows:
+    rows = table.rows
+    if isinstance(rows, InputRows) and not decided and len(rows):
+        # The input kept as columns: no row object per valid row (a million of them).
+        first = rows[0].row
+        return [
+            PlannedItem(number, iccid, operation, group_id)
+            if reason is None
+            else _refused_item(number, raw, reason, operation, group_id)
+            for number, raw, iccid, reason in zip(
+                range(first, first + len(rows)), rows.raws, rows.iccids, rows.reasons, strict=True
+            )
+        ]
+    items = []
+    for row in rows:
         if row.reason is None and row.row in decided:
             known = decided[row.row]
             items.append(
@@ -79,22 +92,24 @@ def planned_items(
         elif row.reason is None:
             items.append(PlannedItem(row.row, row.iccid, operation, group_id))
         else:
-            outcome = (
-                OutcomeCode.DUPLICATE if row.reason is Reason.DUPLICATE else OutcomeCode.INVALID
-            )
-            items.append(
-                PlannedItem(
-                    row.row,
-                    # What the user typed: the normalised text of an invalid value helps no one.
-                    row.raw,
-                    operation,
-                    group_id,
-                    outcome=outcome,
-                    reason_code=str(row.reason),
-                    reason=EXPLANATIONS[row.reason],
-                )
-            )
+            items.append(_refused_item(row.row, row.raw, row.reason, operation, group_id))
     return items
+
+
+def _refused_item(
+    number: int, raw: str, reason: Reason, operation: Operation, group_id: str
+) -> PlannedItem:
+    """The item of a row that will never be sent (invalid, duplicate)."""
+    outcome = OutcomeCode.DUPLICATE if reason is Reason.DUPLICATE else OutcomeCode.INVALID
+    return PlannedItem(
+        number,
+        raw,  # what the user typed: the normalised text of an invalid value helps no one
+        operation,
+        group_id,
+        outcome=outcome,
+        reason_code=str(reason),
+        reason=EXPLANATIONS[reason],
+    )
 
 
 def rejected_rows(table: InputTable) -> list[RejectedRow]:
@@ -347,7 +362,10 @@ class RunReporter:
         self._stream: StreamedRunReport | None = None
         if journal.rows_follow_item_ids(run_id):
             try:
-                self._stream = StreamedRunReport(Path(self.run.report_dir))
+                self._stream = StreamedRunReport(
+                    Path(self.run.report_dir),
+                    separate_process=self.run.valid >= WORKBOOK_PROCESS_ITEMS,
+                )
             except OSError as error:
                 log.info("run %s: reports written at the end (%s)", run_id, error)
 

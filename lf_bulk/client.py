@@ -383,8 +383,9 @@ class LinksfieldClient:
         return self._interpret(response, request, base_url)
 
     def _interpret(self, response: httpx.Response, request: wire.WireRequest, base_url: str) -> Any:
-        body = wire.decode_json(response.text)
-        envelope = wire.parse_envelope(body)
+        text = response.text
+        body = wire.decode_json(text)
+        envelope = wire.parse_envelope(body, clean=not wire.holds_only_safe_text(text))
         if envelope is None:
             snippet = self._redacted(response.text, request)
             if response.status_code >= 400:

@@ -40,7 +40,7 @@ from lf_bulk.journal import (
     Journal,
     Outcome,
 )
-from lf_bulk.models import AsyncResult, Operation, OutcomeCode, Submission
+from lf_bulk.models import AsyncResult, Operation, OutcomeCode, SimResult, Submission
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,9 @@ class RunDriver:
         self.max_batch = journal.run(run_id).batch_size
         self._durations: list[float] = journal.async_durations(run_id)
         self._members_cache: dict[str, set[str]] = {}
+        # The longest an operation of this drive was seen unfinished: until a duration is
+        # learned, no first poll comes sooner than twice that after its send.
+        self._unfinished_for = 0.0
         # The first QuotaExhausted of this drive: nothing more is sent, what is in flight lands.
         self._quota_spent: errors.QuotaExhausted | None = None
 
@@ -439,23 +442,71 @@ class RunDriver:
                 self.options.max_poll_interval, self.options.first_poll * 2 ** (polls - 1)
             )
             self.journal.schedule_poll(self.run_id, batch.batch_id, now + interval, result.status)
+            self._learn_unfinished(batch, now)
             return
-        self._learn_duration(result, batch, now)
         by_iccid = {r.iccid: r for r in result.results}
-        attempts = self.journal.batch_attempts(self.run_id, batch.batch_id)
-        lost_before = self.journal.lost_sends(self.run_id, batch.batch_id)
+        # One read of the batch's pending items: how often each was sent, which were lost sends,
+        # and their ids for closing it.
+        pending = self.journal.pending_in_batch(self.run_id, batch.batch_id)
+        attempts: dict[str, int] = {}
+        pending_ids: dict[str, list[int]] = {}
+        lost_before: set[str] = set()
+        for iccid, item_id, sent, reason_code in pending:
+            attempts[iccid] = sent
+            pending_ids.setdefault(iccid, []).append(item_id)
+            if reason_code == PENDING_LOST_MARK:
+                lost_before.add(iccid)
         outcomes: dict[str, Outcome] = {}
         retry: list[str] = []
         resettle: list[str] = []
+        common = None if lost_before else _one_outcome_for_all(batch.operation, result, attempts)
+        if common is not None and not _retryable(common):
+            outcomes = dict.fromkeys(attempts, common)  # the usual batch: one answer for all
+        else:
+            self._sort_answers(batch, by_iccid, attempts, lost_before, outcomes, retry, resettle)
+        with self.journal.transaction():  # one commit: what was learned and the batch closed
+            self._learn_duration(result, batch, now)
+            self.journal.close_batch(
+                self.run_id,
+                batch.batch_id,
+                state=FINAL,
+                api_status=result.status,
+                outcomes=outcomes,
+                retry=retry,
+                retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
+                max_batch=self.max_batch,
+                resettle=resettle,
+                resettle_from=now,
+                pending_ids=pending_ids,
+            )
+        self.progress.finished(len(outcomes))
+
+    def _sort_answers(
+        self,
+        batch: BatchRecord,
+        by_iccid: dict[str, SimResult],
+        attempts: dict[str, int],
+        lost_before: set[str],
+        outcomes: dict[str, Outcome],
+        retry: list[str],
+        resettle: list[str],
+    ) -> None:
+        """Each pending ICCID's answer: a final outcome, sent again, or settled again."""
+        # A batch's answers share a handful of (status, reason) pairs: one Outcome for each.
+        alike: dict[tuple[bool, str, str], Outcome] = {}
+        not_mentioned = Outcome(
+            OutcomeCode.FAILED, PENDING_LOST_MARK, "the result did not mention this SIM"
+        )
         for iccid, sent in attempts.items():
             sim = by_iccid.get(iccid)
-            outcome = (
-                outcome_of(batch.operation, sim.succeeded, sim.reason_code, sim.reason)
-                if sim
-                else Outcome(
-                    OutcomeCode.FAILED, PENDING_LOST_MARK, "the result did not mention this SIM"
-                )
-            )
+            if sim is None:
+                outcome = not_mentioned
+            else:
+                key = (sim.succeeded, sim.reason_code, sim.reason)
+                found = alike.get(key)
+                if found is None:
+                    found = alike[key] = outcome_of(batch.operation, *key)
+                outcome = found
             if iccid in lost_before:
                 if (
                     outcome.reason_code == wire.REASON_SIM_LOCKED
@@ -465,26 +516,10 @@ class RunDriver:
                     continue
                 if outcome.outcome in (OutcomeCode.ALREADY_MEMBER, OutcomeCode.NOT_MEMBER):
                     outcome = _changed_by_lost_send(batch.operation, "found when sent again")
-            retryable = (
-                outcome.outcome is OutcomeCode.FAILED and outcome.reason_code in RETRYABLE_FAILURES
-            )
-            if retryable and sent < self.options.max_attempts:
+            if _retryable(outcome) and sent < self.options.max_attempts:
                 retry.append(iccid)
             else:
                 outcomes[iccid] = outcome
-        self.journal.close_batch(
-            self.run_id,
-            batch.batch_id,
-            state=FINAL,
-            api_status=result.status,
-            outcomes=outcomes,
-            retry=retry,
-            retry_after=now + self._retry_delay(max(attempts.values(), default=1)),
-            max_batch=self.max_batch,
-            resettle=resettle,
-            resettle_from=now,
-        )
-        self.progress.finished(len(outcomes))
 
     def _on_poll_error(self, batch: BatchRecord, error: BaseException) -> None:
         if isinstance(error, errors.QuotaExhausted):
@@ -573,9 +608,19 @@ class RunDriver:
         # Learned durations come from second-resolution timestamps: a margin covers rounding.
         return max(self._durations[-20:]) * 1.5 + 2.0
 
+    def _learn_unfinished(self, batch: BatchRecord, now: float) -> None:
+        """A poll answered PROCESSING: the operations take longer than the time since the send,
+        so the batches sent meanwhile and not yet polled are first polled when they can have
+        finished (`_expected_duration`), not after `first_poll`: a request each saved."""
+        if batch.submitted_at is None or now - batch.submitted_at <= self._unfinished_for:
+            return
+        self._unfinished_for = now - batch.submitted_at
+        if not self._durations:
+            self.journal.defer_first_polls(self.run_id, self._expected_duration())
+
     def _expected_duration(self) -> float:
         if not self._durations:
-            return self.options.first_poll
+            return max(self.options.first_poll, 2 * self._unfinished_for)
         typical = float(statistics.median(self._durations[-20:]))
         return max(self.options.first_poll, typical + 0.25)
 
@@ -612,6 +657,24 @@ def _refused(error: BaseException) -> bool:
         and not isinstance(error, errors.ServerError)
         and error.http_status < 500
     )
+
+
+def _retryable(outcome: Outcome) -> bool:
+    return outcome.outcome is OutcomeCode.FAILED and outcome.reason_code in RETRYABLE_FAILURES
+
+
+def _one_outcome_for_all(
+    operation: str, result: AsyncResult, attempts: dict[str, int]
+) -> Outcome | None:
+    """The outcome of every pending ICCID when the result gives each the same answer (status
+    and reason) and mentions every one of them; None otherwise."""
+    results = result.results
+    if not results or len({(r.succeeded, r.reason_code, r.reason) for r in results}) != 1:
+        return None
+    if not attempts.keys() <= {r.iccid for r in results}:
+        return None
+    first = results[0]
+    return outcome_of(operation, first.succeeded, first.reason_code, first.reason)
 
 
 def _changed(operation: str) -> OutcomeCode:

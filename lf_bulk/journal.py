@@ -23,14 +23,14 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own C encoder
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lf_bulk import sqlite
 from lf_bulk.errors import RunNotFound, RunTampered
@@ -195,8 +195,10 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-@dataclass(frozen=True)
-class PlannedItem:
+class PlannedItem(NamedTuple):
+    """One item of a run to be created. A named tuple, not a dataclass: a million-row input
+    makes a million of them, and a frozen dataclass costs four times as much to build."""
+
     row: int
     iccid: str
     operation: str
@@ -304,6 +306,8 @@ class Journal:
         self._db = sqlite.connect(Path(path), JOURNAL_FILE) if db is None else db
         self._db.row_factory = sqlite3.Row
         self._guard = guard
+        # Runs this object created, with the file's state just after: see `_unchanged_since`.
+        self._created: dict[str, tuple[tuple[int, int], dict[str, Any], bool]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -350,11 +354,35 @@ class Journal:
         A `lookup` run gets no batch: every item to be asked is in the LOOKUP_SLOT.
         """
         run_id = run_id or new_run_id()
-        planned = (
-            (n, it.row, it.iccid, it.operation, it.group_id, it.phase, it.outcome is not None)
-            for n, it in enumerate(items)
-        )
-        integrity = _integrity(kind, operation, group_id, report_dir, planned)
+        # One pass over the items for the digest and the batches' members, one to insert them.
+        digested: list[tuple[int, int, str, str, str, int, bool]] = []
+        pending: list[tuple[int, int, str, str]] = []
+        rows_in_order, last_row = True, None
+        for item_id, (row, iccid, op, group, phase, outcome, _, _) in enumerate(items):
+            digested.append((item_id, row, iccid, op, group, phase, outcome is not None))
+            if outcome is None:
+                pending.append((item_id, phase, op, group))
+            if last_row is not None and row < last_row:
+                rows_in_order = False
+            last_row = row
+        integrity = _integrity(kind, operation, group_id, report_dir, digested)
+        del digested
+        batch_of: list[int | None] = [None] * len(items)
+        batches = [] if lookup else _chunk(pending, batch_size, first_id=1)
+        if lookup:
+            for item_id, *_ in pending:
+                batch_of[item_id] = LOOKUP_SLOT
+        for batch in batches:
+            for item_id in batch.item_ids:
+                batch_of[item_id] = batch.batch_id
+        del pending
+        rows = (
+            (run_id, item_id, row, iccid, op, group, phase, batch_of[item_id], outcome,
+             reason_code, reason)
+            for item_id, (row, iccid, op, group, phase, outcome, reason_code, reason) in enumerate(
+                items
+            )
+        )  # fmt: skip
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (run_id, kind, operation, group_id, status, source,"
@@ -379,39 +407,37 @@ class Journal:
                     utc_now(),
                 ),
             )
-            pending = [
-                (item_id, it.phase, it.operation, it.group_id)
-                for item_id, it in enumerate(items)
-                if it.outcome is None
-            ]
-            batch_of: dict[int, int] = {}
-            if lookup:
-                batch_of = {item_id: LOOKUP_SLOT for item_id, *_ in pending}
-            for batch in _chunk(pending, batch_size, first_id=1) if not lookup else ():
+            for batch in batches:
                 self._insert_batch(run_id, batch, not_before=0.0)
-                batch_of.update(dict.fromkeys(batch.item_ids, batch.batch_id))
             db.executemany(
                 "INSERT INTO items (run_id, item_id, row, iccid, operation, group_id, phase,"
                 " batch_id, outcome, reason_code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        run_id,
-                        item_id,
-                        it.row,
-                        it.iccid,
-                        it.operation,
-                        it.group_id,
-                        it.phase,
-                        batch_of.get(item_id),
-                        it.outcome,
-                        it.reason_code,
-                        it.reason,
-                    )
-                    for item_id, it in enumerate(items)
-                ),
+                rows,
             )
             self._event(run_id, None, "created", f"{len(items)} items")
+        mark = self._write_mark()
+        if mark is not None:
+            self._created[run_id] = (mark, integrity, rows_in_order)
         return run_id
+
+    def _write_mark(self) -> tuple[int, int] | None:
+        """What changes when anything writes to the file: another connection's commit moves
+        `data_version`, this connection's writes move `total_changes`. None off SQLite."""
+        if not isinstance(self._db, sqlite3.Connection) or self._db.in_transaction:
+            return None
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return int(version), self._db.total_changes
+
+    def _unchanged_since_created(self, run_id: str, recorded: dict[str, Any]) -> bool:
+        """Whether this object created the run and nothing has written to the file since: its
+        items are then the ones just digested, and digesting them again (seconds for a million)
+        proves nothing. A run read from the file in any other way is checked in full."""
+        created = self._created.get(run_id)
+        return created is not None and created[1] == recorded and created[0] == self._write_mark()
+
+    def _created_here_and_unchanged(self, run_id: str) -> bool:
+        created = self._created.get(run_id)
+        return created is not None and created[0] == self._write_mark()
 
     def verify_run(self, run_id: str) -> None:
         """Check a run's items and batches against what it planned, before anything is sent.
@@ -432,6 +458,8 @@ class Journal:
         recorded = run.details.get(INTEGRITY)
         if not isinstance(recorded, dict):
             raise RunTampered(refuse("it has no integrity record (not created by lf-bulk)"))
+        if self._unchanged_since_created(run_id, recorded):
+            return
         rows = self._db.execute(
             "SELECT item_id, row, iccid, operation, group_id, phase, batch_id IS NULL FROM items"
             " WHERE run_id = ? ORDER BY item_id",
@@ -717,6 +745,26 @@ class Journal:
         )
         return {r[0]: r[1] for r in rows}
 
+    def pending_in_batch(self, run_id: str, batch_id: int) -> list[tuple[str, int, int, str]]:
+        """The pending items of a batch in item order, each (ICCID, item id, sends so far in any
+        batch, reason code): what `batch_attempts`, `lost_sends` and `close_batch` each read,
+        in one query, for the engine to close a batch on."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            "SELECT iccid, item_id, attempts, reason_code FROM items"
+            " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL ORDER BY item_id",
+            (run_id, batch_id),
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around several of this object's writes (they join it): one commit
+        for a batch's state change and what the engine learned from it."""
+        with self._tx():
+            yield
+
     def _pending_item_ids(self, run_id: str, batch_id: int) -> dict[str, list[int]]:
         """The pending items of a batch: their ids per ICCID."""
         ids: dict[str, list[int]] = {}
@@ -810,6 +858,17 @@ class Journal:
             self._event(run_id, batch_id, SPLIT, f"into {len(new_ids)} of at most {size}")
             return new_ids
 
+    def defer_first_polls(self, run_id: str, after: float) -> None:
+        """Submitted batches never polled yet are first polled no sooner than `after` seconds
+        after their send (one due at once, next_poll_at NULL, stays so)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET next_poll_at = submitted_at + ? WHERE run_id = ?"
+                " AND state = 'submitted' AND polls = 0 AND submitted_at IS NOT NULL"
+                " AND next_poll_at < submitted_at + ?",
+                (after, run_id, after),
+            )
+
     def schedule_poll(self, run_id: str, batch_id: int, next_poll_at: float, status: str) -> None:
         with self._tx() as db:
             db.execute(
@@ -833,10 +892,13 @@ class Journal:
         retry_mark: str | None = None,
         resettle: Sequence[str] = (),
         resettle_from: float = 0.0,
+        pending_ids: Mapping[str, list[int]] | None = None,
     ) -> None:
         """Record final outcomes for a batch; `retry` ICCIDs go into new planned batches (their
         pending reason_code set to `retry_mark` when given), `resettle` ICCIDs (a lost send still
-        running on the server) into new answer-lost batches counted from `resettle_from`."""
+        running on the server) into new answer-lost batches counted from `resettle_from`.
+        `pending_ids`: the batch's pending item ids per ICCID when the caller has just read them
+        (`pending_in_batch`); every update still requires its item to be pending in the batch."""
         with self._tx() as db:
             db.execute(
                 "UPDATE batches SET state = ?, api_status = ?, polls = polls + 1, error = ?"
@@ -845,26 +907,16 @@ class Journal:
             )
             # Each item is updated by its key: matching ICCIDs within the batch instead costs
             # a walk of the batch per ICCID (0.25 s for a batch of 500).
-            ids = self._pending_item_ids(run_id, batch_id)
-            # One statement per distinct outcome (a batch has a handful), its items' ids passed
-            # as one JSON list: a statement per item cost 30 us each, 15 ms per batch of 500.
-            redacted: dict[str, str] = {}
-            alike: dict[tuple[str, str, str], list[int]] = {}
-            for iccid, o in outcomes.items():
-                item_ids = ids.get(iccid)
-                if not item_ids:
-                    continue
-                reason = redacted.get(o.reason)
-                if reason is None:
-                    reason = redacted[o.reason] = redact(o.reason)
-                alike.setdefault((o.outcome, o.reason_code, reason), []).extend(item_ids)
-            for (outcome, reason_code, reason), item_ids in alike.items():
+            ids = self._pending_item_ids(run_id, batch_id) if pending_ids is None else pending_ids
+            one = _the_one_outcome(outcomes, ids)
+            if one is not None:  # the usual batch: one outcome for every pending item
                 db.execute(
                     "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
-                    " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL"
-                    " AND item_id IN (SELECT value FROM json_each(?))",
-                    (outcome, reason_code, reason, run_id, batch_id, json.dumps(item_ids)),
+                    " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL",
+                    (one.outcome, one.reason_code, redact(one.reason), run_id, batch_id),
                 )
+            else:
+                self._record_outcomes(run_id, batch_id, outcomes, ids)
             if resettle:
                 db.executemany(
                     "UPDATE items SET batch_id = NULL, reason_code = ? WHERE run_id = ?"
@@ -908,6 +960,33 @@ class Journal:
                 f" {len(resettle)} to settle again",
             )
 
+    def _record_outcomes(
+        self,
+        run_id: str,
+        batch_id: int,
+        outcomes: Mapping[str, Outcome],
+        ids: Mapping[str, list[int]],
+    ) -> None:
+        # One statement per distinct outcome (a batch has a handful), its items' ids passed
+        # as one JSON list: a statement per item cost 30 us each, 15 ms per batch of 500.
+        redacted: dict[str, str] = {}
+        alike: dict[tuple[str, str, str], list[int]] = {}
+        for iccid, o in outcomes.items():
+            item_ids = ids.get(iccid)
+            if not item_ids:
+                continue
+            reason = redacted.get(o.reason)
+            if reason is None:
+                reason = redacted[o.reason] = redact(o.reason)
+            alike.setdefault((o.outcome, o.reason_code, reason), []).extend(item_ids)
+        for (outcome, reason_code, reason), item_ids in alike.items():
+            self._db.execute(
+                "UPDATE items SET outcome = ?, reason_code = ?, reason = ?"
+                " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL"
+                " AND item_id IN (SELECT value FROM json_each(?))",
+                (outcome, reason_code, reason, run_id, batch_id, json.dumps(item_ids)),
+            )
+
     def requeue_failed(self, run_id: str, reason_codes: Iterable[str], batch_size: int) -> int:
         """Make retryable failures pending again in new batches (`runs retry`)."""
         codes = list(reason_codes)
@@ -940,6 +1019,8 @@ class Journal:
     def rows_follow_item_ids(self, run_id: str) -> bool:
         """Whether the report order (row, then item id) is the item id order, as in every run
         made from an input file; then `items_from` reads the report in order, a piece at a time."""
+        if self._created_here_and_unchanged(run_id):
+            return self._created[run_id][2]  # seen when the items were planned
         row = self._db.execute(
             "SELECT 1 FROM (SELECT row, LAG(row) OVER (ORDER BY item_id) AS before FROM items"
             " WHERE run_id = ?) WHERE before > row LIMIT 1",
@@ -1129,31 +1210,55 @@ def _integrity(
     count = 0
     text = _json_text
     lines: list[str] = []
+    # The end of a line (operation, group, phase, never sent) is shared by nearly every item of
+    # a run: written once per distinct value, not once per item (a million-item run is digested
+    # when planned and again before it is driven by another process).
+    tails: dict[tuple[str, str, int, bool], str] = {}
     for item_id, row, iccid, item_operation, item_group, phase, unsent in items:
-        operation_text = str(item_operation)
         if (
             type(item_id) is int
             and type(row) is int
-            and type(phase) is int
             and type(iccid) is str
+            and type(phase) is int
             and type(item_group) is str
+            and isinstance(item_operation, str)  # an Operation when planned, str when read
         ):
-            # What json.dumps writes for these types, without its per-call overhead (a
-            # million-item run is digested twice: when planned and before it is driven).
-            state = "true" if unsent else "false"
-            lines.append(
-                f"\n[{item_id}, {row}, {text(iccid)}, {text(operation_text)}, {text(item_group)},"
-                f" {phase}, {state}]"
-            )
-        else:  # anything else (a journal edited by hand): exactly as json.dumps has it
-            line = [item_id, row, iccid, operation_text, item_group, phase, bool(unsent)]
-            lines.append("\n" + json.dumps(line))
+            key = (item_operation, item_group, phase, bool(unsent))
+            tail = tails.get(key)
+            if tail is None:
+                tail = tails[key] = _line_tail(str(item_operation), item_group, phase, unsent)
+            # What json.dumps writes for these types, without its per-call overhead.
+            lines.append(f"\n[{item_id}, {row}, {text(iccid)}, {tail}")
+            count += 1
+            if len(lines) >= 10_000:
+                digest.update("".join(lines).encode())
+                lines.clear()
+            continue
+        # anything else (a journal edited by hand): exactly as json.dumps has it
+        line = [item_id, row, iccid, str(item_operation), item_group, phase, bool(unsent)]
+        lines.append("\n" + json.dumps(line))
         count += 1
-        if len(lines) >= 10_000:
-            digest.update("".join(lines).encode())
-            lines.clear()
     digest.update("".join(lines).encode())
     return {"items": count, "sha256": digest.hexdigest()}
+
+
+def _the_one_outcome(
+    outcomes: Mapping[str, Outcome], pending: Mapping[str, list[int]]
+) -> Outcome | None:
+    """The outcome given to every pending ICCID of a batch, when they all get the same one (as
+    one object: the engine shares it); None otherwise."""
+    if not outcomes or len(outcomes) != len(pending) or outcomes.keys() != pending.keys():
+        return None
+    first = next(iter(outcomes.values()))
+    if any(o is not first for o in outcomes.values()):
+        return None
+    return first
+
+
+def _line_tail(operation: str, group: str, phase: int, unsent: object) -> str:
+    """The end of an item's digest line from its operation on, as json.dumps writes it."""
+    state = "true" if unsent else "false"
+    return f"{_json_text(operation)}, {_json_text(group)}, {phase}, {state}]"
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
@@ -1228,12 +1333,13 @@ def _chunk(
 ) -> list[_PlannedBatch]:
     """Batches of at most `batch_size` items of one phase, operation and group, in item order."""
     by_key: dict[tuple[int, str, str], list[int]] = {}
-    for item_id, phase, operation, group_id in sorted(
-        pending, key=lambda p: (p[1], p[2], p[3], p[0])
-    ):
+    for item_id, phase, operation, group_id in pending:
         by_key.setdefault((phase, operation, group_id), []).append(item_id)
     batches: list[_PlannedBatch] = []
-    for (phase, operation, group_id), item_ids in by_key.items():
+    for key in sorted(by_key):  # a run has a handful of keys: sorting them, not the items
+        phase, operation, group_id = key
+        item_ids = by_key[key]
+        item_ids.sort()  # in id order already when planned: a pass over the list
         for start in range(0, len(item_ids), batch_size):
             chunk = item_ids[start : start + batch_size]
             batches.append(

@@ -15,9 +15,13 @@ Reports are for people: they get the default file mode (umask), not 0600.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import pickle
 import queue
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count, islice
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from lf_bulk import xlsx
 from lf_bulk.errors import InputError
@@ -38,10 +42,12 @@ from lf_bulk.xlsx import MAX_ROWS, Column, Sheet, Summary, atomic_file, neutrali
 __all__ = [
     "DRY_RUN_OUTCOMES",
     "ITEMS_CSV",
+    "ITEMS_SHEET_COLUMNS",
     "ITEM_FIELDS",
     "OUTCOMES",
     "REPORT_XLSX",
     "SUMMARY_JSON",
+    "WORKBOOK_PROCESS_ITEMS",
     "ItemOutcome",
     "RunSummary",
     "StreamedRunReport",
@@ -80,7 +86,7 @@ ITEMS_CSV: Final = "items.csv"
 REPORT_XLSX: Final = "report.xlsx"
 SUMMARY_JSON: Final = "summary.json"
 
-_ITEM_COLUMNS: Final = (
+ITEMS_SHEET_COLUMNS: Final = (
     Column("row", "int", width=9),
     Column("iccid", "text", width=24),
     Column("outcome", "text", width=17),
@@ -88,6 +94,12 @@ _ITEM_COLUMNS: Final = (
     Column("reason", "text", width=50),
     Column("request_id", "text", width=36),
 )
+
+
+WORKBOOK_PROCESS_ITEMS: Final = 20_000
+"""From this many items on, a streamed report's items.csv and workbook are written by a process
+of its own (`lf_bulk.reports_process`): rendering them here holds the GIL that the run needs.
+Below it, starting an interpreter costs more than it saves."""
 
 
 def prepare_report_dir(path: Path) -> Path:
@@ -265,7 +277,7 @@ def write_run_report(
     )
     write_workbook(
         report_dir / REPORT_XLSX,
-        [Sheet("Items", _ITEM_COLUMNS, rows)],
+        [Sheet("Items", ITEMS_SHEET_COLUMNS, rows)],
         summary=_summary_sheet(summary, len(items), extra_facts),
     )
     write_summary_json(report_dir / SUMMARY_JSON, summary)
@@ -300,6 +312,15 @@ def _summary_sheet(
     )
 
 
+def write_csv_rows(writer: Any, rows: Iterable[Sequence[Any]]) -> None:
+    """Item rows (the fields of `ItemOutcome` in its order) into items.csv, text neutralised."""
+    n = neutralise
+    writer.writerows(
+        (row, n(iccid), n(outcome), n(code), n(reason), n(request_id))
+        for row, iccid, outcome, code, reason, request_id in rows
+    )
+
+
 class StreamedRunReport:
     """A run report written while the run goes on: items are added in report order as they
     become final, so that little is left to write when the last answer arrives.
@@ -311,18 +332,31 @@ class StreamedRunReport:
     leaves the previous reports as they were.
     """
 
-    def __init__(self, report_dir: Path) -> None:
+    def __init__(self, report_dir: Path, *, separate_process: bool = False) -> None:
+        """`separate_process`: items.csv and the workbook are written by
+        `lf_bulk.reports_process`, fed by the thread, for a run large enough that rendering them
+        here would slow the run down."""
         self.report_dir = xlsx.make_folders(Path(report_dir))
         self.count = 0
         self._files = ExitStack()
-        self._csv = csv.writer(
-            self._files.enter_context(atomic_file(self.report_dir / ITEMS_CSV, newline=""))
-        )
-        self._csv.writerow(ITEM_FIELDS)
         self._rows: queue.SimpleQueue[list[tuple[object, ...]] | None] = queue.SimpleQueue()
         self._summary: Summary | None = None
         self._failure: BaseException | None = None
-        self._writer = threading.Thread(target=self._write_workbook, daemon=True)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._csv: Any = None  # a csv writer, when items.csv is written here
+        target = self._write_workbook
+        if separate_process:
+            try:
+                self._process = _start_report_process(self.report_dir)
+                target = self._feed_report_process
+            except OSError:
+                self._process = None  # no interpreter to start: written here, as for a small run
+        if self._process is None:
+            self._csv = csv.writer(
+                self._files.enter_context(atomic_file(self.report_dir / ITEMS_CSV, newline=""))
+            )
+            self._csv.writerow(ITEM_FIELDS)
+        self._writer = threading.Thread(target=target, daemon=True)
         self._writer.start()
 
     def add(self, items: Sequence[ItemOutcome]) -> None:
@@ -333,11 +367,11 @@ class StreamedRunReport:
     def add_rows(self, rows: Sequence[tuple[int, str, str, str, str, str]]) -> None:
         """Add items given as (row, ICCID, outcome, reason code, reason, request id) tuples,
         the fields of `ItemOutcome` in its order: a million-item run makes no object per item."""
-        n = neutralise
-        self._csv.writerows(
-            (row, n(iccid), n(outcome), n(code), n(reason), n(request_id))
-            for row, iccid, outcome, code, reason, request_id in rows
-        )
+        if self._csv is None:  # the report process writes both files
+            self._rows.put(list(rows))
+            self.count += len(rows)
+            return
+        write_csv_rows(self._csv, rows)
         room = MAX_ROWS - 1 - self.count
         if room > 0:
             self._rows.put(list(rows[:room]))
@@ -390,12 +424,81 @@ class StreamedRunReport:
 
         try:
             write_workbook(
-                self.report_dir / REPORT_XLSX, [Sheet("Items", _ITEM_COLUMNS, rows())], summary
+                self.report_dir / REPORT_XLSX,
+                [Sheet("Items", ITEMS_SHEET_COLUMNS, rows())],
+                summary,
             )
         except BaseException as error:  # handed to `finish`, in the caller's thread
             self._failure = self._failure or error
             while not ended and self._rows.get() is not None:  # take what `add` still puts
                 pass
+
+    def _feed_report_process(self) -> None:
+        """Hand the rows to the report process as they come (this thread waits on the pipe,
+        not the caller), then the summary; a failure there is handed to `finish`."""
+        from lf_bulk.reports_process import ROWS, SUMMARY
+
+        process = self._process
+        assert process is not None and process.stdin is not None
+        closing = b""
+        try:
+            try:
+                while (chunk := self._rows.get()) is not None:
+                    pickle.dump((ROWS, chunk), process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                if self._summary is not None and self._failure is None:
+                    closing = pickle.dumps((SUMMARY, self._summary))
+            except BrokenPipeError:
+                closing = b""  # it stopped: what it said follows
+                while self._rows.get() is not None:  # take what `add` still puts
+                    pass
+            try:
+                said, _ = process.communicate(closing)
+            except BrokenPipeError:
+                said, _ = process.communicate()
+            if process.returncode != 0 and self._failure is None:
+                self._failure = _report_process_failure(said, process.returncode)
+            elif not closing and self._failure is None:
+                self._failure = OSError(
+                    errno.EPIPE, "the report process stopped before the end of the report"
+                )
+        except BaseException as error:
+            self._failure = self._failure or error
+            process.kill()
+            process.wait()
+
+
+def _start_report_process(folder: Path) -> subprocess.Popen[bytes]:
+    """`lf_bulk.reports_process` writing into `folder`, importing this very copy of lf_bulk."""
+    import lf_bulk
+
+    code_root = str(Path(lf_bulk.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (code_root, env.get("PYTHONPATH", "")) if part
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "lf_bulk.reports_process", str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def _report_process_failure(said: bytes, status: int) -> BaseException:
+    """The error the report process reported, as the type it was (OSError, ValueError)."""
+    try:
+        failure = json.loads(said.decode("utf-8", "replace").strip() or "{}")
+    except ValueError:
+        failure = {}
+    message = str(failure.get("message") or f"the report process failed (exit {status})")
+    kind = failure.get("error")
+    if kind == "ValueError":
+        return ValueError(message)
+    if kind == "TypeError":
+        return TypeError(message)
+    number = failure.get("errno")
+    return OSError(number if isinstance(number, int) else errno.EIO, message)
 
 
 class _Abandoned(Exception):

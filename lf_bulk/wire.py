@@ -423,15 +423,25 @@ class Envelope:
     data: Any
 
 
-def parse_envelope(body: Any) -> Envelope | None:
+def holds_only_safe_text(text: str) -> bool:
+    """Whether every string that `decode_json(text)` gives is already as `clean_text` leaves
+    it: an ASCII text with no escape (backslash) and no DEL can only give printable ASCII,
+    since JSON refuses raw control characters inside strings. A 500-result answer is then not
+    walked string by string (3 ms of the engine's GIL per batch)."""
+    return text.isascii() and "\\" not in text and "\x7f" not in text
+
+
+def parse_envelope(body: Any, *, clean: bool = True) -> Envelope | None:
     """Recognise the canonical envelope and the two that other Linksfield APIs use.
 
     Every string in the answer goes through `clean_text` here, where API text arrives, so no
-    caller ever holds a control character or an invalid code point from the server.
+    caller ever holds a control character or an invalid code point from the server. `clean`
+    False: the caller found the answer's text `holds_only_safe_text`.
     """
     if not isinstance(body, dict):
         return None
-    body = clean_tree(body)
+    if clean:
+        body = clean_tree(body)
     if "code" in body and isinstance(body["code"], str | int):
         code = str(body["code"])
         return Envelope(code == CODE_OK, code, str(body.get("message", "")), body.get("data"))
