@@ -11,7 +11,7 @@ from jobs.context import AppContext, pass_app
 from jobs.options import GROUP_ID, format_option, output_option
 from jobs.progress import progress_bar
 from jobs.render import emit, render
-from lf_bulk.models import MemberPage
+from lf_bulk.api_values import MemberPage
 
 GROUP_COLUMNS = ("group_id", "group_name", "sim_count", "bundles")
 

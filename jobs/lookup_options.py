@@ -23,9 +23,9 @@ from jobs.options import (
 )
 from jobs.progress import progress_bar
 from lf_bulk import fleet, lookups, runs
+from lf_bulk.api_values import MemberPage
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import prove_writable
-from lf_bulk.models import MemberPage
 from lf_bulk.sources import InputTable, read_iccids
 
 F = TypeVar("F", bound=Callable[..., Any])

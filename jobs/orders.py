@@ -13,7 +13,7 @@ from jobs.options import export_options, from_pushes_options
 from jobs.progress import progress_bar
 from jobs.topups import create
 from lf_bulk import order_export as lib
-from lf_bulk.models import MemberPage
+from lf_bulk.api_values import MemberPage
 from lf_bulk.notify import export as notify_export
 from lf_bulk.orders import OrderExport, group_keys, read_keys, write_xlsx
 

@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from lf_bulk import sqlite
+from lf_bulk.api_values import (
+    CardInfo,
+    HeldPlan,
+    PlanOffer,
+    Renewal,
+)
 from lf_bulk.errors import BusinessError
-from lf_bulk.models import CardInfo, HeldPlan, PlanOffer, Renewal
 
 CACHE_NAME: Final = "answers.db"
 KEEP_SECONDS: Final = 7 * 24 * 3600.0

@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
+from lf_bulk.api_values import PlanOffer
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.fleet import OPTION_OUTPUT
@@ -34,7 +35,7 @@ from lf_bulk.lookups import (
     default_reporter,
     register_reporter,
 )
-from lf_bulk.models import OutcomeCode, PlanOffer
+from lf_bulk.models import OutcomeCode
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook
 
 __all__ = [

@@ -23,23 +23,22 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lf_bulk import errors, redaction, wire
-from lf_bulk.lazy import lazy_module
-from lf_bulk.models import (
+from lf_bulk.api_values import (
     AsyncResult,
     CardInfo,
     CreatedOrder,
     Group,
     HeldPlan,
     MemberPage,
-    Operation,
     Order,
     PaymentResult,
     PlanOffer,
     Renewal,
-    Service,
     Submission,
     TopUp,
 )
+from lf_bulk.lazy import lazy_module
+from lf_bulk.models import Operation, Service
 from lf_bulk.pacing import Pacer, RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
 

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from lf_bulk import errors, quota, wire
+from lf_bulk.api_values import AsyncResult, SimResult, Submission
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import (
@@ -40,7 +41,7 @@ from lf_bulk.journal import (
     Journal,
     Outcome,
 )
-from lf_bulk.models import AsyncResult, Operation, OutcomeCode, SimResult, Submission
+from lf_bulk.models import Operation, OutcomeCode
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Final
 
 from lf_bulk import wire
+from lf_bulk.api_values import HeldPlan, MemberPage
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.errors import InputError
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.lookups import LookupKind, LookupRun, SimAnswers, default_reporter, register_reporter
-from lf_bulk.models import CardStatus, HeldPlan, HeldStatus, MemberPage, OutcomeCode
+from lf_bulk.models import CardStatus, HeldStatus, OutcomeCode
 from lf_bulk.xlsx import Column, Sheet, Summary, Table, write_workbook
 
 __all__ = [

@@ -42,6 +42,16 @@ from typing import Any, Final, Protocol
 
 from lf_bulk import bulk, errors, iccid, quota, runs, store, wire
 from lf_bulk.answers import Answer, AnswerCache, decode, encode, of_error
+from lf_bulk.api_values import (
+    CardInfo,
+    CreatedOrder,
+    HeldPlan,
+    Order,
+    PaymentResult,
+    PlanOffer,
+    Renewal,
+    TopUp,
+)
 from lf_bulk.engine import Progress
 from lf_bulk.errors import (
     InputError,
@@ -72,18 +82,7 @@ from lf_bulk.journal import (
     utc_now,
 )
 from lf_bulk.locking import exclusive
-from lf_bulk.models import (
-    CardInfo,
-    CreatedOrder,
-    HeldPlan,
-    InputCounts,
-    Order,
-    OutcomeCode,
-    PaymentResult,
-    PlanOffer,
-    Renewal,
-    TopUp,
-)
+from lf_bulk.models import InputCounts, OutcomeCode
 from lf_bulk.pacing import Pacer
 from lf_bulk.reports import (
     ITEMS_CSV,

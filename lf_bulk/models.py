@@ -1,60 +1,14 @@
-"""What the API talks about, as plain typed values (independent of how the wire spells it).
+"""What the API talks about: the vocabularies (enums) and the input counts.
 
-The vocabularies (enums) and the input counts are defined here. The API's answers and requests
-(groups, member pages, results, orders, cards, plans, renewals, top-ups, payments) live in
-`lf_bulk.api_values` and are served from here too, imported on first use: the journal needs
-this module, and `lf-bulk runs list` should not make fourteen dataclasses it never uses.
+The API's answers and requests (groups, member pages, results, orders, cards, plans, renewals,
+top-ups, payments) are in `lf_bulk.api_values`: the journal needs this module, and
+`lf-bulk runs list` should not make fourteen dataclasses it never uses.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lf_bulk.api_values import AsyncResult as AsyncResult
-    from lf_bulk.api_values import Bundle as Bundle
-    from lf_bulk.api_values import CardInfo as CardInfo
-    from lf_bulk.api_values import CreatedOrder as CreatedOrder
-    from lf_bulk.api_values import Group as Group
-    from lf_bulk.api_values import HeldPlan as HeldPlan
-    from lf_bulk.api_values import MemberPage as MemberPage
-    from lf_bulk.api_values import Order as Order
-    from lf_bulk.api_values import PaymentResult as PaymentResult
-    from lf_bulk.api_values import PlanOffer as PlanOffer
-    from lf_bulk.api_values import Renewal as Renewal
-    from lf_bulk.api_values import SimResult as SimResult
-    from lf_bulk.api_values import Submission as Submission
-    from lf_bulk.api_values import TopUp as TopUp
-
-# The names `lf_bulk.api_values` defines, served by `__getattr__` (`from lf_bulk.models import
-# Group` works as before); tests/test_lazy_imports.py checks that the two lists agree.
-API_VALUES = frozenset(
-    {
-        "AsyncResult",
-        "Bundle",
-        "CardInfo",
-        "CreatedOrder",
-        "Group",
-        "HeldPlan",
-        "MemberPage",
-        "Order",
-        "PaymentResult",
-        "PlanOffer",
-        "Renewal",
-        "SimResult",
-        "Submission",
-        "TopUp",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in API_VALUES:
-        return getattr(importlib.import_module("lf_bulk.api_values"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,10 +32,10 @@ from typing import IO, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lf_bulk import errors, wire
+from lf_bulk.api_values import Order
 from lf_bulk.client import LinksfieldClient
 from lf_bulk.files import atomic_file, neutralise
 from lf_bulk.iccid import Reason, looks_rounded
-from lf_bulk.models import Order
 from lf_bulk.sources import InputRow, InputTable, is_iccid_header, read_iccids
 from lf_bulk.xlsx import Column, Kind, Sheet, write_workbook
 

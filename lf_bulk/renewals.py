@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from lf_bulk import runs
+from lf_bulk.api_values import Renewal
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, make_folders, neutralise
 from lf_bulk.fleet import OPTION_OUTPUT
@@ -41,7 +42,7 @@ from lf_bulk.lookups import (
     register_reporter,
     start_lookup,
 )
-from lf_bulk.models import OutcomeCode, Renewal
+from lf_bulk.models import OutcomeCode
 from lf_bulk.settings import Settings
 from lf_bulk.sources import InputTable
 from lf_bulk.xlsx import Column, Sheet, Summary, write_workbook

@@ -32,6 +32,7 @@ from typing import IO, Any, Final
 
 from lf_bulk import bulk, errors, iccid, runs, store, wire
 from lf_bulk.answers import AnswerCache, decode
+from lf_bulk.api_values import PlanOffer, TopUp
 from lf_bulk.currencies import is_currency
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.files import atomic_file, neutralise
@@ -52,7 +53,7 @@ from lf_bulk.lookups import (
     register_reporter,
     start_planned_lookup,
 )
-from lf_bulk.models import InputCounts, OutcomeCode, PlanOffer, TopUp
+from lf_bulk.models import InputCounts, OutcomeCode
 from lf_bulk.reports import ITEMS_CSV, REPORT_XLSX, SUMMARY_JSON, prepare_report_dir
 from lf_bulk.settings import Settings
 from lf_bulk.sources import InputRow, InputTable, read_iccids

@@ -17,9 +17,15 @@ from typing import Any
 import httpx
 
 from lf_bulk import errors
+from lf_bulk.api_values import (
+    CardInfo,
+    Group,
+    HeldPlan,
+    PlanOffer,
+    Renewal,
+)
 from lf_bulk.errors import CardNotFound, CardNotOwned, QuotaExhausted, RenewalNotFound
 from lf_bulk.iccid import with_check_digit
-from lf_bulk.models import CardInfo, Group, HeldPlan, PlanOffer, Renewal
 from lf_bulk.pacing import RequestPacer
 
 PARTNER_CODE = "PARTNER-SECRET-7731"

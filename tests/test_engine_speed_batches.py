@@ -10,15 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from lf_bulk.api_values import AsyncResult, SimResult
 from lf_bulk.engine import RunDriver
 from lf_bulk.journal import FINAL, PENDING_LOST_MARK, Journal, Outcome, PlannedItem
 from lf_bulk.models import (
-    AsyncResult,
     InputCounts,
     Operation,
     OpStatus,
     OutcomeCode,
-    SimResult,
 )
 
 ICCIDS = [f"8985242{n:013d}" for n in range(6)]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import openpyxl
 
+from lf_bulk.api_values import PlanOffer
 from lf_bulk.catalogue import PLAN_COLUMNS, build_catalogue, write_catalogue
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.lookups import SimAnswers
-from lf_bulk.models import PlanOffer
 
 EU = PlanOffer("DP001", "Europe 5GB", "欧洲", 5120, 30, Decimal("19.990"), "EUR", True)
 EU_CHEAP = PlanOffer("DP001", "Europe 5GB", "欧洲", 5120, 30, Decimal("9.10"), "EUR", True)

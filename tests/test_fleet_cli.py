@@ -11,8 +11,8 @@ from jobs import context, lookup_options
 from jobs.cli import cli
 from jobs.lookup_options import Duration, prepare_output
 from lf_bulk import fleet
+from lf_bulk.api_values import Group
 from lf_bulk.errors import InputError
-from lf_bulk.models import Group
 
 
 def run(args: list[str], *, expect: int) -> Result:

@@ -10,9 +10,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from lf_bulk.api_values import Renewal
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.lookups import SimAnswers
-from lf_bulk.models import Renewal
 from lf_bulk.renewals import build_renewal_list, write_cancel_report, write_renewal_list
 from lf_bulk.sources import read_iccids
 

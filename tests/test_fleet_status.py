@@ -15,10 +15,11 @@ import openpyxl
 import pytest
 
 from lf_bulk import fleet
+from lf_bulk.api_values import CardInfo, HeldPlan, Renewal
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.fleet import Flag, build_report, flags_of, fleet_rows, write_fleet
 from lf_bulk.lookups import SimAnswers
-from lf_bulk.models import CardInfo, HeldPlan, OutcomeCode, Renewal
+from lf_bulk.models import OutcomeCode
 
 TODAY = date(2026, 11, 29)
 ICCID = "8988303000000000010"

@@ -20,8 +20,8 @@ import openpyxl
 import pytest
 
 from lf_bulk import errors, orders, wire
+from lf_bulk.api_values import Order
 from lf_bulk.client import LinksfieldClient
-from lf_bulk.models import Order
 from lf_bulk.orders import KeyInput, KeyRow, Lookup, LookupResult
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy

@@ -12,8 +12,8 @@ from openpyxl import Workbook, load_workbook
 
 from lf_bulk import runs, topups
 from lf_bulk.answers import CACHE_NAME, Answer, AnswerCache, encode
+from lf_bulk.api_values import PlanOffer
 from lf_bulk.journal import Journal
-from lf_bulk.models import PlanOffer
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.sandbox import cards, seed
 from lf_bulk.sandbox.server import SandboxServer

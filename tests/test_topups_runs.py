@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 
 from lf_bulk import errors, runs, topups
+from lf_bulk.api_values import (
+    CreatedOrder,
+    Order,
+    PaymentResult,
+    TopUp,
+)
 from lf_bulk.exitcodes import ExitCode
 from lf_bulk.journal import Journal
-from lf_bulk.models import CreatedOrder, Order, PaymentResult, TopUp
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.settings import Settings
 from tests.lookups_fake import make_iccid

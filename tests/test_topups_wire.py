@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from lf_bulk import errors, wire
+from lf_bulk.api_values import TopUp
 from lf_bulk.client import LinksfieldClient
-from lf_bulk.models import TopUp
 from lf_bulk.pacing import RequestPacer
 from lf_bulk.retrying import RetryPolicy
 

@@ -8,10 +8,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lf_bulk import runs
+from lf_bulk.api_values import Group
 from lf_bulk.console.state import ConsoleState, console_state
 from lf_bulk.console.templating import render
 from lf_bulk.errors import LfBulkError
-from lf_bulk.models import Group
 from lf_bulk.redaction import redact
 
 RECENT_RUNS = 10

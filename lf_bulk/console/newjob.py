@@ -26,13 +26,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lf_bulk import runs, topups, wire
+from lf_bulk.api_values import Group
 from lf_bulk.console import jobplans, uploads
 from lf_bulk.console.jobplans import Action
 from lf_bulk.console.runner import Launch
 from lf_bulk.console.state import ConsoleState, console_state
 from lf_bulk.console.templating import error_response, render
 from lf_bulk.errors import InputError, LfBulkError, RunChanged, UploadTooLarge
-from lf_bulk.models import Group
 from lf_bulk.redaction import redact
 from lf_bulk.sources import InputTable
 

@@ -23,8 +23,8 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from lf_bulk import orders
+from lf_bulk.api_values import Order
 from lf_bulk.files import atomic_file, neutralise
-from lf_bulk.models import Order
 from lf_bulk.notify.store import PushStore, StoredPush, store_path
 from lf_bulk.xlsx import Column, Kind, Sheet, Summary, write_workbook
 
