@@ -185,6 +185,17 @@ def quick_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     return {**QUICK_ENGINE, "async_window": QUICK_ASYNC_WINDOW}
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.scheduling import long_poles_first
+
+    # Set in xdist's workers (`make test`: --dist worksteal), where the order is decided.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        order = long_poles_first([item.nodeid for item in items], workers)
+        items[:] = [items[i] for i in order]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if E2E_SCREENS.is_dir() and any(
         shot.stat().st_mtime >= SESSION_STARTED for shot in E2E_SCREENS.glob("*.png")
