@@ -149,6 +149,7 @@ class RunDriver:
         # The longest an operation of this drive was seen unfinished: until a duration is
         # learned, no first poll comes sooner than twice that after its send.
         self._unfinished_for = 0.0
+        self._driving_since = clock()
         # The first QuotaExhausted of this drive: nothing more is sent, what is in flight lands.
         self._quota_spent: errors.QuotaExhausted | None = None
 
@@ -615,13 +616,20 @@ class RunDriver:
         finished (`_expected_duration`), not after `first_poll`: a request each saved."""
         if batch.submitted_at is None or now - batch.submitted_at <= self._unfinished_for:
             return
+        if batch.submitted_at < self._driving_since:
+            # Sent by an earlier drive (hours ago, perhaps): its age says nothing of how long
+            # operations take now.
+            return
         self._unfinished_for = now - batch.submitted_at
         if not self._durations:
             self.journal.defer_first_polls(self.run_id, self._expected_duration())
 
     def _expected_duration(self) -> float:
         if not self._durations:
-            return max(self.options.first_poll, 2 * self._unfinished_for)
+            # Never past the longest wait between polls: a clock step or a backlog must not put
+            # every first poll hours away.
+            unfinished = min(2 * self._unfinished_for, self.options.max_poll_interval)
+            return max(self.options.first_poll, unfinished)
         typical = float(statistics.median(self._durations[-20:]))
         return max(self.options.first_poll, typical + 0.25)
 

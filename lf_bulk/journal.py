@@ -415,7 +415,10 @@ class Journal:
                 rows,
             )
             self._event(run_id, None, "created", f"{len(items)} items")
-        mark = self._write_mark()
+            # Read before the commit, under the write lock: a commit by anyone else between
+            # ours and this read would otherwise be taken as part of the run.
+            version = self._data_version()
+        mark = None if version is None else (version, self._db.total_changes)
         if mark is not None:
             self._created[run_id] = (mark, integrity, rows_in_order)
         return run_id
@@ -425,8 +428,13 @@ class Journal:
         `data_version`, this connection's writes move `total_changes`. None off SQLite."""
         if not isinstance(self._db, sqlite3.Connection) or self._db.in_transaction:
             return None
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        return int(version), self._db.total_changes
+        version = self._data_version()
+        return None if version is None else (version, self._db.total_changes)
+
+    def _data_version(self) -> int | None:
+        if not isinstance(self._db, sqlite3.Connection):
+            return None
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def _unchanged_since_created(self, run_id: str, recorded: dict[str, Any]) -> bool:
         """Whether this object created the run and nothing has written to the file since: its

@@ -468,21 +468,31 @@ class StreamedRunReport:
 
 
 def _start_report_process(folder: Path) -> subprocess.Popen[bytes]:
-    """`lf_bulk.reports_process` writing into `folder`, importing this very copy of lf_bulk."""
+    """`lf_bulk.reports_process` writing into `folder`, importing this very copy of lf_bulk.
+
+    Isolated (`-I`): no module of the current folder or of PYTHONPATH can stand in for ours.
+    Without the `LF_BULK_*` variables: the partner codes stay in the process that sends. In a
+    session of its own: a Ctrl-C meant for the run does not cut its report short (the end of
+    its input decides when it stops).
+    """
     import lf_bulk
 
     code_root = str(Path(lf_bulk.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (code_root, env.get("PYTHONPATH", "")) if part
-    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LF_BULK_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "lf_bulk.reports_process", str(folder)],
+        [sys.executable, "-I", "-c", _REPORT_PROCESS_MAIN, code_root, str(folder)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,
+        start_new_session=True,
     )
+
+
+_REPORT_PROCESS_MAIN = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from lf_bulk.reports_process import main; sys.exit(main(sys.argv[2:]))"
+)
 
 
 def _report_process_failure(said: bytes, status: int) -> BaseException:

@@ -455,6 +455,13 @@ def start_verified(
             run_id=verify_run_id,
         )  # fmt: skip
     elif begun.status in TERMINAL_STATUSES:
+        if begun.status != FINISHED:
+            # Cancelled or failed: some cards were never verified, and whoever stopped the
+            # verification did not want them sent.
+            raise RunStopped(
+                f"run {run_id}: its verification {begun.run_id} ended {begun.status}; nothing "
+                f"was sent to {group_id}. Start a new job to verify and send these cards"
+            )
         ended = ExitCode.OK if begun.exit_code is None else ExitCode(begun.exit_code)
         verification = RunResult(begun.run_id, ended, {}, Path(begun.report_dir))
     else:
@@ -466,17 +473,26 @@ def start_verified(
             f"sent to {group_id}. `lf-bulk runs resume {verification.run_id}` finishes it; then "
             "run this command again (the answers are reused)",
         )
+    checked = lookups.load_run(opened, verification.run_id)
+    if checked.kind != lookups.LookupKind.VERIFY:
+        raise RunStopped(
+            f"run {run_id}: run {verification.run_id} is not a verification; nothing was sent"
+        )
     preset = {}
-    for answer in lookups.load_run(opened, verification.run_id).answers:
+    for answer in checked.answers:
         if answer.outcome == OutcomeCode.REJECTED:
             preset[answer.row] = bulk.Preset(
                 OutcomeCode.REJECTED, answer.reason_code, answer.reason or answer.reason_code
             )
-        elif answer.outcome == OutcomeCode.FAILED:
+        elif answer.outcome in (OutcomeCode.FAILED, OutcomeCode.PENDING):
+            # Only an answer says a card is verified: one still pending is not.
+            why = (
+                f"{answer.reason_code}: {answer.reason}"
+                if answer.outcome == OutcomeCode.FAILED
+                else "its verification got no answer"
+            )
             preset[answer.row] = bulk.Preset(
-                OutcomeCode.FAILED,
-                REASON_NOT_VERIFIED,
-                f"the card could not be verified ({answer.reason_code}: {answer.reason})",
+                OutcomeCode.FAILED, REASON_NOT_VERIFIED, f"the card could not be verified ({why})"
             )
     verified = table.counts.valid - len(preset)
     needs = quota.client_plan(api, quota.calls_for_bulk(verified, batch_size))

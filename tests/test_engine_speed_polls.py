@@ -4,6 +4,7 @@ can only say PROCESSING), and a run with learned durations polls as it did."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +60,19 @@ def test_a_run_that_learned_its_durations_polls_each_batch_once(world: World) ->
     polled = count_polls(world)
     assert world.driver(run_id).drive().exit_code == ExitCode.OK
     assert len(polled) == BATCHES
+
+
+def test_an_old_or_long_unfinished_batch_never_puts_first_polls_beyond_the_poll_interval(
+    world: World,
+) -> None:
+    run_id = world.new_run(world.state.ungrouped_sims(10), PILOT_GROUP, batch_size=5)
+    driver = world.driver(run_id)
+    (batch, *_) = world.journal.batches(run_id)
+    now = driver.clock()
+    # Sent by an earlier drive three hours ago: its age teaches nothing about today's operations.
+    driver._learn_unfinished(dataclasses.replace(batch, submitted_at=now - 3 * 3600), now)
+    assert driver._expected_duration() == driver.options.first_poll
+    # Sent during this drive, unfinished for an hour (a backlog, a clock step): capped.
+    driver._driving_since = now - 7200
+    driver._learn_unfinished(dataclasses.replace(batch, submitted_at=now - 3600), now)
+    assert driver._expected_duration() == driver.options.max_poll_interval

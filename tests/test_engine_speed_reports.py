@@ -162,3 +162,29 @@ def test_the_report_process_deflates_its_workbook_quickly(tmp_path: Path) -> Non
             )
     assert sizes["process"][0] == sizes["process"][1] != sizes["process"][2]
     assert sizes["thread"][0] == sizes["thread"][2]  # a small run's workbook: as before
+
+
+def test_the_report_process_imports_our_code_and_holds_no_partner_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run from a folder holding an `lf_bulk` of its own, with a partner code in the environment:
+    # the process must import this copy of lf_bulk, and see no LF_BULK_* variable.
+    planted = tmp_path / "cwd" / "lf_bulk"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "planted-ran"
+    (planted / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (planted / "reports_process.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(planted.parent)
+    monkeypatch.setenv("PYTHONPATH", str(planted.parent))
+    monkeypatch.setenv("LF_BULK_PARTNER_CODE_ACME", "P-SECRET-1")
+    report = StreamedRunReport(tmp_path / "r", separate_process=True)
+    process = report._process
+    assert process is not None
+    environ = Path(f"/proc/{process.pid}/environ").read_bytes()
+    assert b"P-SECRET-1" not in environ and b"LF_BULK_" not in environ
+    report.add(ITEMS)
+    folder = report.finish(summary_of(ITEMS))
+    assert not marker.exists()
+    assert (folder / "items.csv").read_bytes() == (
+        stream(tmp_path / "thread", separate_process=False) / "items.csv"
+    ).read_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,10 +21,10 @@ from lf_bulk.sandbox.server import SandboxServer
 from lf_bulk.settings import SANDBOX_PARTNER_CODE, Settings
 from lf_bulk.sources import InputTable, read_iccids
 from lf_bulk.workers import partners
-from lf_bulk.workers.app import EXPORT_NAME, JobRunner, connect
+from lf_bulk.workers.app import EXPORT_NAME, JobRunner, connect, paying_lock
 from lf_bulk.workers.spec import JobCommand, JobSpec
 
-from clihelp import expect, invoke, write_list
+from clihelp import expect, invoke, subprocess_cli, write_list
 from conftest import MakeSandbox
 from inprocess import accepted_counts
 
@@ -158,6 +159,22 @@ def test_enqueue_orders_create_fixes_the_order_numbers_and_never_queues_a_paymen
     other.write_text(other.read_text().replace("pi_job_0", "pi_other_0"))
     expect(invoke(cli(tmp_path, "orders", "create", str(other))), 0)
     assert queued(store) == 2
+
+
+def test_two_enqueues_of_one_payment_at_once_queue_it_once(store: str, tmp_path: Path) -> None:
+    # Check-then-queue under the partner's paying lock: the second enqueue waits for the first
+    # to queue its job, then finds it, instead of both finding nothing and both paying.
+    add_partner(tmp_path)
+    file = write_orders(tmp_path / "o.csv", [(VALID[0], "PKG-EU-1", 1, "9.90", "EUR")])
+    args = cli(tmp_path, "orders", "create", str(file))
+    with psycopg.connect(store, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (paying_lock("acme"),))
+        enqueues = [subprocess_cli(args) for _ in range(2)]
+        time.sleep(1.0)
+        assert [e.poll() for e in enqueues] == [None, None] and queued(store) == 0  # both wait
+    for e in enqueues:
+        e.communicate(timeout=60)
+    assert sorted(e.returncode for e in enqueues) == [0, 2] and queued(store) == 1
 
 
 def test_enqueue_orders_create_checks_every_row_now(store: str, tmp_path: Path) -> None:
@@ -499,3 +516,31 @@ def test_an_add_job_with_verify_checks_the_cards_first_under_ids_chosen_at_enque
     assert accepted_counts(server.state) == Counter(dict.fromkeys(wanted, 1))
     with runs.open_journal(runner.settings.home, runner.store_url) as journal:
         assert sorted(run.run_id for run in journal.runs()) == ["add-v", "add-v-verify"]
+
+
+def test_an_add_job_whose_verification_was_cancelled_sends_nothing(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    # The quota stops the verification; the operator cancels it. The job, tried again, must not
+    # take the cancelled verification "as it ended" and add the cards it never verified.
+    server = make_sandbox("rate=400,concurrency=8,daily_quota=2")
+    for_sandbox(runner, server)
+    ungrouped = set(server.state.ungrouped_sims(3_000))
+    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=1_000)
+    wanted = [i for i in active if i in ungrouped][:6]
+    table = read_iccids(write_list(tmp_path / "v.csv", wanted))
+    options = {"group": seed.PILOT_GROUP, "batch_size": 10, "skip_invalid": False,
+               "verify_run_id": "add-c-verify"}  # fmt: skip
+    spec = JobSpec.of(JobCommand.ADD, "acme", "add-c", table, options)
+    with pytest.raises(QuotaExhausted):
+        runner.run(spec)
+    settings = runner.settings
+    with contextlib.closing(runs.open_journal(settings.home, settings.store_url)) as journal:
+        runs.cancel(journal, settings, "add-c-verify")
+    server.state.new_day()
+    with connect(runner.store_url) as db:
+        db.execute("DELETE FROM server_spent")
+
+    with pytest.raises(RunStopped, match="add-c-verify ended cancelled"):
+        runner.run(spec)
+    assert server.state.mutation_log() == []

@@ -356,8 +356,24 @@ def ensure_schema(store_url: str) -> bool:
 def enqueue(store_url: str, spec: JobSpec, *, queue: str = "default") -> int:
     """Defer `spec`; `AlreadyQueued` (an `InvalidSetting`) when the same job is waiting already."""
     ensure_schema(store_url)
-    if spec.command is JobCommand.CREATE_ORDERS:
-        refuse_paid_before(store_url, spec)
+    with contextlib.ExitStack() as held:
+        if spec.command is JobCommand.CREATE_ORDERS:
+            # The check and the queueing as one step per partner: two enqueues at once would
+            # otherwise both find no earlier job holding their pay_ids, and both pay.
+            paying = held.enter_context(connect(store_url))
+            paying.execute(
+                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (paying_lock(spec.partner),)
+            )
+            refuse_paid_before(store_url, spec)
+        return _defer(store_url, spec, queue)
+
+
+def paying_lock(partner: str) -> str:
+    """The advisory lock (by name) an `orders create` enqueue holds from its check to its job."""
+    return f"lf-bulk enqueue orders create {partner}"
+
+
+def _defer(store_url: str, spec: JobSpec, queue: str) -> int:
     app = make_app(store_url)
     with app.open():
         task = app.tasks[TASK_NAME]
