@@ -20,6 +20,8 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from jobs.cli import cli
 from lf_bulk.exitcodes import ExitCode
@@ -175,7 +177,11 @@ def resume_from_the_runs_page(
     wait_for(driver, "#run-status")
     assert text_of(driver, "#run-status") == shown
     shot(shown)
+    before = driver.find_element(By.ID, "run-status")
     driver.find_element(By.ID, "resume").click()
+    # The old page stays until the console answers (it waits for the run to start): its
+    # `not_finished` must not be read as the resumed run's end.
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(before))
     wait_for_status(driver, "finished")
     shot("resumed")
     assert run_id_of(driver) == run_id
