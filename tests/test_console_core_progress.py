@@ -164,3 +164,41 @@ def test_the_runner_forgets_the_oldest_ended_runs_only() -> None:
     assert manager.live("R-driving") is driving  # never forgotten while driven
     assert manager.live("R0") is None
     assert manager.live(f"R{runner_module.MAX_TRACKED + 9}") is not None
+
+
+def test_a_resumed_run_shows_as_driven_from_the_click_and_a_refusal_still_comes_back() -> None:
+    # A resume names its run: the page must say it is driven (no second Resume) while the job
+    # starts, and an error before the job holds the run is still the answer to the click.
+    from contextlib import nullcontext
+
+    from lf_bulk.console.runner import RunManager
+    from lf_bulk.errors import RunLocked
+
+    manager = RunManager(lambda: nullcontext())  # type: ignore[arg-type, return-value]
+    go, announce = threading.Event(), threading.Event()
+
+    def job(launch: Launch) -> object:
+        go.wait(10)
+        if announce.is_set():
+            runs.announce_run("R-held")
+            return None
+        raise RunLocked("run R-held is being driven by another lf-bulk process")
+
+    refused = manager.launch("resume R-held", job, run_id="R-held")
+    assert manager.driving("R-held")  # before the job did anything
+    go.set()
+    with pytest.raises(RunLocked):
+        refused.run_id(timeout=10)
+    refused.join(10)
+    live = manager.live("R-held")
+    assert live is not None and live.done and "another lf-bulk process" in live.error
+    assert not manager.driving("R-held")
+
+    go.clear()
+    announce.set()
+    held = manager.launch("resume R-held", job, run_id="R-held")
+    assert manager.driving("R-held")
+    go.set()
+    assert held.run_id(timeout=10) == "R-held"
+    held.join(10)
+    assert not manager.driving("R-held")

@@ -118,6 +118,9 @@ class _Job:
         self.result: object = None
         self.messages: list[str] = []
         self.ended = False
+        # The run a resume or a wait names, shown as driven from the click on; its id counts
+        # (for `run_id`) only once the job holds the run's lock.
+        self.expected: str | None = None
 
     @property
     def current(self) -> LiveProgress | None:
@@ -196,9 +199,18 @@ class RunManager:
         self._live: dict[str, LiveProgress] = {}
         self._threads: list[threading.Thread] = []
 
-    def launch(self, label: str, job: Callable[[Launch], object]) -> Launched:
-        """Run `job` in a thread of its own; its runs are tracked as they start."""
+    def launch(
+        self, label: str, job: Callable[[Launch], object], *, run_id: str | None = None
+    ) -> Launched:
+        """Run `job` in a thread of its own; its runs are tracked as they start.
+
+        `run_id`: the run the job drives, known before it starts (a resume, a wait): tracked at
+        once, so its page says `running` and offers no second Resume while the job starts.
+        """
         record = _Job(self, label)
+        if run_id is not None:
+            record.expected = run_id
+            self._track(LiveProgress(run_id, label))
 
         def work() -> None:
             try:
@@ -257,6 +269,12 @@ class RunManager:
                     live.stop = STOP_WORDS.get(str(stopped), str(stopped))
                 live.exit_code = None if exit_code is None else int(exit_code)
             live.done = True
+        expected = None if record.expected is None else self.live(record.expected)
+        if expected is not None and record.expected not in record.run_ids:
+            # The job ended before it held the run (e.g. another process drives it).
+            if isinstance(error, LfBulkError):
+                expected.error = redact(str(error))
+            expected.done = True
         record.known.set()
 
     def live(self, run_id: str) -> LiveProgress | None:

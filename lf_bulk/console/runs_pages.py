@@ -230,7 +230,10 @@ async def run_file(request: Request) -> Response:
 
 
 def _launched(
-    request: Request, label: str, job: Callable[[Journal, Launch, ConsoleState], object]
+    request: Request,
+    label: str,
+    job: Callable[[Journal, Launch, ConsoleState], object],
+    run_id: str | None = None,
 ) -> Callable[[], str]:
     state = console_state(request)
 
@@ -239,7 +242,7 @@ def _launched(
             return job(journal, launch, state)
 
     def start() -> str:
-        return state.runner.launch(label, work).run_id()
+        return state.runner.launch(label, work, run_id=run_id).run_id()
 
     return start
 
@@ -296,6 +299,8 @@ def run_action(action: str) -> Callable[[Request], Awaitable[Response]]:
                 request,
                 f"{action} {run_id}",
                 lambda journal, launch, st: chosen(journal, launch, st, run_id),
+                # A retry drives a new run; a resume or a wait drives this one.
+                run_id=None if action == "retry" else run_id,
             )
             driven = await run_in_threadpool(start)
         except LfBulkError as error:
