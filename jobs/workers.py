@@ -283,8 +283,19 @@ def enqueue_rows_lookup(
 @pass_app
 def enqueue_verify(app: AppContext, /, **given: object) -> None:
     """Verify every card listed in FILE with Linksfield (one call per SIM), on a worker."""
+    enqueue_file_lookup(app, given, JobCommand.VERIFY, {})
+
+
+def enqueue_file_lookup(
+    app: AppContext, given: dict[str, object], command: JobCommand, options: dict[str, object]
+) -> None:
+    """Queue a look-up of the SIMs of FILE (checked here as the command checks them)."""
     from lf_bulk import lookups
 
+    kind = {
+        JobCommand.VERIFY: lookups.LookupKind.VERIFY,
+        JobCommand.CANCEL_RENEWALS: lookups.LookupKind.CANCEL_RENEWAL,
+    }[command]
     refuse_worker_options(given)
     partner, queue = enqueued_for()
     url = store_url(app)
@@ -294,11 +305,9 @@ def enqueue_verify(app: AppContext, /, **given: object) -> None:
         file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
     )
     run_id = new_run_id()
-    lookups.check_lookup_input(
-        table, lookups.LookupKind.VERIFY, skip_invalid=skip_invalid, run_id=run_id
-    )
-    options = {"skip_invalid": skip_invalid}
-    submit(app, url, JobSpec.of(JobCommand.VERIFY, partner, run_id, table, options), queue)
+    lookups.check_lookup_input(table, kind, skip_invalid=skip_invalid, run_id=run_id)
+    spec = JobSpec.of(command, partner, run_id, table, {**options, "skip_invalid": skip_invalid})
+    submit(app, url, spec, queue)
 
 
 @enqueue.group(name="renewals")
@@ -326,22 +335,7 @@ def enqueue_list_renewals(
 def enqueue_cancel_renewals(app: AppContext, /, **given: object) -> None:
     """Cancel the automatic renewal of every SIM listed in FILE, on a worker. Without --yes
     (typed here, and only here) nothing is sent: the plan is written (WOULD_CANCEL)."""
-    from lf_bulk import lookups
-
-    refuse_worker_options(given)
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
-    file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
-    table = read_iccids(
-        file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
-    )
-    run_id = new_run_id()
-    lookups.check_lookup_input(
-        table, lookups.LookupKind.CANCEL_RENEWAL, skip_invalid=skip_invalid, run_id=run_id
-    )
-    options = {"yes": bool(given["yes"]), "skip_invalid": skip_invalid}
-    submit(app, url, JobSpec.of(JobCommand.CANCEL_RENEWALS, partner, run_id, table, options), queue)
+    enqueue_file_lookup(app, given, JobCommand.CANCEL_RENEWALS, {"yes": bool(given["yes"])})
 
 
 @enqueue.group(name="orders")

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from enginehelp import submitted_run
 
-from lf_bulk.journal import FINAL, Journal, Outcome, PlannedItem
-from lf_bulk.models import InputCounts, OutcomeCode
+from lf_bulk.journal import FINAL, Journal, Outcome
+from lf_bulk.models import OutcomeCode
 from lf_bulk.redaction import REDACTED, forget_secrets, register_secret
 
 BATCH = 500
@@ -24,22 +25,10 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
         yield opened
 
 
-def _submitted_run(journal: Journal, iccids: list[str]) -> tuple[str, int]:
-    items = [PlannedItem(n + 2, iccid, "ADD", "G1") for n, iccid in enumerate(iccids)]
-    run_id = journal.create_run(
-        kind="sims", operation="ADD", group_id="G1", items=items, batch_size=BATCH,
-        counts=InputCounts(len(items), len(items), 0, 0),
-    )  # fmt: skip
-    (batch,) = journal.batches(run_id)
-    journal.mark_sending(run_id, batch.batch_id, sent_at=1.0)
-    journal.mark_submitted(run_id, batch.batch_id, "r1", submitted_at=1.0, first_poll=2.0)
-    return run_id, batch.batch_id
-
-
 def test_a_batch_of_500_is_recorded_with_one_update_per_distinct_outcome(journal: Journal) -> None:
     iccids = [f"8985242{n:013d}" for n in range(BATCH - 1)]
     iccids.append(iccids[7])  # a duplicate ICCID row: both its items get the outcome
-    run_id, batch_id = _submitted_run(journal, iccids)
+    run_id, batch_id = submitted_run(journal, iccids)
     register_secret("P000270")
     try:
         outcomes = {iccid: Outcome(OutcomeCode.ADDED) for iccid in iccids}
@@ -68,7 +57,7 @@ def test_an_item_already_final_or_not_named_in_the_answer_is_left_as_it_is(
     journal: Journal,
 ) -> None:
     iccids = [f"8985242{n:013d}" for n in range(10)]
-    run_id, batch_id = _submitted_run(journal, iccids)
+    run_id, batch_id = submitted_run(journal, iccids)
     outcomes = {iccid: Outcome(OutcomeCode.ADDED) for iccid in iccids[:8]}
     outcomes["89852429999999999999"] = Outcome(OutcomeCode.ADDED)  # not in this batch
     journal.close_batch(run_id, batch_id, state=FINAL, api_status="SUCCESS", outcomes=outcomes)

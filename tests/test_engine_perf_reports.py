@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openpyxl import load_workbook
+from enginehelp import summary_of, workbook_cells
 
 from lf_bulk import bulk
 from lf_bulk.engine import EngineOptions, RunDriver
@@ -21,7 +21,6 @@ from lf_bulk.reports import (
     ItemOutcome,
     RunSummary,
     StreamedRunReport,
-    count_outcomes,
     write_run_report,
 )
 from lf_bulk.sandbox.seed import PILOT_GROUP
@@ -36,19 +35,6 @@ ITEMS = [
     ItemOutcome(4, "89852420000000000029", "failed", "SIM_LOCKED", "+locked, try later", "r-1"),
     ItemOutcome(5, "89852420000000000037", "pending", "LOST", "-answer lost", ""),
 ]
-
-
-def summary_of(items: list[ItemOutcome]) -> RunSummary:
-    return RunSummary(
-        "r1", "ADD", "G1", 4, 3, 1, 0, 1, count_outcomes(items), "2026-11-29T08:00:00Z", None, 5
-    )
-
-
-def workbook_cells(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    book = load_workbook(path)
-    cells = {ws.title: [tuple(c.value for c in row) for row in ws.iter_rows()] for ws in book}
-    book.close()
-    return cells
 
 
 def test_a_streamed_report_is_the_report_written_at_once(tmp_path: Path) -> None:

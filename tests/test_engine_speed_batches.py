@@ -9,12 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from enginehelp import submitted_run
 
 from lf_bulk.api_values import AsyncResult, SimResult
 from lf_bulk.engine import RunDriver
-from lf_bulk.journal import FINAL, PENDING_LOST_MARK, Journal, Outcome, PlannedItem
+from lf_bulk.journal import FINAL, PENDING_LOST_MARK, Journal, Outcome
 from lf_bulk.models import (
-    InputCounts,
     Operation,
     OpStatus,
     OutcomeCode,
@@ -27,18 +27,6 @@ ICCIDS = [f"8985242{n:013d}" for n in range(6)]
 def journal(tmp_path: Path) -> Iterator[Journal]:
     with Journal(tmp_path / "journal.db") as opened:
         yield opened
-
-
-def submitted(journal: Journal, iccids: list[str]) -> tuple[str, int]:
-    items = [PlannedItem(n + 2, iccid, "ADD", "G1") for n, iccid in enumerate(iccids)]
-    run_id = journal.create_run(
-        kind="sims", operation="ADD", group_id="G1", items=items, batch_size=500,
-        counts=InputCounts(len(items), len(items), 0, 0),
-    )  # fmt: skip
-    (batch,) = journal.batches(run_id)
-    journal.mark_sending(run_id, batch.batch_id, sent_at=1.0)
-    journal.mark_submitted(run_id, batch.batch_id, "r1", submitted_at=1.0, first_poll=2.0)
-    return run_id, batch.batch_id
 
 
 def answer(*results: SimResult) -> AsyncResult:
@@ -73,7 +61,7 @@ def test_a_batch_answered_alike_is_closed_in_one_commit_with_one_update(
     journal: Journal,
 ) -> None:
     iccids = [*ICCIDS, ICCIDS[2]]  # a duplicate row: both of its items get the answer
-    run_id, _ = submitted(journal, iccids)
+    run_id, _ = submitted_run(journal, iccids)
     statements = poll(journal, run_id, answer(*(SimResult(i, True) for i in ICCIDS)))
     assert sum(s == "COMMIT" for s in statements) == 1, statements
     item_updates = [s for s in statements if s.startswith("UPDATE items")]
@@ -84,7 +72,7 @@ def test_a_batch_answered_alike_is_closed_in_one_commit_with_one_update(
 
 
 def test_mixed_answers_are_sorted_one_by_one(journal: Journal) -> None:
-    run_id, _ = submitted(journal, ICCIDS)
+    run_id, _ = submitted_run(journal, ICCIDS)
     statements = poll(
         journal,
         run_id,
@@ -110,7 +98,7 @@ def test_mixed_answers_are_sorted_one_by_one(journal: Journal) -> None:
 
 
 def test_the_same_retryable_answer_for_all_sends_them_again(journal: Journal) -> None:
-    run_id, _ = submitted(journal, ICCIDS)
+    run_id, _ = submitted_run(journal, ICCIDS)
     poll(journal, run_id, answer(*(SimResult(i, False, "SIM_LOCKED", "busy") for i in ICCIDS)))
     assert {i.batch_id for i in journal.items(run_id)} == {2}
     assert {i.outcome for i in journal.items(run_id)} == {None}
@@ -119,7 +107,7 @@ def test_the_same_retryable_answer_for_all_sends_them_again(journal: Journal) ->
 def test_one_answer_for_all_but_one_unmentioned_sim_is_sorted_one_by_one(
     journal: Journal,
 ) -> None:
-    run_id, _ = submitted(journal, ICCIDS)
+    run_id, _ = submitted_run(journal, ICCIDS)
     poll(journal, run_id, answer(*(SimResult(i, True) for i in ICCIDS[1:])))
     by_iccid = {i.iccid: (i.outcome, i.batch_id) for i in journal.items(run_id)}
     assert by_iccid[ICCIDS[0]] == (None, 2)
@@ -129,7 +117,7 @@ def test_one_answer_for_all_but_one_unmentioned_sim_is_sorted_one_by_one(
 def test_a_lost_send_found_done_when_sent_again_counts_as_this_runs_change(
     journal: Journal,
 ) -> None:
-    run_id, _ = submitted(journal, ICCIDS[:2])
+    run_id, _ = submitted_run(journal, ICCIDS[:2])
     journal._db.execute(
         "UPDATE items SET reason_code = ? WHERE iccid = ?", (PENDING_LOST_MARK, ICCIDS[0])
     )
@@ -146,7 +134,7 @@ def test_a_lost_send_found_done_when_sent_again_counts_as_this_runs_change(
 def test_equal_outcomes_that_are_not_one_object_are_still_recorded_per_outcome(
     journal: Journal,
 ) -> None:
-    run_id, batch_id = submitted(journal, ICCIDS)
+    run_id, batch_id = submitted_run(journal, ICCIDS)
     outcomes = {i: Outcome(OutcomeCode.ADDED) for i in ICCIDS}
     journal.close_batch(run_id, batch_id, state=FINAL, api_status="SUCCESS", outcomes=outcomes)
     assert {i.outcome for i in journal.items(run_id)} == {OutcomeCode.ADDED}

@@ -7,15 +7,14 @@ import pickle
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from openpyxl import load_workbook
+from enginehelp import summary_of, workbook_cells
 
 from lf_bulk import bulk, reports
 from lf_bulk.journal import Journal, PlannedItem
 from lf_bulk.models import InputCounts, OutcomeCode
-from lf_bulk.reports import ItemOutcome, RunSummary, StreamedRunReport, count_outcomes
+from lf_bulk.reports import ItemOutcome, StreamedRunReport
 
 ITEMS = [
     ItemOutcome(2, "89852420000000000011", "added", "", "", "r-1"),
@@ -23,19 +22,6 @@ ITEMS = [
     ItemOutcome(4, "89852420000000000029", "failed", "SIM_LOCKED", "+locked, try later", "r-1"),
     ItemOutcome(5, "89852420000000000037", "pending", "LOST", " -answer lost\x01", ""),
 ]
-
-
-def summary_of(items: list[ItemOutcome]) -> RunSummary:
-    return RunSummary(
-        "r1", "ADD", "G1", 4, 3, 1, 0, 1, count_outcomes(items), "2026-11-29T08:00:00Z", None, 5
-    )
-
-
-def workbook_cells(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    book = load_workbook(path)
-    cells = {ws.title: [tuple(c.value for c in row) for row in ws.iter_rows()] for ws in book}
-    book.close()
-    return cells
 
 
 def stream(folder: Path, *, separate_process: bool) -> Path:

@@ -484,18 +484,26 @@ def test_a_job_whose_run_ends_not_finished_fails_and_leaves_the_run_to_resume(
     assert runs_status(runner, "verify-5xx") == "not_finished"
 
 
-def test_an_add_job_with_verify_checks_the_cards_first_under_ids_chosen_at_enqueue(
-    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
-) -> None:
-    server = make_sandbox("rate=400,concurrency=8,daily_quota=5")
+def add_with_verify(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path, run_id: str, *, quota: int
+) -> tuple[SandboxServer, list[str], JobSpec]:
+    """An add job with --verify of six active, ungrouped cards, on a sandbox allowing `quota`
+    requests a day; its verification run is `<run_id>-verify`."""
+    server = make_sandbox(f"rate=400,concurrency=8,daily_quota={quota}")
     for_sandbox(runner, server)
     ungrouped = set(server.state.ungrouped_sims(3_000))
     active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=1_000)
     wanted = [i for i in active if i in ungrouped][:6]
     table = read_iccids(write_list(tmp_path / "v.csv", wanted))
     options = {"group": seed.PILOT_GROUP, "batch_size": 10, "skip_invalid": False,
-               "verify_run_id": "add-v-verify"}  # fmt: skip
-    spec = JobSpec.of(JobCommand.ADD, "acme", "add-v", table, options)
+               "verify_run_id": f"{run_id}-verify"}  # fmt: skip
+    return server, wanted, JobSpec.of(JobCommand.ADD, "acme", run_id, table, options)
+
+
+def test_an_add_job_with_verify_checks_the_cards_first_under_ids_chosen_at_enqueue(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    server, wanted, spec = add_with_verify(runner, make_sandbox, tmp_path, "add-v", quota=5)
 
     # Day one: the quota stops the verification; the job waits for tomorrow, nothing was added.
     with pytest.raises(QuotaExhausted):
@@ -523,15 +531,7 @@ def test_an_add_job_whose_verification_was_cancelled_sends_nothing(
 ) -> None:
     # The quota stops the verification; the operator cancels it. The job, tried again, must not
     # take the cancelled verification "as it ended" and add the cards it never verified.
-    server = make_sandbox("rate=400,concurrency=8,daily_quota=2")
-    for_sandbox(runner, server)
-    ungrouped = set(server.state.ungrouped_sims(3_000))
-    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=1_000)
-    wanted = [i for i in active if i in ungrouped][:6]
-    table = read_iccids(write_list(tmp_path / "v.csv", wanted))
-    options = {"group": seed.PILOT_GROUP, "batch_size": 10, "skip_invalid": False,
-               "verify_run_id": "add-c-verify"}  # fmt: skip
-    spec = JobSpec.of(JobCommand.ADD, "acme", "add-c", table, options)
+    server, _, spec = add_with_verify(runner, make_sandbox, tmp_path, "add-c", quota=2)
     with pytest.raises(QuotaExhausted):
         runner.run(spec)
     settings = runner.settings
