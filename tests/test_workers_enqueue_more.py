@@ -439,16 +439,24 @@ def test_an_orders_export_job_of_a_group_reads_its_members_when_it_runs(
     assert f"group {seed.STAFF_GROUP}" in str(first[0])
 
 
+def verify_job(
+    runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path, faults: str, run_id: str,
+    *, cards_: int,
+) -> tuple[SandboxServer, JobSpec]:  # fmt: skip
+    """A verify job of `cards_` active cards, on a sandbox with `faults`."""
+    server = make_sandbox(f"rate=400,concurrency=8,{faults}")
+    for_sandbox(runner, server)
+    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=cards_)
+    table = read_iccids(write_list(tmp_path / "v.csv", active))
+    return server, JobSpec.of(JobCommand.VERIFY, "acme", run_id, table, {"skip_invalid": False})
+
+
 def test_a_look_up_job_stopped_by_the_quota_waits_for_the_next_day_and_resumes_its_run(
     runner: JobRunner, make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
     # A look-up run (verify, status, renewals, top-ups) stops cleanly for the quota (exit 5);
     # its job must then wait for the next UTC day like an add's, not end as if done.
-    server = make_sandbox("rate=400,concurrency=8,daily_quota=2")
-    for_sandbox(runner, server)
-    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=5)
-    table = read_iccids(write_list(tmp_path / "v.csv", active))
-    spec = JobSpec.of(JobCommand.VERIFY, "acme", "verify-q", table, {"skip_invalid": False})
+    server, spec = verify_job(runner, make_sandbox, tmp_path, "daily_quota=2", "verify-q", cards_=5)
 
     with pytest.raises(QuotaExhausted) as stopped:
         runner.run(spec)
@@ -472,11 +480,7 @@ def test_a_job_whose_run_ends_not_finished_fails_and_leaves_the_run_to_resume(
 ) -> None:
     # Every call fails (5xx): the SIMs stay pending and the run ends not finished. The job must
     # fail (the job list shows it), not end as done with the run still open.
-    server = make_sandbox("rate=400,concurrency=8,5xx=1")
-    for_sandbox(runner, server)
-    active = server.state.iccids_with(card_status=cards.CARD_ACTIVE, limit=2)
-    table = read_iccids(write_list(tmp_path / "v.csv", active))
-    spec = JobSpec.of(JobCommand.VERIFY, "acme", "verify-5xx", table, {"skip_invalid": False})
+    _, spec = verify_job(runner, make_sandbox, tmp_path, "5xx=1", "verify-5xx", cards_=2)
 
     with pytest.raises(RunStopped) as stopped:
         runner.run(spec)
