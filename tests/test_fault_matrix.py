@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from lf_bulk.engine import RETRYABLE_FAILURES
 from lf_bulk.sandbox.seed import PILOT_GROUP
 
 from clihelp import FAST_SERVER, base_args, explain, invoke, read_items, read_summary, write_list
@@ -48,10 +50,20 @@ def run_cell(make_sandbox: MakeSandbox, tmp_path: Path, faults: str, count: int,
         # A clear, resumable stop: it says how to go on, and going on finishes the job.
         assert "runs resume" in result.stderr or "runs wait" in result.stderr, explain(result)
         result = invoke([*args, "runs", "resume"])
-    assert result.exit_code == 0, explain(result)
     items = read_items(report)
+    failed = {i["iccid"] for i in items if i["outcome"] == "failed"}
+    if result.exit_code == 3:
+        # Bad luck can spend every attempt of an ICCID (locked at each try, the other answers
+        # lost): the report says so exactly, as retryable, and `runs retry` finishes the job.
+        # (One ICCID of 5,000 once, under `everything`.)
+        assert failed and len(failed) <= len(wanted) // 100, explain(result)
+        assert {i["reason_code"] for i in items if i["iccid"] in failed} <= RETRYABLE_FAILURES
+        retry = re.search(r"`lf-bulk runs retry (\S+)`", result.stderr)
+        assert retry, explain(result)
+        result = invoke([*args, "runs", "retry", retry[1]])
+    assert result.exit_code == 0, explain(result)
     assert [i["iccid"] for i in items] == wanted
-    assert set(Counter(i["outcome"] for i in items)) <= GOAL
+    assert set(Counter(i["outcome"] for i in items if i["iccid"] not in failed)) <= GOAL
     assert set(server.state.members(PILOT_GROUP)) == before | set(wanted)
     assert read_summary(report)["outcomes"]["pending"] == 0
     # The server's own log: nothing it took was sent to it again.
