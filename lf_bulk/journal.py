@@ -440,12 +440,18 @@ class Journal:
         """Whether this object created the run and nothing has written to the file since: its
         items are then the ones just digested, and digesting them again (seconds for a million)
         proves nothing. A run read from the file in any other way is checked in full."""
-        created = self._created.get(run_id)
-        return created is not None and created[1] == recorded and created[0] == self._write_mark()
+        return self._created_here_and_unchanged(run_id) and self._created[run_id][1] == recorded
 
     def _created_here_and_unchanged(self, run_id: str) -> bool:
         created = self._created.get(run_id)
         return created is not None and created[0] == self._write_mark()
+
+    def _plain_rows(self, sql: str, params: Sequence[Any]) -> Any:
+        """The rows of `sql` as plain tuples, no record per row: a 100,000-item report reads
+        twice as fast."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params)
 
     def verify_run(self, run_id: str) -> None:
         """Check a run's items and batches against what it planned, before anything is sent.
@@ -757,9 +763,7 @@ class Journal:
         """The pending items of a batch in item order, each (ICCID, item id, sends so far in any
         batch, reason code): what `batch_attempts`, `lost_sends` and `close_batch` each read,
         in one query, for the engine to close a batch on."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        rows = cursor.execute(
+        rows = self._plain_rows(
             "SELECT iccid, item_id, attempts, reason_code FROM items"
             " WHERE run_id = ? AND batch_id = ? AND outcome IS NULL ORDER BY item_id",
             (run_id, batch_id),
@@ -1016,9 +1020,7 @@ class Journal:
     # ------------------------------------------------------------ items
 
     def items(self, run_id: str) -> list[ItemRecord]:
-        cursor = self._db.cursor()
-        cursor.row_factory = None  # plain tuples: a 100,000-item report reads twice as fast
-        rows = cursor.execute(
+        rows = self._plain_rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE run_id = ? ORDER BY row, item_id",
             (run_id,),
         )
@@ -1038,9 +1040,7 @@ class Journal:
 
     def items_from(self, run_id: str, item_id: int) -> Iterator[ItemRecord]:
         """The items from `item_id` on, in id order, read as they are taken (stop any time)."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        rows = cursor.execute(
+        rows = self._plain_rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE run_id = ? AND item_id >= ?"
             " ORDER BY item_id",
             (run_id, item_id),
@@ -1049,7 +1049,7 @@ class Journal:
             for r in rows:
                 yield ItemRecord(*r)
         finally:
-            cursor.close()
+            rows.close()
 
     def final_report_rows_from(
         self, run_id: str, item_id: int
@@ -1057,9 +1057,7 @@ class Journal:
         """The report rows (row, ICCID, outcome, reason code, reason, request id) of the items
         from `item_id` on, in id order, up to the first one still pending (not included): what
         a streamed report adds after a batch, read as plain tuples (no record per item)."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        rows = cursor.execute(
+        rows = self._plain_rows(
             "SELECT row, iccid, outcome, reason_code, reason, request_id FROM items"
             " WHERE run_id = ? AND item_id >= ? ORDER BY item_id",
             (run_id, item_id),
@@ -1071,7 +1069,7 @@ class Journal:
                     break
                 final.append(r)
         finally:
-            cursor.close()
+            rows.close()
         return final
 
     def outcome_counts(self, run_id: str) -> dict[str, int]:
@@ -1092,9 +1090,7 @@ class Journal:
 
     def lookup_items(self, run_id: str) -> list[ItemRecord]:
         """The items of a look-up run still to be asked (pending, not invalid or duplicate)."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        rows = cursor.execute(
+        rows = self._plain_rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE run_id = ? AND outcome IS NULL"
             " AND batch_id IS NOT NULL ORDER BY item_id",
             (run_id,),
