@@ -10,9 +10,7 @@ its own base URL; a service without one uses `base_url`.
 from __future__ import annotations
 
 import email.utils
-import functools
 import logging
-import os
 import random
 import re
 import ssl
@@ -41,6 +39,7 @@ from lf_bulk.lazy import lazy_module
 from lf_bulk.models import Operation, Service
 from lf_bulk.pacing import Pacer, RequestPacer
 from lf_bulk.retrying import RetryPolicy, call_with_retries
+from lf_bulk.tls import tls_verification
 
 if TYPE_CHECKING:
     import httpx
@@ -113,6 +112,7 @@ class LinksfieldClient:
         self.partner_code = partner_code
         self.quota = quota
         self.trust_env = trust_env
+        self.verify_tls = verify_tls
         self.profile = profile
         self.pacer: Pacer = pacer or RequestPacer()
         self.retry = retry or RetryPolicy()
@@ -126,7 +126,7 @@ class LinksfieldClient:
         self._http = httpx.Client(
             transport=transport,
             timeout=timeout,
-            verify=_tls_verification(verify_tls, trust_env),
+            verify=tls_verification(verify_tls, trust_env),
             trust_env=trust_env,
             headers=dict(profile.headers),
         )
@@ -498,23 +498,3 @@ def _retry_after_seconds(
     except (TypeError, ValueError, OverflowError):
         return None
     return min(max(0.0, when.timestamp() - time.time()), cap)
-
-
-def _tls_verification(verify_tls: bool, trust_env: bool) -> ssl.SSLContext | bool:
-    """How the client verifies servers: one context per process for each certificate store.
-
-    Loading the certificate authorities costs about 90 ms of CPU, and every client (a command
-    may make several, the console one per job) would load them again.
-    """
-    if not verify_tls:
-        return False
-    store = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")) if trust_env else None
-    return _shared_tls_context(trust_env, store)
-
-
-@functools.lru_cache(maxsize=8)
-def _shared_tls_context(
-    trust_env: bool, store: tuple[str | None, str | None] | None
-) -> ssl.SSLContext:
-    # `store` is part of the key only: httpx reads SSL_CERT_FILE/SSL_CERT_DIR itself.
-    return httpx.create_ssl_context(verify=True, trust_env=trust_env)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from lf_bulk import errors, wire
 from lf_bulk.lazy import lazy_module
+from lf_bulk.tls import tls_verification
 
 if TYPE_CHECKING:
     import httpx
@@ -63,7 +64,12 @@ def run_checks(client: LinksfieldClient) -> list[Check]:
 
 def _clock(client: LinksfieldClient) -> Check:
     try:
-        response = httpx.head(client.base_url, timeout=10, trust_env=client.trust_env)
+        response = httpx.head(
+            client.base_url,
+            timeout=10,
+            verify=tls_verification(client.verify_tls, client.trust_env),
+            trust_env=client.trust_env,
+        )
     except httpx.HTTPError as error:
         return Check("clock", False, f"could not read the server's time: {type(error).__name__}")
     header = response.headers.get("Date")

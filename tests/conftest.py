@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import shutil
@@ -194,6 +195,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if workers > 1:
         order = long_poles_first([item.nodeid for item in items], workers)
         items[:] = [items[i] for i in order]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collecting imported (the library, pandas, Hypothesis, the test modules: about 200,000
+    # objects) lives as long as the session does. Frozen, it is not walked again by every full
+    # garbage collection of the run: 0.3 s each, 4 s of CPU a worker.
+    gc.freeze()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from httphelp import http_client
 
 from lf_bulk import wire
 
@@ -128,7 +129,7 @@ def load(url: str, order_ids: Sequence[str], *, rate: float, workers: int = 16) 
     def one(index: int, order_id: str) -> None:
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(timeout=10)
+            client = local.client = http_client(timeout=10)
             with lock:
                 clients.append(client)
         delay = start + index / rate - time.perf_counter()

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from consolehelp import console_config, seeded_home
+from httphelp import http_client, http_get
 
 from lf_bulk.console import server
 from lf_bulk.console.app import ConsoleConfig
@@ -92,13 +93,13 @@ def test_loopback_prints_the_url_with_the_token_once_on_stdout(
 
 def test_a_console_in_a_thread_serves_over_a_real_socket(tmp_path: Path) -> None:
     config = console_config(tmp_path, port=0)
-    with server.running_console(config) as url, httpx.Client(timeout=20) as browser:
+    with server.running_console(config) as url, http_client(timeout=20) as browser:
         assert url.startswith("http://127.0.0.1:") and url.endswith(f"/?token={config.token}")
         answer = browser.get(url)
         assert answer.status_code == 303 and answer.headers["location"] == "/"
         page = browser.get(url.split("?")[0] + "runs")
         assert page.status_code == 200 and 'id="runs"' in page.text
-        assert httpx.get(url.split("?")[0] + "runs", timeout=20).status_code == 401
+        assert http_get(url.split("?")[0] + "runs", timeout=20).status_code == 401
 
 
 @pytest.mark.slow  # a fresh interpreter, the sandbox and a shutdown: ~5 s (fast variant above)
@@ -117,13 +118,13 @@ def test_the_console_serves_over_a_real_socket_and_never_logs_its_token(tmp_path
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and "/?token=" in url, url
         token = url.split("token=", 1)[1]
-        with httpx.Client(follow_redirects=True, timeout=20) as browser:
+        with http_client(follow_redirects=True, timeout=20) as browser:
             home_page = browser.get(url)
             assert home_page.status_code == 200
             assert str(home_page.url).endswith("/")  # the token left the address bar
             assert "G1000001" in home_page.text
             assert browser.get(url.split("?")[0] + "runs").status_code == 200
-        with httpx.Client(timeout=20) as stranger:
+        with http_client(timeout=20) as stranger:
             assert stranger.get(url.split("?")[0]).status_code == 401
     finally:
         process.send_signal(signal.SIGINT)
@@ -169,9 +170,9 @@ def test_the_embedded_sandbox_is_started_once_and_stopped_with_the_console(
             assert first.base_url == second.base_url == state.session().base_url
         assert client.get("/").status_code == 200
         url = state.session().base_url
-        assert httpx.get(url, timeout=5).status_code in (200, 404)
+        assert http_get(url, timeout=5).status_code in (200, 404)
     with pytest.raises(httpx.TransportError):
-        httpx.get(url, timeout=2)
+        http_get(url, timeout=2)
 
 
 def test_each_job_gets_a_fresh_report_folder_under_the_report_root(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import openpyxl
 import pytest
 from click.testing import CliRunner, Result
+from httphelp import http_client, self_signed_certificate
 from notifyhelp import KEY_HEX, KEY_ID, event, push, start_receiver
 
 from jobs.cli import cli
@@ -38,7 +38,7 @@ def home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     with (
         running_receiver(home, parse_keys(KEY_ID, KEY_HEX)) as url,
-        httpx.Client() as client,
+        http_client() as client,
     ):
         for n, body in enumerate(
             [
@@ -173,7 +173,7 @@ def test_serve_needs_the_key_from_the_environment_or_a_config_never_a_flag(tmp_p
 
 def test_serve_as_a_process_stores_and_its_log_never_holds_the_key(tmp_path: Path) -> None:
     receiver = start_receiver(tmp_path / "home", verbose=True)
-    with httpx.Client() as client:
+    with http_client() as client:
         assert push(client, receiver.url, event("O1")).status_code == 200
         forged = client.post(
             receiver.url, content=b"{}", headers={"x-lf-signature": f"{KEY_ID}/00"}
@@ -186,20 +186,9 @@ def test_serve_as_a_process_stores_and_its_log_never_holds_the_key(tmp_path: Pat
     assert [r["order_id"] for r in json.loads(listed.stdout)] == ["O1"]
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_serve_refuses_certificate_files_it_cannot_use(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")
     args = ["--home", str(tmp_path / "home"), "notify", "serve", "--key-id", KEY_ID, "--port", "0"]
@@ -213,7 +202,7 @@ def test_serve_refuses_certificate_files_it_cannot_use(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_serve_https_with_certfile_and_keyfile(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     receiver = start_receiver(tmp_path / "home", "--certfile", str(cert), "--keyfile", str(key))
     try:
         assert receiver.url.startswith("https://127.0.0.1:")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from httphelp import http_client
 from notifyhelp import event, load, push, start_receiver
 from starlette.applications import Starlette
 
@@ -40,7 +41,7 @@ def test_every_push_answered_200_survives_a_sigkill_of_the_receiver(tmp_path: Pa
     stop = threading.Event()
 
     def sender(first: int) -> None:
-        with httpx.Client(timeout=5) as client:
+        with http_client(timeout=5) as client:
             for n in range(first, 100_000, 8):
                 if stop.is_set():
                     return

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from httphelp import http_client
 
 from lf_bulk import wire
 from lf_bulk.notify.receiver import parse_keys, running_receiver
@@ -51,7 +52,7 @@ def push(
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[httpx.Client]:
-    with running_receiver(tmp_path / "home", KEYS) as url, httpx.Client(base_url=url) as client:
+    with running_receiver(tmp_path / "home", KEYS) as url, http_client(base_url=url) as client:
         yield client
 
 
@@ -170,7 +171,7 @@ def test_a_clock_ten_minutes_off_either_way_is_the_limit(tmp_path: Path) -> None
         home = tmp_path / f"home{offset}"
         with (
             running_receiver(home, KEYS, clock=lambda o=offset: 1_000_000.0 + o) as url,
-            httpx.Client(base_url=url) as client,
+            http_client(base_url=url) as client,
         ):
             answer = client.post("/", content=wire.push_body_bytes(body), headers=headers)
         assert answer.status_code == status, offset

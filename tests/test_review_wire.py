@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httphelp import http_get
 
 from lf_bulk import errors, wire
 from lf_bulk.client import MAX_RETRY_AFTER_SECONDS, LinksfieldClient
@@ -186,7 +187,7 @@ def test_the_sandbox_refuses_a_page_number_of_5000_digits_as_a_bad_parameter(
         path_params={"group_id": seed.PILOT_GROUP},
         params={"page_no": "9" * 5000, "page_size": "10"},
     )
-    answer = httpx.get(sandbox.base_url + request.path, params=request.query)
+    answer = http_get(sandbox.base_url + request.path, params=request.query)
     envelope = wire.parse_envelope(answer.json())
     assert envelope is not None and envelope.code == wire.CODE_INVALID_PARAMETER
     assert "page_no" in envelope.message and len(envelope.message) < 200

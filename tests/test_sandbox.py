@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from httphelp import http_client, http_get, http_post
 
 from jobs.cli import cli
 from lf_bulk import iccid, signing, wire
@@ -43,7 +44,7 @@ class Api:
     def __init__(self, server: SandboxServer, partner: str = seed.PARTNER) -> None:
         self.server = server
         self.partner = partner
-        self.http = httpx.Client(base_url=server.base_url, timeout=10)
+        self.http = http_client(base_url=server.base_url, timeout=10)
 
     def close(self) -> None:
         self.http.close()
@@ -135,7 +136,7 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 
 def raw_get(server: SandboxServer, path: str, params: dict[str, str]) -> httpx.Response:
-    return httpx.get(server.base_url + path, params=params, timeout=10)
+    return http_get(server.base_url + path, params=params, timeout=10)
 
 
 def signed(params: dict[str, str], **path_params: str) -> dict[str, str]:
@@ -180,7 +181,7 @@ def test_unknown_endpoint_answers_an_envelope_and_is_never_faulted(
     make_sandbox: MakeSandbox,
 ) -> None:
     server = make_sandbox("5xx=1")
-    response = httpx.get(server.base_url + "/mall/nothing-here")
+    response = http_get(server.base_url + "/mall/nothing-here")
     assert response.status_code == 404
     assert response.json()["code"] == wire.CODE_INVALID_PARAMETER
 
@@ -253,7 +254,7 @@ def test_invalid_iccid_lists_are_1001(reader: Api, iccids: object) -> None:
     body = {"partnerCode": seed.PARTNER, "version": "3.0", "iccids": iccids}
     body["sign"] = signing.sign({**body, "group_id": seed.DEMO_GROUP})
     path = P.add.path.format(group_id=seed.DEMO_GROUP)
-    response = httpx.post(reader.server.base_url + path, json=body)
+    response = http_post(reader.server.base_url + path, json=body)
     assert response.json()["code"] == wire.CODE_INVALID_PARAMETER
 
 
@@ -539,7 +540,7 @@ def test_drop_loses_the_answer_but_the_work_is_done(
 
 def statuses_under(server: SandboxServer, requests: int = 30) -> list[int]:
     request = wire.build_request(P, P.groups, seed.PARTNER)
-    with httpx.Client(base_url=server.base_url) as http:
+    with http_client(base_url=server.base_url) as http:
         return [http.get(request.path, params=request.query).status_code for _ in range(requests)]
 
 
@@ -555,7 +556,7 @@ def test_the_same_seed_gives_the_same_faults(make_sandbox: MakeSandbox) -> None:
 def test_5xx_faults_look_like_a_server_and_a_proxy(make_sandbox: MakeSandbox) -> None:
     server = make_sandbox(f"{RELAXED},5xx=1,seed=1")
     request = wire.build_request(P, P.groups, seed.PARTNER)
-    with httpx.Client(base_url=server.base_url) as http:
+    with http_client(base_url=server.base_url) as http:
         responses = {
             r.status_code: r
             for r in (http.get(request.path, params=request.query) for _ in range(12))
@@ -791,7 +792,7 @@ def test_serve_runs_a_server_until_interrupted(tmp_path: Path) -> None:
         url = re.search(r"listening on (http://\S+)", lines[-1])
         assert url, lines
         request = wire.build_request(P, P.groups, seed.PARTNER)
-        response = httpx.get(url[1] + request.path, params=request.query, timeout=10)
+        response = http_get(url[1] + request.path, params=request.query, timeout=10)
         assert response.json()["code"] == wire.CODE_OK
     finally:
         process.send_signal(signal.SIGINT)

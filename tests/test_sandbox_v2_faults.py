@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from httphelp import http_get
 from vshophelp import CANCEL, PAYMENT, RENEWAL, VERIFY, Vshop
 
 from jobs.cli import cli
@@ -28,7 +29,7 @@ MakeSandbox = Callable[..., SandboxServer]
 
 def groups_list(server: SandboxServer, partner: str = seed.PARTNER) -> httpx.Response:
     request = wire.build_request(wire.CONTRACT_V1, wire.CONTRACT_V1.groups, partner)
-    return httpx.get(server.base_url + request.path, params=request.query, timeout=10)
+    return http_get(server.base_url + request.path, params=request.query, timeout=10)
 
 
 def seconds_to_midnight() -> float:
@@ -295,7 +296,7 @@ def test_serve_takes_a_daily_quota(tmp_path: Path) -> None:
         assert url, line
         request = wire.build_request(wire.CONTRACT_V1, wire.CONTRACT_V1.groups, seed.PARTNER)
         answers = [
-            httpx.get(url[1] + request.path, params=request.query, timeout=10).status_code
+            http_get(url[1] + request.path, params=request.query, timeout=10).status_code
             for _ in range(2)
         ]
         assert answers == [200, 429]

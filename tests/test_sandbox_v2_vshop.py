@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
-import httpx
 import pytest
+from httphelp import http_get
 from vshophelp import (
     CANCEL,
     CREATE_ORDER,
@@ -301,7 +301,7 @@ def test_vshop_paths_answer_the_vshop_envelope_and_v1_paths_the_canonical_one(
     wrong_method = reader.http.get(VERIFY)
     assert wrong_method.status_code == 405
     request = wire.build_request(wire.CONTRACT_V1, wire.CONTRACT_V1.groups, seed.PARTNER)
-    groups = httpx.get(
+    groups = http_get(
         reader.server.base_url + request.path, params=request.query, timeout=10
     ).json()
     assert groups["code"] == wire.CODE_OK

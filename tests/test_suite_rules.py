@@ -43,3 +43,33 @@ def test_a_sandbox_stops_in_milliseconds(tmp_path: Path) -> None:
             stopping = time.perf_counter()
         stops.append(time.perf_counter() - stopping)
     assert min(stops) < 0.08, stops
+
+
+HTTPX_CALLS = {"Client", "get", "post", "put", "patch", "delete", "head", "options", "request",
+               "stream"}  # fmt: skip
+
+
+def clients_loading_the_authorities(path: Path) -> list[int]:
+    """Lines calling httpx for a client of its own (`httpx.Client(...)`, `httpx.get(...)`) with
+    neither `verify=` nor `transport=`: each such client loads the certificate authorities."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "httpx"
+        and node.func.attr in HTTPX_CALLS
+        and not {k.arg for k in node.keywords} & {"verify", "transport"}
+    ]
+
+
+def test_the_suite_makes_its_http_clients_with_the_shared_tls_context() -> None:
+    # About 70 ms of CPU a client, and the suite makes hundreds: tests/httphelp.py shares one.
+    found = {
+        str(path.relative_to(TESTS)): lines
+        for path in sorted(TESTS.rglob("*.py"))
+        if path.name != "httphelp.py" and (lines := clients_loading_the_authorities(path))
+    }
+    assert not found, f"use httphelp.http_client/http_get/http_post: {found}"

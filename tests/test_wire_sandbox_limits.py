@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from httphelp import http_client, http_get
 
 from lf_bulk import wire
 from lf_bulk.sandbox import seed, state
@@ -66,7 +67,7 @@ def _chunks(total: int, size: int = 256 * 1024) -> Iterator[bytes]:
 def test_a_chunked_body_is_cut_off_with_413_once_past_the_cap(make_sandbox: MakeSandbox) -> None:
     server = make_sandbox(RELAXED)
     path = P.add.path.format(group_id=seed.DEMO_GROUP)
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+    with http_client(base_url=server.base_url, timeout=10) as http:
         try:
             response = http.post(path, content=_chunks(MAX_BODY_BYTES + 256 * 1024))
         except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
@@ -78,7 +79,7 @@ def test_a_chunked_body_is_cut_off_with_413_once_past_the_cap(make_sandbox: Make
 def test_a_body_within_the_cap_is_still_read_whole(make_sandbox: MakeSandbox) -> None:
     server = make_sandbox(RELAXED)
     path = P.add.path.format(group_id=seed.DEMO_GROUP)
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+    with http_client(base_url=server.base_url, timeout=10) as http:
         response = http.post(path, content=_chunks(MAX_BODY_BYTES // 2))
     # Read whole and parsed: refused for its content (no partnerCode), not for its size.
     assert (response.status_code, response.json()["code"]) == (200, wire.CODE_INVALID_PARAMETER)
@@ -131,7 +132,7 @@ def test_connections_past_the_limit_are_answered_503(tmp_path: Path) -> None:
         try:
             time.sleep(0.1)
             request = wire.build_request(P, P.groups, seed.PARTNER)
-            response = httpx.get(server.base_url + request.path, params=request.query, timeout=5)
+            response = http_get(server.base_url + request.path, params=request.query, timeout=5)
             assert response.status_code == 503
         finally:
             for sock in idle:

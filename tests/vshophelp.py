@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from httphelp import http_client
 
 from lf_bulk import signing
 from lf_bulk.sandbox import seed
@@ -52,7 +53,7 @@ class Vshop:
     def __init__(self, server: SandboxServer, partner: str = seed.PARTNER) -> None:
         self.server = server
         self.partner = partner
-        self.http = httpx.Client(base_url=server.base_url, timeout=10)
+        self.http = http_client(base_url=server.base_url, timeout=10)
 
     def close(self) -> None:
         self.http.close()

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from lf_bulk import wire
 from lf_bulk.lazy import lazy_module
+from lf_bulk.tls import tls_verification
 
 if TYPE_CHECKING:
     import httpx
@@ -255,7 +256,12 @@ class Pusher:
         self.resend_rate = resend_rate
         self._clock = clock
         self._dice = random.Random(seed)
-        self._http = httpx.Client(timeout=TRY_TIMEOUT, transport=transport, trust_env=False)
+        self._http = httpx.Client(
+            timeout=TRY_TIMEOUT,
+            transport=transport,
+            verify=tls_verification(trust_env=False),
+            trust_env=False,
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -30,6 +30,7 @@ from typing import IO
 
 import httpx
 import pytest
+from httphelp import http_client, http_get
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from lf_bulk.sandbox.state import SandboxState
@@ -138,7 +139,7 @@ class ConsoleServer:
 
     def http(self) -> httpx.Client:
         """An HTTP client signed in with the token (its cookie set), for downloads and checks."""
-        client = httpx.Client(base_url=self.base_url, timeout=30.0)
+        client = http_client(base_url=self.base_url, timeout=30.0)
         client.get(self.url)
         return client
 
@@ -214,7 +215,7 @@ def _wait_until_serving(server: ConsoleServer) -> None:
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         try:
-            httpx.get(server.base_url + "/static/progress.js", timeout=1.0)
+            http_get(server.base_url + "/static/progress.js", timeout=1.0)
             return
         except httpx.TransportError:
             time.sleep(0.05)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from httphelp import http_get
 from openpyxl import Workbook, load_workbook
 from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.common.by import By
@@ -168,7 +168,7 @@ def download(console: Console, driver: WebDriver, name: str) -> bytes:
     href = next((h for h in hrefs if h.split("?", 1)[0].endswith("/" + name)), None)
     assert href, f"no {name} among the downloads {hrefs}"
     cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
-    answer = httpx.get(href, cookies=cookies, timeout=30.0)
+    answer = http_get(href, cookies=cookies, timeout=30.0)
     assert answer.status_code == 200, (href, answer.status_code, answer.text[:500])
     assert "attachment" in answer.headers.get("content-disposition", "")
     return answer.content
