@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 
 from lf_bulk.sandbox.seed import DEFAULT_SIMS, World, build_world
@@ -28,6 +29,13 @@ E2E_SCREENS = Path(
     os.environ.get("LF_BULK_E2E_SCREENS") or Path(__file__).resolve().parent.parent / "e2e-screens"
 )
 SESSION_STARTED = time.time()
+
+# Hypothesis: no deadline (four workers share two cores, so an example's time says nothing about
+# the code) and its own 100 examples a property in `make test`; `make chaos` runs every property
+# again with 1,000 (`--hypothesis-profile=thorough`, the `property` marker below).
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.register_profile("thorough", deadline=None, max_examples=1_000)
+hypothesis.settings.load_profile("suite")
 
 MakeSandbox = Callable[..., SandboxServer]
 FreshWorld = Callable[[Path, int], Path]
@@ -184,6 +192,12 @@ def quick_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     monkeypatch.setattr(engine.RunDriver, "__init__", quick_init)
     monkeypatch.setattr(engine, "DEFAULT_ASYNC_WINDOW", QUICK_ASYNC_WINDOW)
     return {**QUICK_ENGINE, "async_window": QUICK_ASYNC_WINDOW}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        item.add_marker(pytest.mark.property)
 
 
 @pytest.hookimpl(trylast=True)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lf_bulk import journal as journal_module
@@ -43,7 +43,6 @@ items_strategy = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(items=items_strategy, report_dir=st.text())
 def test_the_digest_is_byte_for_byte_the_one_json_dumps_gives(
     items: list[tuple[object, ...]], report_dir: str

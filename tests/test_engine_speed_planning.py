@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lf_bulk import bulk
@@ -32,7 +32,6 @@ def tables(first: int, cells: list[tuple[str, Reason | None]]) -> tuple[InputTab
     )
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     first=st.integers(1, 3),
     cells=st.lists(st.tuples(st.text(max_size=6), reasons), max_size=25),

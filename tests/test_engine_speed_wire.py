@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import httpx
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lf_bulk import wire
@@ -21,7 +21,6 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
 @given(value=json_values, ascii_only=st.booleans())
 def test_a_text_found_safe_decodes_to_what_cleaning_would_give(
     value: Any, ascii_only: bool

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lf_bulk import reconcile as rc
@@ -75,7 +75,6 @@ desired_rows = st.lists(
 memberships = st.dictionaries(st.sampled_from(ICCIDS), st.sampled_from(GROUPS), max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
 @given(desired_rows, memberships, st.lists(st.sampled_from(GROUPS), min_size=1, unique=True))
 def test_the_diff_agrees_with_the_row_by_row_reference(
     rows: list[tuple[str, str, str]], actual: dict[str, str], named: list[str]

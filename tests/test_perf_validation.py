@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
@@ -104,7 +104,6 @@ def _reference(
     return [value for value, _ in checked], [reason for _, reason in checked]
 
 
-@settings(max_examples=150, deadline=None)
 @given(columns())
 def test_columnwise_agrees_with_the_row_wise_validator_on_every_row(
     column: tuple[list[str], list[bool] | None],
@@ -113,7 +112,6 @@ def test_columnwise_agrees_with_the_row_wise_validator_on_every_row(
     assert validate_columnwise(raws, numeric) == _reference(raws, numeric)
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(valid_iccids, nearly_valid, other_prefix), min_size=1, max_size=200))
 def test_columnwise_agrees_on_digit_only_columns(raws: list[str]) -> None:
     # The vectorised prefix, Luhn and repeat checks alone (no value takes the row-wise path).

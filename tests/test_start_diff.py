@@ -7,7 +7,7 @@ the same counts, on any input.
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lf_bulk import reconcile as rc
@@ -49,7 +49,6 @@ def _same_diff(desired: list[DesiredRow], actual: dict[str, str], named: list[st
     return result
 
 
-@settings(max_examples=400, deadline=None)
 @given(unique_rows, memberships, scopes)
 def test_unique_valid_rows_agree_with_the_row_by_row_diff(
     rows: list[tuple[str, str]], actual: dict[str, str], named: list[str]
@@ -59,7 +58,6 @@ def test_unique_valid_rows_agree_with_the_row_by_row_diff(
     _same_diff(desired, actual, named)
 
 
-@settings(max_examples=300, deadline=None)
 @given(any_rows, memberships, scopes)
 def test_any_rows_agree_with_the_row_by_row_diff(
     rows: list[tuple[str, str, str]], actual: dict[str, str], named: list[str]

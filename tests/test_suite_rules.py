@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import time
 from pathlib import Path
 
@@ -16,7 +17,10 @@ TEST_MODULES = sorted(TESTS.glob("test_*.py"))
 
 
 def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    text = path.read_text(encoding="utf-8")
+    if not re.search(r"^\s*(?:from|import)\s.*\btest_", text, re.MULTILINE):
+        return set()  # no import names a test module: parsing them all is slower than the tests
+    tree = ast.parse(text, filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -52,7 +56,10 @@ HTTPX_CALLS = {"Client", "get", "post", "put", "patch", "delete", "head", "optio
 def clients_loading_the_authorities(path: Path) -> list[int]:
     """Lines calling httpx for a client of its own (`httpx.Client(...)`, `httpx.get(...)`) with
     neither `verify=` nor `transport=`: each such client loads the certificate authorities."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    text = path.read_text(encoding="utf-8")
+    if "httpx." not in text:
+        return []
+    tree = ast.parse(text, filename=str(path))
     return [
         node.lineno
         for node in ast.walk(tree)
