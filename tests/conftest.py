@@ -216,6 +216,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # objects) lives as long as the session does. Frozen, it is not walked again by every full
     # garbage collection of the run: 0.3 s each, 4 s of CPU a worker.
     gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
