@@ -7,10 +7,17 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# Selenium (the browser tests) talks to chromedriver over HTTP and needs websocket-client beside
+# it. Its other requirement, trio, serves only its asynchronous BiDi API, which the tests never
+# use; installed, trio is imported by httpcore in every process that loads httpx (0.1 s of CPU
+# each, in the hundreds of lf-bulk processes the suite starts), so Selenium comes without it.
+BROWSER_DRIVER := selenium websocket-client
+
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade -c constraints.txt pip setuptools wheel
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt $(BROWSER_DRIVER)
 	touch $(STAMP)
 
 # The suite starts lf-bulk in hundreds of processes: compiled once here, not in each of them
@@ -24,6 +31,7 @@ constraints:
 	python3 -m venv .venv-refresh
 	.venv-refresh/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 	.venv-refresh/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-refresh/bin/python -m pip install --quiet --no-deps $(BROWSER_DRIVER)
 	{ sed -n '1,2p' constraints.txt; .venv-refresh/bin/python -m pip freeze --all --exclude-editable | grep -v '^-e'; } > constraints.new
 	mv constraints.new constraints.txt
 	rm -rf .venv-refresh

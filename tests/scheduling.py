@@ -20,7 +20,7 @@ T = TypeVar("T")
 LONG_POLES: dict[str, float] = {
     "tests/test_crash_resume.py": 29,
     "tests/e2e/": 34,
-    "tests/test_workers_e2e.py": 24,
+    "tests/test_workers_e2e.py": 16,
     "tests/test_fault_matrix.py": 19,
     "tests/test_quota_stops.py": 16,
     "tests/test_sandbox.py": 15,

@@ -249,6 +249,7 @@ def kill_trial(
         assert len(journal.runs()) == 1  # resumed, never started again
 
 
+@pytest.mark.slow  # a long multi-worker trial: `make chaos`
 def test_kill_nine_of_a_worker_another_resumes_the_run(
     make_sandbox: MakeSandbox, tmp_path: Path, fleet_of: list[Fleet]
 ) -> None:
