@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Selenium (the browser tests) talks to chromedriver over HTTP and needs websocket-client beside
-# it. Its other requirement, trio, serves only its asynchronous BiDi API, which the tests never
-# use; installed, trio is imported by httpcore in every process that loads httpx (0.1 s of CPU
-# each, in the hundreds of lf-bulk processes the suite starts), so Selenium comes without it.
-BROWSER_DRIVER := selenium websocket-client
+# Selenium (the browser tests) talks to chromedriver over HTTP: it is installed with the
+# requirements that needs. The others, trio and trio-websocket, serve only its asynchronous BiDi
+# API, which the tests never use; installed, trio is imported by httpcore in every process that
+# loads httpx (0.1 s of CPU each, in the hundreds of lf-bulk processes the suite starts).
+BROWSER_DRIVER := selenium urllib3 certifi typing_extensions websocket-client
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
