@@ -332,7 +332,10 @@ def run_command(context: procrastinate.JobContext, spec: dict[str, Any]) -> dict
 
 
 def make_app(store_url: str) -> procrastinate.App:
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=store_url))
+    # The pool opens one connection and grows to what the worker uses at once (its fetch, its
+    # LISTEN, the heartbeat): psycopg_pool's default opens four up front, for each enqueue too.
+    connector = procrastinate.PsycopgConnector(conninfo=store_url, min_size=1, max_size=4)
+    app = procrastinate.App(connector=connector)
     app.task(name=TASK_NAME, pass_context=True, retry=JobRetries())(run_command)
     return app
 
