@@ -80,7 +80,8 @@ def crash_trial(
 
 
 @LONG_ON_POSTGRESQL
-@pytest.mark.parametrize("seed", range(2))  # 50 more in test_kill_nine_chaos_scale
+# One in make test; the second and 50 more (test_kill_nine_chaos_scale) in make chaos.
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 # The resume (in this process) on quick_engine: its 3 s lost-send window is still three times
 # the longest operation here; the chaos-scale trials keep the engine's real waits.
 @pytest.mark.usefixtures("quick_engine")
