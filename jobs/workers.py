@@ -157,9 +157,7 @@ def _sims_job(operation: Operation) -> click.Command:
     @pass_app
     def job(app: AppContext, /, **given: object) -> None:
         refuse_worker_options(given)
-        partner, queue = enqueued_for()
-        url = store_url(app)
-        with_partner(url, partner)
+        partner, queue, url = enqueue_target(app)
         group, file, skip_invalid = (
             str(given["group"]),
             str(given["file"]),
@@ -194,9 +192,7 @@ def enqueue_reconcile(app: AppContext, /, **given: object) -> None:
     from lf_bulk import reconcile as rc
 
     refuse_worker_options(given)
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
+    partner, queue, url = enqueue_target(app)
     file, sheet, group = str(given["file"]), _text(given["sheet"]), _text(given["group"])
     table = runs.read_desired(file, sheet=sheet, column=_text(given["column"]))
     run_id, skip_invalid = new_run_id(), bool(given["skip_invalid"])
@@ -262,9 +258,7 @@ def enqueue_rows_lookup(
 
     if sum((file is not None, bool(groups), all_groups)) != 1:
         raise click.UsageError("give one of FILE, --group GROUP (repeatable) or --all-groups")
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
+    partner, queue, url = enqueue_target(app)
     run_id = new_run_id()
     if file is not None:
         table = read_iccids(file, sheet=sheet, column=column, stdin=stdin_for(file))
@@ -297,9 +291,7 @@ def enqueue_file_lookup(
         JobCommand.CANCEL_RENEWALS: lookups.LookupKind.CANCEL_RENEWAL,
     }[command]
     refuse_worker_options(given)
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
+    partner, queue, url = enqueue_target(app)
     file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
     table = read_iccids(
         file, sheet=_text(given["sheet"]), column=_text(given["column"]), stdin=stdin_for(file)
@@ -356,9 +348,7 @@ def enqueue_create_orders(app: AppContext, /, **given: object) -> None:
     from lf_bulk import topups
 
     refuse_worker_options(given)
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
+    partner, queue, url = enqueue_target(app)
     file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
     table = topups.read_order_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
     generated: dict[str, str] = {}
@@ -389,9 +379,7 @@ def enqueue_check_payments(app: AppContext, /, **given: object) -> None:
     from lf_bulk import lookups, topups
 
     refuse_worker_options(given)
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
+    partner, queue, url = enqueue_target(app)
     file, skip_invalid = str(given["file"]), bool(given["skip_invalid"])
     table = topups.read_pay_id_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
     run_id = new_run_id()
@@ -417,9 +405,7 @@ def enqueue_export_orders(app: AppContext, /, **given: object) -> None:
     file, group = _text(given["file"]), _text(given["group_id"])
     if (file is None) == (group is None):
         raise click.UsageError("give either FILE or --group GROUP (not both)")
-    partner, queue = enqueued_for()
-    url = store_url(app)
-    with_partner(url, partner)
+    partner, queue, url = enqueue_target(app)
     table = InputTable("", None, "", [])
     if file is not None:
         table = orders.read_key_table(file, sheet=_text(given["sheet"]), stdin=stdin_for(file))
@@ -429,12 +415,20 @@ def enqueue_export_orders(app: AppContext, /, **given: object) -> None:
     submit(app, url, spec, queue)
 
 
-def enqueued_for() -> tuple[str, str]:
-    """The partner and queue given to `enqueue` (checked here, so that `--help` needs neither)."""
+def enqueue_target(app: AppContext) -> tuple[str, str, str]:
+    """The partner, queue and store URL given to `enqueue`. Checked here, so that `--help` needs
+    none of them; the partner must exist before its job is queued (a typo fails now, not at
+    2 a.m.)."""
+    from lf_bulk.workers import app as worker_app
+    from lf_bulk.workers import partners
+
     partner, queue = click.get_current_context().meta[ENQUEUE_KEY]
     if partner is None:
         raise click.UsageError("enqueue needs --partner NAME (`lf-bulk partners list`)")
-    return str(partner), str(queue)
+    url = store_url(app)
+    with worker_app.connect(url) as db:
+        partners.get(db, str(partner))
+    return str(partner), str(queue), url
 
 
 def stdin_for(file: str) -> BinaryIO | None:
@@ -448,15 +442,6 @@ def submit(app: AppContext, url: str, spec: JobSpec, queue: str) -> None:
     app.info(f"job {job_id}: {spec.command} for {spec.partner}, run {spec.run_id} when it starts")
     click.echo(str(job_id))
     raise JobExit(ExitCode.OK)
-
-
-def with_partner(url: str, name: str) -> None:
-    """The partner must exist before its job is queued (a typo fails now, not at 2 a.m.)."""
-    from lf_bulk.workers import app as worker_app
-    from lf_bulk.workers import partners
-
-    with worker_app.connect(url) as db:
-        partners.get(db, name)
 
 
 enqueue_sims.add_command(_sims_job(Operation.ADD))
