@@ -16,7 +16,7 @@ from typing import Any
 import hypothesis
 import pytest
 
-from lf_bulk.sandbox.seed import DEFAULT_SIMS, World, build_world
+from lf_bulk.sandbox.seed import World, build_world
 from lf_bulk.sandbox.server import SandboxServer, running_sandbox
 from lf_bulk.sandbox.state import SandboxState
 from lf_bulk.store import Store
@@ -87,9 +87,9 @@ def fresh_world(tmp_path_factory: pytest.TempPathFactory) -> FreshWorld:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def default_world_seeded_once_per_session() -> Iterator[None]:
-    """The embedded sandbox's world (150,000 SIMs, about 2.5 s of CPU to seed) seeded by one
-    process of the session, not by each xdist worker (`share_world`). Other sizes are untouched."""
+def worlds_seeded_once_per_session() -> Iterator[None]:
+    """Each size of sandbox world (150,000 SIMs, the embedded sandbox's, take about 3.5 s of CPU
+    to seed) seeded by one process of the session, not by each xdist worker (`share_world`)."""
     from lf_bulk.sandbox import state as sandbox_state
 
     seed_as_usual = sandbox_state._world_template
@@ -97,8 +97,8 @@ def default_world_seeded_once_per_session() -> Iterator[None]:
     folder = Path(os.environ[PG_SESSION_DIR])
 
     def shared_template(sims: int) -> str:
-        if sims == DEFAULT_SIMS and sims not in sandbox_state._world_templates:
-            share_world(DEFAULT_SIMS, folder, seed_as_usual)
+        if sims not in sandbox_state._world_templates:
+            share_world(sims, folder, seed_as_usual)
         return seed_as_usual(sims)
 
     with pytest.MonkeyPatch.context() as patch:

@@ -24,16 +24,29 @@ pytestmark = pytest.mark.usefixtures("quick_engine")
 G1, G2 = PILOT_GROUP, FLEET_GROUP
 
 
-# The drift moves 100 of G2's 200 members out: the mass-removal guard needs this to apply it.
+# The drift moves half of G2's members out: the mass-removal guard needs this to apply it.
 ALLOW_MOVES = ["--max-removal-ratio", "0.5"]
 
 
-def build_drift(server: SandboxServer, tmp_path: Path) -> Path:
-    """10,000 desired for G1: 300 in no group, 100 in G2, and G1 holds 200 SIMs not desired."""
-    free = server.state.ungrouped_sims(10_300)
-    in_sync, missing, extra = free[:9_600], free[9_600:9_900], free[9_900:10_100]
-    g2 = free[10_100:10_300]
-    moving = g2[:100]
+# The default suite's drift: 1,000 desired for G1 in a world of 2,000 SIMs; `make chaos` kills a
+# run of ten times that (DRIFT_AT_SCALE). What each test checks is the same at either size.
+DRIFT = 10
+DRIFT_AT_SCALE = 100
+SIMS_FOR = {DRIFT: 2_000, DRIFT_AT_SCALE: 20_000}
+
+
+def build_drift(server: SandboxServer, tmp_path: Path, unit: int = DRIFT) -> Path:
+    """100 units desired for G1 (a unit is `unit` SIMs): 3 in no group, 1 in G2, and G1 holds 2
+    not desired; G2 keeps 1 unit more. By default 960 in sync, 30 missing, 20 unexpected and 10
+    misplaced: 70 changes."""
+    free = server.state.ungrouped_sims(103 * unit)
+    in_sync, missing, extra = (
+        free[: 96 * unit],
+        free[96 * unit : 99 * unit],
+        free[99 * unit : 101 * unit],
+    )
+    g2 = free[101 * unit : 103 * unit]
+    moving = g2[:unit]
     server.state.set_members(G1, in_sync + extra)
     server.state.set_members(G2, g2)
     path = tmp_path / "desired.csv"
@@ -41,7 +54,7 @@ def build_drift(server: SandboxServer, tmp_path: Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["iccid", "group_id"])
         writer.writerows([i, G1] for i in in_sync + missing + moving)
-        writer.writerows([i, G2] for i in g2[100:])
+        writer.writerows([i, G2] for i in g2[unit:])
     return path
 
 
@@ -56,7 +69,7 @@ def counts(report: Path) -> dict[str, int]:
 
 @pytest.fixture
 def drifted(make_sandbox: MakeSandbox, tmp_path: Path) -> tuple[SandboxServer, Path]:
-    server = make_sandbox(FAST_SERVER, sims=20_000)
+    server = make_sandbox(FAST_SERVER, sims=SIMS_FOR[DRIFT])
     return server, build_drift(server, tmp_path)
 
 
@@ -68,12 +81,12 @@ def test_drift_is_reported_exactly_with_exit_4(
         reconcile(server, tmp_path / "h", str(desired), "--report-dir", str(tmp_path / "r")), 4
     )
     summary_line, report_line = result.stdout.strip().splitlines()
-    assert "missing 300" in summary_line and report_line == str(tmp_path / "r")
+    assert "missing 30" in summary_line and report_line == str(tmp_path / "r")
     assert counts(tmp_path / "r") == {
-        "in_sync": 9_600 + 100,
-        "missing": 300,
-        "unexpected": 200,
-        "misplaced": 100,
+        "in_sync": 960 + 10,
+        "missing": 30,
+        "unexpected": 20,
+        "misplaced": 10,
         "duplicate": 0,
         "conflict": 0,
         "invalid": 0,
@@ -81,9 +94,9 @@ def test_drift_is_reported_exactly_with_exit_4(
     with (tmp_path / "r" / "drift.csv").open() as handle:
         drift = list(csv.DictReader(handle))
     assert Counter(d["category"] for d in drift) == {
-        "missing": 300,
-        "unexpected": 200,
-        "misplaced": 100,
+        "missing": 30,
+        "unexpected": 20,
+        "misplaced": 10,
     }
     assert {d["actual_group"] for d in drift if d["category"] == "misplaced"} == {G2}
     assert server.state.mutation_log() == []
@@ -98,11 +111,11 @@ def test_all_groups_finds_moves_for_a_file_naming_one_group(
     g1_only.write_text("iccid\n" + "\n".join(r.split(",")[0] for r in rows) + "\n")
     args = [str(g1_only), "--group", G1, "--report-dir"]
     expect(reconcile(server, tmp_path / "h", *args, str(tmp_path / "a"), "--all-groups"), 4)
-    assert counts(tmp_path / "a")["misplaced"] == 100
-    assert counts(tmp_path / "a")["missing"] == 300
+    assert counts(tmp_path / "a")["misplaced"] == 10
+    assert counts(tmp_path / "a")["missing"] == 30
     expect(reconcile(server, tmp_path / "h", *args, str(tmp_path / "b")), 4)
     assert counts(tmp_path / "b")["misplaced"] == 0
-    assert counts(tmp_path / "b")["missing"] == 400
+    assert counts(tmp_path / "b")["missing"] == 40
 
 
 def test_max_changes_refuses_a_larger_plan_and_sends_nothing(
@@ -112,14 +125,16 @@ def test_max_changes_refuses_a_larger_plan_and_sends_nothing(
     result = expect(
         reconcile(server, tmp_path / "h", str(desired), "--apply", "--max-changes", "50"), 2
     )
-    assert "700 changes" in result.stderr and "--max-changes 700" in result.stderr
+    assert "70 changes" in result.stderr and "--max-changes 70 to allow" in result.stderr
     assert server.state.mutation_log() == []
 
 
 def test_apply_converges_and_a_second_run_is_in_sync(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
-    server = make_sandbox(f"{FAST_SERVER},5xx=0.1,429=0.05,async=0.2-0.8s,seed=3", sims=20_000)
+    server = make_sandbox(
+        f"{FAST_SERVER},5xx=0.1,429=0.05,async=0.2-0.8s,seed=3", sims=SIMS_FOR[DRIFT]
+    )
     desired = build_drift(server, tmp_path)
     home = tmp_path / "h"
     applied = expect(
@@ -137,16 +152,16 @@ def test_apply_converges_and_a_second_run_is_in_sync(
         0,
     )
     assert "after apply" in applied.stdout
-    assert counts(tmp_path / "r")["in_sync"] == 10_100
+    assert counts(tmp_path / "r")["in_sync"] == 1_010
     again = expect(reconcile(server, home, str(desired), "--report-dir", str(tmp_path / "r2")), 0)
     assert "in sync" in again.stdout
-    assert counts(tmp_path / "r2")["in_sync"] == 10_100
+    assert counts(tmp_path / "r2")["in_sync"] == 1_010
 
 
 @pytest.mark.slow  # a kill, an async window and a resume: the default suite kills adds
 def test_killed_mid_apply_then_resumed_converges(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    server = make_sandbox(f"{FAST_SERVER},async=0.5-1.5s", sims=20_000)
-    desired = build_drift(server, tmp_path)
+    server = make_sandbox(f"{FAST_SERVER},async=0.5-1.5s", sims=SIMS_FOR[DRIFT_AT_SCALE])
+    desired = build_drift(server, tmp_path, DRIFT_AT_SCALE)
     home = tmp_path / "h"
     args = [*base_args(home, server.base_url), "--rate", "5", "reconcile", str(desired)]
     job = subprocess_cli([*args, "--apply", "--max-changes", "1000", *ALLOW_MOVES])
@@ -184,7 +199,7 @@ def test_a_conflict_is_reported_and_never_applied(sandbox: SandboxServer, tmp_pa
 def test_second_reconcile_of_the_same_groups_is_refused_while_one_runs(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
-    server = make_sandbox(f"{FAST_SERVER},async=3-4s", sims=20_000)
+    server = make_sandbox(f"{FAST_SERVER},async=3-4s", sims=SIMS_FOR[DRIFT])
     desired = build_drift(server, tmp_path)
     home = tmp_path / "h"
     job = subprocess_cli(

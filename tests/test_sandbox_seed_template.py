@@ -10,7 +10,10 @@ import pytest
 from lf_bulk.sandbox import seed, state
 from lf_bulk.sandbox.state import SandboxState
 
-SIMS = 1_234  # a size no other test uses, so this process has no template of it yet
+# Sizes no other test uses, one per test: the suite shares each size's world between its
+# processes (conftest.py), so a size another test seeded first would not be built here.
+SIMS = 1_234
+OTHER_SIMS = 1_235
 
 
 def _contents(path: Path) -> dict[str, list[tuple[object, ...]]]:
@@ -58,9 +61,9 @@ def test_the_world_is_built_once_per_size_and_every_copy_equals_a_fresh_seed(
 
 
 def test_a_copied_world_is_the_files_own_and_changes_stay_in_it(tmp_path: Path) -> None:
-    with SandboxState(tmp_path / "a.db", sims=SIMS) as first:
+    with SandboxState(tmp_path / "a.db", sims=OTHER_SIMS) as first:
         first._db.execute("DELETE FROM sims")
-    with SandboxState(tmp_path / "b.db", sims=SIMS) as second:
-        assert second._db.execute("SELECT count(*) FROM sims").fetchone()[0] == SIMS
+    with SandboxState(tmp_path / "b.db", sims=OTHER_SIMS) as second:
+        assert second._db.execute("SELECT count(*) FROM sims").fetchone()[0] == OTHER_SIMS
         attached = second._db.execute("PRAGMA database_list").fetchall()
     assert [name for _, name, _ in attached] == ["main"]
