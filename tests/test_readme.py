@@ -184,18 +184,9 @@ class Session:
         return ids[0]
 
 
-def test_readme_usage_examples_run_in_order_with_their_exit_codes(
-    samples_copy: Path, default_world: seed.World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The in-process sandbox seeds its state from this same world instead of building it again.
-    build_world = seed.build_world
-    monkeypatch.setattr(
-        seed,
-        "build_world",
-        lambda sims=seed.DEFAULT_SIMS: (
-            default_world if sims == seed.DEFAULT_SIMS else build_world(sims)
-        ),
-    )
+def test_readme_usage_examples_run_in_order_with_their_exit_codes(samples_copy: Path) -> None:
+    # The in-process sandbox's world is the session's shared one (conftest.py), built only by
+    # the first process of the session to need it.
     runner = CliRunner()
     env: dict[str, str | None] = dict.fromkeys(CLEARED_ENV)
     env["LF_BULK_SANDBOX_FAULTS"] = FAST_SANDBOX
