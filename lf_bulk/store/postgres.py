@@ -167,18 +167,31 @@ class PostgresStore:
         self._held: dict[str, tuple[int, str]] = {}  # lock name -> (key, what)
         self._lost = ""
         self._slots_held: dict[str, set[int]] = {}
-        admin = self.connect()
+        self._spare: psycopg.Connection[Any] | None = None
+        admin = self.connect("schema")
         try:
             self.namespace = str(admin.execute("SELECT current_schema()").fetchone()[0])  # type: ignore[index]
             for kind in KINDS:
                 self._prepare(admin, kind)
-        finally:
+        except BaseException:
             admin.close()
+            raise
+        # Kept for the first connection asked for next (every user of a store asks for one):
+        # a new session costs the server about as much CPU as all the preparing above.
+        self._spare = admin
 
     # ------------------------------------------------------------ connections
 
     def connect(self, purpose: str = "") -> psycopg.Connection[Any]:
+        """A connection of its own (autocommit) for `purpose`, shown in pg_stat_activity."""
         name = f"lf-bulk {purpose} {socket.gethostname()} pid {os.getpid()}".replace("  ", " ")
+        with self._mutex:
+            spare, self._spare = self._spare, None
+        if spare is not None and not spare.closed and not spare.broken:
+            with suppress(psycopg.Error):
+                spare.execute("SELECT set_config('application_name', %s, false)", (name[:63],))
+                return spare
+            spare.close()
         try:
             return psycopg.connect(
                 self.url,
@@ -383,6 +396,9 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._mutex:
+            if self._spare is not None:
+                self._spare.close()
+                self._spare = None
             if self._locks_db is not None:
                 self._locks_db.close()
                 self._locks_db = None
