@@ -31,7 +31,7 @@ E2E_SCREENS = Path(
 )
 SESSION_STARTED = time.time()
 
-# Hypothesis: no deadline (four workers share two cores, so an example's time says nothing about
+# Hypothesis: no deadline (five workers share two cores, so an example's time says nothing about
 # the code) and 50 examples a property in `make test`, which the two-minute suite can afford
 # (100, Hypothesis's own number, cost it 4 s of CPU more); `make chaos` runs every property again
 # with 1,000 (`--hypothesis-profile=thorough`, the `property` marker below).
