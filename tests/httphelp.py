@@ -8,23 +8,18 @@ suite's clients coming from here.
 
 from __future__ import annotations
 
-import functools
-import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
+from lf_bulk.tls import tls_verification
 
 
 def http_client(**options: Any) -> httpx.Client:
-    """`httpx.Client(**options)` with the process's TLS context."""
-    return httpx.Client(verify=_tls_context(), **options)
+    """`httpx.Client(**options)` with the process's TLS context (the library's own)."""
+    return httpx.Client(verify=tls_verification(), **options)
 
 
 def http_request(

@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from lf_bulk.console.app import ConsoleConfig, create_console
-from lf_bulk.sandbox.server import base_url, bind_socket, served_in_thread
+from lf_bulk.sandbox.server import PromptServer, base_url, bind_socket, served_in_thread
 
 IDLE_TIMEOUT = 5
 MAX_CONNECTIONS = 64
@@ -69,7 +69,7 @@ def serve(
 def running_console(config: ConsoleConfig) -> Iterator[str]:
     """A console served in a daemon thread on `config.host`:`config.port` (0: a free port);
     yields the URL to open (with the token); stopped, its sandbox with it, on exit."""
-    server = uvicorn.Server(uvicorn_config(create_console(config)))
+    server = PromptServer(uvicorn_config(create_console(config)))
     with served_in_thread(
         server, config.host, config.port, name="lf-bulk-console", what="the console",
         join_timeout=10,

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from lf_bulk import wire
 from lf_bulk.notify.store import Delivery, Outcome, PushStore
-from lf_bulk.sandbox.server import base_url, bind_socket, served_in_thread
+from lf_bulk.sandbox.server import PromptServer, base_url, bind_socket, served_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def running_receiver(
     """A receiver in a daemon thread (tests, the demo); yields its URL; stopped on exit."""
     store = PushStore.open(home, check_same_thread=False)
     writer = StoreWriter(store)
-    server = uvicorn.Server(_config(create_receiver_app(writer, keys, clock=clock), None, None))
+    server = PromptServer(_config(create_receiver_app(writer, keys, clock=clock), None, None))
     try:
         with served_in_thread(
             server, host, port, name="lf-bulk-notify", what="the push receiver"

@@ -74,7 +74,7 @@ def running_sandbox(
     with ExitStack() as stack:
         state = stack.enter_context(open_state(Path(state_path), spec, sims))
         pusher = stack.enter_context(pushing(state, spec, push)) if push else None
-        server = _PromptServer(_config(create_app(state, spec), idle_timeout, max_connections))
+        server = PromptServer(_config(create_app(state, spec), idle_timeout, max_connections))
         bound_port = stack.enter_context(
             served_in_thread(server, host, port, name="lf-bulk-sandbox", what="the sandbox server")
         )
@@ -83,7 +83,7 @@ def running_sandbox(
 
 @contextmanager
 def served_in_thread(
-    server: uvicorn.Server,
+    server: PromptServer,
     host: str,
     port: int,
     *,
@@ -106,10 +106,7 @@ def served_in_thread(
             _wait_until_started(server, thread, what)
             yield sock.getsockname()[1]
         finally:
-            if isinstance(server, _PromptServer):
-                server.stop()
-            else:
-                server.should_exit = True
+            server.stop()
             thread.join(join_timeout)
     finally:
         sock.close()
@@ -213,8 +210,9 @@ def _h11_closing_silent_connections(idle_timeout: float) -> type[H11Protocol]:
     return Protocol
 
 
-class _PromptServer(uvicorn.Server):
-    """uvicorn's server, but stopping within milliseconds of `stop()`.
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, but stopping within milliseconds of `stop()`: what `served_in_thread`
+    serves (the in-process sandbox, console and push receiver).
 
     uvicorn notices `should_exit` on a 0.1 s tick and then waits 0.1 s more for open connections.
     Every CLI run on the in-process sandbox and most tests start and stop one, so those 0.2 s

@@ -117,9 +117,13 @@ def through_to_plan(driver: WebDriver, shot: Shot | None = None) -> WebElement:
     raise AssertionError(f"no plan page at {driver.current_url}:\n{page_text(driver)[:2000]}")
 
 
-def run_id_of(driver: WebDriver) -> str:
-    match = RUN_PATH.search(driver.current_url.split("?", 1)[0])
-    assert match, f"not a run page: {driver.current_url}"
+def run_id_of(driver: WebDriver, within: float = 30.0) -> str:
+    """The id of the run page the browser is on, or arriving at: a confirmation's answer comes
+    once its run has started, which a loaded machine can take a while to do."""
+    deadline = time.monotonic() + within
+    while (match := RUN_PATH.search(driver.current_url.split("?", 1)[0])) is None:
+        assert time.monotonic() < deadline, f"not a run page: {driver.current_url}"
+        time.sleep(0.05)
     return match["run"]
 
 
